@@ -1,0 +1,660 @@
+//! The scan engine: walk the roots, recognise each file, cut the work into page-aligned chunks,
+//! verify them on a rayon pool, and merge the findings in a deterministic order.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::access::{open_for_scan, pread_fully, PreadSource, ReadStrategy, Reader};
+use crate::finding::{Finding, FindingKind};
+use crate::format::{Chunk, Format, Layout, Opened, Probe, UnitCheck};
+use crate::report::{PathError, Report, Skipped};
+
+/// Progress of a running scan, handed to the callback of [`Scanner::on_progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes verified so far.
+    pub bytes_done: u64,
+    /// Bytes to verify in all (known once every file is opened).
+    pub bytes_total: u64,
+    /// Findings so far.
+    pub findings: u64,
+}
+
+/// Why a scan could not start. One clear sentence each.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScanConfigError {
+    /// `--format` named a format that does not exist.
+    #[error("unknown format {name:?}; known formats: {known}")]
+    UnknownFormat {
+        /// The name given.
+        name: String,
+        /// The names available, comma-separated.
+        known: String,
+    },
+    /// The thread pool could not be built.
+    #[error("could not start {threads} worker threads: {source}")]
+    ThreadPool {
+        /// Threads asked for.
+        threads: usize,
+        /// The cause.
+        source: rayon::ThreadPoolBuildError,
+    },
+}
+
+type ProgressFn = dyn Fn(&Progress) + Send + Sync;
+
+/// Configures and runs scans. Every setter states its default.
+///
+/// ```
+/// use dbfsck_core::Scanner;
+/// let dir = tempfile::tempdir().unwrap();
+/// let report = Scanner::new().threads(2).scan(&[dir.path()]).unwrap();
+/// assert_eq!(report.exit_code(), 0);
+/// ```
+#[derive(Clone)]
+pub struct Scanner {
+    formats: Vec<Arc<dyn Format>>,
+    forced: Option<Arc<dyn Format>>,
+    threads: usize,
+    strategy: ReadStrategy,
+    chunk_size: u64,
+    progress: Option<Arc<ProgressFn>>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Default for Scanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scanner")
+            .field(
+                "formats",
+                &self.formats.iter().map(|f| f.name()).collect::<Vec<_>>(),
+            )
+            .field("forced", &self.forced.as_ref().map(|f| f.name()))
+            .field("threads", &self.threads)
+            .field("strategy", &self.strategy)
+            .field("chunk_size", &self.chunk_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default chunk size: 4 MiB, large enough to amortise a map or a read, small enough that
+/// one file of a few hundred MiB keeps every core busy.
+pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
+
+impl Scanner {
+    /// A scanner with the built-in formats ([`crate::builtin_formats`]), format detection,
+    /// all CPUs, memory maps and 4 MiB chunks.
+    pub fn new() -> Self {
+        Self::with_formats(crate::builtin_formats())
+    }
+
+    /// A scanner that knows only `formats` (for example a user's own), tried in order.
+    pub fn with_formats(formats: Vec<Arc<dyn Format>>) -> Self {
+        Scanner {
+            formats,
+            forced: None,
+            threads: 0,
+            strategy: ReadStrategy::Mmap,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            progress: None,
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Treats every file as format `name` instead of detecting it; `None` or `"auto"` detects
+    /// (the default).
+    pub fn format(mut self, name: Option<&str>) -> Result<Self, ScanConfigError> {
+        self.forced = match name {
+            None | Some("auto") => None,
+            Some(name) => Some(
+                self.formats
+                    .iter()
+                    .find(|f| f.name() == name)
+                    .cloned()
+                    .ok_or_else(|| ScanConfigError::UnknownFormat {
+                        name: name.to_owned(),
+                        known: self
+                            .formats
+                            .iter()
+                            .map(|f| f.name())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })?,
+            ),
+        };
+        Ok(self)
+    }
+
+    /// Worker threads; 0 (the default) uses every CPU.
+    #[must_use]
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// How bytes are read; default [`ReadStrategy::Mmap`].
+    #[must_use]
+    pub fn read_strategy(mut self, strategy: ReadStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Target chunk size in bytes (rounded to each file's alignment); default 4 MiB.
+    #[must_use]
+    pub fn chunk_size(mut self, bytes: u64) -> Self {
+        self.chunk_size = bytes.max(1);
+        self
+    }
+
+    /// Calls `f` as chunks complete, from worker threads; default none.
+    #[must_use]
+    pub fn on_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
+    /// Shares a cancellation flag: once it is set, no new chunk starts and the report says
+    /// `complete: false`; default a private flag that is never set.
+    #[must_use]
+    pub fn cancel_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = flag;
+        self
+    }
+
+    /// The formats this scanner knows.
+    pub fn formats(&self) -> &[Arc<dyn Format>] {
+        &self.formats
+    }
+
+    /// Scans `roots` (files and directories) and returns the sorted report. Paths that cannot be
+    /// read are reported in [`Report::errors`] while the rest is scanned.
+    pub fn scan<P: AsRef<Path>>(&self, roots: &[P]) -> Result<Report, ScanConfigError> {
+        let started = Instant::now();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads)
+            .thread_name(|i| format!("dbfsck-worker-{i}"))
+            .build()
+            .map_err(|source| ScanConfigError::ThreadPool {
+                threads: self.threads,
+                source,
+            })?;
+        let mut report = Report {
+            roots: roots
+                .iter()
+                .map(|r| r.as_ref().to_string_lossy().into_owned())
+                .collect(),
+            ..Report::default()
+        };
+        let mut targets = Vec::new();
+        for root in roots {
+            self.walk_root(root.as_ref(), &mut targets, &mut report);
+        }
+        pool.install(|| self.run(targets, &mut report));
+        report.summary.elapsed_s = started.elapsed().as_secs_f64();
+        report.normalize();
+        Ok(report)
+    }
+
+    fn walk_root(&self, root: &Path, targets: &mut Vec<Target>, report: &mut Report) {
+        let display = root.to_string_lossy().into_owned();
+        let meta = match fs::metadata(root) {
+            Ok(m) => m,
+            Err(e) => {
+                report.errors.push(PathError {
+                    path: display,
+                    message: io_message(&e),
+                });
+                return;
+            }
+        };
+        if meta.is_file() {
+            targets.push(Target {
+                path: root.to_path_buf(),
+                display,
+                format: self.forced.clone(),
+                explicit: true,
+            });
+        } else if meta.is_dir() {
+            self.walk_dir(root, targets, report);
+        } else {
+            report.errors.push(PathError {
+                path: display,
+                message: format!(
+                    "not a regular file or directory ({}); not opened",
+                    kind_of(&meta)
+                ),
+            });
+        }
+    }
+
+    fn walk_dir(&self, dir: &Path, targets: &mut Vec<Target>, report: &mut Report) {
+        // A directory a format claims (a PostgreSQL data directory, say) is listed by it.
+        if self.forced.is_none() {
+            if let Some(format) = self.formats.iter().find(|f| f.detect_dir(dir)) {
+                if let Some(listing) = format.list_dir(dir) {
+                    match listing {
+                        Ok(files) => targets.extend(files.into_iter().map(|path| Target {
+                            display: path.to_string_lossy().into_owned(),
+                            path,
+                            format: Some(format.clone()),
+                            explicit: false,
+                        })),
+                        Err(e) => report.errors.push(PathError {
+                            path: dir.to_string_lossy().into_owned(),
+                            message: io_message(&e),
+                        }),
+                    }
+                    return;
+                }
+            }
+        }
+        let mut entries = match fs::read_dir(dir).and_then(|rd| rd.collect::<io::Result<Vec<_>>>())
+        {
+            Ok(entries) => entries,
+            Err(e) => {
+                report.errors.push(PathError {
+                    path: dir.to_string_lossy().into_owned(),
+                    message: io_message(&e),
+                });
+                return;
+            }
+        };
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let display = path.to_string_lossy().into_owned();
+            let file_type = match entry.file_type() {
+                Ok(t) => t,
+                Err(e) => {
+                    report.errors.push(PathError {
+                        path: display,
+                        message: io_message(&e),
+                    });
+                    continue;
+                }
+            };
+            if file_type.is_symlink() {
+                report.skipped.push(Skipped {
+                    path: display,
+                    reason: "symbolic link, not followed".into(),
+                });
+            } else if file_type.is_dir() {
+                self.walk_dir(&path, targets, report);
+            } else if file_type.is_file() {
+                targets.push(Target {
+                    path,
+                    display,
+                    format: self.forced.clone(),
+                    explicit: false,
+                });
+            } else {
+                let reason = match entry.metadata() {
+                    Ok(m) => format!("{}, not opened", kind_of(&m)),
+                    Err(_) => "not a regular file, not opened".into(),
+                };
+                report.skipped.push(Skipped {
+                    path: display,
+                    reason,
+                });
+            }
+        }
+    }
+
+    fn run(&self, targets: Vec<Target>, report: &mut Report) {
+        // Phase 1: open every file and let its format read its header, in parallel.
+        let opened: Vec<OpenOutcome> = targets.into_par_iter().map(|t| self.open(t)).collect();
+        let mut files = Vec::new();
+        for outcome in opened {
+            match outcome {
+                OpenOutcome::Error(e) => report.errors.push(e),
+                OpenOutcome::Skipped(s) => report.skipped.push(s),
+                OpenOutcome::Opened(file) => {
+                    report.summary.files += 1;
+                    report.summary.units += file.units_at_open;
+                    report.summary.bytes += file.bytes_at_open;
+                    report.findings.extend(file.findings.iter().cloned());
+                    files.push(file);
+                }
+            }
+        }
+
+        // Phase 2: cut into page-aligned chunks, batch small files, verify on every core.
+        let tasks = plan(&files, self.chunk_size);
+        let total: u64 = tasks.iter().flatten().map(|p| p.len).sum();
+        let state = RunState {
+            done: AtomicU64::new(0),
+            findings: AtomicU64::new(report.findings.len() as u64),
+            total,
+        };
+        let results: Vec<TaskResult> = tasks
+            .par_iter()
+            .with_max_len(1)
+            .map_init(
+                || Reader::new(self.strategy),
+                |reader, task| self.run_task(reader, &files, task, &state),
+            )
+            .collect();
+        for r in results {
+            report.findings.extend(r.findings);
+            report.summary.units += r.units;
+            report.summary.bytes += r.bytes;
+            report.cancelled |= r.cancelled;
+        }
+        report.summary.complete = !report.cancelled;
+    }
+
+    fn open(&self, t: Target) -> OpenOutcome {
+        let err = |message: String| {
+            OpenOutcome::Error(PathError {
+                path: t.display.clone(),
+                message,
+            })
+        };
+        let file = match open_for_scan(&t.path, !t.explicit) {
+            Ok(f) => f,
+            Err(e) => return err(io_message(&e)),
+        };
+        let len = match file.metadata() {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(m) => return err(format!("not a regular file ({}); not read", kind_of(&m))),
+            Err(e) => return err(io_message(&e)),
+        };
+        let format = match &t.format {
+            Some(f) => f.clone(),
+            None => {
+                let mut head = vec![0u8; len.min(Probe::HEAD_LEN as u64) as usize];
+                match pread_fully(&file, 0, &mut head) {
+                    Ok(n) => head.truncate(n),
+                    Err(e) => return err(io_message(&e)),
+                }
+                let probe = Probe {
+                    path: &t.path,
+                    len,
+                    head: &head,
+                };
+                match self.formats.iter().find(|f| f.detect_file(&probe)) {
+                    Some(f) => f.clone(),
+                    None if t.explicit => {
+                        return err(format!(
+                            "not a recognised format ({}); name one with --format",
+                            if len == 0 {
+                                "empty file"
+                            } else {
+                                "no known magic"
+                            }
+                        ))
+                    }
+                    None => {
+                        return OpenOutcome::Skipped(Skipped {
+                            path: t.display,
+                            reason: "not a recognised format".into(),
+                        })
+                    }
+                }
+            }
+        };
+        let opened = match format.open(&t.path, &PreadSource { file: &file, len }) {
+            Ok(o) => o,
+            Err(e) => return err(e.to_string()),
+        };
+        let Opened {
+            mut findings,
+            check,
+            units,
+        } = opened;
+        for f in &mut findings {
+            f.path.clone_from(&t.display);
+            f.format = format.name().to_owned();
+        }
+        let layout_len = check.as_ref().map_or(0, |c| c.layout().len());
+        OpenOutcome::Opened(OpenFile {
+            path: t.path,
+            explicit: t.explicit,
+            display: t.display,
+            format: format.name(),
+            findings,
+            check: check.map(Arc::from),
+            units_at_open: units,
+            bytes_at_open: len.saturating_sub(layout_len),
+        })
+    }
+
+    fn run_task(
+        &self,
+        reader: &mut Reader,
+        files: &[OpenFile],
+        task: &[Piece],
+        state: &RunState,
+    ) -> TaskResult {
+        let mut result = TaskResult::default();
+        let mut current: Option<(usize, io::Result<File>)> = None;
+        for piece in task {
+            if self.cancel.load(Ordering::Relaxed) {
+                result.cancelled = true;
+                return result;
+            }
+            let Some(file) = files.get(piece.file) else {
+                continue;
+            };
+            let Some(check) = file.check.as_deref() else {
+                continue;
+            };
+            if current.as_ref().is_none_or(|(i, _)| *i != piece.file) {
+                current = Some((piece.file, open_for_scan(&file.path, !file.explicit)));
+            }
+            let before = result.findings.len();
+            match current.as_ref().map(|(_, f)| f) {
+                Some(Ok(handle)) => {
+                    verify_piece(reader, handle, check, piece, &mut result);
+                }
+                Some(Err(e)) => result.findings.push(Finding::new(
+                    FindingKind::IoError,
+                    piece.offset,
+                    piece.len,
+                    format!("could not reopen the file: {}", io_message(e)),
+                )),
+                None => {}
+            }
+            for f in result.findings.get_mut(before..).unwrap_or_default() {
+                f.path.clone_from(&file.display);
+                f.format = file.format.to_owned();
+            }
+            result.bytes += piece.len;
+            let found = state
+                .findings
+                .fetch_add((result.findings.len() - before) as u64, Ordering::Relaxed)
+                + (result.findings.len() - before) as u64;
+            let done = state.done.fetch_add(piece.len, Ordering::Relaxed) + piece.len;
+            if let Some(cb) = &self.progress {
+                cb(&Progress {
+                    bytes_done: done,
+                    bytes_total: state.total,
+                    findings: found,
+                });
+            }
+        }
+        result
+    }
+}
+
+fn verify_piece(
+    reader: &mut Reader,
+    handle: &File,
+    check: &dyn UnitCheck,
+    piece: &Piece,
+    result: &mut TaskResult,
+) {
+    let layout = check.layout();
+    let outcome = reader.with_bytes(handle, piece.offset, piece.len, |bytes| {
+        // Only whole aligned units are handed over; a shortfall means the file shrank.
+        let usable = if (bytes.len() as u64) < piece.len {
+            let rel = bytes.len() as u64;
+            (rel - rel % layout.align.max(1)) as usize
+        } else {
+            bytes.len()
+        };
+        let chunk = Chunk {
+            offset: piece.offset,
+            bytes: bytes.get(..usable).unwrap_or_default(),
+        };
+        let units = check.verify(&chunk, &mut result.findings);
+        (units, usable as u64)
+    });
+    match outcome {
+        Ok((units, got)) => {
+            result.units += units;
+            if got < piece.len {
+                result.findings.push(Finding::new(
+                    FindingKind::Truncated,
+                    piece.offset + got,
+                    piece.len - got,
+                    "the file became shorter during the scan; these bytes could not be checked",
+                ));
+            }
+        }
+        Err(e) => result.findings.push(Finding::new(
+            FindingKind::IoError,
+            piece.offset,
+            piece.len,
+            format!("could not read these bytes: {}", io_message(&e)),
+        )),
+    }
+}
+
+/// Cuts every file's layout into chunk-sized pieces on alignment boundaries; files smaller than a
+/// chunk are batched together so that many small files make tasks of a useful size.
+fn plan(files: &[OpenFile], chunk_size: u64) -> Vec<Vec<Piece>> {
+    let mut tasks = Vec::new();
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0u64;
+    for (i, file) in files.iter().enumerate() {
+        let Some(check) = &file.check else { continue };
+        let Layout { start, end, align } = check.layout();
+        if end <= start {
+            continue;
+        }
+        let align = align.max(1);
+        let step = (chunk_size / align).max(1).saturating_mul(align);
+        if end - start < chunk_size {
+            batch.push(Piece {
+                file: i,
+                offset: start,
+                len: end - start,
+            });
+            batch_bytes += end - start;
+            if batch_bytes >= chunk_size {
+                tasks.push(std::mem::take(&mut batch));
+                batch_bytes = 0;
+            }
+            continue;
+        }
+        let mut offset = start;
+        while offset < end {
+            let len = step.min(end - offset);
+            tasks.push(vec![Piece {
+                file: i,
+                offset,
+                len,
+            }]);
+            offset += len;
+        }
+    }
+    if !batch.is_empty() {
+        tasks.push(batch);
+    }
+    tasks
+}
+
+struct Target {
+    path: PathBuf,
+    display: String,
+    format: Option<Arc<dyn Format>>,
+    explicit: bool,
+}
+
+struct OpenFile {
+    path: PathBuf,
+    explicit: bool,
+    display: String,
+    format: &'static str,
+    findings: Vec<Finding>,
+    check: Option<Arc<dyn UnitCheck>>,
+    units_at_open: u64,
+    bytes_at_open: u64,
+}
+
+enum OpenOutcome {
+    Opened(OpenFile),
+    Skipped(Skipped),
+    Error(PathError),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    file: usize,
+    offset: u64,
+    len: u64,
+}
+
+struct RunState {
+    done: AtomicU64,
+    findings: AtomicU64,
+    total: u64,
+}
+
+#[derive(Default)]
+struct TaskResult {
+    findings: Vec<Finding>,
+    units: u64,
+    bytes: u64,
+    cancelled: bool,
+}
+
+/// One sentence for an I/O error, without Rust's debug formatting.
+pub(crate) fn io_message(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "no such file or directory".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => {
+            let s = e.to_string();
+            // "Input/output error (os error 5)" → "Input/output error (os error 5)"; keep as is
+            // but start lower-case so it reads as part of a sentence.
+            let mut chars = s.chars();
+            match chars.next() {
+                Some(c) => c.to_lowercase().chain(chars).collect(),
+                None => s,
+            }
+        }
+    }
+}
+
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}

@@ -1,0 +1,159 @@
+//! Findings: what a scan found wrong, one per damaged range.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The class of a finding. Serialized in snake_case in every output (the names are a contract).
+///
+/// A format uses the kinds that apply to it. Classification is honest: when the evidence does not
+/// say that a unit is torn or misdirected, it is a [`FindingKind::ChecksumMismatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FindingKind {
+    /// The stored checksum differs from the one computed over the unit's bytes.
+    ChecksumMismatch,
+    /// The unit mixes two writes (for example its header and trailer LSN disagree).
+    TornWrite,
+    /// A valid unit that belongs to another unit number or another file.
+    MisdirectedWrite,
+    /// All zero where a written unit is expected.
+    ZeroedPage,
+    /// The file length is not a whole number of pages; the range is the trailing piece.
+    PartialPage,
+    /// A magic, version or size field is impossible.
+    BadHeader,
+    /// A record or a file is cut short.
+    Truncated,
+    /// The bytes could not be read.
+    IoError,
+    /// Online mode: a re-read of the unit differed from the first read.
+    ChangedDuringScan,
+    /// A page that a repair replaced with a quarantine marker: a known hole, its data is lost.
+    Quarantined,
+}
+
+impl FindingKind {
+    /// Every kind, in the order reports list them.
+    pub const ALL: [FindingKind; 10] = [
+        FindingKind::ChecksumMismatch,
+        FindingKind::TornWrite,
+        FindingKind::MisdirectedWrite,
+        FindingKind::ZeroedPage,
+        FindingKind::PartialPage,
+        FindingKind::BadHeader,
+        FindingKind::Truncated,
+        FindingKind::IoError,
+        FindingKind::ChangedDuringScan,
+        FindingKind::Quarantined,
+    ];
+
+    /// The snake_case name used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::ChecksumMismatch => "checksum_mismatch",
+            FindingKind::TornWrite => "torn_write",
+            FindingKind::MisdirectedWrite => "misdirected_write",
+            FindingKind::ZeroedPage => "zeroed_page",
+            FindingKind::PartialPage => "partial_page",
+            FindingKind::BadHeader => "bad_header",
+            FindingKind::Truncated => "truncated",
+            FindingKind::IoError => "io_error",
+            FindingKind::ChangedDuringScan => "changed_during_scan",
+            FindingKind::Quarantined => "quarantined",
+        }
+    }
+
+    /// Whether this kind means data is damaged (exit bit 4), as opposed to an operational problem
+    /// (`io_error`, exit bit 8) or a live-system effect (`changed_during_scan`).
+    pub fn is_damage(self) -> bool {
+        !matches!(self, FindingKind::IoError | FindingKind::ChangedDuringScan)
+    }
+}
+
+impl fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Format-specific description of what a damaged unit belongs to (relation, table, file id…).
+pub type Owner = serde_json::Map<String, serde_json::Value>;
+
+/// One damaged range of one file.
+///
+/// Formats create findings with [`Finding::new`] and the builder methods; the engine fills in
+/// `path` and `format`. Fields that do not apply are `None` and are omitted from JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The file as reached from the scan root (root joined with the relative path).
+    pub path: String,
+    /// Byte offset of the damaged range in the file.
+    pub offset: u64,
+    /// Length of the damaged range in bytes.
+    pub length: u64,
+    /// Name of the format that judged the file.
+    pub format: String,
+    /// Index of the page or record in the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<u64>,
+    /// What is wrong.
+    pub kind: FindingKind,
+    /// The checksum stored in the unit (what the writer recorded), as hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// The checksum computed over the unit's bytes as they are now, as hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual: Option<String>,
+    /// One sentence for the operator.
+    pub detail: String,
+    /// What the unit belongs to, format-specific.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+}
+
+impl Finding {
+    /// A finding of `kind` over `length` bytes at `offset`; the engine sets `path` and `format`.
+    pub fn new(kind: FindingKind, offset: u64, length: u64, detail: impl Into<String>) -> Self {
+        Finding {
+            path: String::new(),
+            offset,
+            length,
+            format: String::new(),
+            unit: None,
+            kind,
+            expected: None,
+            actual: None,
+            detail: detail.into(),
+            owner: None,
+        }
+    }
+
+    /// Sets the unit (page or record) index.
+    #[must_use]
+    pub fn unit(mut self, unit: u64) -> Self {
+        self.unit = Some(unit);
+        self
+    }
+
+    /// Sets the stored (`expected`) and computed (`actual`) checksums.
+    #[must_use]
+    pub fn checksums(mut self, expected: impl Into<String>, actual: impl Into<String>) -> Self {
+        self.expected = Some(expected.into());
+        self.actual = Some(actual.into());
+        self
+    }
+
+    /// Sets the owner description.
+    #[must_use]
+    pub fn owner(mut self, owner: Owner) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// The order of every report: path, then offset, then kind.
+    pub fn sort_key(&self) -> (&str, u64, FindingKind, u64) {
+        (&self.path, self.offset, self.kind, self.length)
+    }
+}

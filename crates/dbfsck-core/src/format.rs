@@ -1,0 +1,156 @@
+//! The format trait: how a storage engine's files are recognised, cut into units and verified.
+//!
+//! One module per format implements [`Format`]; users implement it for their own formats and hand
+//! it to the same [`Scanner`](crate::Scanner). A format is asked three things:
+//!
+//! 1. **Recognise**: [`Format::detect_file`] looks at a file's first bytes;
+//!    [`Format::detect_dir`] looks for markers in a directory (for example `PG_VERSION`), and a
+//!    directory a format claims is listed by [`Format::list_dir`].
+//! 2. **Open**: [`Format::open`] reads what it needs (a header page, a control file) through
+//!    [`FileSource`] and returns an [`Opened`] file: findings about the file as a whole (bad
+//!    header, partial page) and a [`UnitCheck`] for the rest.
+//! 3. **Verify**: the engine cuts the checked range ([`Layout`]) into chunks that start on
+//!    multiples of [`Layout::align`] and calls [`UnitCheck::verify`] on each, from many threads.
+//!
+//! Fixed-size pages set `align` to the page size, so any run of pages is a chunk. Record logs
+//! whose records are found by parsing set `align` to the block at which parsing can restart (for
+//! example LevelDB's 32 KiB log blocks), or to the whole range when only a sequential parse works.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::finding::Finding;
+
+/// What the engine knows about a file before any format has looked at it.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe<'a> {
+    /// The path of the file.
+    pub path: &'a Path,
+    /// The file's length in bytes.
+    pub len: u64,
+    /// The file's first bytes: [`Probe::HEAD_LEN`] bytes, or the whole file if it is shorter.
+    pub head: &'a [u8],
+}
+
+impl Probe<'_> {
+    /// How many leading bytes the engine reads for detection (128 KiB: twice the largest page
+    /// size, so a format can look at its second page when the first is damaged).
+    pub const HEAD_LEN: usize = 128 * 1024;
+}
+
+/// Random access to the bytes of the file being opened.
+pub trait FileSource {
+    /// The file's length in bytes.
+    fn len(&self) -> u64;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (fewer only at the
+    /// end of the file).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+/// The byte range of a file that is cut into chunks, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// First byte of the checked range.
+    pub start: u64,
+    /// End of the checked range (exclusive).
+    pub end: u64,
+    /// Chunks start at `start + k * align`; a page size for pages, a restart block for logs.
+    pub align: u64,
+}
+
+impl Layout {
+    /// The length of the checked range.
+    pub fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// Whether the checked range is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A piece of a file handed to [`UnitCheck::verify`].
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk<'a> {
+    /// Offset of `bytes[0]` in the file; a multiple of the layout's `align` from its `start`.
+    pub offset: u64,
+    /// The bytes; whole multiples of `align` except possibly at the end of the layout.
+    pub bytes: &'a [u8],
+}
+
+/// Verifies the units of one opened file. Called from many threads at once, on disjoint chunks.
+pub trait UnitCheck: Send + Sync {
+    /// The range to check and how it may be cut.
+    fn layout(&self) -> Layout;
+
+    /// Verifies every unit in `chunk`, pushes a finding for each damaged one, and returns the
+    /// number of units verified. Must not panic on any input.
+    fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64;
+}
+
+/// A file a format has opened: what it found about the file as a whole, and how to check the rest.
+pub struct Opened {
+    /// Findings about the file as a whole (damaged header, partial trailing page…).
+    pub findings: Vec<Finding>,
+    /// The check of the units, or `None` when nothing more can be checked.
+    pub check: Option<Box<dyn UnitCheck>>,
+    /// Units already verified while opening (a header page, say), counted in the summary.
+    pub units: u64,
+}
+
+impl fmt::Debug for Opened {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opened")
+            .field("findings", &self.findings)
+            .field("layout", &self.check.as_ref().map(|c| c.layout()))
+            .finish()
+    }
+}
+
+/// Why a format could not open a file (the file is reported as an error, exit bit 8).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Reading the file failed.
+    #[error("could not read the file: {0}")]
+    Io(#[from] std::io::Error),
+    /// The file is not of this format and nothing about it can be checked.
+    #[error("not a {format} file: {reason}")]
+    NotThisFormat {
+        /// The format's name.
+        format: &'static str,
+        /// Why, in a few words.
+        reason: String,
+    },
+}
+
+/// A storage engine's file format.
+pub trait Format: Send + Sync {
+    /// Short name used by `--format` and in every finding (for example `native`, `postgres`).
+    fn name(&self) -> &'static str;
+
+    /// One line saying what the format is and what it checks.
+    fn description(&self) -> &'static str;
+
+    /// Whether a file looks like one of this format's files (by magic, usually).
+    fn detect_file(&self, probe: &Probe<'_>) -> bool;
+
+    /// Whether a directory is a datastore of this format (by markers such as `PG_VERSION`).
+    fn detect_dir(&self, _dir: &Path) -> bool {
+        false
+    }
+
+    /// The files to scan in a directory this format claims, sorted; `None` walks every regular
+    /// file under it. A format with a skip list (PostgreSQL's) overrides this.
+    fn list_dir(&self, _dir: &Path) -> Option<std::io::Result<Vec<PathBuf>>> {
+        None
+    }
+
+    /// Opens a file: reads its header and returns the file-level findings and the unit check.
+    fn open(&self, path: &Path, source: &dyn FileSource) -> Result<Opened, OpenError>;
+}

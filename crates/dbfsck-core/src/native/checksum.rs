@@ -1,0 +1,81 @@
+//! The page checksum algorithms of the native format.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The checksum algorithm of a native page file, chosen per file at creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChecksumAlgo {
+    /// CRC-32 (IEEE, as zlib) through crc32fast; stored zero-extended to 64 bits.
+    Crc32,
+    /// XXH3-64 (seed 0) through xxhash-rust.
+    Xxh3,
+}
+
+impl ChecksumAlgo {
+    /// The code stored in the header page.
+    pub const fn code(self) -> u8 {
+        match self {
+            ChecksumAlgo::Crc32 => 1,
+            ChecksumAlgo::Xxh3 => 2,
+        }
+    }
+
+    /// The algorithm for a header code, if it is one.
+    pub const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(ChecksumAlgo::Crc32),
+            2 => Some(ChecksumAlgo::Xxh3),
+            _ => None,
+        }
+    }
+
+    /// The name used on the command line and in the generator's summary.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ChecksumAlgo::Crc32 => "crc32",
+            ChecksumAlgo::Xxh3 => "xxh3",
+        }
+    }
+
+    /// The checksum of `bytes`, as stored in the page's 64-bit checksum field.
+    #[inline]
+    pub fn compute(self, bytes: &[u8]) -> u64 {
+        match self {
+            ChecksumAlgo::Crc32 => u64::from(crc32fast::hash(bytes)),
+            ChecksumAlgo::Xxh3 => xxhash_rust::xxh3::xxh3_64(bytes),
+        }
+    }
+
+    /// A stored or computed value as it appears in reports: `0x` and 8 (crc32) or 16 (xxh3) hex
+    /// digits. A crc32 field whose upper half is not zero is shown in full.
+    pub fn hex(self, value: u64) -> String {
+        match self {
+            ChecksumAlgo::Crc32 if value <= u64::from(u32::MAX) => format!("0x{value:08x}"),
+            _ => format!("0x{value:016x}"),
+        }
+    }
+}
+
+impl fmt::Display for ChecksumAlgo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The error of parsing a checksum algorithm name.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown checksum algorithm {0:?}; expected crc32 or xxh3")]
+pub struct UnknownChecksum(String);
+
+impl FromStr for ChecksumAlgo {
+    type Err = UnknownChecksum;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "crc32" => Ok(ChecksumAlgo::Crc32),
+            "xxh3" | "xxh3-64" => Ok(ChecksumAlgo::Xxh3),
+            _ => Err(UnknownChecksum(s.to_owned())),
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The native page-file format v1: the project's own format for datastore code, specified byte by
+//! byte in `docs/format.md`.
+//!
+//! Every page carries a magic, its type, the file id, its page number, an LSN, a trailer copy of
+//! the LSN and a checksum (crc32 or xxh3-64, chosen per file) over everything but the checksum.
+//! The scan tells apart bit rot ([`FindingKind::ChecksumMismatch`]), torn writes (LSNs disagree),
+//! misdirected writes (a valid page of another page number or file), zeroed pages, partial pages
+//! and damaged headers. [`PageFile`] is the writer datastore code can adopt.
+
+mod checksum;
+mod header;
+pub mod layout;
+mod page;
+mod writer;
+
+use std::path::Path;
+
+pub use checksum::{ChecksumAlgo, UnknownChecksum};
+pub use header::{looks_like_pages, parse_header, probe_params, FileHeader, HeaderError};
+pub use page::{
+    decode_meta, encode_page, verify_page, EncodeError, FileParams, MismatchCause, PageMeta,
+    PageType, PageVerdict,
+};
+pub use writer::{CreateOptions, PageFile, ReadPageError, WriteError};
+
+use crate::finding::{Finding, FindingKind, Owner};
+use crate::format::{Chunk, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck};
+
+/// The native format, for [`Scanner`](crate::Scanner) and `--format native`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NativeFormat;
+
+impl NativeFormat {
+    /// The format's name.
+    pub const NAME: &'static str = "native";
+}
+
+impl Format for NativeFormat {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn description(&self) -> &'static str {
+        "dbfsck native page files (DBFP): header page, per-page crc32/xxh3-64 checksum bound to \
+         file id and page number, torn-write trailer LSN, misdirected, zeroed and partial pages"
+    }
+
+    fn detect_file(&self, probe: &Probe<'_>) -> bool {
+        let head = probe.head;
+        let header_magic = head.get(layout::MAGIC_OFF..layout::MAGIC_OFF + 4)
+            == Some(&layout::PAGE_MAGIC[..])
+            && page::le_u16(head, layout::TYPE_OFF) == Some(PageType::HEADER);
+        header_magic || looks_like_pages(head)
+    }
+
+    fn open(&self, _path: &Path, source: &dyn FileSource) -> Result<Opened, OpenError> {
+        let len = source.len();
+        if len == 0 {
+            let f = Finding::new(
+                FindingKind::Truncated,
+                0,
+                0,
+                "the file is empty; a page file always holds its header page",
+            );
+            return Ok(Opened {
+                findings: vec![f],
+                check: None,
+                units: 0,
+            });
+        }
+        let mut head = vec![0u8; len.min(Probe::HEAD_LEN as u64) as usize];
+        let n = read_fully(source, 0, &mut head)?;
+        head.truncate(n);
+
+        let mut findings = Vec::new();
+        let mut units = 0;
+        let params = match parse_header(&head) {
+            Ok(h) => {
+                units = 1;
+                h.params
+            }
+            Err(err) => {
+                let recovered = probe_params(&head);
+                let ps = recovered.map_or(layout::MIN_PAGE_SIZE as u64, |p| p.page_size as u64);
+                let (kind, length) = match err {
+                    HeaderError::TooShort { .. } | HeaderError::PartialHeaderPage { .. } => {
+                        (FindingKind::PartialPage, len.min(ps))
+                    }
+                    _ => (FindingKind::BadHeader, len.min(ps)),
+                };
+                let mut f = Finding::new(kind, 0, length, err.to_string()).unit(0);
+                if let HeaderError::ChecksumMismatch { stored, computed } = &err {
+                    f = f.checksums(stored.clone(), computed.clone());
+                }
+                match recovered {
+                    Some(p) => {
+                        f.detail.push_str(&format!(
+                            "; page size {} and {} recovered from the pages that follow",
+                            p.page_size, p.algo
+                        ));
+                        findings.push(f);
+                        p
+                    }
+                    None => {
+                        if len > length {
+                            f.detail.push_str(&format!(
+                                "; the other {} bytes of the file could not be checked",
+                                len - length
+                            ));
+                        }
+                        findings.push(f);
+                        return Ok(Opened {
+                            findings,
+                            check: None,
+                            units,
+                        });
+                    }
+                }
+            }
+        };
+        let ps = params.page_size as u64;
+        let whole = len / ps;
+        let rest = len % ps;
+        if rest != 0 && whole > 0 {
+            findings.push(
+                Finding::new(
+                    FindingKind::PartialPage,
+                    whole * ps,
+                    rest,
+                    format!("the file ends {rest} bytes into page {whole} ({ps}-byte pages)"),
+                )
+                .unit(whole),
+            );
+        }
+        let layout = Layout {
+            start: ps.min(whole * ps),
+            end: whole * ps,
+            align: ps,
+        };
+        Ok(Opened {
+            findings,
+            check: Some(Box::new(NativeCheck { params, layout })),
+            units,
+        })
+    }
+}
+
+fn read_fully(source: &dyn FileSource, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let Some(rest) = buf.get_mut(done..) else {
+            break;
+        };
+        let n = source.read_at(offset + done as u64, rest)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
+/// Verifies the pages after the header page.
+struct NativeCheck {
+    params: FileParams,
+    layout: Layout,
+}
+
+impl NativeCheck {
+    fn owner(&self) -> Owner {
+        let mut o = Owner::new();
+        o.insert(
+            "file_id".into(),
+            format!("0x{:016x}", self.params.file_id).into(),
+        );
+        o
+    }
+}
+
+impl UnitCheck for NativeCheck {
+    fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64 {
+        let ps = self.params.page_size;
+        let first = chunk.offset / ps as u64;
+        let mut n = 0;
+        for (i, page) in chunk.bytes.chunks_exact(ps).enumerate() {
+            let page_no = first + i as u64;
+            let offset = page_no * ps as u64;
+            n += 1;
+            if let Some(f) = verdict_finding(verify_page(page, &self.params, page_no), &self.params)
+            {
+                out.push(f.unit(page_no).owner(self.owner()).at(offset, ps as u64));
+            }
+        }
+        n
+    }
+}
+
+/// The finding for a page verdict, or `None` when the page is fine. Offset and length are set by
+/// the caller.
+pub fn verdict_finding(verdict: PageVerdict, params: &FileParams) -> Option<Finding> {
+    let algo = params.algo;
+    let f = |kind, detail: String| Finding::new(kind, 0, 0, detail);
+    Some(match verdict {
+        PageVerdict::Ok { .. } => return None,
+        PageVerdict::Quarantined { lsn } => f(
+            FindingKind::Quarantined,
+            format!("a quarantine marker (LSN {lsn}): this page's data was cut out by a repair"),
+        ),
+        PageVerdict::Zeroed => f(FindingKind::ZeroedPage, "every byte of the page is zero".into()),
+        PageVerdict::ChecksumMismatch { stored, computed, cause } => {
+            let detail = match cause {
+                MismatchCause::Unknown => "stored checksum does not match the page bytes",
+                MismatchCause::HeaderLsn => {
+                    "stored checksum does not match; the header LSN field alone is damaged"
+                }
+                MismatchCause::TrailerLsn => {
+                    "stored checksum does not match; the trailer LSN copy alone is damaged"
+                }
+            };
+            f(FindingKind::ChecksumMismatch, detail.into())
+                .checksums(algo.hex(stored), algo.hex(computed))
+        }
+        PageVerdict::Torn { stored, computed, header_lsn, trailer_lsn } => f(
+            FindingKind::TornWrite,
+            format!(
+                "header LSN {header_lsn} and trailer LSN {trailer_lsn} disagree: the page mixes two writes"
+            ),
+        )
+        .checksums(algo.hex(stored), algo.hex(computed)),
+        PageVerdict::Misdirected { file_id, page_no } => {
+            let whose = if file_id == params.file_id {
+                format!("page {page_no} of this file")
+            } else {
+                format!("page {page_no} of another file (file id 0x{file_id:016x})")
+            };
+            f(FindingKind::MisdirectedWrite, format!("a valid page that belongs to {whose}"))
+        }
+        PageVerdict::Invalid { reason } => f(FindingKind::BadHeader, reason),
+    })
+}
+
+impl Finding {
+    /// Sets offset and length (used where the range is known only after the verdict).
+    #[must_use]
+    pub(crate) fn at(mut self, offset: u64, length: u64) -> Self {
+        self.offset = offset;
+        self.length = length;
+        self
+    }
+}

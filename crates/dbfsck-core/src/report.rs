@@ -1,0 +1,171 @@
+//! The report model: findings, errors, skipped paths and the summary of one scan, and the exit
+//! code a script can trust.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::finding::{Finding, FindingKind};
+
+/// The version of the JSON output contract (`docs/output.md`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Exit-code bits, as e2fsck defines them.
+pub mod exit {
+    /// Nothing wrong.
+    pub const OK: i32 = 0;
+    /// Damage was found and all of it was repaired from verified sources.
+    pub const REPAIRED: i32 = 1;
+    /// Damage is left: found without repair, quarantined, or not repairable.
+    pub const DAMAGE_LEFT: i32 = 4;
+    /// Operational error: a path could not be opened or read, or an internal error.
+    pub const OPERATIONAL: i32 = 8;
+    /// Usage error.
+    pub const USAGE: i32 = 16;
+    /// Cancelled (SIGINT); the partial report is still printed.
+    pub const CANCELLED: i32 = 32;
+}
+
+/// A path that could not be scanned (opened, read, or recognised when named explicitly).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathError {
+    /// The path as given or reached from a root.
+    pub path: String,
+    /// One sentence saying what went wrong.
+    pub message: String,
+}
+
+/// A path found while walking a directory that was deliberately not scanned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// The path as reached from a root.
+    pub path: String,
+    /// Why it was not scanned (for example "not a recognised format").
+    pub reason: String,
+}
+
+/// Totals of one scan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Summary {
+    /// Files checked by a format.
+    pub files: u64,
+    /// Bytes of those files that were verified.
+    pub bytes: u64,
+    /// Units (pages or records) verified.
+    pub units: u64,
+    /// Number of findings.
+    pub findings: u64,
+    /// Findings counted by kind (only kinds that occurred).
+    pub by_kind: BTreeMap<FindingKind, u64>,
+    /// Paths found while walking that were not scanned.
+    pub skipped: u64,
+    /// Wall time of the scan in seconds.
+    pub elapsed_s: f64,
+    /// False when the scan stopped before the end (cancelled or out of time).
+    pub complete: bool,
+}
+
+/// Everything one scan found, sorted by path then offset whatever the thread count.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Report {
+    /// The roots as given.
+    pub roots: Vec<String>,
+    /// Findings, sorted by path, then offset.
+    pub findings: Vec<Finding>,
+    /// Paths that could not be scanned, sorted by path.
+    pub errors: Vec<PathError>,
+    /// Paths deliberately not scanned, sorted by path.
+    pub skipped: Vec<Skipped>,
+    /// Totals.
+    pub summary: Summary,
+    /// True when the scan was cancelled (for example by SIGINT).
+    pub cancelled: bool,
+}
+
+impl Report {
+    /// Sorts every list into the report order and recomputes the finding counts.
+    pub fn normalize(&mut self) {
+        self.findings
+            .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        self.errors
+            .sort_by(|a, b| (&a.path, &a.message).cmp(&(&b.path, &b.message)));
+        self.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        self.summary.findings = self.findings.len() as u64;
+        self.summary.skipped = self.skipped.len() as u64;
+        self.summary.by_kind.clear();
+        for f in &self.findings {
+            *self.summary.by_kind.entry(f.kind).or_insert(0) += 1;
+        }
+    }
+
+    /// The e2fsck-style exit code of a scan without repair: 4 when damage was found, 8 on an
+    /// operational error (an error or an `io_error` finding), 32 when cancelled; bits combine.
+    pub fn exit_code(&self) -> i32 {
+        let mut code = exit::OK;
+        if self.findings.iter().any(|f| f.kind.is_damage()) {
+            code |= exit::DAMAGE_LEFT;
+        }
+        if !self.errors.is_empty() || self.findings.iter().any(|f| f.kind == FindingKind::IoError) {
+            code |= exit::OPERATIONAL;
+        }
+        if self.cancelled {
+            code |= exit::CANCELLED;
+        }
+        code
+    }
+
+    /// The JSON document of the output contract (schema_version 1), `--output json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "tool": tool(),
+            "roots": self.roots,
+            "findings": self.findings,
+            "errors": self.errors,
+            "skipped": self.skipped,
+            "repairs": [],
+            "summary": self.summary,
+            "exit_code": self.exit_code(),
+        })
+    }
+
+    /// The JSON Lines of the output contract, `--output jsonl`: one object per line with a
+    /// `type` of `finding`, `error`, `skipped`, then a final `summary` line carrying `exit_code`.
+    pub fn to_json_lines(&self) -> Vec<serde_json::Value> {
+        let mut lines = Vec::with_capacity(self.findings.len() + self.errors.len() + 1);
+        for f in &self.findings {
+            lines.push(typed("finding", f));
+        }
+        for e in &self.errors {
+            lines.push(typed("error", e));
+        }
+        for s in &self.skipped {
+            lines.push(typed("skipped", s));
+        }
+        let mut summary = typed("summary", &self.summary);
+        if let Some(obj) = summary.as_object_mut() {
+            obj.insert("schema_version".into(), SCHEMA_VERSION.into());
+            obj.insert("tool".into(), tool());
+            obj.insert("roots".into(), serde_json::json!(self.roots));
+            obj.insert("exit_code".into(), self.exit_code().into());
+        }
+        lines.push(summary);
+        lines
+    }
+}
+
+fn tool() -> serde_json::Value {
+    serde_json::json!({ "name": "dbfsck", "version": env!("CARGO_PKG_VERSION") })
+}
+
+fn typed<T: Serialize>(kind: &str, value: &T) -> serde_json::Value {
+    let mut v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        // "type" goes first so a reader can dispatch on it at a glance.
+        let mut out = serde_json::Map::with_capacity(obj.len() + 1);
+        out.insert("type".into(), kind.into());
+        out.append(obj);
+        return serde_json::Value::Object(out);
+    }
+    v
+}

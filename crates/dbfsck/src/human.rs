@@ -1,0 +1,148 @@
+//! The human report: findings grouped by file, errors, skipped paths, then a summary.
+
+use std::io::{self, IsTerminal, Write};
+
+use dbfsck_core::{exit, Finding, Report};
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set (no-color.org).
+pub fn use_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && io::stdout().is_terminal()
+}
+
+struct Style {
+    color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// Writes the human report.
+pub fn render(
+    out: &mut impl Write,
+    report: &Report,
+    threads: usize,
+    quiet: bool,
+    color: bool,
+) -> io::Result<()> {
+    let style = Style { color };
+    let mut current: Option<&str> = None;
+    for f in &report.findings {
+        if current != Some(f.path.as_str()) {
+            writeln!(out, "{}", style.paint("1", &f.path))?;
+            current = Some(&f.path);
+        }
+        writeln!(out, "  {}", finding_line(f, &style))?;
+    }
+    if !report.errors.is_empty() {
+        writeln!(out, "{}", style.paint("1;31", "errors"))?;
+        for e in &report.errors {
+            writeln!(out, "  {}: {}", e.path, e.message)?;
+        }
+    }
+    if quiet {
+        return Ok(());
+    }
+    if !report.skipped.is_empty() {
+        writeln!(out, "skipped (not scanned)")?;
+        for s in &report.skipped {
+            writeln!(out, "  {}: {}", s.path, s.reason)?;
+        }
+    }
+    let s = &report.summary;
+    if !report.findings.is_empty() || !report.errors.is_empty() || !report.skipped.is_empty() {
+        writeln!(out)?;
+    }
+    writeln!(out, "summary")?;
+    writeln!(out, "  files     {}", s.files)?;
+    writeln!(out, "  bytes     {} ({})", human_bytes(s.bytes), s.bytes)?;
+    writeln!(out, "  units     {}", s.units)?;
+    let kinds: Vec<String> = s.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    if kinds.is_empty() {
+        writeln!(out, "  findings  0")?;
+    } else {
+        writeln!(out, "  findings  {} ({})", s.findings, kinds.join(", "))?;
+    }
+    if !report.errors.is_empty() {
+        writeln!(out, "  errors    {}", report.errors.len())?;
+    }
+    if s.skipped > 0 {
+        writeln!(out, "  skipped   {}", s.skipped)?;
+    }
+    let rate = if s.elapsed_s > 0.0 {
+        s.bytes as f64 / s.elapsed_s / 1e9
+    } else {
+        0.0
+    };
+    writeln!(
+        out,
+        "  elapsed   {:.3} s, {rate:.2} GB/s on {threads} thread{}",
+        s.elapsed_s,
+        if threads == 1 { "" } else { "s" }
+    )?;
+    if !s.complete {
+        writeln!(
+            out,
+            "  {}",
+            style.paint("33", "incomplete: the scan was stopped before the end")
+        )?;
+    }
+    let rc = report.exit_code();
+    let verdict = if rc == exit::OK {
+        style.paint("32", "clean: no damage found")
+    } else {
+        let mut parts = Vec::new();
+        if rc & exit::DAMAGE_LEFT != 0 {
+            parts.push("damage found");
+        }
+        if rc & exit::OPERATIONAL != 0 {
+            parts.push("some paths could not be read");
+        }
+        if rc & exit::CANCELLED != 0 {
+            parts.push("cancelled");
+        }
+        style.paint("1;31", &parts.join("; "))
+    };
+    writeln!(out, "result: {verdict} (exit {rc})")
+}
+
+fn finding_line(f: &Finding, style: &Style) -> String {
+    let mut line = String::new();
+    if let Some(u) = f.unit {
+        line.push_str(&format!("unit {u:<6} "));
+    }
+    line.push_str(&format!(
+        "@{} +{}  {}",
+        f.offset,
+        f.length,
+        style.paint("31", f.kind.as_str())
+    ));
+    line.push_str("  ");
+    line.push_str(&f.detail);
+    if let (Some(e), Some(a)) = (&f.expected, &f.actual) {
+        line.push_str(&format!(" (stored {e}, computed {a})"));
+    }
+    line
+}
+
+/// `1.5 MiB`-style sizes.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS.get(unit).unwrap_or(&"B"))
+    }
+}
