@@ -44,6 +44,7 @@ mod finding;
 mod format;
 pub mod native;
 mod report;
+pub mod units;
 
 use std::sync::Arc;
 

@@ -1,0 +1,296 @@
+//! The command line as scripts use it: the real `dbfsck` binary, its exit codes (0/4/8/12/16),
+//! and JSON / JSON Lines output that parses and follows the schema_version 1 contract.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use dbfsck_core::native::ChecksumAlgo;
+use dbfsck_testkit::{Dataset, Fault, Spec};
+use serde_json::Value;
+
+fn dbfsck(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dbfsck"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn rc(o: &Output) -> i32 {
+    o.status.code().expect("exited normally")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn clean(dir: &Path) -> Dataset {
+    let spec = Spec {
+        files: 2,
+        pages: 20,
+        page_size: 4096,
+        checksum: ChecksumAlgo::Crc32,
+        seed: 11,
+    };
+    Dataset::generate(dir, spec).unwrap()
+}
+
+fn damaged(dir: &Path) -> Dataset {
+    let mut ds = clean(dir);
+    let mut rng = dbfsck_testkit::rng(1);
+    ds.inject(0, 3, &Fault::BitFlip { byte: 100, bit: 1 }, &mut rng);
+    ds.inject(1, 8, &Fault::Zeroed, &mut rng);
+    ds.write_back().unwrap();
+    ds
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })
+}
+
+#[test]
+fn clean_scan_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    clean(dir.path());
+    let o = dbfsck(&["scan", s(dir.path())]);
+    assert_eq!(rc(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.contains("result: clean"), "{out}");
+    assert!(out.contains("files     2"), "{out}");
+}
+
+#[test]
+fn damage_exits_4_and_human_report_groups_by_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = damaged(dir.path());
+    let o = dbfsck(&["scan", s(dir.path())]);
+    assert_eq!(rc(&o), 4);
+    let out = String::from_utf8(o.stdout).unwrap();
+    let a = out.find(s(&ds.files[0].path)).unwrap();
+    let b = out.find(s(&ds.files[1].path)).unwrap();
+    let mismatch = out.find("checksum_mismatch").unwrap();
+    let zeroed = out.find("zeroed_page").unwrap();
+    assert!(a < mismatch && mismatch < b && b < zeroed, "{out}");
+    assert!(out.contains("checksum_mismatch 1, zeroed_page 1"), "{out}");
+    assert!(!out.contains('\x1b'), "NO_COLOR is honoured: {out:?}");
+}
+
+#[test]
+fn missing_path_beside_a_valid_one_exits_8_or_12() {
+    let dir = tempfile::tempdir().unwrap();
+    clean(dir.path());
+    let missing = dir.path().join("does-not-exist");
+    let o = dbfsck(&["scan", s(&missing), s(dir.path()), "--output", "json"]);
+    assert_eq!(rc(&o), 8);
+    let v = json(&o);
+    assert_eq!(v["errors"][0]["path"], s(&missing));
+    assert_eq!(v["summary"]["files"], 2, "the valid path is still scanned");
+
+    let dir2 = tempfile::tempdir().unwrap();
+    damaged(dir2.path());
+    let o = dbfsck(&["scan", s(&missing), s(dir2.path())]);
+    assert_eq!(rc(&o), 12);
+}
+
+#[test]
+fn usage_errors_exit_16() {
+    assert_eq!(rc(&dbfsck(&["scan"])), 16);
+    assert_eq!(rc(&dbfsck(&["scan", ".", "--output", "xml"])), 16);
+    assert_eq!(rc(&dbfsck(&["scan", ".", "--threads", "many"])), 16);
+    assert_eq!(rc(&dbfsck(&["frobnicate"])), 16);
+    let o = dbfsck(&["scan", ".", "--format", "oracle"]);
+    assert_eq!(rc(&o), 16);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown format"));
+    assert_eq!(rc(&dbfsck(&["--help"])), 0);
+    assert_eq!(rc(&dbfsck(&["--version"])), 0);
+}
+
+#[test]
+fn json_document_follows_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = damaged(dir.path());
+    let o = dbfsck(&["scan", s(dir.path()), "--output", "json"]);
+    assert_eq!(rc(&o), 4);
+    let v = json(&o);
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["tool"]["name"], "dbfsck");
+    assert!(v["tool"]["version"].is_string());
+    assert_eq!(v["roots"], serde_json::json!([s(dir.path())]));
+    assert_eq!(v["exit_code"], 4);
+    assert_eq!(v["repairs"], serde_json::json!([]));
+    assert_eq!(v["errors"], serde_json::json!([]));
+    let findings = v["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2);
+    let f = &findings[0];
+    assert_eq!(f["path"], s(&ds.files[0].path));
+    assert_eq!(f["offset"], 3 * 4096);
+    assert_eq!(f["length"], 4096);
+    assert_eq!(f["format"], "native");
+    assert_eq!(f["unit"], 3);
+    assert_eq!(f["kind"], "checksum_mismatch");
+    assert!(f["expected"].as_str().unwrap().starts_with("0x"));
+    assert!(f["actual"].as_str().unwrap().starts_with("0x"));
+    assert!(f["detail"].is_string());
+    assert!(f["owner"]["file_id"].is_string());
+    let z = &findings[1];
+    assert_eq!(z["kind"], "zeroed_page");
+    assert!(
+        z.get("expected").is_none(),
+        "fields that do not apply are omitted: {z}"
+    );
+    let sum = &v["summary"];
+    assert_eq!(sum["files"], 2);
+    assert_eq!(sum["units"], 40);
+    assert_eq!(sum["bytes"], 2 * 20 * 4096);
+    assert_eq!(sum["findings"], 2);
+    assert_eq!(sum["by_kind"]["checksum_mismatch"], 1);
+    assert_eq!(sum["by_kind"]["zeroed_page"], 1);
+    assert!(sum["elapsed_s"].is_number());
+    assert_eq!(sum["complete"], true);
+}
+
+#[test]
+fn json_lines_stream_one_object_per_line_and_end_with_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    damaged(dir.path());
+    fs::write(dir.path().join("README.txt"), "not a page file").unwrap();
+    let missing = dir.path().join("gone");
+    let o = dbfsck(&["scan", s(dir.path()), s(&missing), "--output", "jsonl"]);
+    assert_eq!(rc(&o), 12);
+    let text = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["finding", "finding", "error", "skipped", "summary"]);
+    let last = lines.last().unwrap();
+    assert_eq!(last["exit_code"], 12);
+    assert_eq!(last["schema_version"], 1);
+    assert_eq!(last["findings"], 2);
+    assert_eq!(lines[3]["reason"], "not a recognised format");
+}
+
+#[test]
+fn empty_file_named_explicitly_is_an_error_not_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("empty");
+    fs::write(&p, "").unwrap();
+    let o = dbfsck(&["scan", s(&p), "--output", "json"]);
+    assert_eq!(rc(&o), 8);
+    let v = json(&o);
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("empty file"),
+        "{v}"
+    );
+    // Named as native, an empty page file is a truncated file: damage.
+    let o = dbfsck(&["scan", s(&p), "--format", "native", "--output", "json"]);
+    assert_eq!(rc(&o), 4);
+    assert_eq!(json(&o)["findings"][0]["kind"], "truncated");
+}
+
+#[test]
+fn file_not_a_multiple_of_the_page_size_reports_partial_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ds = clean(dir.path());
+    ds.truncate_mid_page(1, 12, 300);
+    ds.write_back().unwrap();
+    let o = dbfsck(&["scan", s(dir.path()), "--output", "json"]);
+    assert_eq!(rc(&o), 4);
+    let v = json(&o);
+    let f = &v["findings"][0];
+    assert_eq!(
+        (
+            f["kind"].as_str(),
+            f["offset"].as_u64(),
+            f["length"].as_u64()
+        ),
+        (Some("partial_page"), Some(12 * 4096), Some(300))
+    );
+}
+
+#[test]
+fn directory_of_unrelated_files_is_not_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("a.txt"), "hello").unwrap();
+    fs::write(dir.path().join("b.bin"), vec![1u8; 10000]).unwrap();
+    let o = dbfsck(&["scan", s(dir.path())]);
+    assert_eq!(rc(&o), 0);
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.contains("not a recognised format"), "{out}");
+    assert!(out.contains("skipped   2"), "{out}");
+}
+
+#[test]
+fn mmap_and_pread_and_thread_counts_print_identical_json() {
+    let dir = tempfile::tempdir().unwrap();
+    damaged(dir.path());
+    let strip = |o: Output| {
+        let mut v = json(&o);
+        v["summary"]["elapsed_s"] = Value::Null;
+        v
+    };
+    let base = strip(dbfsck(&[
+        "scan",
+        s(dir.path()),
+        "--output",
+        "json",
+        "--threads",
+        "1",
+    ]));
+    let other = strip(dbfsck(&[
+        "scan",
+        s(dir.path()),
+        "--output",
+        "json",
+        "--threads",
+        "4",
+        "--no-mmap",
+    ]));
+    assert_eq!(base, other);
+}
+
+#[test]
+fn quiet_prints_nothing_on_clean_data() {
+    let dir = tempfile::tempdir().unwrap();
+    clean(dir.path());
+    let o = dbfsck(&["scan", "--quiet", s(dir.path())]);
+    assert_eq!(rc(&o), 0);
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
+fn bundled_demo_shows_findings_and_exits_4() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/demo");
+    let o = dbfsck(&["scan", s(&demo), "--output", "json"]);
+    assert_eq!(rc(&o), 4);
+    let v = json(&o);
+    let kinds: std::collections::BTreeSet<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "checksum_mismatch",
+        "torn_write",
+        "misdirected_write",
+        "zeroed_page",
+        "partial_page",
+    ] {
+        assert!(kinds.contains(k), "demo lacks {k}: {kinds:?}");
+    }
+}
