@@ -419,7 +419,12 @@ impl Scanner {
             f.path.clone_from(&t.display);
             f.format = format.name().to_owned();
         }
-        let layout_len = check.as_ref().map_or(0, |c| c.layout().len());
+        // Bytes examined while opening: everything outside the layout or, when nothing past
+        // the header could be checked, only the ranges the findings cover.
+        let bytes_at_open = match &check {
+            Some(c) => len.saturating_sub(c.layout().len()),
+            None => findings.iter().map(|f| f.length).sum::<u64>().min(len),
+        };
         OpenOutcome::Opened(OpenFile {
             path: t.path,
             explicit: t.explicit,
@@ -428,7 +433,7 @@ impl Scanner {
             findings,
             check: check.map(Arc::from),
             units_at_open: units,
-            bytes_at_open: len.saturating_sub(layout_len),
+            bytes_at_open,
         })
     }
 

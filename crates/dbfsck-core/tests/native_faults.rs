@@ -251,6 +251,11 @@ fn damaged_header_is_bad_header_and_the_rest_is_still_checked() {
         (FindingKind::BadHeader, Some(0), 0)
     );
     assert!(h.detail.contains("recovered"), "{}", h.detail);
+    assert!(
+        !h.detail.contains("0x"),
+        "checksums are fields, not in the detail: {}",
+        h.detail
+    );
     assert_eq!((z.kind, z.unit), (FindingKind::ZeroedPage, Some(5)));
 }
 
@@ -298,22 +303,32 @@ fn absurd_page_size_is_bad_header_not_a_panic_or_huge_allocation() {
 fn unknown_checksum_algorithm_and_version_are_bad_header() {
     let dir = tempfile::tempdir().unwrap();
     write_header(&dir.path().join("a.dbfp"), 4096, 9, 4096);
+    // Version 2 with a valid checksum: a real file of a newer version.
     let mut b = fs::read(dir.path().join("a.dbfp")).unwrap();
     b[40] = 1;
-    b[32] = 2; // version 2
-    fs::write(dir.path().join("b.dbfp"), b).unwrap();
+    b[32] = 2;
+    b.truncate(4096);
+    let sum = crc32fast::hash(&b[..4088]) as u64;
+    b[4088..].copy_from_slice(&sum.to_le_bytes());
+    fs::write(dir.path().join("b.dbfp"), &b).unwrap();
+    // Version 2 whose checksum fails: rot in the version field is a checksum mismatch.
+    b[4000] ^= 1;
+    fs::write(dir.path().join("c.dbfp"), &b).unwrap();
     let r = scan(dir.path());
-    assert_eq!(r.findings.len(), 2, "{:#?}", r.findings);
+    let details: Vec<&str> = r.findings.iter().map(|f| f.detail.as_str()).collect();
+    assert_eq!(details.len(), 3, "{details:#?}");
     assert!(
-        r.findings[0].detail.contains("checksum algorithm 9"),
+        details[0].contains("checksum algorithm 9"),
         "{}",
-        r.findings[0].detail
+        details[0]
     );
+    assert!(details[1].contains("version 2"), "{}", details[1]);
     assert!(
-        r.findings[1].detail.contains("version 2"),
+        details[2].contains("checksum does not match"),
         "{}",
-        r.findings[1].detail
+        details[2]
     );
+    assert!(r.findings[2].expected.is_some());
 }
 
 #[test]
@@ -326,6 +341,23 @@ fn file_shorter_than_its_header_page_is_partial_page() {
         (f.kind, f.offset, f.length),
         (FindingKind::PartialPage, 0, 1048)
     );
+    // A file that ends inside a large header page: the whole file is the partial page.
+    write_header(&dir.path().join("short.dbfp"), 65536, 2, 6000);
+    let r = scan(dir.path());
+    assert_eq!(only(&r).length, 6048);
+}
+
+#[test]
+fn garbage_page_with_random_lsns_is_checksum_mismatch_not_torn() {
+    // Random bytes over a page: its LSN fields disagree, but nothing says two writes mixed.
+    let dir = tempfile::tempdir().unwrap();
+    let mut ds = dataset(dir.path(), ChecksumAlgo::Xxh3, 8192);
+    let mut rng = dbfsck_testkit::rng(8);
+    dbfsck_testkit::fill_random(&mut rng, &mut ds.images[0][5 * 8192..6 * 8192]);
+    ds.write_back().unwrap();
+    let r = scan(dir.path());
+    let f = only(&r);
+    assert_eq!((f.kind, f.unit), (FindingKind::ChecksumMismatch, Some(5)));
 }
 
 #[test]

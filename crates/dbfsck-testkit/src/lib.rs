@@ -81,6 +81,11 @@ pub fn fill_body(rng: &mut TestRng, buf: &mut [u8]) {
     rest.fill(0);
 }
 
+/// Fills `buf` with random bytes.
+pub fn fill_random(rng: &mut TestRng, buf: &mut [u8]) {
+    rng.fill_bytes(buf);
+}
+
 /// The file name of file `i` of a dataset.
 pub fn file_name(i: usize) -> String {
     format!("data-{i:04}.dbfp")

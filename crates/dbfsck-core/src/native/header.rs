@@ -80,10 +80,6 @@ pub fn parse_header(head: &[u8]) -> Result<FileHeader, HeaderError> {
     if page_type != PageType::HEADER {
         return Err(HeaderError::NotHeaderPage(page_type));
     }
-    let version = le_u32(head, HDR_VERSION_OFF).unwrap_or(0);
-    if version != FORMAT_VERSION {
-        return Err(HeaderError::UnsupportedVersion(version));
-    }
     let page_size = le_u32(head, HDR_PAGE_SIZE_OFF).unwrap_or(0);
     if !is_valid_page_size(u64::from(page_size)) {
         return Err(HeaderError::BadPageSize(page_size));
@@ -103,7 +99,13 @@ pub fn parse_header(head: &[u8]) -> Result<FileHeader, HeaderError> {
         algo,
         file_id,
     };
+    // The checksum is checked before the version, so rot in the version field reads as what it
+    // is (a checksum mismatch); a verified header with another version is a real future file.
+    let version = le_u32(head, HDR_VERSION_OFF).unwrap_or(0);
     match verify_page(page, &params, 0) {
+        PageVerdict::Ok { .. } if version != FORMAT_VERSION => {
+            Err(HeaderError::UnsupportedVersion(version))
+        }
         PageVerdict::Ok { .. } => Ok(FileHeader { version, params }),
         PageVerdict::ChecksumMismatch {
             stored, computed, ..

@@ -26,6 +26,10 @@ pub use writer::{CreateOptions, PageFile, ReadPageError, WriteError};
 use crate::finding::{Finding, FindingKind, Owner};
 use crate::format::{Chunk, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck};
 
+/// How many leading bytes the recovery of a damaged header looks at: eight 64 KiB pages after
+/// the header page.
+const PROBE_LEN: u64 = 9 * layout::MAX_PAGE_SIZE as u64;
+
 /// The native format, for [`Scanner`](crate::Scanner) and `--format native`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NativeFormat;
@@ -80,18 +84,33 @@ impl Format for NativeFormat {
                 h.params
             }
             Err(err) => {
+                // Recovery looks further than detection did: up to eight of the largest pages.
+                if len > head.len() as u64 {
+                    let mut more = vec![0u8; len.min(PROBE_LEN) as usize];
+                    let n = read_fully(source, 0, &mut more)?;
+                    more.truncate(n);
+                    head = more;
+                }
                 let recovered = probe_params(&head);
                 let ps = recovered.map_or(layout::MIN_PAGE_SIZE as u64, |p| p.page_size as u64);
                 let (kind, length) = match err {
+                    // The file ends inside its header page: all of it is the partial page.
                     HeaderError::TooShort { .. } | HeaderError::PartialHeaderPage { .. } => {
-                        (FindingKind::PartialPage, len.min(ps))
+                        (FindingKind::PartialPage, len)
                     }
                     _ => (FindingKind::BadHeader, len.min(ps)),
                 };
-                let mut f = Finding::new(kind, 0, length, err.to_string()).unit(0);
-                if let HeaderError::ChecksumMismatch { stored, computed } = &err {
-                    f = f.checksums(stored.clone(), computed.clone());
+                let mut f = match &err {
+                    HeaderError::ChecksumMismatch { stored, computed } => Finding::new(
+                        kind,
+                        0,
+                        length,
+                        "the header page checksum does not match its bytes",
+                    )
+                    .checksums(stored.clone(), computed.clone()),
+                    _ => Finding::new(kind, 0, length, err.to_string()),
                 }
+                .unit(0);
                 match recovered {
                     Some(p) => {
                         f.detail.push_str(&format!(

@@ -247,7 +247,13 @@ pub fn verify_page(page: &[u8], params: &FileParams, page_no: u64) -> PageVerdic
     let header_lsn = le_u64(page, LSN_OFF).unwrap_or(0);
     let trailer_lsn = le_u64(page, trailer_lsn_off(ps)).unwrap_or(0);
     if computed != stored {
-        return classify_mismatch(page, algo, stored, computed, header_lsn, trailer_lsn);
+        let seen = Mismatch {
+            stored,
+            computed,
+            header_lsn,
+            trailer_lsn,
+        };
+        return classify_mismatch(page, params, page_no, seen);
     }
     let Some(meta) = decode_meta(page) else {
         return PageVerdict::Invalid {
@@ -287,18 +293,36 @@ pub fn verify_page(page: &[u8], params: &FileParams, page_no: u64) -> PageVerdic
     }
 }
 
-fn classify_mismatch(
-    page: &[u8],
-    algo: ChecksumAlgo,
+/// What was read from a page whose checksum does not match.
+struct Mismatch {
     stored: u64,
     computed: u64,
     header_lsn: u64,
     trailer_lsn: u64,
+}
+
+fn classify_mismatch(
+    page: &[u8],
+    params: &FileParams,
+    page_no: u64,
+    seen: Mismatch,
 ) -> PageVerdict {
+    let Mismatch {
+        stored,
+        computed,
+        header_lsn,
+        trailer_lsn,
+    } = seen;
+    let algo = params.algo;
     if page.iter().all(|&b| b == 0) {
         return PageVerdict::Zeroed;
     }
-    if header_lsn == trailer_lsn {
+    // A tear is claimed only when the header sector is an intact header of this very page
+    // (magic and identity) and the LSNs disagree: garbage with random LSN fields is no tear.
+    let header_intact = page.get(MAGIC_OFF..MAGIC_OFF + 4) == Some(&PAGE_MAGIC[..])
+        && le_u64(page, FILE_ID_OFF) == Some(params.file_id)
+        && le_u64(page, PAGE_NO_OFF) == Some(page_no);
+    if header_lsn == trailer_lsn || !header_intact {
         return PageVerdict::ChecksumMismatch {
             stored,
             computed,

@@ -110,8 +110,8 @@ pub struct PageFile {
 }
 
 impl PageFile {
-    /// Creates a new file (failing if it exists) and writes its header page. Call
-    /// [`PageFile::sync`] to make it durable.
+    /// Creates a new file (failing if it exists), writes its header page, and makes the file
+    /// and its directory entry durable (fsync of both).
     pub fn create(path: &Path, options: CreateOptions) -> Result<PageFile, WriteError> {
         let ps = options.page_size;
         if !is_valid_page_size(ps as u64) {
@@ -154,6 +154,13 @@ impl PageFile {
         };
         pf.write_image(0, &meta, &body)?;
         pf.pages = 1;
+        // The new file and its directory entry are durable before anyone relies on them.
+        pf.sync()?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| pf.poison(e))?;
+        }
         Ok(pf)
     }
 
