@@ -87,6 +87,7 @@ impl Report {
     pub fn normalize(&mut self) {
         self.findings
             .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        coalesce_ranges(&mut self.findings);
         self.errors
             .sort_by(|a, b| (&a.path, &a.message).cmp(&(&b.path, &b.message)));
         self.skipped.sort_by(|a, b| a.path.cmp(&b.path));
@@ -152,6 +153,25 @@ impl Report {
         lines.push(summary);
         lines
     }
+}
+
+/// Merges adjacent `io_error` and `truncated` findings of one file that continue each other and
+/// say the same thing: they describe byte ranges, not units, so how the work was cut into chunks
+/// must not show in the report.
+fn coalesce_ranges(findings: &mut Vec<Finding>) {
+    findings.dedup_by(|next, prev| {
+        let joinable = matches!(prev.kind, FindingKind::IoError | FindingKind::Truncated)
+            && next.kind == prev.kind
+            && next.path == prev.path
+            && next.detail == prev.detail
+            && prev.unit.is_none()
+            && next.unit.is_none()
+            && prev.offset.checked_add(prev.length) == Some(next.offset);
+        if joinable {
+            prev.length += next.length;
+        }
+        joinable
+    });
 }
 
 fn tool() -> serde_json::Value {

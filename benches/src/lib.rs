@@ -1,0 +1,1 @@
+//! Benchmarks of dbfsck (see `benches/`) and the `dbfsck-gen` dataset generator.

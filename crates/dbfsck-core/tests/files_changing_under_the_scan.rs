@@ -1,0 +1,87 @@
+//! Files that change between the moment the engine opens them and the moment it reads their
+//! pages: one truncated (the lost range is a `truncated` finding, the rest is verified) and one
+//! deleted (an `io_error` finding, exit bit 8), under memory maps and positional reads, while
+//! the other files are still scanned. Adjacent range findings are merged, so the report does not
+//! depend on how the work was cut.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use dbfsck_core::native::ChecksumAlgo;
+use dbfsck_core::{FindingKind, ReadStrategy, Scanner};
+use dbfsck_testkit::{Dataset, Spec};
+
+fn run(
+    strategy: ReadStrategy,
+    change: impl Fn(&Dataset) + Send + Sync + 'static,
+) -> dbfsck_core::Report {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Spec {
+        files: 3,
+        pages: 20,
+        page_size: 4096,
+        checksum: ChecksumAlgo::Crc32,
+        seed: 4,
+    };
+    let ds = Arc::new(Dataset::generate(dir.path(), spec).unwrap());
+    let once = AtomicBool::new(false);
+    let ds2 = ds.clone();
+    // One thread and one-page chunks: the first chunk of the first file completes before any
+    // chunk of the second file starts, so the change lands between open and read.
+    Scanner::new()
+        .threads(1)
+        .chunk_size(4096)
+        .read_strategy(strategy)
+        .on_progress(move |_| {
+            if !once.swap(true, Ordering::SeqCst) {
+                change(&ds2);
+            }
+        })
+        .scan(&[dir.path()])
+        .unwrap()
+}
+
+#[test]
+fn file_truncated_after_open_reports_the_lost_range_as_truncated() {
+    for strategy in [ReadStrategy::Mmap, ReadStrategy::Pread] {
+        let r = run(strategy, |ds| {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&ds.files[1].path)
+                .unwrap();
+            f.set_len(8 * 4096 + 100).unwrap();
+        });
+        assert_eq!(r.findings.len(), 1, "{strategy:?}: {:#?}", r.findings);
+        let f = &r.findings[0];
+        assert_eq!(f.kind, FindingKind::Truncated);
+        assert!(f.path.ends_with("data-0001.dbfp"));
+        assert_eq!(
+            (f.offset, f.length),
+            (8 * 4096, 12 * 4096),
+            "one merged range"
+        );
+        assert_eq!(
+            r.summary.units,
+            20 + 8 + 20,
+            "pages before the cut are still verified"
+        );
+        assert_eq!(r.exit_code(), 4);
+    }
+}
+
+#[test]
+fn file_deleted_after_open_is_an_io_error_and_the_rest_is_scanned() {
+    for strategy in [ReadStrategy::Mmap, ReadStrategy::Pread] {
+        let r = run(strategy, |ds| {
+            std::fs::remove_file(&ds.files[2].path).unwrap()
+        });
+        assert_eq!(r.findings.len(), 1, "{strategy:?}: {:#?}", r.findings);
+        let f = &r.findings[0];
+        assert_eq!(f.kind, FindingKind::IoError);
+        assert!(f.path.ends_with("data-0002.dbfp"));
+        assert_eq!((f.offset, f.length), (4096, 19 * 4096));
+        assert!(f.detail.contains("no such file"), "{}", f.detail);
+        assert_eq!(r.summary.units, 20 + 20 + 1);
+        assert_eq!(r.exit_code(), 8);
+    }
+}
