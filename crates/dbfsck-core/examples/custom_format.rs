@@ -34,6 +34,7 @@ impl Format for ToyLog {
             findings: vec![],
             check: Some(Box::new(ToyCheck { end })),
             units: 0,
+            recheck_after: None,
         })
     }
 }

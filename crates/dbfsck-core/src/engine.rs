@@ -245,18 +245,31 @@ impl Scanner {
         if self.forced.is_none() {
             if let Some(format) = self.formats.iter().find(|f| f.detect_dir(dir)) {
                 if let Some(listing) = format.list_dir(dir) {
-                    match listing {
-                        Ok(files) => targets.extend(files.into_iter().map(|path| Target {
-                            display: path.to_string_lossy().into_owned(),
-                            path,
-                            format: Some(format.clone()),
-                            explicit: false,
-                        })),
-                        Err(e) => report.errors.push(PathError {
-                            path: dir.to_string_lossy().into_owned(),
-                            message: io_message(&e),
-                        }),
-                    }
+                    let s = |p: PathBuf| p.to_string_lossy().into_owned();
+                    targets.extend(listing.files.into_iter().map(|path| Target {
+                        display: s(path.clone()),
+                        path,
+                        format: Some(format.clone()),
+                        explicit: false,
+                    }));
+                    report.skipped.extend(
+                        listing
+                            .skipped
+                            .into_iter()
+                            .map(|(p, reason)| Skipped { path: s(p), reason }),
+                    );
+                    report
+                        .errors
+                        .extend(listing.errors.into_iter().map(|(p, message)| PathError {
+                            path: s(p),
+                            message,
+                        }));
+                    report
+                        .warnings
+                        .extend(listing.warnings.into_iter().map(|(p, message)| PathError {
+                            path: s(p),
+                            message,
+                        }));
                     return;
                 }
             }
@@ -414,6 +427,7 @@ impl Scanner {
             mut findings,
             check,
             units,
+            recheck_after,
         } = opened;
         for f in &mut findings {
             f.path.clone_from(&t.display);
@@ -433,6 +447,7 @@ impl Scanner {
             findings,
             check: check.map(Arc::from),
             units_at_open: units,
+            recheck_after,
             bytes_at_open,
         })
     }
@@ -464,6 +479,9 @@ impl Scanner {
             match current.as_ref().map(|(_, f)| f) {
                 Some(Ok(handle)) => {
                     verify_piece(reader, handle, check, piece, &mut result);
+                    if let Some(pause) = file.recheck_after {
+                        recheck(handle, check, pause, before, &mut result.findings);
+                    }
                 }
                 Some(Err(e)) => result.findings.push(Finding::new(
                     FindingKind::IoError,
@@ -492,6 +510,42 @@ impl Scanner {
             }
         }
         result
+    }
+}
+
+/// Re-reads every unit that failed in `findings[from..]` after `pause` and judges it again: a
+/// live datastore may have been writing it. Only what fails twice is kept, as found the second
+/// time; a unit that cannot be re-read keeps its first finding.
+fn recheck(
+    handle: &File,
+    check: &dyn UnitCheck,
+    pause: std::time::Duration,
+    from: usize,
+    findings: &mut Vec<Finding>,
+) {
+    if findings.len() <= from {
+        return;
+    }
+    std::thread::sleep(pause);
+    let suspects = findings.split_off(from);
+    for f in suspects {
+        if f.unit.is_none() || f.length == 0 || f.length > 1 << 20 {
+            findings.push(f);
+            continue;
+        }
+        let mut buf = vec![0u8; f.length as usize];
+        match pread_fully(handle, f.offset, &mut buf) {
+            Ok(n) if n == buf.len() => {
+                check.verify(
+                    &Chunk {
+                        offset: f.offset,
+                        bytes: &buf,
+                    },
+                    findings,
+                );
+            }
+            _ => findings.push(f),
+        }
     }
 }
 
@@ -598,6 +652,7 @@ struct OpenFile {
     findings: Vec<Finding>,
     check: Option<Arc<dyn UnitCheck>>,
     units_at_open: u64,
+    recheck_after: Option<std::time::Duration>,
     bytes_at_open: u64,
 }
 

@@ -101,6 +101,9 @@ pub struct Opened {
     pub check: Option<Box<dyn UnitCheck>>,
     /// Units already verified while opening (a header page, say), counted in the summary.
     pub units: u64,
+    /// When set, a unit that fails is re-read after this pause and judged again before it is
+    /// reported (a live datastore may be writing it); `None` judges once.
+    pub recheck_after: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for Opened {
@@ -110,6 +113,19 @@ impl fmt::Debug for Opened {
             .field("layout", &self.check.as_ref().map(|c| c.layout()))
             .finish()
     }
+}
+
+/// What a format found in a directory it claims.
+#[derive(Debug, Default, Clone)]
+pub struct DirListing {
+    /// Files to scan with this format.
+    pub files: Vec<PathBuf>,
+    /// Paths deliberately not scanned, and why.
+    pub skipped: Vec<(PathBuf, String)>,
+    /// Paths that could not be listed or stop the scan of this directory, and why (exit bit 8).
+    pub errors: Vec<(PathBuf, String)>,
+    /// Conditions the operator must know about (a running server, say), and why.
+    pub warnings: Vec<(PathBuf, String)>,
 }
 
 /// Why a format could not open a file (the file is reported as an error, exit bit 8).
@@ -145,9 +161,9 @@ pub trait Format: Send + Sync {
         false
     }
 
-    /// The files to scan in a directory this format claims, sorted; `None` walks every regular
-    /// file under it. A format with a skip list (PostgreSQL's) overrides this.
-    fn list_dir(&self, _dir: &Path) -> Option<std::io::Result<Vec<PathBuf>>> {
+    /// The files to scan in a directory this format claims; `None` walks every regular file
+    /// under it. A format with a skip list (PostgreSQL's) overrides this.
+    fn list_dir(&self, _dir: &Path) -> Option<DirListing> {
         None
     }
 

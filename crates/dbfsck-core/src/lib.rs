@@ -43,6 +43,7 @@ mod engine;
 mod finding;
 mod format;
 pub mod native;
+pub mod postgres;
 mod report;
 pub mod units;
 
@@ -51,10 +52,15 @@ use std::sync::Arc;
 pub use access::ReadStrategy;
 pub use engine::{Progress, ScanConfigError, Scanner, DEFAULT_CHUNK_SIZE};
 pub use finding::{Finding, FindingKind, Owner};
-pub use format::{Chunk, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck};
+pub use format::{
+    Chunk, DirListing, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck,
+};
 pub use report::{exit, PathError, Report, Skipped, Summary, SCHEMA_VERSION};
 
 /// The formats dbfsck knows, in the order detection tries them.
 pub fn builtin_formats() -> Vec<Arc<dyn Format>> {
-    vec![Arc::new(native::NativeFormat)]
+    vec![
+        Arc::new(native::NativeFormat),
+        Arc::new(postgres::PostgresFormat::default()),
+    ]
 }

@@ -76,6 +76,8 @@ pub struct Report {
     pub errors: Vec<PathError>,
     /// Paths deliberately not scanned, sorted by path.
     pub skipped: Vec<Skipped>,
+    /// Conditions the operator must know about (a running server, say), sorted by path.
+    pub warnings: Vec<PathError>,
     /// Totals.
     pub summary: Summary,
     /// True when the scan was cancelled (for example by SIGINT).
@@ -91,6 +93,8 @@ impl Report {
         self.errors
             .sort_by(|a, b| (&a.path, &a.message).cmp(&(&b.path, &b.message)));
         self.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        self.warnings
+            .sort_by(|a, b| (&a.path, &a.message).cmp(&(&b.path, &b.message)));
         self.summary.findings = self.findings.len() as u64;
         self.summary.skipped = self.skipped.len() as u64;
         self.summary.by_kind.clear();
@@ -124,6 +128,7 @@ impl Report {
             "findings": self.findings,
             "errors": self.errors,
             "skipped": self.skipped,
+            "warnings": self.warnings,
             "repairs": [],
             "summary": self.summary,
             "exit_code": self.exit_code(),
@@ -142,6 +147,9 @@ impl Report {
         }
         for s in &self.skipped {
             lines.push(typed("skipped", s));
+        }
+        for w in &self.warnings {
+            lines.push(typed("warning", w));
         }
         let mut summary = typed("summary", &self.summary);
         if let Some(obj) = summary.as_object_mut() {

@@ -70,6 +70,7 @@ impl Format for NativeFormat {
                 findings: vec![f],
                 check: None,
                 units: 0,
+                recheck_after: None,
             });
         }
         let mut head = vec![0u8; len.min(Probe::HEAD_LEN as u64) as usize];
@@ -132,6 +133,7 @@ impl Format for NativeFormat {
                             findings,
                             check: None,
                             units,
+                            recheck_after: None,
                         });
                     }
                 }
@@ -160,6 +162,7 @@ impl Format for NativeFormat {
             findings,
             check: Some(Box::new(NativeCheck { params, layout })),
             units,
+            recheck_after: None,
         })
     }
 }

@@ -1,0 +1,75 @@
+//! `global/pg_control`: the cluster's block size, segment size and checksum setting, protected
+//! by its own CRC-32C (`formats.md` §1.1).
+
+/// Offsets in PostgreSQL 15's `ControlFileData` (pg_control_version 1300; also PG 16).
+const VERSION_OFF: usize = 8;
+const BLCKSZ_OFF: usize = 216;
+const RELSEG_OFF: usize = 220;
+const CHECKSUM_VERSION_OFF: usize = 252;
+/// Where PG 15's CRC sits; other majors are found by searching for the CRC by its definition
+/// (the CRC-32C of every byte before it).
+const PG15_CRC_OFF: usize = 288;
+
+/// What dbfsck needs from `pg_control`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Control {
+    /// `pg_control_version` (1300 for PostgreSQL 15 and 16).
+    pub version: u32,
+    /// Block size in bytes (`BLCKSZ`).
+    pub blcksz: u32,
+    /// Blocks per segment file (`RELSEG_SIZE`).
+    pub relseg_size: u32,
+    /// 0 when data checksums are disabled.
+    pub data_checksum_version: u32,
+    /// Where the CRC was found, and whether it matched.
+    pub crc: ControlCrc,
+}
+
+/// The outcome of checking pg_control's own CRC-32C.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlCrc {
+    /// The CRC at this offset matches the bytes before it.
+    Ok(usize),
+    /// No offset holds a matching CRC; at PG 15's offset the stored and computed values differ.
+    Mismatch {
+        /// The CRC stored at PG 15's offset.
+        stored: u32,
+        /// The CRC-32C of the bytes before it.
+        computed: u32,
+    },
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+/// Parses `pg_control`; `None` when the file is too short to hold the fields.
+pub fn parse_control(bytes: &[u8]) -> Option<Control> {
+    let crc_at = |off: usize| {
+        let covered = bytes.get(..off)?;
+        (crc32c::crc32c(covered) == u32_at(bytes, off)?).then_some(off)
+    };
+    let crc = match crc_at(PG15_CRC_OFF).or_else(|| (16..=1024).step_by(4).find_map(crc_at)) {
+        Some(off) => ControlCrc::Ok(off),
+        None => ControlCrc::Mismatch {
+            stored: u32_at(bytes, PG15_CRC_OFF)?,
+            computed: crc32c::crc32c(bytes.get(..PG15_CRC_OFF)?),
+        },
+    };
+    Some(Control {
+        version: u32_at(bytes, VERSION_OFF)?,
+        blcksz: u32_at(bytes, BLCKSZ_OFF)?,
+        relseg_size: u32_at(bytes, RELSEG_OFF)?,
+        data_checksum_version: u32_at(bytes, CHECKSUM_VERSION_OFF)?,
+        crc,
+    })
+}
+
+impl Control {
+    /// Whether block and segment sizes are ones PostgreSQL can be built with.
+    pub fn sizes_plausible(&self) -> bool {
+        self.blcksz.is_power_of_two()
+            && (1024..=32768).contains(&self.blcksz)
+            && self.relseg_size > 0
+    }
+}

@@ -1,0 +1,480 @@
+//! PostgreSQL data directories (`initdb -k`): every block of every fork and segment verified with
+//! PostgreSQL's own checksum, with verdicts that agree with `pg_checksums` block for block where
+//! it is right, and are right where it is not (a block whose `pd_upper` is 0 is new only if it is
+//! entirely zero; a stray file or a short last block never aborts the run).
+
+mod checksum;
+mod control;
+mod path;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use checksum::{pg_checksum_page, pg_checksum_page_scalar};
+pub use control::{parse_control, Control, ControlCrc};
+pub use path::{
+    data_dir_of, is_data_dir, parse_relfile_name, placement, Fork, Placement, RelFileName,
+};
+
+use crate::finding::{Finding, FindingKind, Owner};
+use crate::format::{
+    Chunk, DirListing, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck,
+};
+
+/// Block size and segment size when no `pg_control` can be found (PostgreSQL's defaults).
+const DEFAULT_BLCKSZ: u32 = 8192;
+const DEFAULT_RELSEG: u32 = 131072;
+/// How long to wait before re-reading a mismatching block while the server runs.
+const RECHECK_PAUSE: Duration = Duration::from_millis(100);
+
+/// The PostgreSQL format, for `--format postgres` and detection of data directories.
+#[derive(Debug, Default)]
+pub struct PostgresFormat {
+    /// pg_control of each data directory met, read once.
+    clusters: Mutex<HashMap<PathBuf, Arc<Cluster>>>,
+}
+
+/// What one data directory says about how to read its files.
+#[derive(Debug, Clone)]
+struct Cluster {
+    control: Option<Control>,
+    live: bool,
+}
+
+impl PostgresFormat {
+    /// The format's name.
+    pub const NAME: &'static str = "postgres";
+
+    fn cluster(&self, data_dir: &Path) -> Arc<Cluster> {
+        let mut map = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(data_dir.to_path_buf())
+            .or_insert_with(|| {
+                let control = fs::read(data_dir.join("global").join("pg_control"))
+                    .ok()
+                    .and_then(|b| parse_control(&b));
+                Arc::new(Cluster {
+                    control,
+                    live: server_running(data_dir),
+                })
+            })
+            .clone()
+    }
+}
+
+/// Whether `postmaster.pid` names a live process.
+fn server_running(data_dir: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(data_dir.join("postmaster.pid")) else {
+        return false;
+    };
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+    else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 only asks whether the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+impl Format for PostgresFormat {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn description(&self) -> &'static str {
+        "PostgreSQL data directories (initdb -k): every block of every fork and segment under \
+         base/, global/ and pg_tblspc/ with PostgreSQL's page checksum (absolute block number), \
+         new-page rule, header sanity, pg_control CRC-32C"
+    }
+
+    fn detect_file(&self, probe: &Probe<'_>) -> bool {
+        // Relation files have no magic: a relation file name inside a data directory.
+        let name_ok = probe
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| parse_relfile_name(n).is_some() || n == "pg_control");
+        name_ok && data_dir_of(probe.path).is_some()
+    }
+
+    fn detect_dir(&self, dir: &Path) -> bool {
+        is_data_dir(dir) || is_database_dir(dir)
+    }
+
+    fn list_dir(&self, dir: &Path) -> Option<DirListing> {
+        let mut listing = DirListing::default();
+        let data_dir = if is_data_dir(dir) {
+            dir.to_path_buf()
+        } else {
+            data_dir_of(dir)?
+        };
+        let cluster = self.cluster(&data_dir);
+        let control_path = data_dir.join("global").join("pg_control");
+        match &cluster.control {
+            Some(c) if c.data_checksum_version == 0 => {
+                listing.errors.push((
+                    control_path,
+                    "data checksums are disabled in this cluster (pg_control \
+                     data_checksum_version is 0): there is nothing to verify; enable them with \
+                     pg_checksums --enable"
+                        .into(),
+                ));
+                return Some(listing);
+            }
+            Some(_) => {}
+            None => listing.warnings.push((
+                control_path.clone(),
+                format!(
+                    "pg_control could not be read; assuming {DEFAULT_BLCKSZ}-byte blocks and \
+                     {DEFAULT_RELSEG}-block segments"
+                ),
+            )),
+        }
+        if cluster.live {
+            listing.warnings.push((
+                data_dir.join("postmaster.pid"),
+                "the server is running: blocks being written can look torn, so each mismatching \
+                 block is re-read once after a short pause before it is reported"
+                    .into(),
+            ));
+        }
+        if dir == data_dir {
+            listing.files.push(control_path);
+            for sub in ["global", "base"] {
+                walk(&dir.join(sub), &mut listing);
+            }
+            walk_tablespaces(&dir.join("pg_tblspc"), &mut listing);
+        } else {
+            walk(dir, &mut listing);
+        }
+        listing.files.sort();
+        Some(listing)
+    }
+
+    fn open(&self, path: &Path, source: &dyn FileSource) -> Result<Opened, OpenError> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let cluster = data_dir_of(path).map(|d| self.cluster(&d));
+        if name == "pg_control" {
+            return open_control(source);
+        }
+        let rel = parse_relfile_name(name).ok_or_else(|| OpenError::NotThisFormat {
+            format: Self::NAME,
+            reason: "not a relation file name ([t<backend>_]<relfilenode>[_fork][.<segment>])"
+                .into(),
+        })?;
+        let control = cluster
+            .as_ref()
+            .and_then(|c| c.control)
+            .filter(Control::sizes_plausible);
+        if control.is_some_and(|c| c.data_checksum_version == 0) {
+            return Err(OpenError::NotThisFormat {
+                format: Self::NAME,
+                reason: "data checksums are disabled in this cluster (pg_control data_checksum_version is 0)".into(),
+            });
+        }
+        let blcksz = u64::from(control.map_or(DEFAULT_BLCKSZ, |c| c.blcksz));
+        let relseg = control.map_or(DEFAULT_RELSEG, |c| c.relseg_size);
+        let len = source.len();
+        let whole = len / blcksz;
+        let rest = len % blcksz;
+        let placement = placement(path);
+        let owner = |block: u64| owner(&rel, placement.as_ref(), block, relseg);
+        let mut findings = Vec::new();
+        if rest != 0 {
+            findings.push(
+                Finding::new(
+                    FindingKind::PartialPage,
+                    whole * blcksz,
+                    rest,
+                    format!("the file ends {rest} bytes into block {whole}; PostgreSQL reads whole {blcksz}-byte blocks"),
+                )
+                .unit(whole)
+                .owner(owner(whole)),
+            );
+        }
+        let check = PgCheck {
+            blcksz: blcksz as usize,
+            first_block: u64::from(rel.segment) * u64::from(relseg),
+            rel,
+            placement,
+            relseg,
+            end: whole * blcksz,
+        };
+        Ok(Opened {
+            findings,
+            check: Some(Box::new(check)),
+            units: 0,
+            recheck_after: cluster.filter(|c| c.live).map(|_| RECHECK_PAUSE),
+        })
+    }
+}
+
+fn is_database_dir(dir: &Path) -> bool {
+    let parent = dir.parent();
+    let under_base = parent.is_some_and(|p| p.file_name().is_some_and(|n| n == "base"));
+    let is_global = dir.file_name().is_some_and(|n| n == "global");
+    (under_base || is_global) && data_dir_of(dir).is_some()
+}
+
+/// Lists the files pg_checksums would check under `dir` (recursively, pgsql_tmp excluded);
+/// names that are not relation files are skipped with a note instead of aborting the run.
+fn walk(dir: &Path, listing: &mut DirListing) {
+    let mut entries = match fs::read_dir(dir).and_then(|rd| rd.collect::<std::io::Result<Vec<_>>>())
+    {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            listing.errors.push((
+                dir.to_path_buf(),
+                format!("could not list the directory: {e}"),
+            ));
+            return;
+        }
+    };
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let path = entry.path();
+        if is_skipped_name(&name) {
+            continue;
+        }
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => walk(&path, listing),
+            Ok(t) if t.is_file() => {
+                if parse_relfile_name(&name).is_some() {
+                    listing.files.push(path);
+                } else {
+                    listing.skipped.push((
+                        path,
+                        "not a relation file: PostgreSQL never reads it as one (pg_checksums aborts on it)".into(),
+                    ));
+                }
+            }
+            Ok(_) => listing
+                .skipped
+                .push((path, "not a regular file, not opened".into())),
+            Err(e) => listing.errors.push((path, e.to_string())),
+        }
+    }
+}
+
+use path::is_skipped_name;
+
+/// `pg_tblspc/<oid>` are links to tablespace locations; only their `PG_<major>_<catversion>`
+/// directory belongs to this cluster, as pg_checksums assumes.
+fn walk_tablespaces(dir: &Path, listing: &mut DirListing) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    let mut links: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    links.sort();
+    let major = dir
+        .parent()
+        .and_then(|d| fs::read_to_string(d.join("PG_VERSION")).ok())
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default();
+    for link in links {
+        let Ok(rd) = fs::read_dir(&link) else {
+            listing
+                .errors
+                .push((link, "could not open the tablespace location".into()));
+            continue;
+        };
+        let mut versions: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("PG_{major}_"))
+            })
+            .map(|e| e.path())
+            .collect();
+        versions.sort();
+        for v in versions {
+            walk(&v, listing);
+        }
+    }
+}
+
+fn open_control(source: &dyn FileSource) -> Result<Opened, OpenError> {
+    let mut buf = vec![0u8; source.len().min(8192) as usize];
+    let mut done = 0;
+    while done < buf.len() {
+        let n = source.read_at(done as u64, buf.get_mut(done..).unwrap_or_default())?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    buf.truncate(done);
+    let mut findings = Vec::new();
+    match parse_control(&buf) {
+        None => findings.push(Finding::new(
+            FindingKind::Truncated,
+            0,
+            buf.len() as u64,
+            "pg_control is too short to hold its fields",
+        )),
+        Some(c) => {
+            if let ControlCrc::Mismatch { stored, computed } = c.crc {
+                findings.push(
+                    Finding::new(
+                        FindingKind::ChecksumMismatch,
+                        0,
+                        buf.len() as u64,
+                        "pg_control's CRC-32C does not match: block size, segment size and checksum \
+                         setting cannot be trusted",
+                    )
+                    .checksums(format!("0x{stored:08x}"), format!("0x{computed:08x}")),
+                );
+            }
+            if !c.sizes_plausible() {
+                findings.push(Finding::new(
+                    FindingKind::BadHeader,
+                    0,
+                    buf.len() as u64,
+                    format!(
+                        "pg_control claims {}-byte blocks and {}-block segments, which PostgreSQL cannot be built with",
+                        c.blcksz, c.relseg_size
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Opened {
+        findings,
+        check: None,
+        units: 1,
+        recheck_after: None,
+    })
+}
+
+fn owner(rel: &RelFileName, placement: Option<&Placement>, block: u64, relseg: u32) -> Owner {
+    let mut o = Owner::new();
+    if let Some(p) = placement {
+        o.insert("tablespace".into(), p.tablespace.clone().into());
+        if let Some(db) = p.database_oid {
+            o.insert("database_oid".into(), db.into());
+        }
+    }
+    o.insert("relfilenode".into(), rel.relfilenode.into());
+    if let Some(b) = rel.temp_backend {
+        o.insert("temp_backend".into(), b.into());
+    }
+    o.insert("fork".into(), rel.fork.name().into());
+    o.insert("segment".into(), rel.segment.into());
+    o.insert("block".into(), block.into());
+    o.insert(
+        "absolute_block".into(),
+        (u64::from(rel.segment) * u64::from(relseg) + block).into(),
+    );
+    o
+}
+
+/// Verifies the blocks of one relation segment file.
+struct PgCheck {
+    blcksz: usize,
+    first_block: u64,
+    rel: RelFileName,
+    placement: Option<Placement>,
+    relseg: u32,
+    end: u64,
+}
+
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    b.get(off..off + 2)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u16::from_ne_bytes)
+}
+
+/// A block's failure: its kind, one sentence, and (stored, computed) checksums where they apply.
+type BlockVerdict = (FindingKind, String, Option<(u16, u16)>);
+
+/// The verdict on one block, as the server judges it on read (`PageIsVerifiedExtended`).
+fn judge(page: &[u8], absolute_block: u64) -> Option<BlockVerdict> {
+    let stored = u16_at(page, checksum::CHECKSUM_OFF);
+    let pd_upper = u16_at(page, 14);
+    if pd_upper == 0 {
+        if page.iter().all(|&b| b == 0) {
+            return None; // a new page: accepted by the server and skipped by pg_checksums
+        }
+        let computed = pg_checksum_page(page, absolute_block as u32);
+        return Some((
+            FindingKind::BadHeader,
+            "pd_upper is 0 but the block is not all zero: the server rejects it as an invalid \
+             page (pg_checksums skips it unchecked)"
+                .into(),
+            Some((stored, computed)),
+        ));
+    }
+    let computed = pg_checksum_page(page, absolute_block as u32);
+    if computed != stored {
+        return Some((
+            FindingKind::ChecksumMismatch,
+            format!("data page checksum mismatch (pg_checksums: calculated checksum {computed:X} but block contains {stored:X})"),
+            Some((stored, computed)),
+        ));
+    }
+    let (flags, lower, special) = (u16_at(page, 10), u16_at(page, 12), u16_at(page, 16));
+    let sane = flags & !0x7 == 0
+        && lower <= pd_upper
+        && pd_upper <= special
+        && usize::from(special) <= page.len()
+        && special % 8 == 0;
+    if !sane {
+        return Some((
+            FindingKind::BadHeader,
+            format!(
+                "the checksum matches but the header fails the server's sanity check \
+                 (pd_flags 0x{flags:x}, pd_lower {lower}, pd_upper {pd_upper}, pd_special {special})"
+            ),
+            None,
+        ));
+    }
+    None
+}
+
+impl UnitCheck for PgCheck {
+    fn layout(&self) -> Layout {
+        Layout {
+            start: 0,
+            end: self.end,
+            align: self.blcksz as u64,
+        }
+    }
+
+    fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64 {
+        let bs = self.blcksz;
+        let first = chunk.offset / bs as u64;
+        let mut n = 0;
+        for (i, page) in chunk.bytes.chunks_exact(bs).enumerate() {
+            n += 1;
+            let block = first + i as u64;
+            if let Some((kind, detail, sums)) = judge(page, self.first_block + block) {
+                let mut f = Finding::new(kind, block * bs as u64, bs as u64, detail)
+                    .unit(block)
+                    .owner(owner(
+                        &self.rel,
+                        self.placement.as_ref(),
+                        block,
+                        self.relseg,
+                    ));
+                if let Some((stored, computed)) = sums {
+                    f = f.checksums(format!("0x{stored:04x}"), format!("0x{computed:04x}"));
+                }
+                out.push(f);
+            }
+        }
+        n
+    }
+}
