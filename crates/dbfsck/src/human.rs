@@ -32,6 +32,15 @@ pub fn render(
     color: bool,
 ) -> io::Result<()> {
     let style = Style { color };
+    for w in &report.warnings {
+        writeln!(
+            out,
+            "{} {}: {}",
+            style.paint("1;33", "warning:"),
+            w.path,
+            w.message
+        )?;
+    }
     let mut current: Option<&str> = None;
     for f in &report.findings {
         if current != Some(f.path.as_str()) {
