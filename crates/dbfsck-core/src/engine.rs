@@ -242,8 +242,13 @@ impl Scanner {
 
     fn walk_dir(&self, dir: &Path, targets: &mut Vec<Target>, report: &mut Report) {
         // A directory a format claims (a PostgreSQL data directory, say) is listed by it.
-        if self.forced.is_none() {
-            if let Some(format) = self.formats.iter().find(|f| f.detect_dir(dir)) {
+        // A forced format lists the directories it claims; detection asks every format.
+        let claimant = match &self.forced {
+            Some(f) => f.detect_dir(dir).then(|| f.clone()),
+            None => self.formats.iter().find(|f| f.detect_dir(dir)).cloned(),
+        };
+        {
+            if let Some(format) = claimant {
                 if let Some(listing) = format.list_dir(dir) {
                     let s = |p: PathBuf| p.to_string_lossy().into_owned();
                     targets.extend(listing.files.into_iter().map(|path| Target {

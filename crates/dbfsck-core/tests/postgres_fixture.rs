@@ -291,3 +291,19 @@ fn single_relation_file_and_database_directory_are_recognised() {
         .unwrap();
     assert_eq!(r.findings.len(), 1);
 }
+
+#[test]
+fn forced_postgres_format_lists_the_data_directory_like_auto() {
+    // Regression: with --format postgres the engine walked PGDATA generically and opened
+    // postgresql.conf & co. as relation files (errors, exit 8).
+    let (_t, d) = copy();
+    fs::write(d.join("postgresql.conf"), "shared_buffers = 128MB\n").unwrap();
+    let forced = Scanner::new()
+        .format(Some("postgres"))
+        .unwrap()
+        .scan(&[&d])
+        .unwrap();
+    assert!(forced.errors.is_empty(), "{:#?}", forced.errors);
+    assert_eq!((forced.summary.files, forced.summary.units), (368, 1463));
+    assert_eq!(forced.exit_code(), 0);
+}

@@ -4,7 +4,7 @@
 //! reduced `% 65535 + 1`.
 //!
 //! The 32 lanes are independent, so the loop vectorises; the generic x86-64 build only has SSE2,
-//! so an AVX2 copy of the same code is picked at run time where the CPU has it.
+//! so AVX-512 and AVX2 copies of the same code are picked at run time where the CPU has them.
 
 const N_SUMS: usize = 32;
 const FNV_PRIME: u32 = 16_777_619;
@@ -28,26 +28,31 @@ fn round(sums: &mut [u32; N_SUMS], words: &[u32; N_SUMS]) {
 }
 
 #[inline(always)]
+#[expect(
+    clippy::indexing_slicing,
+    reason = "constant indices into fixed-size arrays: checked at compile time, and free of the bounds checks that stop vectorisation"
+)]
 fn lanes(page: &[u8]) -> u32 {
     let mut sums = BASE;
     let mut words = [0u32; N_SUMS];
     for (row, block) in page.chunks_exact(N_SUMS * 4).enumerate() {
-        for (w, b) in words.iter_mut().zip(block.chunks_exact(4)) {
-            *w = u32::from_ne_bytes([
-                b.first().copied().unwrap_or(0),
-                b.get(1).copied().unwrap_or(0),
-                b.get(2).copied().unwrap_or(0),
-                b.get(3).copied().unwrap_or(0),
+        let Ok(block) = <&[u8; N_SUMS * 4]>::try_from(block) else {
+            break;
+        };
+        for j in 0..N_SUMS {
+            words[j] = u32::from_ne_bytes([
+                block[4 * j],
+                block[4 * j + 1],
+                block[4 * j + 2],
+                block[4 * j + 3],
             ]);
         }
         if row == 0 {
-            // pd_checksum (bytes 8..10) counts as zero: word 2, low half in memory order.
-            let mut b = words.get(2).copied().unwrap_or(0).to_ne_bytes();
+            // pd_checksum (bytes 8..10) counts as zero: the first half of word 2 in memory order.
+            let mut b = words[2].to_ne_bytes();
             b[0] = 0;
             b[1] = 0;
-            if let Some(w) = words.get_mut(2) {
-                *w = u32::from_ne_bytes(b);
-            }
+            words[2] = u32::from_ne_bytes(b);
         }
         round(&mut sums, &words);
     }
@@ -63,9 +68,19 @@ fn lanes_avx2(page: &[u8]) -> u32 {
     lanes(page)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn lanes_avx512(page: &[u8]) -> u32 {
+    lanes(page)
+}
+
 fn lanes_dispatch(page: &[u8]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            return unsafe { lanes_avx512(page) };
+        }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
             return unsafe { lanes_avx2(page) };

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Whole-process comparison on one warm PostgreSQL cluster: pg_checksums --check (the reference,
+# single-threaded), cat of the same files, and dbfsck scan --format postgres with all threads and
+# with one. Prints wall times and ratios.
+#
+#   benches/compare-postgres.sh [PGDATA]
+#
+# Without PGDATA it builds a cluster with pgbench (scale ${SCALE:-85}, about 1.3 GB) in a temp
+# directory as the postgres user (run as root), and removes it afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+cargo build -q --release -p dbfsck
+DBFSCK=$PWD/target/release/dbfsck
+
+if [ $# -ge 1 ]; then
+  DATA=$1
+else
+  TOP=$(mktemp -d /tmp/dbfsck-cmp-XXXXXX); chown postgres "$TOP"
+  trap 'runuser -u postgres -- "$BIN/pg_ctl" -D "$TOP/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$TOP"' EXIT
+  DATA=$TOP/data
+  runuser -u postgres -- "$BIN/initdb" -k -D "$DATA" -A trust -U postgres >/dev/null
+  runuser -u postgres -- "$BIN/pg_ctl" -D "$DATA" -o "-k $TOP -c listen_addresses='' -c fsync=off" -l "$TOP/log" -w start >/dev/null
+  runuser -u postgres -- "$BIN/pgbench" -h "$TOP" -U postgres -i -q -s "${SCALE:-85}" postgres >/dev/null 2>&1
+  runuser -u postgres -- "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null
+fi
+
+FILES=$(find "$DATA/base" "$DATA/global" -type f ! -name 'pg_*' ! -name 'PG_VERSION')
+BYTES=$(du -cb $FILES | tail -1 | cut -f1)
+cat $FILES > /dev/null   # warm the cache
+
+best() {  # best wall time of 5 runs, in seconds
+  local best=999999
+  for _ in 1 2 3 4 5; do
+    local t0 t1
+    t0=$(date +%s.%N); "$@" > /dev/null 2>&1 || true; t1=$(date +%s.%N)
+    best=$(echo "if ($t1 - $t0 < $best) $t1 - $t0 else $best" | bc -l)
+  done
+  echo "$best"
+}
+
+t_pg=$(best runuser -u postgres -- "$BIN/pg_checksums" --check -D "$DATA")
+t_cat=$(best sh -c "cat $(echo $FILES | tr '\n' ' ') | cat > /dev/null")
+t_all=$(best "$DBFSCK" scan --format postgres --quiet "$DATA")
+t_one=$(best "$DBFSCK" scan --format postgres --quiet --threads 1 "$DATA")
+rss=$( { /usr/bin/time -f %M "$DBFSCK" scan --format postgres --quiet "$DATA" >/dev/null; } 2>&1 | tail -1)
+
+gbs() { echo "scale=2; $BYTES / $1 / 1000000000" | bc -l; }
+printf 'data: %s bytes in %s files (warm cache), %s CPUs\n' "$BYTES" "$(echo "$FILES" | wc -l)" "$(nproc)"
+printf '%-34s %8.3f s  %6s GB/s\n' "pg_checksums --check" "$t_pg" "$(gbs "$t_pg")"
+printf '%-34s %8.3f s  %6s GB/s\n' "cat files | cat" "$t_cat" "$(gbs "$t_cat")"
+printf '%-34s %8.3f s  %6s GB/s\n' "dbfsck scan (all threads)" "$t_all" "$(gbs "$t_all")"
+printf '%-34s %8.3f s  %6s GB/s\n' "dbfsck scan --threads 1" "$t_one" "$(gbs "$t_one")"
+printf 'dbfsck vs pg_checksums: %.2fx faster; 1 -> all threads: %.2fx; dbfsck / cat time: %.2f; peak RSS %s KiB\n' \
+  "$(echo "$t_pg / $t_all" | bc -l)" "$(echo "$t_one / $t_all" | bc -l)" "$(echo "$t_all / $t_cat" | bc -l)" "$rss"
