@@ -49,6 +49,18 @@ pub trait FileSource {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (fewer only at the
     /// end of the file).
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
+
+    /// Reads until `buf` is full or the file ends; returns how many bytes were read.
+    fn read_full_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut done = 0;
+        while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+            match self.read_at(offset + done as u64, rest)? {
+                0 => break,
+                n => done += n,
+            }
+        }
+        Ok(done)
+    }
 }
 
 /// The byte range of a file that is cut into chunks, and how.

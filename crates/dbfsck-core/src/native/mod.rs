@@ -74,7 +74,7 @@ impl Format for NativeFormat {
             });
         }
         let mut head = vec![0u8; len.min(Probe::HEAD_LEN as u64) as usize];
-        let n = read_fully(source, 0, &mut head)?;
+        let n = source.read_full_at(0, &mut head)?;
         head.truncate(n);
 
         let mut findings = Vec::new();
@@ -88,7 +88,7 @@ impl Format for NativeFormat {
                 // Recovery looks further than detection did: up to eight of the largest pages.
                 if len > head.len() as u64 {
                     let mut more = vec![0u8; len.min(PROBE_LEN) as usize];
-                    let n = read_fully(source, 0, &mut more)?;
+                    let n = source.read_full_at(0, &mut more)?;
                     more.truncate(n);
                     head = more;
                 }
@@ -165,21 +165,6 @@ impl Format for NativeFormat {
             recheck_after: None,
         })
     }
-}
-
-fn read_fully(source: &dyn FileSource, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        let Some(rest) = buf.get_mut(done..) else {
-            break;
-        };
-        let n = source.read_at(offset + done as u64, rest)?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    Ok(done)
 }
 
 /// Verifies the pages after the header page.

@@ -308,14 +308,7 @@ fn walk_tablespaces(dir: &Path, listing: &mut DirListing) {
 
 fn open_control(source: &dyn FileSource) -> Result<Opened, OpenError> {
     let mut buf = vec![0u8; source.len().min(8192) as usize];
-    let mut done = 0;
-    while done < buf.len() {
-        let n = source.read_at(done as u64, buf.get_mut(done..).unwrap_or_default())?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
+    let done = source.read_full_at(0, &mut buf)?;
     buf.truncate(done);
     let mut findings = Vec::new();
     match parse_control(&buf) {
