@@ -11,6 +11,16 @@ pub struct ParseUnitError {
     examples: &'static str,
 }
 
+/// Splits `12.5MiB` into `(12.5, "MiB")`; `None` when the number does not parse.
+fn number_and_unit(s: &str) -> Option<(f64, &str)> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    Some((num.parse().ok()?, unit.trim()))
+}
+
 /// Parses a byte size: a number with an optional unit, `K`/`M`/`G`/`T` (powers of 1000, also
 /// `KB`…) or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024); case-insensitive; `B` alone is bytes.
 pub fn parse_size(s: &str) -> Result<u64, ParseUnitError> {
@@ -19,13 +29,8 @@ pub fn parse_size(s: &str) -> Result<u64, ParseUnitError> {
         what: "size",
         examples: "4096, 64MiB, 1GiB, 500M",
     };
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| err())?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let (value, unit) = number_and_unit(s).ok_or_else(err)?;
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
         "m" | "mb" => 1e6,
@@ -51,13 +56,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, ParseUnitError> {
         what: "duration",
         examples: "30s, 5m, 2h",
     };
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| err())?;
-    let secs = match unit.trim() {
+    let (value, unit) = number_and_unit(s).ok_or_else(err)?;
+    let secs = match unit {
         "ms" => value / 1000.0,
         "s" => value,
         "m" | "min" => value * 60.0,
