@@ -13,7 +13,10 @@ use rayon::prelude::*;
 use crate::access::{open_for_scan, pread_fully, PreadSource, ReadStrategy, Reader};
 use crate::finding::{Finding, FindingKind};
 use crate::format::{Chunk, Format, Layout, Opened, Probe, UnitCheck};
-use crate::report::{PathError, Report, Skipped};
+use crate::report::{PathError, Report, ScannedFile, Skipped};
+
+/// The folder dbfsck keeps its undo logs and quarantine in, at a scan root; walks skip it.
+pub const DBFSCK_DIR: &str = ".dbfsck";
 
 /// Progress of a running scan, handed to the callback of [`Scanner::on_progress`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,6 +312,11 @@ impl Scanner {
                     path: display,
                     reason: "symbolic link, not followed".into(),
                 });
+            } else if file_type.is_dir() && entry.file_name() == DBFSCK_DIR {
+                report.skipped.push(Skipped {
+                    path: display,
+                    reason: "dbfsck's own folder (undo logs, quarantine), not scanned".into(),
+                });
             } else if file_type.is_dir() {
                 self.walk_dir(&path, targets, report);
             } else if file_type.is_file() {
@@ -340,6 +348,11 @@ impl Scanner {
                 OpenOutcome::Error(e) => report.errors.push(e),
                 OpenOutcome::Skipped(s) => report.skipped.push(s),
                 OpenOutcome::Opened(file) => {
+                    report.files.push(ScannedFile {
+                        path: file.path.clone(),
+                        display: file.display.clone(),
+                        format: file.format.to_owned(),
+                    });
                     report.summary.files += 1;
                     report.summary.units += file.units_at_open;
                     report.summary.bytes += file.bytes_at_open;

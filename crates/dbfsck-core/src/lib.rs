@@ -50,12 +50,15 @@ pub mod units;
 use std::sync::Arc;
 
 pub use access::ReadStrategy;
-pub use engine::{Progress, ScanConfigError, Scanner, DEFAULT_CHUNK_SIZE};
+pub use engine::{Progress, ScanConfigError, Scanner, DBFSCK_DIR, DEFAULT_CHUNK_SIZE};
 pub use finding::{Finding, FindingKind, Owner};
 pub use format::{
     Chunk, DirListing, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck,
 };
-pub use report::{exit, PathError, Report, Skipped, Summary, SCHEMA_VERSION};
+pub use report::{
+    exit, PathError, Repair, RepairAction, RepairResult, Report, ScannedFile, Skipped, Summary,
+    SCHEMA_VERSION,
+};
 
 /// The formats dbfsck knows, in the order detection tries them.
 pub fn builtin_formats() -> Vec<Arc<dyn Format>> {

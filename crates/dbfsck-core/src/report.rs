@@ -44,6 +44,89 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// A file a format checked; kept for what runs after the scan (repair), not printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedFile {
+    /// The path to open.
+    pub path: std::path::PathBuf,
+    /// The path as reports show it (root joined with the relative path).
+    pub display: String,
+    /// The name of the format that judged it.
+    pub format: String,
+}
+
+/// What a repair does about one finding (`docs/output.md`, `repairs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RepairAction {
+    /// Write the newest committed journal image of the page whose own checksum verifies.
+    RestoreFromJournal,
+    /// Copy the damaged bytes into the quarantine and put a quarantine marker in their place.
+    Quarantine,
+    /// Copy a torn trailing piece into the quarantine and cut it off the file.
+    TruncateTail,
+}
+
+impl RepairAction {
+    /// The snake_case name used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepairAction::RestoreFromJournal => "restore_from_journal",
+            RepairAction::Quarantine => "quarantine",
+            RepairAction::TruncateTail => "truncate_tail",
+        }
+    }
+}
+
+/// How a repair action went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RepairResult {
+    /// Dry run: what would be done.
+    Planned,
+    /// Written, synced and re-verified.
+    Applied,
+    /// Not done, or done but not verified afterwards; `detail` says which and the file's state.
+    Failed,
+}
+
+impl RepairResult {
+    /// The snake_case name used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepairResult::Planned => "planned",
+            RepairResult::Applied => "applied",
+            RepairResult::Failed => "failed",
+        }
+    }
+}
+
+/// One repair action on one damaged range, and its result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repair {
+    /// The file, as in the finding it repairs.
+    pub path: String,
+    /// Offset of the range changed (the finding's offset).
+    pub offset: u64,
+    /// Length of the range changed.
+    pub length: u64,
+    /// The page or record index, when the finding has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<u64>,
+    /// What is done.
+    pub action: RepairAction,
+    /// Where the new bytes come from (a journal image), or where the old bytes went (quarantine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// How it went.
+    pub result: RepairResult,
+    /// One sentence for people; for a failure, the state the file is left in.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
 /// Totals of one scan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Summary {
@@ -82,6 +165,14 @@ pub struct Report {
     pub summary: Summary,
     /// True when the scan was cancelled (for example by SIGINT).
     pub cancelled: bool,
+    /// Every file a format checked, sorted by path (not part of the printed report).
+    pub files: Vec<ScannedFile>,
+    /// Repair actions, planned or applied, in the order of the findings they address.
+    pub repairs: Vec<Repair>,
+    /// The undo log a repair wrote.
+    pub undo_log: Option<String>,
+    /// The quarantine directory a repair used.
+    pub quarantine_dir: Option<String>,
 }
 
 impl Report {
@@ -93,6 +184,7 @@ impl Report {
         self.errors
             .sort_by(|a, b| (&a.path, &a.message).cmp(&(&b.path, &b.message)));
         self.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        self.files.sort_by(|a, b| a.display.cmp(&b.display));
         self.warnings
             .sort_by(|a, b| (&a.path, &a.message).cmp(&(&b.path, &b.message)));
         self.summary.findings = self.findings.len() as u64;
@@ -103,14 +195,30 @@ impl Report {
         }
     }
 
-    /// The e2fsck-style exit code of a scan without repair: 4 when damage was found, 8 on an
-    /// operational error (an error or an `io_error` finding), 32 when cancelled; bits combine.
+    /// The e2fsck-style exit code: 4 when damage is left (found without repair, planned in a
+    /// dry run, quarantined, truncated or not repairable), 1 instead when every damaged range was
+    /// restored from a verified source, 8 on an operational error (an error, an `io_error`
+    /// finding, a failed repair), 32 when cancelled; bits combine.
     pub fn exit_code(&self) -> i32 {
         let mut code = exit::OK;
-        if self.findings.iter().any(|f| f.kind.is_damage()) {
+        let restored = |f: &Finding| {
+            self.repairs.iter().any(|r| {
+                r.path == f.path
+                    && r.offset == f.offset
+                    && r.action == RepairAction::RestoreFromJournal
+                    && r.result == RepairResult::Applied
+            })
+        };
+        let damaged: Vec<&Finding> = self.findings.iter().filter(|f| f.kind.is_damage()).collect();
+        if damaged.iter().any(|f| !restored(f)) {
             code |= exit::DAMAGE_LEFT;
+        } else if !damaged.is_empty() {
+            code |= exit::REPAIRED;
         }
-        if !self.errors.is_empty() || self.findings.iter().any(|f| f.kind == FindingKind::IoError) {
+        if !self.errors.is_empty()
+            || self.findings.iter().any(|f| f.kind == FindingKind::IoError)
+            || self.repairs.iter().any(|r| r.result == RepairResult::Failed)
+        {
             code |= exit::OPERATIONAL;
         }
         if self.cancelled {
@@ -121,7 +229,7 @@ impl Report {
 
     /// The JSON document of the output contract (schema_version 1), `--output json`.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut doc = serde_json::json!({
             "schema_version": SCHEMA_VERSION,
             "tool": tool(),
             "roots": self.roots,
@@ -129,10 +237,19 @@ impl Report {
             "errors": self.errors,
             "skipped": self.skipped,
             "warnings": self.warnings,
-            "repairs": [],
+            "repairs": self.repairs,
             "summary": self.summary,
             "exit_code": self.exit_code(),
-        })
+        });
+        if let Some(obj) = doc.as_object_mut() {
+            if let Some(u) = &self.undo_log {
+                obj.insert("undo_log".into(), u.as_str().into());
+            }
+            if let Some(q) = &self.quarantine_dir {
+                obj.insert("quarantine_dir".into(), q.as_str().into());
+            }
+        }
+        doc
     }
 
     /// The JSON Lines of the output contract, `--output jsonl`: one object per line with a
@@ -151,11 +268,20 @@ impl Report {
         for w in &self.warnings {
             lines.push(typed("warning", w));
         }
+        for r in &self.repairs {
+            lines.push(typed("repair", r));
+        }
         let mut summary = typed("summary", &self.summary);
         if let Some(obj) = summary.as_object_mut() {
             obj.insert("schema_version".into(), SCHEMA_VERSION.into());
             obj.insert("tool".into(), tool());
             obj.insert("roots".into(), serde_json::json!(self.roots));
+            if let Some(u) = &self.undo_log {
+                obj.insert("undo_log".into(), u.as_str().into());
+            }
+            if let Some(q) = &self.quarantine_dir {
+                obj.insert("quarantine_dir".into(), q.as_str().into());
+            }
             obj.insert("exit_code".into(), self.exit_code().into());
         }
         lines.push(summary);

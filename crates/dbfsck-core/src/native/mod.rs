@@ -9,6 +9,7 @@
 
 mod checksum;
 mod header;
+pub mod journal;
 pub mod layout;
 mod page;
 mod writer;
@@ -21,7 +22,9 @@ pub use page::{
     decode_meta, encode_page, verify_page, EncodeError, FileParams, MismatchCause, PageMeta,
     PageType, PageVerdict,
 };
-pub use writer::{CreateOptions, PageFile, ReadPageError, WriteError};
+pub use writer::{
+    header_page, random_file_id, CreateOptions, PageFile, ReadPageError, WriteError,
+};
 
 use crate::finding::{Finding, FindingKind, Owner};
 use crate::format::{Chunk, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck};
@@ -54,7 +57,7 @@ impl Format for NativeFormat {
         let header_magic = head.get(layout::MAGIC_OFF..layout::MAGIC_OFF + 4)
             == Some(&layout::PAGE_MAGIC[..])
             && page::le_u16(head, layout::TYPE_OFF) == Some(PageType::HEADER);
-        header_magic || looks_like_pages(head)
+        header_magic || looks_like_pages(head) || journal::looks_like_journal(head)
     }
 
     fn open(&self, _path: &Path, source: &dyn FileSource) -> Result<Opened, OpenError> {
@@ -76,6 +79,9 @@ impl Format for NativeFormat {
         let mut head = vec![0u8; len.min(Probe::HEAD_LEN as u64) as usize];
         let n = source.read_full_at(0, &mut head)?;
         head.truncate(n);
+        if journal::looks_like_journal(&head) {
+            return Ok(open_journal(source));
+        }
 
         let mut findings = Vec::new();
         let mut units = 0;
@@ -164,6 +170,38 @@ impl Format for NativeFormat {
             units,
             recheck_after: None,
         })
+    }
+}
+
+/// A journal is checked whole while it is opened: its header, then each record's checksum up to
+/// the last committed batch. A torn or uncommitted tail is what a crash leaves, not damage, so it
+/// is not a finding; the committed images count as units.
+fn open_journal(source: &dyn FileSource) -> Opened {
+    let len = source.len();
+    let (findings, units) = match journal::read_journal(source) {
+        Ok(index) => (Vec::new(), index.images.len() as u64),
+        Err(e) => {
+            let length = len.min(journal::JOURNAL_HEADER_LEN as u64);
+            let kind = match e {
+                journal::JournalError::TooShort { .. } => FindingKind::Truncated,
+                journal::JournalError::Io(_) => FindingKind::IoError,
+                _ => FindingKind::BadHeader,
+            };
+            let mut f = Finding::new(kind, 0, length, e.to_string());
+            if len > length {
+                f.detail.push_str(&format!(
+                    "; the journal's other {} bytes cannot be used",
+                    len - length
+                ));
+            }
+            (vec![f], 0)
+        }
+    };
+    Opened {
+        findings,
+        check: None,
+        units,
+        recheck_after: None,
     }
 }
 

@@ -64,6 +64,9 @@ pub enum WriteError {
         /// Page size.
         page_size: usize,
     },
+    /// Another process holds the file's lock: a datastore or a repair is using it.
+    #[error("the file is locked by another process (a datastore or a repair is using it)")]
+    Locked,
     /// An earlier I/O failure poisoned this handle.
     #[error("an earlier write or fsync failed; this handle refuses further I/O")]
     Poisoned,
@@ -128,6 +131,7 @@ impl PageFile {
             algo: options.checksum,
             file_id,
         };
+        lock_exclusive(&file)?;
         let mut pf = PageFile {
             file,
             params,
@@ -135,24 +139,10 @@ impl PageFile {
             buf: vec![0; ps],
             poisoned: false,
         };
-        let mut body = [0u8; HDR_END - PAGE_HEADER_LEN];
-        let fields = [
-            &FORMAT_VERSION.to_le_bytes()[..],
-            &(ps as u32).to_le_bytes()[..],
-            &[options.checksum.code()][..],
-        ]
-        .concat();
-        if let Some(dst) = body.get_mut(..fields.len()) {
-            dst.copy_from_slice(&fields);
-        }
-        let meta = PageMeta {
-            page_type: PageType::HEADER,
-            flags: 0,
-            file_id,
-            page_no: 0,
-            lsn: 0,
-        };
-        pf.write_image(0, &meta, &body)?;
+        let header = header_page(&params)?;
+        pf.file
+            .write_all_at(&header, 0)
+            .map_err(|e| pf.poison(e))?;
         pf.pages = 1;
         // The new file and its directory entry are durable before anyone relies on them.
         pf.sync()?;
@@ -168,6 +158,7 @@ impl PageFile {
     /// whole number of pages.
     pub fn open(path: &Path) -> Result<PageFile, WriteError> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
+        lock_exclusive(&file)?;
         let len = file.metadata()?.len();
         let mut head = vec![0u8; len.min(MAX_PAGE_SIZE as u64) as usize];
         file.read_exact_at(&mut head, 0)?;
@@ -309,8 +300,43 @@ impl PageFile {
     }
 }
 
-/// A random 64-bit file id. Not cryptographic: it only has to differ between files.
-fn random_file_id() -> u64 {
+/// The header page (page 0) of a file with `params` (`docs/format.md` §4).
+pub fn header_page(params: &FileParams) -> Result<Vec<u8>, EncodeError> {
+    let ps = params.page_size;
+    let mut page = vec![0u8; ps];
+    let mut body = [0u8; HDR_END - PAGE_HEADER_LEN];
+    let fields = [
+        &FORMAT_VERSION.to_le_bytes()[..],
+        &(ps as u32).to_le_bytes()[..],
+        &[params.algo.code()][..],
+    ]
+    .concat();
+    if let Some(dst) = body.get_mut(..fields.len()) {
+        dst.copy_from_slice(&fields);
+    }
+    let meta = PageMeta {
+        page_type: PageType::HEADER,
+        flags: 0,
+        file_id: params.file_id,
+        page_no: 0,
+        lsn: 0,
+    };
+    encode_page(&mut page, &meta, &body, params.algo)?;
+    Ok(page)
+}
+
+/// Takes the exclusive advisory lock (`flock`) that tells a repair the file is in use; it is
+/// released when the file is closed.
+fn lock_exclusive(file: &File) -> Result<(), WriteError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(WriteError::Locked),
+        Err(std::fs::TryLockError::Error(e)) => Err(WriteError::Io(e)),
+    }
+}
+
+/// A random 64-bit id. Not cryptographic: it only has to differ between files.
+pub fn random_file_id() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
         std::time::SystemTime::now()

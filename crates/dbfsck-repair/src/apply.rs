@@ -1,0 +1,531 @@
+//! Applying a plan (`docs/format.md` §10.2): lock, quarantine copies, sealed undo log, writes,
+//! fsync, re-verify. The order is what makes a repair unable to make things worse: nothing is
+//! written before the original bytes are durable in the undo log (and, for a quarantine, in the
+//! quarantine); after a failed write or fsync nothing more is written.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use dbfsck_core::native::{encode_page, verify_page, PageMeta, PageType, PageVerdict};
+use dbfsck_core::{PathError, Repair, RepairAction, RepairResult, Report};
+use sha2::{Digest, Sha256};
+
+use crate::plan::{plan, read_image, Action, Plan};
+use crate::storage::{Storage, StorageFile};
+use crate::undo::{UndoEntry, UndoWriter};
+
+/// How to repair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairOptions {
+    /// Plan only: report every action as `planned` and change nothing. Default true: repair
+    /// runs under an explicit mode whose default only reports.
+    pub dry_run: bool,
+    /// The undo log to create (it must not exist).
+    pub undo_log: PathBuf,
+    /// The quarantine directory (created 0700 if missing).
+    pub quarantine_dir: PathBuf,
+    /// Write even when another process holds a file's lock (the datastore appears to run).
+    pub force: bool,
+}
+
+impl RepairOptions {
+    /// Options that keep dbfsck's files in `DIR/.dbfsck/`: the undo log
+    /// `undo-<UTC time>-<pid>.log` and the quarantine `quarantine/`. Dry run.
+    pub fn in_dir(dir: &Path) -> Self {
+        let base = dir.join(dbfsck_core::DBFSCK_DIR);
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .replace(['-', ':'], "");
+        RepairOptions {
+            dry_run: true,
+            undo_log: base.join(format!("undo-{stamp}-{}.log", std::process::id())),
+            quarantine_dir: base.join("quarantine"),
+            force: false,
+        }
+    }
+}
+
+/// Plans and (unless a dry run) applies the repair of `report`'s findings through `storage`,
+/// recording every action in `report.repairs` and any failure in `report.errors`. Returns the
+/// plan, whose `left` says why each remaining finding was not acted on.
+pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOptions) -> Plan {
+    // Lock first, so the plan is made from bytes no one else is changing.
+    let mut locked: BTreeMap<PathBuf, S::File> = BTreeMap::new();
+    if !options.dry_run {
+        let targets: Vec<PathBuf> = report
+            .findings
+            .iter()
+            .filter(|f| f.kind.is_damage())
+            .filter_map(|f| report.files.iter().find(|s| s.display == f.path))
+            .map(|s| s.path.clone())
+            .collect();
+        for path in targets {
+            if locked.contains_key(&path) {
+                continue;
+            }
+            // A file that cannot be opened for writing is left unlocked; nothing is written.
+            if let Ok(file) = storage.open_rw(&path) {
+                match file.try_lock() {
+                    Ok(true) => {
+                        locked.insert(path, file);
+                    }
+                    Ok(false) if options.force => {
+                        report.warnings.push(PathError {
+                            path: path.display().to_string(),
+                            message: "locked by another process; repairing anyway (--force)".into(),
+                        });
+                        locked.insert(path, file);
+                    }
+                    Ok(false) => {
+                        report.errors.push(PathError {
+                            path: path.display().to_string(),
+                            message: "locked by another process: the datastore appears to be running; stop it before repairing, or pass --force".into(),
+                        });
+                    }
+                    Err(e) => report.errors.push(PathError {
+                        path: path.display().to_string(),
+                        message: format!("cannot lock for repair: {e}"),
+                    }),
+                }
+            }
+        }
+    }
+    let plan = plan(report, storage);
+    for (path, message) in &plan.errors {
+        report.errors.push(PathError {
+            path: path.clone(),
+            message: message.clone(),
+        });
+    }
+    let planned = |a: &Action, result, detail: String| Repair {
+        path: a.display.clone(),
+        offset: a.offset,
+        length: a.length,
+        unit: a.unit,
+        action: a.action,
+        source: a.source(),
+        result,
+        detail,
+    };
+    if options.dry_run || plan.actions.is_empty() {
+        report.repairs = plan
+            .actions
+            .iter()
+            .map(|a| planned(a, RepairResult::Planned, a.detail.clone()))
+            .collect();
+        if plan.actions.iter().any(|a| a.action != RepairAction::RestoreFromJournal) {
+            report.quarantine_dir = Some(options.quarantine_dir.display().to_string());
+        }
+        return plan;
+    }
+    let refused: Vec<&Action> = plan
+        .actions
+        .iter()
+        .filter(|a| !locked.contains_key(&a.path))
+        .collect();
+    if !refused.is_empty() {
+        report.repairs = plan
+            .actions
+            .iter()
+            .map(|a| {
+                planned(
+                    a,
+                    RepairResult::Failed,
+                    "not applied: a file to repair could not be locked, so nothing was changed"
+                        .into(),
+                )
+            })
+            .collect();
+        return plan;
+    }
+    let mut run = Run {
+        storage,
+        options,
+        files: locked,
+        report,
+    };
+    run.apply(&plan);
+    plan
+}
+
+struct Run<'a, S: Storage> {
+    storage: &'a S,
+    options: &'a RepairOptions,
+    files: BTreeMap<PathBuf, S::File>,
+    report: &'a mut Report,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    NotStarted,
+    Written,
+    Failed,
+}
+
+impl<S: Storage> Run<'_, S> {
+    fn apply(&mut self, plan: &Plan) {
+        let fail_all = |report: &mut Report, why: String| {
+            report.repairs = plan
+                .actions
+                .iter()
+                .map(|a| repair_entry(a, RepairResult::Failed, format!("not applied: {why}")))
+                .collect();
+        };
+        // The bytes each action replaces, read under the lock.
+        let mut originals = Vec::with_capacity(plan.actions.len());
+        for a in &plan.actions {
+            match self.original(a) {
+                Ok(o) => originals.push(o),
+                Err(e) => {
+                    fail_all(self.report, format!("reading {} failed: {e}", a.display));
+                    return;
+                }
+            }
+        }
+        // 1. Quarantine copies, durable before anything changes.
+        if plan.actions.iter().any(|a| a.action != RepairAction::RestoreFromJournal) {
+            self.report.quarantine_dir = Some(self.options.quarantine_dir.display().to_string());
+            if let Err(e) = self.quarantine(plan, &originals) {
+                fail_all(self.report, format!("the quarantine could not be written: {e}"));
+                return;
+            }
+        }
+        // 2. The undo log, sealed and synced before the first write.
+        if let Err(e) = self.write_undo_log(plan, &originals) {
+            fail_all(self.report, format!("the undo log could not be written: {e}"));
+            return;
+        }
+        let undo = self.options.undo_log.display().to_string();
+        self.report.undo_log = Some(undo.clone());
+
+        // 3. Write; stop at the first failure.
+        let mut outcomes: Vec<(State, String)> = Vec::with_capacity(plan.actions.len());
+        let mut poisoned = false;
+        for a in &plan.actions {
+            outcomes.push(if poisoned {
+                (
+                    State::Failed,
+                    "not attempted: an earlier write failed, and dbfsck writes nothing after a failure".into(),
+                )
+            } else {
+                match self.write(a) {
+                    Ok(true) => (State::Written, a.detail.clone()),
+                    Ok(false) => (
+                        State::Failed,
+                        "not written: the journal image no longer verifies".into(),
+                    ),
+                    Err(e) => {
+                        poisoned = true;
+                        (
+                            State::Failed,
+                            format!("the write failed ({e}); the page's state is unknown"),
+                        )
+                    }
+                }
+            });
+        }
+        // 4. fsync every file written to (never retried).
+        let mut written_files: Vec<&PathBuf> = Vec::new();
+        for (a, (s, _)) in plan.actions.iter().zip(&outcomes) {
+            if *s != State::NotStarted && !written_files.contains(&&a.path) {
+                written_files.push(&a.path);
+            }
+        }
+        let mut sync_failed: Vec<PathBuf> = Vec::new();
+        for path in written_files {
+            let r = match self.files.get_mut(path) {
+                Some(f) => f.sync(),
+                None => Ok(()),
+            };
+            if let Err(e) = r {
+                sync_failed.push(path.clone());
+                for (a, o) in plan.actions.iter().zip(outcomes.iter_mut()) {
+                    if &a.path == path && o.0 == State::Written {
+                        *o = (
+                            State::Failed,
+                            format!("fsync failed ({e}); the page's state is unknown"),
+                        );
+                    }
+                }
+            }
+        }
+        // 5. Re-verify every changed range.
+        for (a, o) in plan.actions.iter().zip(outcomes.iter_mut()) {
+            if o.0 != State::Written {
+                continue;
+            }
+            match self.verify_after(a) {
+                Ok(None) => {}
+                Ok(Some(problem)) => *o = (State::Failed, format!("regression: {problem}")),
+                Err(e) => {
+                    *o = (
+                        State::Failed,
+                        format!("re-reading after the write failed: {e}"),
+                    )
+                }
+            }
+        }
+        self.report.repairs = plan
+            .actions
+            .iter()
+            .zip(&outcomes)
+            .map(|(a, (s, d))| {
+                let result = if *s == State::Written {
+                    RepairResult::Applied
+                } else {
+                    RepairResult::Failed
+                };
+                repair_entry(a, result, d.clone())
+            })
+            .collect();
+        // Say what state each file with a failure is in.
+        let mut per_file: BTreeMap<&PathBuf, (String, usize, usize)> = BTreeMap::new();
+        for (a, (s, _)) in plan.actions.iter().zip(&outcomes) {
+            let e = per_file.entry(&a.path).or_insert((a.display.clone(), 0, 0));
+            e.1 += 1;
+            if *s == State::Failed {
+                e.2 += 1;
+            }
+        }
+        for (path, (display, total, failed)) in per_file {
+            if failed == 0 {
+                continue;
+            }
+            let state = if sync_failed.contains(path) || poisoned {
+                format!(
+                    "repair stopped after a failed write or fsync; {failed} of {total} changes to this file failed and its state is unknown: run `dbfsck undo {undo}` to restore it exactly as it was, or run the repair again"
+                )
+            } else {
+                format!(
+                    "{failed} of {total} changes to this file failed; the others were applied and verified; `dbfsck undo {undo}` restores the file exactly as it was"
+                )
+            };
+            self.report.errors.push(PathError {
+                path: display,
+                message: state,
+            });
+        }
+    }
+
+    /// The file's length and the bytes in the action's range (shorter at the end of the file).
+    fn original(&self, a: &Action) -> std::io::Result<(u64, Vec<u8>)> {
+        let f = self.file(&a.path)?;
+        let len = f.len()?;
+        let want = a.length.min(len.saturating_sub(a.offset)) as usize;
+        let mut b = vec![0u8; want];
+        let n = f.read_full_at(&mut b, a.offset)?;
+        b.truncate(n);
+        Ok((len, b))
+    }
+
+    fn file(&self, path: &Path) -> std::io::Result<&S::File> {
+        self.files
+            .get(path)
+            .ok_or_else(|| std::io::Error::other("file not locked for repair"))
+    }
+
+    fn quarantine(&self, plan: &Plan, originals: &[(u64, Vec<u8>)]) -> std::io::Result<()> {
+        let dir = &self.options.quarantine_dir;
+        self.storage.create_dir_private(dir)?;
+        let mut lines = String::new();
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        for (a, (_, bytes)) in plan.actions.iter().zip(originals) {
+            if a.action == RepairAction::RestoreFromJournal {
+                continue;
+            }
+            let sha: String = Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let copy = format!("{sha}.bin");
+            let copy_path = dir.join(&copy);
+            // Content-addressed: the same bytes quarantined twice are one copy.
+            if !self.storage.exists(&copy_path) {
+                let mut f = self.storage.create_new(&copy_path)?;
+                f.write_all_at(bytes, 0)?;
+                f.sync()?;
+            }
+            let finding = self.report.findings.get(a.finding);
+            let mut entry = serde_json::json!({
+                "path": a.display,
+                "offset": a.offset,
+                "length": bytes.len(),
+                "page": a.unit,
+                "kind": finding.map(|f| f.kind.as_str()),
+                "action": a.action.as_str(),
+                "sha256": sha,
+                "copy": copy,
+                "time": now,
+            });
+            if let (Some(obj), Some(f)) = (entry.as_object_mut(), finding) {
+                if let Some(e) = &f.expected {
+                    obj.insert("expected".into(), e.as_str().into());
+                }
+                if let Some(e) = &f.actual {
+                    obj.insert("actual".into(), e.as_str().into());
+                }
+            }
+            lines.push_str(&entry.to_string());
+            lines.push('\n');
+        }
+        let manifest = dir.join("manifest.jsonl");
+        let mut m = match self.storage.open_rw(&manifest) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.storage.create_new(&manifest)?,
+            Err(e) => return Err(e),
+        };
+        let end = m.len()?;
+        m.write_all_at(lines.as_bytes(), end)?;
+        m.sync()?;
+        self.storage.sync_dir(dir)
+    }
+
+    fn write_undo_log(
+        &self,
+        plan: &Plan,
+        originals: &[(u64, Vec<u8>)],
+    ) -> Result<(), crate::undo::UndoError> {
+        let log = &self.options.undo_log;
+        let io = |source| crate::undo::UndoError::Io {
+            path: log.clone(),
+            source,
+        };
+        let parent = log
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !self.storage.exists(parent) {
+            self.storage.create_dir_private(parent).map_err(io)?;
+        }
+        let mut w = UndoWriter::create(self.storage, log)?;
+        for (a, (len, bytes)) in plan.actions.iter().zip(originals) {
+            let abs = absolute(&a.path);
+            if a.offset + a.length != *len || a.action == RepairAction::TruncateTail {
+                w.append(&UndoEntry::Length {
+                    path: abs.clone(),
+                    len: *len,
+                })?;
+            }
+            w.append(&UndoEntry::Bytes {
+                path: abs,
+                offset: a.offset,
+                data: bytes.clone(),
+            })?;
+        }
+        w.seal()?;
+        self.storage.sync_dir(parent).map_err(io)
+    }
+
+    /// Performs one action; `Ok(false)` when the source no longer verifies (nothing written).
+    fn write(&mut self, a: &Action) -> std::io::Result<bool> {
+        let bytes = match a.action {
+            RepairAction::RestoreFromJournal => {
+                let Some(src) = &a.image else { return Ok(false) };
+                // Re-read and re-verify: only bytes from a verified source are written.
+                match read_image(self.storage, src, &a.params)? {
+                    Some(img) if image_ok(&img, a, src.image.lsn) => Some(img),
+                    _ => return Ok(false),
+                }
+            }
+            RepairAction::Quarantine => Some(marker(a)?),
+            _ => None,
+        };
+        let f = self
+            .files
+            .get_mut(&a.path)
+            .ok_or_else(|| std::io::Error::other("file not locked for repair"))?;
+        match bytes {
+            Some(b) => f.write_all_at(&b, a.offset)?,
+            None => f.set_len(a.offset)?,
+        }
+        Ok(true)
+    }
+
+    /// `None` when the range now holds what the action meant; else what is wrong.
+    fn verify_after(&self, a: &Action) -> std::io::Result<Option<String>> {
+        let f = self.storage.open_read(&a.path)?;
+        if a.action == RepairAction::TruncateTail {
+            let len = f.len()?;
+            return Ok((len != a.offset)
+                .then(|| format!("the file is {len} bytes after cutting it to {}", a.offset)));
+        }
+        let mut page = vec![0u8; a.params.page_size];
+        let n = f.read_full_at(&mut page, a.offset)?;
+        if n < page.len() {
+            return Ok(Some("the page is short after the write".into()));
+        }
+        let unit = a.unit.unwrap_or(0);
+        Ok(match (a.action, verify_page(&page, &a.params, unit)) {
+            (RepairAction::RestoreFromJournal, PageVerdict::Ok { lsn, .. })
+                if a.image.as_ref().is_some_and(|s| s.image.lsn == lsn) =>
+            {
+                None
+            }
+            (RepairAction::Quarantine, PageVerdict::Quarantined { .. }) => None,
+            (_, v) => Some(format!("the page does not verify after the write ({v:?})")),
+        })
+    }
+}
+
+fn image_ok(img: &[u8], a: &Action, lsn: u64) -> bool {
+    matches!(
+        verify_page(img, &a.params, a.unit.unwrap_or(0)),
+        PageVerdict::Ok { lsn: l, .. } if l == lsn
+    )
+}
+
+/// The quarantine marker for the action's page: built from the file's parameters and the page
+/// number alone (never from the damaged bytes), with LSN 0 so that it never raises the LSN
+/// evidence a later repair weighs, and identical however often it is written.
+fn marker(a: &Action) -> std::io::Result<Vec<u8>> {
+    let mut page = vec![0u8; a.params.page_size];
+    let meta = PageMeta {
+        page_type: PageType::QUARANTINED,
+        flags: 0,
+        file_id: a.params.file_id,
+        page_no: a.unit.unwrap_or(0),
+        lsn: 0,
+    };
+    encode_page(&mut page, &meta, &[], a.params.algo)
+        .map_err(std::io::Error::other)?;
+    Ok(page)
+}
+
+fn repair_entry(a: &Action, result: RepairResult, detail: String) -> Repair {
+    Repair {
+        path: a.display.clone(),
+        offset: a.offset,
+        length: a.length,
+        unit: a.unit,
+        action: a.action,
+        source: a.source(),
+        result,
+        detail,
+    }
+}
+
+/// The absolute, plain form of a path, for the undo log (which works from any directory and
+/// accepts no `.` or `..`): the parent resolved by the file system when it can be, else lexically.
+fn absolute(p: &Path) -> PathBuf {
+    let resolved = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(std::env::current_dir, std::fs::canonicalize)
+        .ok()
+        .zip(p.file_name())
+        .map(|(dir, name)| dir.join(name));
+    if let Some(r) = resolved {
+        return r;
+    }
+    let mut out = PathBuf::new();
+    for c in std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}

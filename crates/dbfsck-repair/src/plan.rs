@@ -1,0 +1,365 @@
+//! Planning: one action per finding (`docs/format.md` §10.1). A damaged native page is restored
+//! from the newest committed journal image of that page whose own checksum verifies and whose
+//! LSN is not older than any LSN evidence surviving in the damaged page; otherwise it is
+//! quarantined. A torn trailing piece with no image is cut off. Everything else is left, with the
+//! reason.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use dbfsck_core::native::journal::{looks_like_journal, read_journal, JournalImage};
+use dbfsck_core::native::layout::{
+    FILE_ID_OFF, LSN_OFF, MAGIC_OFF, MAX_PAGE_SIZE, PAGE_HEADER_LEN, PAGE_MAGIC, PAGE_NO_OFF,
+};
+use dbfsck_core::native::{
+    parse_header, probe_params, verify_page, FileParams, MismatchCause, NativeFormat,
+    PageVerdict,
+};
+use dbfsck_core::{Finding, FindingKind, RepairAction, Report};
+
+use crate::storage::{Source, Storage, StorageFile};
+
+/// A committed journal image chosen to rebuild a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSource {
+    /// The journal file.
+    pub journal: PathBuf,
+    /// Where the image is in it.
+    pub image: JournalImage,
+}
+
+/// One planned action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    /// Index of the finding in the report.
+    pub finding: usize,
+    /// The file to change.
+    pub path: PathBuf,
+    /// The path as the report shows it.
+    pub display: String,
+    /// First byte changed.
+    pub offset: u64,
+    /// Bytes changed (a page, or the piece cut off).
+    pub length: u64,
+    /// The page.
+    pub unit: Option<u64>,
+    /// What is done.
+    pub action: RepairAction,
+    /// The file's parameters.
+    pub params: FileParams,
+    /// For a restore, the image.
+    pub image: Option<ImageSource>,
+    /// Why this action, in words.
+    pub detail: String,
+}
+
+impl Action {
+    /// The `source` field of the report: the journal image, or `None`.
+    pub fn source(&self) -> Option<String> {
+        self.image.as_ref().map(|s| {
+            format!(
+                "{} (batch {}, LSN {}, image at byte {})",
+                s.journal.display(),
+                s.image.batch,
+                s.image.lsn,
+                s.image.offset
+            )
+        })
+    }
+}
+
+/// A finding no action addresses, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Left {
+    /// Index of the finding in the report.
+    pub finding: usize,
+    /// Why it is left, in words.
+    pub reason: String,
+}
+
+/// The plan: actions in report order, and what is left.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// The actions.
+    pub actions: Vec<Action>,
+    /// Damage findings no action addresses.
+    pub left: Vec<Left>,
+    /// The journals read, with the committed images each holds.
+    pub journals: Vec<(PathBuf, usize)>,
+    /// Problems reading files or journals while planning: (path, message).
+    pub errors: Vec<(String, String)>,
+}
+
+type Images = HashMap<(u64, u64), Vec<ImageSource>>;
+
+/// Plans the repair of a report's findings, reading the files and journals through `storage`.
+pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
+    let mut plan = Plan::default();
+    let mut images: Images = HashMap::new();
+    let native: Vec<_> = report
+        .files
+        .iter()
+        .filter(|f| f.format == NativeFormat::NAME)
+        .collect();
+    let mut journals = Vec::new();
+    for f in &native {
+        match read_head(storage, &f.path, 4) {
+            Ok(head) if looks_like_journal(&head) => journals.push(f.path.clone()),
+            Ok(_) => {}
+            Err(e) => plan.errors.push((f.display.clone(), e.to_string())),
+        }
+    }
+    for j in &journals {
+        let index = storage.open_read(j).and_then(|file| {
+            let len = file.len()?;
+            read_journal(&Source { file: &file, len }).map_err(std::io::Error::other)
+        });
+        match index {
+            Ok(index) => {
+                plan.journals.push((j.clone(), index.images.len()));
+                for image in index.images {
+                    images
+                        .entry((image.file_id, image.page_no))
+                        .or_default()
+                        .push(ImageSource {
+                            journal: j.clone(),
+                            image,
+                        });
+                }
+            }
+            Err(e) => plan.errors.push((
+                j.display().to_string(),
+                format!("journal not used: {e}"),
+            )),
+        }
+    }
+
+    let mut params_cache: HashMap<PathBuf, Result<FileParams, String>> = HashMap::new();
+    for (i, finding) in report.findings.iter().enumerate() {
+        if !finding.kind.is_damage() {
+            continue;
+        }
+        let mut leave = |reason: String| plan.left.push(Left { finding: i, reason });
+        if finding.kind == FindingKind::Quarantined {
+            leave("a quarantine marker from an earlier repair: this page's data is lost; restore it from a backup".into());
+            continue;
+        }
+        if finding.format != NativeFormat::NAME {
+            leave(format!(
+                "dbfsck does not repair {} files; restore this range from a backup",
+                finding.format
+            ));
+            continue;
+        }
+        let Some(file) = native.iter().find(|f| f.display == finding.path) else {
+            leave("the file was not scanned as a whole; not repaired".into());
+            continue;
+        };
+        if journals.contains(&file.path) {
+            leave("a damaged journal is only read, never repaired; its damaged part is not used".into());
+            continue;
+        }
+        let Some(unit) = finding.unit.filter(|&u| u > 0) else {
+            leave(match finding.unit {
+                Some(_) => "the header page is not rebuilt by this version; restore the file from a backup".into(),
+                None => "no page to act on; restore the file from a backup".into(),
+            });
+            continue;
+        };
+        let params = params_cache
+            .entry(file.path.clone())
+            .or_insert_with(|| file_params(storage, &file.path))
+            .clone();
+        let params = match params {
+            Ok(p) => p,
+            Err(e) => {
+                leave(format!("the file's parameters cannot be read: {e}"));
+                continue;
+            }
+        };
+        match plan_page(storage, &images, finding, &file.path, unit, &params) {
+            Ok(Decision::Act(action, image, detail)) => plan.actions.push(Action {
+                finding: i,
+                path: file.path.clone(),
+                display: finding.path.clone(),
+                offset: unit * params.page_size as u64,
+                length: match action {
+                    RepairAction::TruncateTail => finding.length,
+                    _ => params.page_size as u64,
+                },
+                unit: Some(unit),
+                action,
+                params,
+                image,
+                detail,
+            }),
+            Ok(Decision::Leave(reason)) => leave(reason),
+            Err(e) => leave(format!("reading the page failed: {e}")),
+        }
+    }
+    plan
+}
+
+enum Decision {
+    Act(RepairAction, Option<ImageSource>, String),
+    Leave(String),
+}
+
+fn plan_page<S: Storage>(
+    storage: &S,
+    images: &Images,
+    finding: &Finding,
+    path: &Path,
+    unit: u64,
+    params: &FileParams,
+) -> std::io::Result<Decision> {
+    let ps = params.page_size as u64;
+    let file = storage.open_read(path)?;
+    let mut page = vec![0u8; params.page_size];
+    let n = file.read_full_at(&mut page, unit * ps)?;
+    let partial = n < params.page_size;
+    page.truncate(n);
+    let verdict = (!partial).then(|| verify_page(&page, params, unit));
+    if matches!(verdict, Some(PageVerdict::Ok { .. })) {
+        return Ok(Decision::Leave(
+            "the page verifies now; it changed since the scan and is left alone".into(),
+        ));
+    }
+    let evidence = lsn_evidence(&page, params, unit, verdict.as_ref());
+    let mut unusable = 0;
+    let mut older = None::<u64>;
+    let mut best: Option<(u64, usize, &ImageSource)> = None;
+    let candidates = images.get(&(params.file_id, unit)).map_or(&[][..], |v| &v[..]);
+    for (order, c) in candidates.iter().enumerate() {
+        match verified_image(storage, c, params, unit) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                unusable += 1;
+                continue;
+            }
+        }
+        if evidence.is_some_and(|e| c.image.lsn < e) {
+            older = Some(older.map_or(c.image.lsn, |o| o.max(c.image.lsn)));
+            continue;
+        }
+        if best.is_none_or(|(lsn, o, _)| (c.image.lsn, order) > (lsn, o)) {
+            best = Some((c.image.lsn, order, c));
+        }
+    }
+    if let Some((lsn, _, c)) = best {
+        return Ok(Decision::Act(
+            RepairAction::RestoreFromJournal,
+            Some(c.clone()),
+            format!("rebuilt from a committed journal image (LSN {lsn}) whose checksum verifies"),
+        ));
+    }
+    let mut why = match (candidates.len(), older, evidence) {
+        (0, _, _) => "no journal holds an image of this page".to_owned(),
+        (_, Some(o), Some(e)) => format!(
+            "the newest usable journal image (LSN {o}) is older than the LSN {e} the damaged page still shows"
+        ),
+        _ => "no journal image of this page verifies".to_owned(),
+    };
+    if unusable > 0 && !candidates.is_empty() && older.is_some() {
+        why.push_str(&format!("; {unusable} other image(s) fail their own checksum"));
+    }
+    if finding.kind == FindingKind::PartialPage || partial {
+        return Ok(Decision::Act(
+            RepairAction::TruncateTail,
+            None,
+            format!("{why}: the torn trailing piece is copied to the quarantine and cut off"),
+        ));
+    }
+    Ok(Decision::Act(
+        RepairAction::Quarantine,
+        None,
+        format!("{why}: the page is copied to the quarantine and replaced by a quarantine marker"),
+    ))
+}
+
+/// The highest LSN the damaged page still shows for itself, or `None` when it shows none:
+/// a zeroed page, a page that belongs elsewhere, a field the verdict names as the damaged one.
+/// Garbage in the trailer counts as evidence: it can only make the choice more careful.
+fn lsn_evidence(
+    page: &[u8],
+    params: &FileParams,
+    unit: u64,
+    verdict: Option<&PageVerdict>,
+) -> Option<u64> {
+    let le = |off: usize| {
+        page.get(off..off + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    let ps = params.page_size;
+    let header = le(LSN_OFF);
+    let trailer = (page.len() == ps).then(|| le(ps - 16)).flatten();
+    let identity = page.get(MAGIC_OFF..MAGIC_OFF + 4) == Some(&PAGE_MAGIC[..])
+        && le(FILE_ID_OFF) == Some(params.file_id)
+        && le(PAGE_NO_OFF) == Some(unit);
+    match verdict {
+        Some(PageVerdict::Zeroed | PageVerdict::Misdirected { .. }) => None,
+        Some(PageVerdict::ChecksumMismatch {
+            cause: MismatchCause::HeaderLsn,
+            ..
+        }) => trailer,
+        Some(PageVerdict::ChecksumMismatch {
+            cause: MismatchCause::TrailerLsn,
+            ..
+        }) => header,
+        _ => {
+            let h = if identity && page.len() >= PAGE_HEADER_LEN { header } else { None };
+            match (h, trailer) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            }
+        }
+    }
+}
+
+/// Whether a journal image verifies as page `unit` of the file on its own checksum, with the
+/// LSN its record names.
+fn verified_image<S: Storage>(
+    storage: &S,
+    c: &ImageSource,
+    params: &FileParams,
+    unit: u64,
+) -> std::io::Result<bool> {
+    Ok(read_image(storage, c, params)?.is_some_and(|img| {
+        matches!(verify_page(&img, params, unit), PageVerdict::Ok { lsn, .. } if lsn == c.image.lsn)
+    }))
+}
+
+/// The bytes of a journal image, if it has the file's page size.
+pub(crate) fn read_image<S: Storage>(
+    storage: &S,
+    c: &ImageSource,
+    params: &FileParams,
+) -> std::io::Result<Option<Vec<u8>>> {
+    if c.image.len != params.page_size {
+        return Ok(None);
+    }
+    let j = storage.open_read(&c.journal)?;
+    let mut img = vec![0u8; c.image.len];
+    let n = j.read_full_at(&mut img, c.image.offset)?;
+    Ok((n == img.len()).then_some(img))
+}
+
+/// The parameters of a native file: from its header page, or recovered from the pages that
+/// follow a damaged one.
+pub(crate) fn file_params<S: Storage>(storage: &S, path: &Path) -> Result<FileParams, String> {
+    let head = read_head(storage, path, 9 * MAX_PAGE_SIZE).map_err(|e| e.to_string())?;
+    match parse_header(&head) {
+        Ok(h) => Ok(h.params),
+        Err(e) => probe_params(&head).ok_or_else(|| e.to_string()),
+    }
+}
+
+fn read_head<S: Storage>(storage: &S, path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
+    let f = storage.open_read(path)?;
+    let len = f.len()?;
+    let mut head = vec![0u8; len.min(max as u64) as usize];
+    let n = f.read_full_at(&mut head, 0)?;
+    head.truncate(n);
+    Ok(head)
+}
