@@ -209,7 +209,11 @@ impl Report {
                     && r.result == RepairResult::Applied
             })
         };
-        let damaged: Vec<&Finding> = self.findings.iter().filter(|f| f.kind.is_damage()).collect();
+        let damaged: Vec<&Finding> = self
+            .findings
+            .iter()
+            .filter(|f| f.kind.is_damage())
+            .collect();
         if damaged.iter().any(|f| !restored(f)) {
             code |= exit::DAMAGE_LEFT;
         } else if !damaged.is_empty() {
@@ -217,7 +221,10 @@ impl Report {
         }
         if !self.errors.is_empty()
             || self.findings.iter().any(|f| f.kind == FindingKind::IoError)
-            || self.repairs.iter().any(|r| r.result == RepairResult::Failed)
+            || self
+                .repairs
+                .iter()
+                .any(|r| r.result == RepairResult::Failed)
         {
             code |= exit::OPERATIONAL;
         }

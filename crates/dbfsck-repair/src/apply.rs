@@ -113,7 +113,11 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
             .iter()
             .map(|a| planned(a, RepairResult::Planned, a.detail.clone()))
             .collect();
-        if plan.actions.iter().any(|a| a.action != RepairAction::RestoreFromJournal) {
+        if plan
+            .actions
+            .iter()
+            .any(|a| a.action != RepairAction::RestoreFromJournal)
+        {
             report.quarantine_dir = Some(options.quarantine_dir.display().to_string());
         }
         return plan;
@@ -183,16 +187,26 @@ impl<S: Storage> Run<'_, S> {
             }
         }
         // 1. Quarantine copies, durable before anything changes.
-        if plan.actions.iter().any(|a| a.action != RepairAction::RestoreFromJournal) {
+        if plan
+            .actions
+            .iter()
+            .any(|a| a.action != RepairAction::RestoreFromJournal)
+        {
             self.report.quarantine_dir = Some(self.options.quarantine_dir.display().to_string());
             if let Err(e) = self.quarantine(plan, &originals) {
-                fail_all(self.report, format!("the quarantine could not be written: {e}"));
+                fail_all(
+                    self.report,
+                    format!("the quarantine could not be written: {e}"),
+                );
                 return;
             }
         }
         // 2. The undo log, sealed and synced before the first write.
         if let Err(e) = self.write_undo_log(plan, &originals) {
-            fail_all(self.report, format!("the undo log could not be written: {e}"));
+            fail_all(
+                self.report,
+                format!("the undo log could not be written: {e}"),
+            );
             return;
         }
         let undo = self.options.undo_log.display().to_string();
@@ -371,7 +385,9 @@ impl<S: Storage> Run<'_, S> {
         let manifest = dir.join("manifest.jsonl");
         let mut m = match self.storage.open_rw(&manifest) {
             Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.storage.create_new(&manifest)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.storage.create_new(&manifest)?
+            }
             Err(e) => return Err(e),
         };
         let end = m.len()?;
@@ -400,7 +416,8 @@ impl<S: Storage> Run<'_, S> {
         let mut w = UndoWriter::create(self.storage, log)?;
         for (a, (len, bytes)) in plan.actions.iter().zip(originals) {
             let abs = absolute(&a.path);
-            if a.offset + a.length != *len || a.action == RepairAction::TruncateTail {
+            // Only an action that changes the file's length needs it put back.
+            if a.offset + a.length > *len || a.action == RepairAction::TruncateTail {
                 w.append(&UndoEntry::Length {
                     path: abs.clone(),
                     len: *len,
@@ -420,7 +437,9 @@ impl<S: Storage> Run<'_, S> {
     fn write(&mut self, a: &Action) -> std::io::Result<bool> {
         let bytes = match a.action {
             RepairAction::RestoreFromJournal => {
-                let Some(src) = &a.image else { return Ok(false) };
+                let Some(src) = &a.image else {
+                    return Ok(false);
+                };
                 // Re-read and re-verify: only bytes from a verified source are written.
                 match read_image(self.storage, src, &a.params)? {
                     Some(img) if image_ok(&img, a, src.image.lsn) => Some(img),
@@ -486,8 +505,7 @@ fn marker(a: &Action) -> std::io::Result<Vec<u8>> {
         page_no: a.unit.unwrap_or(0),
         lsn: 0,
     };
-    encode_page(&mut page, &meta, &[], a.params.algo)
-        .map_err(std::io::Error::other)?;
+    encode_page(&mut page, &meta, &[], a.params.algo).map_err(std::io::Error::other)?;
     Ok(page)
 }
 
@@ -518,7 +536,10 @@ fn absolute(p: &Path) -> PathBuf {
         return r;
     }
     let mut out = PathBuf::new();
-    for c in std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).components() {
+    for c in std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .components()
+    {
         match c {
             std::path::Component::ParentDir => {
                 out.pop();

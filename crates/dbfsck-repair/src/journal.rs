@@ -80,7 +80,9 @@ pub enum JournalWriteError {
         source: HeaderError,
     },
     /// A data file's length is not a whole number of pages.
-    #[error("{path} is {len} bytes, not a whole number of pages; run `dbfsck scan --repair` first")]
+    #[error(
+        "{path} is {len} bytes, not a whole number of pages; run `dbfsck scan --repair` first"
+    )]
     PartialPage {
         /// The file.
         path: PathBuf,
@@ -94,7 +96,9 @@ pub enum JournalWriteError {
     #[error("page 0 is the header page and cannot be written as a data page")]
     HeaderPage,
     /// A reserved page type.
-    #[error("page type {0} is reserved; use PageType::Free or an application type (0x0100 and above)")]
+    #[error(
+        "page type {0} is reserved; use PageType::Free or an application type (0x0100 and above)"
+    )]
     ReservedType(u16),
     /// A handle from another store.
     #[error("file handle {0} does not belong to this store")]
@@ -204,7 +208,9 @@ impl<S: Storage> JournaledStore<S> {
         journal_path: &Path,
         options: JournalOptions,
     ) -> Result<Self, JournalWriteError> {
-        let mut journal = storage.open_rw(journal_path).map_err(io_err(journal_path))?;
+        let mut journal = storage
+            .open_rw(journal_path)
+            .map_err(io_err(journal_path))?;
         lock(&journal, journal_path)?;
         let len = journal.len().map_err(io_err(journal_path))?;
         let index = read_journal(&Source {
@@ -332,9 +338,7 @@ impl<S: Storage> JournaledStore<S> {
             .map_err(io_err(&f.path))
             .map_err(Err)?;
         match verify_page(&page, &f.params, page_no) {
-            PageVerdict::Ok { .. } => Ok(Some(
-                page.get(32..ps - 16).unwrap_or_default().to_vec(),
-            )),
+            PageVerdict::Ok { .. } => Ok(Some(page.get(32..ps - 16).unwrap_or_default().to_vec())),
             v => Err(Ok(v)),
         }
     }

@@ -12,8 +12,7 @@ use dbfsck_core::native::layout::{
     FILE_ID_OFF, LSN_OFF, MAGIC_OFF, MAX_PAGE_SIZE, PAGE_HEADER_LEN, PAGE_MAGIC, PAGE_NO_OFF,
 };
 use dbfsck_core::native::{
-    parse_header, probe_params, verify_page, FileParams, MismatchCause, NativeFormat,
-    PageVerdict,
+    parse_header, probe_params, verify_page, FileParams, MismatchCause, NativeFormat, PageVerdict,
 };
 use dbfsck_core::{Finding, FindingKind, RepairAction, Report};
 
@@ -127,10 +126,9 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
                         });
                 }
             }
-            Err(e) => plan.errors.push((
-                j.display().to_string(),
-                format!("journal not used: {e}"),
-            )),
+            Err(e) => plan
+                .errors
+                .push((j.display().to_string(), format!("journal not used: {e}"))),
         }
     }
 
@@ -156,12 +154,18 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
             continue;
         };
         if journals.contains(&file.path) {
-            leave("a damaged journal is only read, never repaired; its damaged part is not used".into());
+            leave(
+                "a damaged journal is only read, never repaired; its damaged part is not used"
+                    .into(),
+            );
             continue;
         }
         let Some(unit) = finding.unit.filter(|&u| u > 0) else {
             leave(match finding.unit {
-                Some(_) => "the header page is not rebuilt by this version; restore the file from a backup".into(),
+                Some(_) => {
+                    "the header page is not rebuilt by this version; restore the file from a backup"
+                        .into()
+                }
                 None => "no page to act on; restore the file from a backup".into(),
             });
             continue;
@@ -229,7 +233,9 @@ fn plan_page<S: Storage>(
     let mut unusable = 0;
     let mut older = None::<u64>;
     let mut best: Option<(u64, usize, &ImageSource)> = None;
-    let candidates = images.get(&(params.file_id, unit)).map_or(&[][..], |v| &v[..]);
+    let candidates = images
+        .get(&(params.file_id, unit))
+        .map_or(&[][..], |v| &v[..]);
     for (order, c) in candidates.iter().enumerate() {
         match verified_image(storage, c, params, unit) {
             Ok(true) => {}
@@ -261,7 +267,9 @@ fn plan_page<S: Storage>(
         _ => "no journal image of this page verifies".to_owned(),
     };
     if unusable > 0 && !candidates.is_empty() && older.is_some() {
-        why.push_str(&format!("; {unusable} other image(s) fail their own checksum"));
+        why.push_str(&format!(
+            "; {unusable} other image(s) fail their own checksum"
+        ));
     }
     if finding.kind == FindingKind::PartialPage || partial {
         return Ok(Decision::Act(
@@ -308,7 +316,11 @@ fn lsn_evidence(
             ..
         }) => header,
         _ => {
-            let h = if identity && page.len() >= PAGE_HEADER_LEN { header } else { None };
+            let h = if identity && page.len() >= PAGE_HEADER_LEN {
+                header
+            } else {
+                None
+            };
             match (h, trailer) {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),

@@ -27,7 +27,10 @@ pub trait Storage {
 }
 
 /// An open file of a [`Storage`].
-#[expect(clippy::len_without_is_empty, reason = "a fallible length; emptiness is never asked")]
+#[expect(
+    clippy::len_without_is_empty,
+    reason = "a fallible length; emptiness is never asked"
+)]
 pub trait StorageFile {
     /// The file's length.
     fn len(&self) -> io::Result<u64>;

@@ -311,8 +311,14 @@ pub fn undo<S: Storage>(storage: &S, log: &Path, force: bool) -> Result<UndoOutc
         handles.push(f);
     }
     for e in entries.iter().rev() {
-        let i = outcome.files.iter().position(|f| f == e.path()).unwrap_or(0);
-        let Some(f) = handles.get_mut(i) else { continue };
+        let i = outcome
+            .files
+            .iter()
+            .position(|f| f == e.path())
+            .unwrap_or(0);
+        let Some(f) = handles.get_mut(i) else {
+            continue;
+        };
         match e {
             UndoEntry::Bytes { path, offset, data } => {
                 f.write_all_at(data, *offset).map_err(io_err(path))?;

@@ -2,7 +2,10 @@
 
 use std::io::{self, IsTerminal, Write};
 
-use dbfsck_core::{exit, Finding, Report};
+use std::path::PathBuf;
+
+use dbfsck_core::{exit, Finding, RepairAction, RepairResult, Report};
+use dbfsck_repair::plan::Plan;
 
 /// Colour only on a terminal, and never when `NO_COLOR` is set (no-color.org).
 pub fn use_color() -> bool {
@@ -23,15 +26,26 @@ impl Style {
     }
 }
 
+/// What the human report needs besides the report.
+pub struct Context<'a> {
+    /// Worker threads used.
+    pub threads: usize,
+    /// `--quiet`.
+    pub quiet: bool,
+    /// Colour on.
+    pub color: bool,
+    /// The repair plan, with `--repair`.
+    pub plan: Option<&'a Plan>,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// The paths given, for the suggested next command.
+    pub paths: &'a [PathBuf],
+}
+
 /// Writes the human report.
-pub fn render(
-    out: &mut impl Write,
-    report: &Report,
-    threads: usize,
-    quiet: bool,
-    color: bool,
-) -> io::Result<()> {
-    let style = Style { color };
+pub fn render(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::Result<()> {
+    let (threads, quiet) = (ctx.threads, ctx.quiet);
+    let style = Style { color: ctx.color };
     for w in &report.warnings {
         writeln!(
             out,
@@ -48,6 +62,9 @@ pub fn render(
             current = Some(&f.path);
         }
         writeln!(out, "  {}", finding_line(f, &style))?;
+    }
+    if let Some(plan) = ctx.plan {
+        render_repairs(out, report, plan, &style)?;
     }
     if !report.errors.is_empty() {
         writeln!(out, "{}", style.paint("1;31", "errors"))?;
@@ -105,10 +122,22 @@ pub fn render(
     let rc = report.exit_code();
     let verdict = if rc == exit::OK {
         style.paint("32", "clean: no damage found")
+    } else if rc == exit::REPAIRED {
+        style.paint("32", "all damage was rebuilt from verified sources")
     } else {
         let mut parts = Vec::new();
         if rc & exit::DAMAGE_LEFT != 0 {
-            parts.push("damage found");
+            parts.push(
+                if report
+                    .repairs
+                    .iter()
+                    .any(|r| r.result == RepairResult::Applied)
+                {
+                    "damage left: quarantined or unrepairable ranges must come from a backup"
+                } else {
+                    "damage found"
+                },
+            );
         }
         if rc & exit::OPERATIONAL != 0 {
             parts.push("some paths could not be read");
@@ -118,7 +147,110 @@ pub fn render(
         }
         style.paint("1;31", &parts.join("; "))
     };
-    writeln!(out, "result: {verdict} (exit {rc})")
+    writeln!(out, "result: {verdict} (exit {rc})")?;
+    next_step(out, report, ctx)
+}
+
+/// Says what to do next, as a command to copy.
+fn next_step(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::Result<()> {
+    let paths: Vec<String> = ctx
+        .paths
+        .iter()
+        .map(|p| shell_word(&p.to_string_lossy()))
+        .collect();
+    let paths = paths.join(" ");
+    let damage = report.findings.iter().any(|f| f.kind.is_damage());
+    if ctx.plan.is_none() && damage {
+        writeln!(
+            out,
+            "next: run `dbfsck scan --repair --dry-run {paths}` to see the repair plan"
+        )?;
+    } else if ctx.plan.is_some() && ctx.dry_run && !report.repairs.is_empty() {
+        writeln!(out, "next: run `dbfsck scan --repair {paths}` to apply this plan (an undo log is written first)")?;
+    }
+    if let Some(log) = &report.undo_log {
+        writeln!(
+            out,
+            "undo: `dbfsck undo {}` restores every byte this repair changed",
+            shell_word(log)
+        )?;
+    }
+    Ok(())
+}
+
+fn shell_word(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn render_repairs(
+    out: &mut impl Write,
+    report: &Report,
+    plan: &Plan,
+    style: &Style,
+) -> io::Result<()> {
+    let title = if report
+        .repairs
+        .iter()
+        .all(|r| r.result == RepairResult::Planned)
+    {
+        "repair plan (dry run: nothing changed)"
+    } else {
+        "repairs"
+    };
+    writeln!(out, "{}", style.paint("1", title))?;
+    if report.repairs.is_empty() {
+        writeln!(out, "  nothing to do")?;
+    }
+    for r in &report.repairs {
+        let result = match r.result {
+            RepairResult::Applied => style.paint("32", r.result.as_str()),
+            RepairResult::Planned => style.paint("36", r.result.as_str()),
+            _ => style.paint("1;31", r.result.as_str()),
+        };
+        let unit = r.unit.map(|u| format!(" page {u}")).unwrap_or_default();
+        writeln!(
+            out,
+            "  {}{unit}: {} {result}  {}",
+            r.path,
+            r.action.as_str(),
+            r.detail
+        )?;
+        if let Some(src) = &r.source {
+            writeln!(out, "      from {src}")?;
+        }
+    }
+    if !plan.left.is_empty() {
+        writeln!(
+            out,
+            "{}",
+            style.paint("1", "left as is (restore from a backup)")
+        )?;
+        for l in &plan.left {
+            if let Some(f) = report.findings.get(l.finding) {
+                let unit = f.unit.map(|u| format!(" page {u}")).unwrap_or_default();
+                writeln!(out, "  {}{unit}: {}: {}", f.path, f.kind, l.reason)?;
+            }
+        }
+    }
+    if let Some(q) = &report.quarantine_dir {
+        if report
+            .repairs
+            .iter()
+            .any(|r| r.action != RepairAction::RestoreFromJournal)
+        {
+            writeln!(
+                out,
+                "  quarantine: {q} (manifest.jsonl lists every range cut out)"
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn finding_line(f: &Finding, style: &Style) -> String {

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dbfsck_core::{exit, ReadStrategy, Report, Scanner};
+use dbfsck_repair::plan::Plan;
+use dbfsck_repair::{repair, FsStorage, RepairOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,8 +29,21 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Verify every page of the files under PATH… and report what is damaged.
+    /// Verify every page of the files under PATH… and report what is damaged; with --repair,
+    /// rebuild what a journal can and quarantine the rest.
     Scan(ScanArgs),
+    /// Restore every byte a repair changed, exactly, from its undo log.
+    Undo(UndoArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct UndoArgs {
+    /// The undo log a `scan --repair` wrote (its report names it).
+    #[arg(value_name = "UNDO_LOG")]
+    log: PathBuf,
+    /// Write even when another process holds a file's lock.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -51,6 +66,22 @@ struct ScanArgs {
     /// Print nothing but findings and errors (human output); JSON outputs are unchanged.
     #[arg(long, short)]
     quiet: bool,
+    /// Repair: restore damaged pages from verified journal images, quarantine the rest.
+    /// Every byte changed is first saved to an undo log.
+    #[arg(long)]
+    repair: bool,
+    /// With --repair: print the plan and change nothing.
+    #[arg(long, requires = "repair")]
+    dry_run: bool,
+    /// With --repair: the undo log to write [default: ROOT/.dbfsck/undo-TIME-PID.log].
+    #[arg(long, requires = "repair", value_name = "FILE")]
+    undo_log: Option<PathBuf>,
+    /// With --repair: where damaged bytes are copied [default: ROOT/.dbfsck/quarantine].
+    #[arg(long, requires = "repair", value_name = "DIR")]
+    quarantine: Option<PathBuf>,
+    /// With --repair: repair even if the datastore appears to be running (its files are locked).
+    #[arg(long, requires = "repair")]
+    force: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +110,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Scan(args) => scan(&args),
+        Command::Undo(args) => undo(&args),
     }
 }
 
@@ -112,19 +144,40 @@ fn scan(args: &ScanArgs) -> ExitCode {
             return code(exit::USAGE);
         }
     };
-    let report = match scanner.scan(&args.paths) {
+    let mut report = match scanner.scan(&args.paths) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("dbfsck: {e}");
             return code(exit::OPERATIONAL);
         }
     };
+    let plan = (args.repair && !report.cancelled).then(|| {
+        let base = args
+            .paths
+            .first()
+            .map(|p| {
+                if p.is_dir() {
+                    p.clone()
+                } else {
+                    p.parent().map(PathBuf::from).unwrap_or_default()
+                }
+            })
+            .unwrap_or_default();
+        let defaults = RepairOptions::in_dir(&base);
+        let options = RepairOptions {
+            dry_run: args.dry_run,
+            undo_log: args.undo_log.clone().unwrap_or(defaults.undo_log),
+            quarantine_dir: args.quarantine.clone().unwrap_or(defaults.quarantine_dir),
+            force: args.force,
+        };
+        repair(&mut report, &FsStorage, &options)
+    });
     let threads = if args.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         args.threads
     };
-    let printed = print_report(&report, args, threads);
+    let printed = print_report(&report, plan.as_ref(), args, threads);
     let mut rc = report.exit_code();
     if let Err(e) = printed {
         // A closed pipe is the reader's choice; anything else means the report was lost.
@@ -136,13 +189,26 @@ fn scan(args: &ScanArgs) -> ExitCode {
     code(rc)
 }
 
-fn print_report(report: &Report, args: &ScanArgs, threads: usize) -> io::Result<()> {
+fn print_report(
+    report: &Report,
+    plan: Option<&Plan>,
+    args: &ScanArgs,
+    threads: usize,
+) -> io::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match args.output {
         Output::Human => {
             let color = human::use_color();
-            human::render(&mut out, report, threads, args.quiet, color)?;
+            let ctx = human::Context {
+                threads,
+                quiet: args.quiet,
+                color,
+                plan,
+                dry_run: args.dry_run,
+                paths: &args.paths,
+            };
+            human::render(&mut out, report, &ctx)?;
         }
         Output::Json => {
             serde_json::to_writer_pretty(&mut out, &report.to_json())?;
@@ -156,4 +222,29 @@ fn print_report(report: &Report, args: &ScanArgs, threads: usize) -> io::Result<
         }
     }
     out.flush()
+}
+
+fn undo(args: &UndoArgs) -> ExitCode {
+    match dbfsck_repair::undo(&FsStorage, &args.log, args.force) {
+        Ok(o) => {
+            println!(
+                "restored {} range{} and {} file length{} in {} file{} from {}",
+                o.ranges,
+                if o.ranges == 1 { "" } else { "s" },
+                o.lengths,
+                if o.lengths == 1 { "" } else { "s" },
+                o.files.len(),
+                if o.files.len() == 1 { "" } else { "s" },
+                args.log.display()
+            );
+            for f in &o.files {
+                println!("  {}", f.display());
+            }
+            code(exit::OK)
+        }
+        Err(e) => {
+            eprintln!("dbfsck: {e}");
+            code(exit::OPERATIONAL)
+        }
+    }
 }

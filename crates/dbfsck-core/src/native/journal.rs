@@ -121,7 +121,9 @@ pub fn encode_header(h: &JournalHeader) -> [u8; JOURNAL_HEADER_LEN] {
 /// Parses a journal header from the first bytes of a file.
 pub fn parse_header(b: &[u8]) -> Result<JournalHeader, JournalError> {
     let Some(head) = b.get(..JOURNAL_HEADER_LEN) else {
-        return Err(JournalError::TooShort { len: b.len() as u64 });
+        return Err(JournalError::TooShort {
+            len: b.len() as u64,
+        });
     };
     if head.get(..4) != Some(&JOURNAL_MAGIC[..]) {
         return Err(JournalError::BadMagic);
@@ -188,7 +190,10 @@ pub fn encode_record(
 /// The digest a commit record carries: xxh3-64 of the batch's image record checksums, in order,
 /// as little-endian u64s.
 pub fn batch_digest(image_checksums: &[u64]) -> u64 {
-    let bytes: Vec<u8> = image_checksums.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let bytes: Vec<u8> = image_checksums
+        .iter()
+        .flat_map(|s| s.to_le_bytes())
+        .collect();
     xxh3_64(&bytes)
 }
 
@@ -318,8 +323,14 @@ fn check_record_header(rh: &[u8], journal: &JournalHeader) -> Option<RecordField
         return None;
     }
     let kind = *rh.get(JR_KIND_OFF)?;
-    let reserved_zero = rh.get(JR_RESERVED1_OFF..JR_JOURNAL_ID_OFF)?.iter().all(|&b| b == 0)
-        && rh.get(JR_RESERVED2_OFF..RECORD_HEADER_LEN)?.iter().all(|&b| b == 0);
+    let reserved_zero = rh
+        .get(JR_RESERVED1_OFF..JR_JOURNAL_ID_OFF)?
+        .iter()
+        .all(|&b| b == 0)
+        && rh
+            .get(JR_RESERVED2_OFF..RECORD_HEADER_LEN)?
+            .iter()
+            .all(|&b| b == 0);
     if !reserved_zero
         || le_u64(rh, JR_JOURNAL_ID_OFF)? != journal.journal_id
         || le_u64(rh, JR_GENERATION_OFF)? != journal.generation
@@ -367,7 +378,13 @@ mod tests {
     fn batch(out: &mut Vec<u8>, h: &JournalHeader, batch: u64, pages: &[(u64, u64)]) {
         let mut sums = Vec::new();
         for &(page_no, lsn) in pages {
-            let f = RecordFields { kind: RECORD_IMAGE, batch, file_id: 7, page_no, lsn };
+            let f = RecordFields {
+                kind: RECORD_IMAGE,
+                batch,
+                file_id: 7,
+                page_no,
+                lsn,
+            };
             sums.push(encode_record(out, h, &f, &vec![page_no as u8; 4096]));
         }
         let f = RecordFields {
@@ -382,7 +399,10 @@ mod tests {
 
     #[test]
     fn committed_batches_count_and_a_torn_tail_is_ignored() {
-        let h = JournalHeader { journal_id: 1, generation: 3 };
+        let h = JournalHeader {
+            journal_id: 1,
+            generation: 3,
+        };
         let mut j = encode_header(&h).to_vec();
         batch(&mut j, &h, 1, &[(1, 10), (2, 10)]);
         batch(&mut j, &h, 2, &[(3, 11)]);
@@ -391,15 +411,24 @@ mod tests {
         j.truncate(j.len() - 5); // commit record of batch 3 torn
         let idx = read_journal(&Mem(j.clone())).unwrap();
         assert_eq!(idx.batches, 2);
-        assert_eq!(idx.images.iter().map(|i| i.page_no).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            idx.images.iter().map(|i| i.page_no).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
         assert_eq!(idx.committed_end, end);
         assert_eq!(idx.ignored_tail, j.len() as u64 - end);
     }
 
     #[test]
     fn records_of_another_generation_never_count() {
-        let old = JournalHeader { journal_id: 1, generation: 3 };
-        let new = JournalHeader { journal_id: 1, generation: 4 };
+        let old = JournalHeader {
+            journal_id: 1,
+            generation: 3,
+        };
+        let new = JournalHeader {
+            journal_id: 1,
+            generation: 4,
+        };
         let mut j = encode_header(&new).to_vec();
         batch(&mut j, &old, 1, &[(1, 10)]);
         let idx = read_journal(&Mem(j)).unwrap();
@@ -408,11 +437,26 @@ mod tests {
 
     #[test]
     fn a_commit_that_disagrees_with_its_images_stops_the_journal() {
-        let h = JournalHeader { journal_id: 1, generation: 0 };
+        let h = JournalHeader {
+            journal_id: 1,
+            generation: 0,
+        };
         let mut j = encode_header(&h).to_vec();
-        let f = RecordFields { kind: RECORD_IMAGE, batch: 1, file_id: 7, page_no: 1, lsn: 1 };
+        let f = RecordFields {
+            kind: RECORD_IMAGE,
+            batch: 1,
+            file_id: 7,
+            page_no: 1,
+            lsn: 1,
+        };
         encode_record(&mut j, &h, &f, &[0u8; 4096]);
-        let c = RecordFields { kind: RECORD_COMMIT, batch: 1, file_id: 0, page_no: 2, lsn: 0 };
+        let c = RecordFields {
+            kind: RECORD_COMMIT,
+            batch: 1,
+            file_id: 0,
+            page_no: 2,
+            lsn: 0,
+        };
         encode_record(&mut j, &h, &c, &0u64.to_le_bytes());
         let idx = read_journal(&Mem(j)).unwrap();
         assert!(idx.images.is_empty());
@@ -421,10 +465,19 @@ mod tests {
 
     #[test]
     fn header_errors_are_typed() {
-        assert_eq!(read_journal(&Mem(vec![1, 2])), Err(JournalError::TooShort { len: 2 }));
-        let mut h = encode_header(&JournalHeader { journal_id: 1, generation: 0 });
+        assert_eq!(
+            read_journal(&Mem(vec![1, 2])),
+            Err(JournalError::TooShort { len: 2 })
+        );
+        let mut h = encode_header(&JournalHeader {
+            journal_id: 1,
+            generation: 0,
+        });
         h[20] ^= 1;
-        assert_eq!(read_journal(&Mem(h.to_vec())), Err(JournalError::HeaderChecksum));
+        assert_eq!(
+            read_journal(&Mem(h.to_vec())),
+            Err(JournalError::HeaderChecksum)
+        );
         h[0] = b'X';
         assert_eq!(read_journal(&Mem(h.to_vec())), Err(JournalError::BadMagic));
     }

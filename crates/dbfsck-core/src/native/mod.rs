@@ -22,9 +22,7 @@ pub use page::{
     decode_meta, encode_page, verify_page, EncodeError, FileParams, MismatchCause, PageMeta,
     PageType, PageVerdict,
 };
-pub use writer::{
-    header_page, random_file_id, CreateOptions, PageFile, ReadPageError, WriteError,
-};
+pub use writer::{header_page, random_file_id, CreateOptions, PageFile, ReadPageError, WriteError};
 
 use crate::finding::{Finding, FindingKind, Owner};
 use crate::format::{Chunk, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck};

@@ -140,9 +140,7 @@ impl PageFile {
             poisoned: false,
         };
         let header = header_page(&params)?;
-        pf.file
-            .write_all_at(&header, 0)
-            .map_err(|e| pf.poison(e))?;
+        pf.file.write_all_at(&header, 0).map_err(|e| pf.poison(e))?;
         pf.pages = 1;
         // The new file and its directory entry are durable before anyone relies on them.
         pf.sync()?;

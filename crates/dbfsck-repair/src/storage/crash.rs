@@ -401,8 +401,7 @@ mod tests {
                     "unsynced write 2 is dropped"
                 );
             }
-            seen_torn |=
-                img.chunks(512).any(|s| s[0] == 1) && img.chunks(512).any(|s| s[0] == 3);
+            seen_torn |= img.chunks(512).any(|s| s[0] == 1) && img.chunks(512).any(|s| s[0] == 3);
         }
         assert!(seen_torn);
     }
