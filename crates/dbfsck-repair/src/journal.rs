@@ -16,8 +16,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use dbfsck_core::native::journal::{
-    batch_digest, encode_header, encode_record, read_journal, JournalError, JournalHeader,
-    RecordFields, JOURNAL_HEADER_LEN, RECORD_COMMIT, RECORD_IMAGE,
+    batch_digest, encode_header, encode_record, read_journal, record_len, JournalError,
+    JournalHeader, RecordFields, COMMIT_PAYLOAD_LEN, JOURNAL_HEADER_LEN, RECORD_COMMIT,
+    RECORD_IMAGE,
 };
 use dbfsck_core::native::layout::{body_len, is_valid_page_size, MAX_PAGE_SIZE};
 use dbfsck_core::native::{
@@ -350,7 +351,20 @@ impl<S: Storage> JournaledStore<S> {
         self.check_poison()?;
         let images = self.build_images(writes)?;
         let batch = self.next_batch;
-        let mut records = Vec::new();
+        // Recycle before the batch, when every earlier batch is already in place and synced,
+        // and before its records are encoded: they carry the generation they are written in.
+        let len: u64 = images
+            .iter()
+            .map(|(_, _, img)| record_len(img.len()) as u64)
+            .sum::<u64>()
+            + record_len(COMMIT_PAYLOAD_LEN) as u64;
+        if let Some(cap) = self.capacity {
+            if self.end > JOURNAL_HEADER_LEN as u64 && self.end + len > cap {
+                let r = self.recycle();
+                self.poison_on(r)?;
+            }
+        }
+        let mut records = Vec::with_capacity(len as usize);
         let mut sums = Vec::with_capacity(images.len());
         for (h, meta, image) in &images {
             let f = RecordFields {
@@ -375,14 +389,6 @@ impl<S: Storage> JournaledStore<S> {
             &commit,
             &batch_digest(&sums).to_le_bytes(),
         );
-
-        // Recycle before the batch, when every earlier batch is already in place and synced.
-        if let Some(cap) = self.capacity {
-            if self.end > JOURNAL_HEADER_LEN as u64 && self.end + records.len() as u64 > cap {
-                let r = self.recycle();
-                self.poison_on(r)?;
-            }
-        }
 
         // 1. The journal first, durably.
         let path = self.journal_path.clone();
@@ -488,7 +494,17 @@ impl<S: Storage> JournaledStore<S> {
             add(w.page_no, code, w.flags, w.body)?;
             *count = (*count).max(w.page_no + 1);
         }
-        Ok(out)
+        // One image per page: the last one. An earlier image of the same page (a gap fill, or a
+        // page written twice) must never reach the disk, or a crash could leave a version of the
+        // page that no batch meant.
+        let mut seen = std::collections::HashSet::new();
+        let mut last: Vec<_> = out
+            .into_iter()
+            .rev()
+            .filter(|(h, meta, _)| seen.insert((*h, meta.page_no)))
+            .collect();
+        last.reverse();
+        Ok(last)
     }
 
     fn file(&self, h: FileHandle) -> Result<&DataFile<S::File>, JournalWriteError> {
