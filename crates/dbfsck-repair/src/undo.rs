@@ -274,10 +274,18 @@ pub fn read_undo_log<S: Storage>(storage: &S, path: &Path) -> Result<Vec<UndoEnt
 
 /// Whether a path is absolute with only normal components (no `.`, `..`, no NUL).
 pub fn is_plain_absolute(p: &Path) -> bool {
+    let bytes = p.as_os_str().as_bytes();
     let mut comps = p.components();
-    comps.next() == Some(Component::RootDir)
+    // `components` quietly drops interior `.` parts, so the raw segments are checked too.
+    let raw_plain = bytes
+        .split(|&b| b == b'/')
+        .skip(1)
+        .all(|seg| !seg.is_empty() && seg != b"." && seg != b"..");
+    bytes.first() == Some(&b'/')
+        && raw_plain
+        && comps.next() == Some(Component::RootDir)
         && comps.all(|c| matches!(c, Component::Normal(_)))
-        && !p.as_os_str().as_bytes().contains(&0)
+        && !bytes.contains(&0)
 }
 
 /// What [`undo`] restored.
