@@ -17,6 +17,9 @@ use crate::report::{PathError, Report, ScannedFile, Skipped};
 
 /// The folder dbfsck keeps its undo logs and quarantine in, at a scan root; walks skip it.
 pub const DBFSCK_DIR: &str = ".dbfsck";
+/// A file repair puts in every quarantine directory, wherever it is; walks skip a directory
+/// that holds it, so quarantined bytes are never scanned as data.
+pub const QUARANTINE_MARKER: &str = ".dbfsck-quarantine";
 
 /// Progress of a running scan, handed to the callback of [`Scanner::on_progress`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,7 +315,9 @@ impl Scanner {
                     path: display,
                     reason: "symbolic link, not followed".into(),
                 });
-            } else if file_type.is_dir() && entry.file_name() == DBFSCK_DIR {
+            } else if file_type.is_dir()
+                && (entry.file_name() == DBFSCK_DIR || path.join(QUARANTINE_MARKER).exists())
+            {
                 report.skipped.push(Skipped {
                     path: display,
                     reason: "dbfsck's own folder (undo logs, quarantine), not scanned".into(),

@@ -50,7 +50,9 @@ pub mod units;
 use std::sync::Arc;
 
 pub use access::ReadStrategy;
-pub use engine::{Progress, ScanConfigError, Scanner, DBFSCK_DIR, DEFAULT_CHUNK_SIZE};
+pub use engine::{
+    Progress, ScanConfigError, Scanner, DBFSCK_DIR, DEFAULT_CHUNK_SIZE, QUARANTINE_MARKER,
+};
 pub use finding::{Finding, FindingKind, Owner};
 pub use format::{
     Chunk, DirListing, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck,

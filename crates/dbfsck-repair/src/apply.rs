@@ -341,6 +341,15 @@ impl<S: Storage> Run<'_, S> {
     fn quarantine(&self, plan: &Plan, originals: &[(u64, Vec<u8>)]) -> std::io::Result<()> {
         let dir = &self.options.quarantine_dir;
         self.storage.create_dir_private(dir)?;
+        let marker = dir.join(dbfsck_core::QUARANTINE_MARKER);
+        if !self.storage.exists(&marker) {
+            let mut m = self.storage.create_new(&marker)?;
+            m.write_all_at(
+                b"dbfsck quarantine: damaged bytes cut out by a repair; scans skip this folder\n",
+                0,
+            )?;
+            m.sync()?;
+        }
         let mut lines = String::new();
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         for (a, (_, bytes)) in plan.actions.iter().zip(originals) {

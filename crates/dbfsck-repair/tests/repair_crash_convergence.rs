@@ -167,9 +167,11 @@ fn a_repair_crashed_anywhere_converges_when_run_again_and_undo_restores_it_exact
             );
         }
     }
+    // Both sides of the seal were crashed into.
     assert!(
-        sealed_undos > total / 2,
-        "most crash points come after the seal: {sealed_undos}"
+        sealed_undos > 0 && sealed_undos < 2 * total,
+        "{sealed_undos} of {} crashed repairs left a sealed log",
+        2 * total
     );
 }
 
