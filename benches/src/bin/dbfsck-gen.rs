@@ -111,6 +111,9 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Per data file, the pages whose latest committed image is in the journal.
+type JournaledPages = Vec<(PathBuf, Vec<u64>)>;
+
 /// Pages written per journal batch.
 const BATCH: usize = 64;
 
@@ -122,8 +125,8 @@ fn write_journaled(
     files: &[GenFile],
     seed: u64,
     mut lsn: u64,
-) -> Result<(PathBuf, Vec<(PathBuf, Vec<u64>)>), Box<dyn std::error::Error>> {
-    let mut rng = rng(seed ^ 0x6a6f_7572_6e61_6c);
+) -> Result<(PathBuf, JournaledPages), Box<dyn std::error::Error>> {
+    let mut rng = rng(seed ^ 0x006a_6f75_726e_616c);
     let journal = dir.join("journal.dbfj");
     let options = JournalOptions {
         capacity: None,
@@ -136,7 +139,9 @@ fn write_journaled(
         let h = store.open_file(&f.path)?;
         let body_len = store.params(h)?.page_size - 48;
         let offset = rng.next_u64() % 8;
-        let mut pages: Vec<u64> = (1..f.pages).filter(|p| (p + offset) % 8 == 0).collect();
+        let mut pages: Vec<u64> = (1..f.pages)
+            .filter(|p| (p + offset).is_multiple_of(8))
+            .collect();
         let mut extra = 1;
         while (pages.len() as u64) * 10 < f.pages && extra < f.pages {
             if !pages.contains(&extra) {

@@ -50,7 +50,6 @@ fn workload(seed: u64, batches: usize) -> Vec<Batch> {
 struct Setup {
     store: JournaledStore<CrashStorage>,
     handles: Vec<FileHandle>,
-    file_ids: Vec<u64>,
 }
 
 fn setup(storage: &CrashStorage, root: &Path) -> Setup {
@@ -62,7 +61,6 @@ fn setup(storage: &CrashStorage, root: &Path) -> Setup {
     let mut store =
         JournaledStore::create(storage.clone(), &root.join("wal.dbfj"), options).unwrap();
     let mut handles = Vec::new();
-    let mut file_ids = Vec::new();
     for i in 0..FILES {
         let h = store
             .create_file(
@@ -79,13 +77,8 @@ fn setup(storage: &CrashStorage, root: &Path) -> Setup {
             )
             .unwrap();
         handles.push(h);
-        file_ids.push(100 + i as u64);
     }
-    Setup {
-        store,
-        handles,
-        file_ids,
-    }
+    Setup { store, handles }
 }
 
 /// Runs batches until one fails; returns the index of the failed (in-flight) batch, if any.
