@@ -146,7 +146,7 @@ fn a_failed_write_stops_the_repair_and_says_what_state_the_file_is_in() {
 }
 
 #[test]
-fn the_quarantine_keeps_the_exact_bytes_before_a_marker_replaces_them() {
+fn never_launders_the_quarantine_keeps_the_exact_bytes_and_the_marker_holds_none_of_them() {
     let fx = two_damaged_pages();
     let damaged = std::fs::read(&fx.data).unwrap()[page_range(6)].to_vec();
     let mut report = scan(&fx.root);
@@ -196,5 +196,32 @@ fn the_quarantine_keeps_the_exact_bytes_before_a_marker_replaces_them() {
     assert_eq!(
         rescan.findings[0].kind,
         dbfsck_core::FindingKind::Quarantined
+    );
+}
+
+#[test]
+fn a_failed_fsync_is_not_retried_and_the_file_state_is_reported_unknown() {
+    // Operations: undo log create, header, 2 entries, seal, sync, dir sync, 2 page writes, and
+    // the data file's fsync (the 10th), which fails.
+    let fx = fixture(8, &[3, 5]);
+    edit(&fx.data, |b| {
+        b[page_range(3)].fill(0);
+        b[page_range(5)].fill(0);
+    });
+    let storage = CrashStorage::load_dir(&fx.root).unwrap();
+    storage.crash_at(10);
+    let mut report = scan(&fx.root);
+    repair(&mut report, &storage, &options(&fx.root, "u.log"));
+    assert!(storage.has_crashed());
+    for r in &report.repairs {
+        assert_eq!(r.result, RepairResult::Failed);
+        assert!(r.detail.contains("fsync failed"), "{}", r.detail);
+    }
+    assert_eq!(report.errors.len(), 1);
+    assert!(report.errors[0].message.contains("state is unknown"));
+    assert_eq!(
+        report.exit_code(),
+        12,
+        "damage not known to be repaired, and a failure"
     );
 }
