@@ -39,6 +39,37 @@ impl FileSource for PreadSource<'_> {
     }
 }
 
+/// `FileSource` that serves reads inside the already-read head from memory, and the rest by
+/// positional reads: formats re-read their header without a second system call.
+pub(crate) struct HeadSource<'a> {
+    pub(crate) head: &'a [u8],
+    pub(crate) rest: PreadSource<'a>,
+}
+
+impl FileSource for HeadSource<'_> {
+    fn len(&self) -> u64 {
+        self.rest.len
+    }
+
+    fn cached_head(&self) -> &[u8] {
+        self.head
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let in_head = start
+            .checked_add(buf.len())
+            .and_then(|end| self.head.get(start..end));
+        match in_head {
+            Some(bytes) => {
+                buf.copy_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            None => self.rest.read_at(offset, buf),
+        }
+    }
+}
+
 /// Reads `buf.len()` bytes at `offset` unless the file ends first; returns the count read.
 pub(crate) fn pread_fully(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
     let mut done = 0;

@@ -10,10 +10,11 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::access::{open_for_scan, pread_fully, PreadSource, ReadStrategy, Reader};
+use crate::access::{open_for_scan, pread_fully, HeadSource, PreadSource, ReadStrategy, Reader};
 use crate::finding::{Finding, FindingKind};
 use crate::format::{Chunk, Format, Layout, Opened, Probe, UnitCheck};
 use crate::report::{PathError, Report, ScannedFile, Skipped};
+use crate::throttle::RateLimiter;
 
 /// The folder dbfsck keeps its undo logs and quarantine in, at a scan root; walks skip it.
 pub const DBFSCK_DIR: &str = ".dbfsck";
@@ -73,6 +74,7 @@ pub struct Scanner {
     chunk_size: u64,
     progress: Option<Arc<ProgressFn>>,
     cancel: Arc<AtomicBool>,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl Default for Scanner {
@@ -117,6 +119,7 @@ impl Scanner {
             chunk_size: DEFAULT_CHUNK_SIZE,
             progress: None,
             cancel: Arc::new(AtomicBool::new(false)),
+            limiter: None,
         }
     }
 
@@ -169,6 +172,15 @@ impl Scanner {
     #[must_use]
     pub fn on_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
+        self
+    }
+
+    /// Limits reading to `bytes_per_sec` across all threads (`--max-rate`); default `None`, no
+    /// limit. Chunks shrink to about a twentieth of a second's worth of bytes (never below
+    /// 64 KiB), so the limit holds within a few percent over any few seconds.
+    #[must_use]
+    pub fn max_rate(mut self, bytes_per_sec: Option<u64>) -> Self {
+        self.limiter = bytes_per_sec.map(|r| Arc::new(RateLimiter::new(r)));
         self
     }
 
@@ -360,7 +372,7 @@ impl Scanner {
                     });
                     report.summary.files += 1;
                     report.summary.units += file.units_at_open;
-                    report.summary.bytes += file.bytes_at_open;
+                    report.summary.bytes += file.bytes_at_open + file.verified_at_open;
                     report.findings.extend(file.findings.iter().cloned());
                     files.push(file);
                 }
@@ -368,10 +380,15 @@ impl Scanner {
         }
 
         // Phase 2: cut into page-aligned chunks, batch small files, verify on every core.
-        let tasks = plan(&files, self.chunk_size);
-        let total: u64 = tasks.iter().flatten().map(|p| p.len).sum();
+        let chunk_size = match &self.limiter {
+            Some(l) => self.chunk_size.min((l.bytes_per_sec() / 20).max(64 << 10)),
+            None => self.chunk_size,
+        };
+        let tasks = plan(&files, chunk_size);
+        let at_open: u64 = files.iter().map(|f| f.verified_at_open).sum();
+        let total: u64 = tasks.iter().flatten().map(|p| p.len).sum::<u64>() + at_open;
         let state = RunState {
-            done: AtomicU64::new(0),
+            done: AtomicU64::new(at_open),
             findings: AtomicU64::new(report.findings.len() as u64),
             total,
         };
@@ -408,14 +425,16 @@ impl Scanner {
             Ok(m) => return err(format!("not a regular file ({}); not read", kind_of(&m))),
             Err(e) => return err(io_message(&e)),
         };
+        // One read of the head serves detection, the format's header parsing and, for a file
+        // that fits in it, the whole verification: a small file costs one open and one read.
+        let mut head = vec![0u8; len.min(Probe::HEAD_LEN as u64) as usize];
+        match pread_fully(&file, 0, &mut head) {
+            Ok(n) => head.truncate(n),
+            Err(e) => return err(io_message(&e)),
+        }
         let format = match &t.format {
             Some(f) => f.clone(),
             None => {
-                let mut head = vec![0u8; len.min(Probe::HEAD_LEN as u64) as usize];
-                match pread_fully(&file, 0, &mut head) {
-                    Ok(n) => head.truncate(n),
-                    Err(e) => return err(io_message(&e)),
-                }
                 let probe = Probe {
                     path: &t.path,
                     len,
@@ -442,7 +461,11 @@ impl Scanner {
                 }
             }
         };
-        let opened = match format.open(&t.path, &PreadSource { file: &file, len }) {
+        let source = HeadSource {
+            head: &head,
+            rest: PreadSource { file: &file, len },
+        };
+        let opened = match format.open(&t.path, &source) {
             Ok(o) => o,
             Err(e) => return err(e.to_string()),
         };
@@ -462,6 +485,38 @@ impl Scanner {
             Some(c) => len.saturating_sub(c.layout().len()),
             None => findings.iter().map(|f| f.length).sum::<u64>().min(len),
         };
+        let mut check = check;
+        let mut units = units;
+        let mut verified_at_open = 0;
+        if let Some(c) = check.as_deref() {
+            let layout = c.layout();
+            let fits = recheck_after.is_none()
+                && layout.end > layout.start
+                && layout.end <= head.len() as u64;
+            let go = fits
+                && !self.cancel.load(Ordering::Relaxed)
+                && self
+                    .limiter
+                    .as_ref()
+                    .is_none_or(|l| l.acquire(layout.len(), &self.cancel));
+            if go {
+                let before = findings.len();
+                let bytes = head
+                    .get(layout.start as usize..layout.end as usize)
+                    .unwrap_or_default();
+                let chunk = Chunk {
+                    offset: layout.start,
+                    bytes,
+                };
+                units += c.verify(&chunk, &mut findings);
+                for f in findings.get_mut(before..).unwrap_or_default() {
+                    f.path.clone_from(&t.display);
+                    f.format = format.name().to_owned();
+                }
+                verified_at_open = layout.len();
+                check = None;
+            }
+        }
         OpenOutcome::Opened(OpenFile {
             path: t.path,
             explicit: t.explicit,
@@ -472,6 +527,7 @@ impl Scanner {
             units_at_open: units,
             recheck_after,
             bytes_at_open,
+            verified_at_open,
         })
     }
 
@@ -495,6 +551,12 @@ impl Scanner {
             let Some(check) = file.check.as_deref() else {
                 continue;
             };
+            if let Some(limiter) = &self.limiter {
+                if !limiter.acquire(piece.len, &self.cancel) {
+                    result.cancelled = true;
+                    return result;
+                }
+            }
             if current.as_ref().is_none_or(|(i, _)| *i != piece.file) {
                 current = Some((piece.file, open_for_scan(&file.path, !file.explicit)));
             }
@@ -677,6 +739,8 @@ struct OpenFile {
     units_at_open: u64,
     recheck_after: Option<std::time::Duration>,
     bytes_at_open: u64,
+    /// Bytes verified from the head while opening (a file that fits in it); not in any piece.
+    verified_at_open: u64,
 }
 
 enum OpenOutcome {

@@ -50,6 +50,12 @@ pub trait FileSource {
     /// end of the file).
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
 
+    /// The file's first bytes when the engine has already read them (possibly fewer than the
+    /// file's length, or none): a format may parse its header from them without another read.
+    fn cached_head(&self) -> &[u8] {
+        &[]
+    }
+
     /// Reads until `buf` is full or the file ends; returns how many bytes were read.
     fn read_full_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
         let mut done = 0;

@@ -45,6 +45,7 @@ mod format;
 pub mod native;
 pub mod postgres;
 mod report;
+mod throttle;
 pub mod units;
 
 use std::sync::Arc;
@@ -61,6 +62,7 @@ pub use report::{
     exit, PathError, Repair, RepairAction, RepairResult, Report, ScannedFile, Skipped, Summary,
     SCHEMA_VERSION,
 };
+pub use throttle::{io_priority, set_idle_priority, RateLimiter};
 
 /// The formats dbfsck knows, in the order detection tries them.
 pub fn builtin_formats() -> Vec<Arc<dyn Format>> {

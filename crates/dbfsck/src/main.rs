@@ -66,6 +66,14 @@ struct ScanArgs {
     /// Print nothing but findings and errors (human output); JSON outputs are unchanged.
     #[arg(long, short)]
     quiet: bool,
+    /// Read at most this many bytes per second, all threads together (e.g. 200MiB/s, 1G);
+    /// for live systems and cron windows. Default: no limit.
+    #[arg(long, value_name = "BYTES/s", value_parser = parse_rate)]
+    max_rate: Option<u64>,
+    /// Run at idle I/O priority (ioprio class idle) and the lowest CPU priority (nice 19), so the
+    /// datastore's own I/O always goes first.
+    #[arg(long)]
+    idle: bool,
     /// Repair: restore damaged pages from verified journal images, quarantine the rest.
     /// Every byte changed is first saved to an undo log.
     #[arg(long)]
@@ -114,6 +122,15 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let s = s.strip_suffix("/s").unwrap_or(s);
+    match dbfsck_core::units::parse_size(s) {
+        Ok(0) => Err("the rate must be above 0".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn code(c: i32) -> ExitCode {
     ExitCode::from(u8::try_from(c).unwrap_or(u8::MAX))
 }
@@ -129,6 +146,14 @@ fn scan(args: &ScanArgs) -> ExitCode {
     );
     let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, cancel.clone());
 
+    if args.idle {
+        // Before the worker pool exists: its threads inherit the priority.
+        if let Err(e) = dbfsck_core::set_idle_priority() {
+            eprintln!(
+                "dbfsck: could not lower the I/O priority ({e}); scanning at normal priority"
+            );
+        }
+    }
     let strategy = if args.no_mmap {
         ReadStrategy::Pread
     } else {
@@ -138,6 +163,7 @@ fn scan(args: &ScanArgs) -> ExitCode {
         Ok(s) => s
             .threads(args.threads)
             .read_strategy(strategy)
+            .max_rate(args.max_rate)
             .cancel_flag(cancel),
         Err(e) => {
             eprintln!("dbfsck: {e}");

@@ -294,3 +294,44 @@ fn bundled_demo_shows_findings_and_exits_4() {
         assert!(kinds.contains(k), "demo lacks {k}: {kinds:?}");
     }
 }
+
+/// `--max-rate` holds the read rate: 12 MiB at 4 MiB/s cannot take less than 3 s less 10 %.
+/// (The upper bound is loose: a loaded machine may be slower, never faster.)
+#[test]
+fn max_rate_limits_the_read_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Spec {
+        files: 3,
+        pages: 1024,
+        page_size: 4096,
+        checksum: ChecksumAlgo::Xxh3,
+        seed: 3,
+    };
+    Dataset::generate(dir.path(), spec).unwrap();
+    let t = std::time::Instant::now();
+    let o = dbfsck(&[
+        "scan",
+        "--quiet",
+        "--max-rate",
+        "4MiB/s",
+        "--idle",
+        s(dir.path()),
+    ]);
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(rc(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = 3.0 * 1023.0 * 4096.0; // the header pages are read at open, unthrottled
+    let expected = bytes / (4.0 * 1048576.0);
+    assert!(
+        secs >= expected * 0.9,
+        "{secs:.2} s for {expected:.2} s of bytes: too fast"
+    );
+    assert!(
+        secs <= expected * 1.5 + 1.0,
+        "{secs:.2} s for {expected:.2} s of bytes: too slow"
+    );
+    assert_eq!(rc(&dbfsck(&["scan", "--max-rate", "0", s(dir.path())])), 16);
+    assert_eq!(
+        rc(&dbfsck(&["scan", "--max-rate", "fast", s(dir.path())])),
+        16
+    );
+}

@@ -14,6 +14,7 @@ pub mod layout;
 mod page;
 mod writer;
 
+use std::borrow::Cow;
 use std::path::Path;
 
 pub use checksum::{ChecksumAlgo, UnknownChecksum};
@@ -74,9 +75,17 @@ impl Format for NativeFormat {
                 recheck_after: None,
             });
         }
-        let mut head = vec![0u8; len.min(Probe::HEAD_LEN as u64) as usize];
-        let n = source.read_full_at(0, &mut head)?;
-        head.truncate(n);
+        // The engine usually has the head already: borrow it rather than read it again.
+        let want = len.min(Probe::HEAD_LEN as u64) as usize;
+        let mut head: Cow<'_, [u8]> = match source.cached_head().get(..want) {
+            Some(cached) => Cow::Borrowed(cached),
+            None => {
+                let mut buf = vec![0u8; want];
+                let n = source.read_full_at(0, &mut buf)?;
+                buf.truncate(n);
+                Cow::Owned(buf)
+            }
+        };
         if journal::looks_like_journal(&head) {
             return Ok(open_journal(source));
         }
@@ -94,7 +103,7 @@ impl Format for NativeFormat {
                     let mut more = vec![0u8; len.min(PROBE_LEN) as usize];
                     let n = source.read_full_at(0, &mut more)?;
                     more.truncate(n);
-                    head = more;
+                    head = Cow::Owned(more);
                 }
                 let recovered = probe_params(&head);
                 let ps = recovered.map_or(layout::MIN_PAGE_SIZE as u64, |p| p.page_size as u64);
