@@ -71,7 +71,7 @@ pub struct Scanner {
     forced: Option<Arc<dyn Format>>,
     threads: usize,
     strategy: ReadStrategy,
-    chunk_size: u64,
+    chunk_size: Option<u64>,
     progress: Option<Arc<ProgressFn>>,
     cancel: Arc<AtomicBool>,
     limiter: Option<Arc<RateLimiter>>,
@@ -98,13 +98,19 @@ impl std::fmt::Debug for Scanner {
     }
 }
 
-/// The default chunk size: 4 MiB, large enough to amortise a map or a read, small enough that
-/// one file of a few hundred MiB keeps every core busy.
+/// The default chunk size for positional reads: 4 MiB, large enough to amortise a read, small
+/// enough that the reused buffer stays in cache while it is hashed (16 MiB measured 30 % slower)
+/// and that one file of a few hundred MiB keeps every core busy.
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
+
+/// The default chunk (map window) size for memory maps: 16 MiB. Mapped bytes are not copied, so
+/// cache size does not matter; fewer, larger windows mean fewer `munmap` TLB shootdowns across
+/// threads (4 GiB warm, 2 CPUs: 0.36 s → 0.29 s, and 1 → 2 threads 1.74× → 1.84×).
+pub const MMAP_CHUNK_SIZE: u64 = 16 << 20;
 
 impl Scanner {
     /// A scanner with the built-in formats ([`crate::builtin_formats`]), format detection,
-    /// all CPUs, memory maps and 4 MiB chunks.
+    /// all CPUs, memory maps and 16 MiB chunks.
     pub fn new() -> Self {
         Self::with_formats(crate::builtin_formats())
     }
@@ -116,7 +122,7 @@ impl Scanner {
             forced: None,
             threads: 0,
             strategy: ReadStrategy::Mmap,
-            chunk_size: DEFAULT_CHUNK_SIZE,
+            chunk_size: None,
             progress: None,
             cancel: Arc::new(AtomicBool::new(false)),
             limiter: None,
@@ -161,10 +167,11 @@ impl Scanner {
         self
     }
 
-    /// Target chunk size in bytes (rounded to each file's alignment); default 4 MiB.
+    /// Target chunk size in bytes (rounded to each file's alignment); default
+    /// [`MMAP_CHUNK_SIZE`] (16 MiB) with memory maps, [`DEFAULT_CHUNK_SIZE`] (4 MiB) with reads.
     #[must_use]
     pub fn chunk_size(mut self, bytes: u64) -> Self {
-        self.chunk_size = bytes.max(1);
+        self.chunk_size = Some(bytes.max(1));
         self
     }
 
@@ -380,9 +387,13 @@ impl Scanner {
         }
 
         // Phase 2: cut into page-aligned chunks, batch small files, verify on every core.
+        let chunk_size = self.chunk_size.unwrap_or(match self.strategy {
+            ReadStrategy::Mmap => MMAP_CHUNK_SIZE,
+            ReadStrategy::Pread => DEFAULT_CHUNK_SIZE,
+        });
         let chunk_size = match &self.limiter {
-            Some(l) => self.chunk_size.min((l.bytes_per_sec() / 20).max(64 << 10)),
-            None => self.chunk_size,
+            Some(l) => chunk_size.min((l.bytes_per_sec() / 20).max(64 << 10)),
+            None => chunk_size,
         };
         let tasks = plan(&files, chunk_size);
         let at_open: u64 = files.iter().map(|f| f.verified_at_open).sum();

@@ -52,7 +52,8 @@ use std::sync::Arc;
 
 pub use access::ReadStrategy;
 pub use engine::{
-    Progress, ScanConfigError, Scanner, DBFSCK_DIR, DEFAULT_CHUNK_SIZE, QUARANTINE_MARKER,
+    Progress, ScanConfigError, Scanner, DBFSCK_DIR, DEFAULT_CHUNK_SIZE, MMAP_CHUNK_SIZE,
+    QUARANTINE_MARKER,
 };
 pub use finding::{Finding, FindingKind, Owner};
 pub use format::{

@@ -129,6 +129,45 @@ mod tests {
         assert_eq!(pg_checksum_page(&p, 0), 0xAA4C);
     }
 
+    /// Each fast path this CPU has, tested on its own against the plain code (the dispatcher
+    /// only ever runs the best one, so testing through it would leave the others untested).
+    #[test]
+    fn every_fast_path_the_cpu_has_matches_the_scalar_reference() {
+        type Path = fn(&[u8]) -> u32;
+        let mut paths: Vec<(&str, Path)> = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 is present, checked just above.
+                paths.push(("avx2", |p| unsafe { lanes_avx2(p) }));
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F is present, checked just above.
+                paths.push(("avx512f", |p| unsafe { lanes_avx512(p) }));
+            }
+        }
+        let mut x: u64 = 0x2545F4914F6CDD1D;
+        let mut buf = vec![0u8; 32768 + 64];
+        for (name, path) in &paths {
+            for _ in 0..32 {
+                for b in buf.iter_mut() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *b = x as u8;
+                }
+                for (size, align) in [(8192, 0), (8192, 5), (1024, 1), (32768, 31), (4096, 63)] {
+                    let page = &buf[align..align + size];
+                    assert_eq!(path(page), lanes(page), "{name}, {size} bytes at +{align}");
+                }
+            }
+        }
+        eprintln!(
+            "fast paths tested: {:?}",
+            paths.iter().map(|p| p.0).collect::<Vec<_>>()
+        );
+    }
+
     #[test]
     fn dispatched_path_matches_scalar_on_random_pages_and_alignments() {
         let mut x: u64 = 0x9E3779B97F4A7C15;
