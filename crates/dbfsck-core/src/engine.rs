@@ -454,7 +454,7 @@ impl Scanner {
                 let probe = Probe {
                     path: &t.path,
                     len,
-                    head: &head,
+                    head,
                 };
                 match self.formats.iter().find(|f| f.detect_file(&probe)) {
                     Some(f) => f.clone(),
@@ -478,7 +478,7 @@ impl Scanner {
             }
         };
         let source = HeadSource {
-            head: &head,
+            head,
             rest: PreadSource { file: &file, len },
         };
         let opened = match format.open(&t.path, &source) {
