@@ -97,21 +97,11 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
             message: message.clone(),
         });
     }
-    let planned = |a: &Action, result, detail: String| Repair {
-        path: a.display.clone(),
-        offset: a.offset,
-        length: a.length,
-        unit: a.unit,
-        action: a.action,
-        source: a.source(),
-        result,
-        detail,
-    };
     if options.dry_run || plan.actions.is_empty() {
         report.repairs = plan
             .actions
             .iter()
-            .map(|a| planned(a, RepairResult::Planned, a.detail.clone()))
+            .map(|a| repair_entry(a, RepairResult::Planned, a.detail.clone()))
             .collect();
         if plan
             .actions
@@ -132,7 +122,7 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
             .actions
             .iter()
             .map(|a| {
-                planned(
+                repair_entry(
                     a,
                     RepairResult::Failed,
                     "not applied: a file to repair could not be locked, so nothing was changed"
