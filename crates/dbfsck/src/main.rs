@@ -34,6 +34,16 @@ enum Command {
     Scan(ScanArgs),
     /// Restore every byte a repair changed, exactly, from its undo log.
     Undo(UndoArgs),
+    /// List the formats dbfsck knows and what each checks.
+    Formats,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `dbfsck man > dbfsck.1`.
+    Man,
 }
 
 #[derive(clap::Args, Debug)]
@@ -119,6 +129,22 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Scan(args) => scan(&args),
         Command::Undo(args) => undo(&args),
+        Command::Formats => formats(),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "dbfsck", &mut io::stdout());
+            code(exit::OK)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut io::stdout()) {
+                Ok(()) => code(exit::OK),
+                Err(e) => {
+                    eprintln!("dbfsck: could not write the man page: {e}");
+                    code(exit::OPERATIONAL)
+                }
+            }
+        }
     }
 }
 
@@ -273,4 +299,15 @@ fn undo(args: &UndoArgs) -> ExitCode {
             code(exit::OPERATIONAL)
         }
     }
+}
+
+fn formats() -> ExitCode {
+    for f in dbfsck_core::builtin_formats() {
+        println!("{:<10} {}", f.name(), f.description());
+    }
+    println!(
+        "{:<10} detect each file by its magic and each directory by its markers (the default)",
+        "auto"
+    );
+    code(exit::OK)
 }

@@ -335,3 +335,32 @@ fn max_rate_limits_the_read_rate() {
         16
     );
 }
+
+#[test]
+fn formats_completions_and_man_page() {
+    let o = dbfsck(&["formats"]);
+    assert_eq!(rc(&o), 0);
+    let text = String::from_utf8_lossy(&o.stdout);
+    for name in ["native", "postgres", "auto"] {
+        assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let o = dbfsck(&["completions", shell]);
+        assert_eq!(rc(&o), 0);
+        let script = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            script.contains("max-rate") && script.contains("undo"),
+            "{shell}"
+        );
+    }
+    assert_eq!(rc(&dbfsck(&["completions", "tcsh"])), 16);
+    let o = dbfsck(&["man"]);
+    assert_eq!(rc(&o), 0);
+    let page = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH dbfsck"),
+        "{}",
+        &page[..200.min(page.len())]
+    );
+    assert!(page.contains("scan"));
+}

@@ -48,7 +48,8 @@ impl Format for NativeFormat {
 
     fn description(&self) -> &'static str {
         "dbfsck native page files (DBFP): header page, per-page crc32/xxh3-64 checksum bound to \
-         file id and page number, torn-write trailer LSN, misdirected, zeroed and partial pages"
+         file id and page number, torn-write trailer LSN, misdirected, zeroed and partial pages; \
+         page journals (DBFJ): header and committed batches"
     }
 
     fn detect_file(&self, probe: &Probe<'_>) -> bool {
