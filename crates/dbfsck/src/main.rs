@@ -2,8 +2,9 @@
 //! printing and exit codes; every decision a library user would also need lives in the library.
 
 mod human;
+mod progress;
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -74,8 +75,12 @@ struct ScanArgs {
     #[arg(long, value_enum, default_value_t = Output::Human)]
     output: Output,
     /// Print nothing but findings and errors (human output); JSON outputs are unchanged.
+    /// Also hides the progress bar unless --progress always.
     #[arg(long, short)]
     quiet: bool,
+    /// Progress bar on stderr: `auto` when stderr is a terminal and not --quiet.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
     /// Read at most this many bytes per second, all threads together (e.g. 200MiB/s, 1G);
     /// for live systems and cron windows. Default: no limit.
     #[arg(long, value_name = "BYTES/s", value_parser = parse_rate)]
@@ -100,6 +105,16 @@ struct ScanArgs {
     /// With --repair: repair even if the datastore appears to be running (its files are locked).
     #[arg(long, requires = "repair")]
     force: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ProgressMode {
+    /// When stderr is a terminal and --quiet is not given.
+    Auto,
+    /// Always, even when stderr is not a terminal.
+    Always,
+    /// Never.
+    Never,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,6 +200,12 @@ fn scan(args: &ScanArgs) -> ExitCode {
     } else {
         ReadStrategy::Mmap
     };
+    let show = match args.progress {
+        ProgressMode::Always => true,
+        ProgressMode::Never => false,
+        ProgressMode::Auto => !args.quiet && io::stderr().is_terminal(),
+    };
+    let bar = show.then(|| progress::bar(args.progress == ProgressMode::Always));
     let scanner = match Scanner::new().format(Some(&args.format)) {
         Ok(s) => s
             .threads(args.threads)
@@ -196,7 +217,18 @@ fn scan(args: &ScanArgs) -> ExitCode {
             return code(exit::USAGE);
         }
     };
-    let mut report = match scanner.scan(&args.paths) {
+    let scanner = match &bar {
+        Some(bar) => {
+            let bar = bar.clone();
+            scanner.on_progress(move |p| progress::update(&bar, p))
+        }
+        None => scanner,
+    };
+    let scanned = scanner.scan(&args.paths);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let mut report = match scanned {
         Ok(r) => r,
         Err(e) => {
             eprintln!("dbfsck: {e}");
