@@ -60,8 +60,8 @@ pub use format::{
     Chunk, DirListing, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck,
 };
 pub use report::{
-    exit, PathError, Repair, RepairAction, RepairResult, Report, ScannedFile, Skipped, Summary,
-    SCHEMA_VERSION,
+    exit, previous_clean_timestamp, PathError, Repair, RepairAction, RepairResult, Report,
+    ScannedFile, Skipped, Summary, SCHEMA_VERSION,
 };
 pub use throttle::{io_priority, set_idle_priority, RateLimiter};
 

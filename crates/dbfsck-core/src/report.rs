@@ -330,3 +330,112 @@ fn typed<T: Serialize>(kind: &str, value: &T) -> serde_json::Value {
     }
     v
 }
+
+impl Report {
+    /// The report as Prometheus text exposition (for node_exporter's textfile collector):
+    /// bytes, units and files verified, findings by kind and format, errors, duration, exit code,
+    /// completeness, and the time of this scan and of the last complete clean scan. `now` is Unix
+    /// seconds; `last_clean` is the previous file's `dbfsck_last_clean_scan_timestamp_seconds`,
+    /// replaced by `now` when this scan is complete and clean.
+    pub fn to_prometheus(&self, now: f64, last_clean: Option<f64>) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let mut metric = |name: &str, help: &str, samples: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: f64| vec![(String::new(), v)];
+        let s = &self.summary;
+        metric(
+            "dbfsck_bytes_verified",
+            "Bytes verified by the last scan.",
+            &one(s.bytes as f64),
+        );
+        metric(
+            "dbfsck_units_verified",
+            "Pages or records verified by the last scan.",
+            &one(s.units as f64),
+        );
+        metric(
+            "dbfsck_files_scanned",
+            "Files checked by a format in the last scan.",
+            &one(s.files as f64),
+        );
+        let mut by: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for f in &self.findings {
+            *by.entry((f.format.as_str(), f.kind.as_str())).or_insert(0) += 1;
+        }
+        let findings: Vec<(String, f64)> = by
+            .iter()
+            .map(|((format, kind), n)| {
+                (
+                    format!("{{format=\"{}\",kind=\"{}\"}}", escape(format), kind),
+                    *n as f64,
+                )
+            })
+            .collect();
+        metric(
+            "dbfsck_findings",
+            "Findings of the last scan by format and kind.",
+            &findings,
+        );
+        metric(
+            "dbfsck_findings_all",
+            "All findings of the last scan.",
+            &one(self.findings.len() as f64),
+        );
+        let error_files: std::collections::BTreeSet<&str> =
+            self.errors.iter().map(|e| e.path.as_str()).collect();
+        metric(
+            "dbfsck_files_with_errors",
+            "Paths the last scan could not open or read.",
+            &one(error_files.len() as f64),
+        );
+        metric(
+            "dbfsck_scan_duration_seconds",
+            "Wall time of the last scan.",
+            &one(s.elapsed_s),
+        );
+        metric(
+            "dbfsck_exit_code",
+            "Exit code of the last scan (e2fsck bits).",
+            &one(f64::from(self.exit_code())),
+        );
+        metric(
+            "dbfsck_scan_complete",
+            "1 when the last scan reached the end, 0 when it was stopped.",
+            &one(if s.complete { 1.0 } else { 0.0 }),
+        );
+        metric(
+            "dbfsck_last_scan_timestamp_seconds",
+            "When the last scan ended (Unix time).",
+            &one(now),
+        );
+        let clean = s.complete && self.exit_code() == exit::OK;
+        if let Some(t) = if clean { Some(now) } else { last_clean } {
+            metric(
+                "dbfsck_last_clean_scan_timestamp_seconds",
+                "When the last complete scan that found nothing wrong ended (Unix time).",
+                &one(t),
+            );
+        }
+        out
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The value of `dbfsck_last_clean_scan_timestamp_seconds` in an earlier metrics file, if any.
+pub fn previous_clean_timestamp(text: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("dbfsck_last_clean_scan_timestamp_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+}

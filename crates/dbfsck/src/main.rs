@@ -89,6 +89,10 @@ struct ScanArgs {
     /// datastore's own I/O always goes first.
     #[arg(long)]
     idle: bool,
+    /// Write Prometheus metrics of this scan to FILE (atomically: a temporary file, fsync,
+    /// rename), for node_exporter's textfile collector.
+    #[arg(long, value_name = "FILE")]
+    prometheus: Option<PathBuf>,
     /// Repair: restore damaged pages from verified journal images, quarantine the rest.
     /// Every byte changed is first saved to an undo log.
     #[arg(long)]
@@ -263,6 +267,15 @@ fn scan(args: &ScanArgs) -> ExitCode {
     };
     let printed = print_report(&report, plan.as_ref(), args, threads);
     let mut rc = report.exit_code();
+    if let Some(path) = &args.prometheus {
+        if let Err(e) = write_metrics(path, &report) {
+            eprintln!(
+                "dbfsck: could not write the metrics to {}: {e}",
+                path.display()
+            );
+            rc |= exit::OPERATIONAL;
+        }
+    }
     if let Err(e) = printed {
         // A closed pipe is the reader's choice; anything else means the report was lost.
         if e.kind() != io::ErrorKind::BrokenPipe {
@@ -342,4 +355,36 @@ fn formats() -> ExitCode {
         "auto"
     );
     code(exit::OK)
+}
+
+/// Writes the metrics file atomically: a temporary file beside it, fsync, rename, fsync the
+/// directory. The last clean scan's time carries over from the file being replaced.
+fn write_metrics(path: &std::path::Path, report: &Report) -> io::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let previous = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| dbfsck_core::previous_clean_timestamp(&t));
+    let text = report.to_prometheus(now, previous);
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }

@@ -364,3 +364,75 @@ fn formats_completions_and_man_page() {
     );
     assert!(page.contains("scan"));
 }
+
+/// Parses a Prometheus text file with the reference parser (Python's prometheus-client, from
+/// Debian's python3-prometheus-client; the system interpreter, which has it).
+fn parse_prometheus(path: &Path) -> Value {
+    let script = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for fam in text_string_to_metric_families(open(sys.argv[1]).read()):
+    for s in fam.samples:
+        out.setdefault(s.name, []).append([s.labels, s.value])
+print(json.dumps(out))
+"#;
+    let o = Command::new("/usr/bin/python3")
+        .args(["-c", script, s(path)])
+        .output()
+        .expect("/usr/bin/python3 (CI installs python3-prometheus-client)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn prometheus_metrics_parse_and_remember_the_last_clean_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mut ds = clean(&data);
+    let prom = dir.path().join("dbfsck.prom");
+    assert_eq!(
+        rc(&dbfsck(&["scan", "--prometheus", s(&prom), s(&data)])),
+        0
+    );
+    let m = parse_prometheus(&prom);
+    let v = |m: &Value, name: &str| m[name][0][1].as_f64().unwrap();
+    assert_eq!(v(&m, "dbfsck_exit_code"), 0.0);
+    assert_eq!(v(&m, "dbfsck_files_scanned"), 2.0);
+    assert_eq!(v(&m, "dbfsck_units_verified"), 40.0);
+    assert_eq!(v(&m, "dbfsck_scan_complete"), 1.0);
+    let clean_at = v(&m, "dbfsck_last_clean_scan_timestamp_seconds");
+    assert_eq!(clean_at, v(&m, "dbfsck_last_scan_timestamp_seconds"));
+
+    let mut rng = dbfsck_testkit::rng(3);
+    ds.inject(1, 4, &Fault::Zeroed, &mut rng);
+    ds.write_back().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(
+        rc(&dbfsck(&["scan", "--prometheus", s(&prom), s(&data)])),
+        4
+    );
+    let m = parse_prometheus(&prom);
+    assert_eq!(v(&m, "dbfsck_exit_code"), 4.0);
+    assert_eq!(v(&m, "dbfsck_findings_all"), 1.0);
+    let by_kind = &m["dbfsck_findings"][0];
+    assert_eq!(by_kind[0]["kind"], "zeroed_page");
+    assert_eq!(by_kind[0]["format"], "native");
+    assert_eq!(by_kind[1], 1.0);
+    assert_eq!(
+        v(&m, "dbfsck_last_clean_scan_timestamp_seconds"),
+        clean_at,
+        "a damaged scan keeps the time of the last clean one"
+    );
+    assert!(v(&m, "dbfsck_last_scan_timestamp_seconds") > clean_at);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(".tmp."))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "no temporary file is left: {leftovers:?}"
+    );
+}
