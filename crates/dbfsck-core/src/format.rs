@@ -109,6 +109,12 @@ pub trait UnitCheck: Send + Sync {
     /// Verifies every unit in `chunk`, pushes a finding for each damaged one, and returns the
     /// number of units verified. Must not panic on any input.
     fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64;
+
+    /// The header fields of the one unit in `chunk`, decoded for people (`dbfsck inspect`):
+    /// `(name, value)` pairs, stored and computed checksums included. Default: none.
+    fn describe(&self, _chunk: &Chunk<'_>) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// A file a format has opened: what it found about the file as a whole, and how to check the rest.

@@ -42,6 +42,7 @@ mod access;
 mod engine;
 mod finding;
 mod format;
+mod inspect;
 pub mod native;
 pub mod postgres;
 mod report;
@@ -59,6 +60,7 @@ pub use finding::{Finding, FindingKind, Owner};
 pub use format::{
     Chunk, DirListing, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck,
 };
+pub use inspect::{inspect, InspectError, Inspection};
 pub use report::{
     exit, previous_clean_timestamp, PathError, Repair, RepairAction, RepairResult, Report,
     ScannedFile, Skipped, Summary, SCHEMA_VERSION,

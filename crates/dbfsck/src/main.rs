@@ -2,6 +2,7 @@
 //! printing and exit codes; every decision a library user would also need lives in the library.
 
 mod human;
+mod inspect;
 mod progress;
 
 use std::io::{self, IsTerminal, Write};
@@ -35,6 +36,9 @@ enum Command {
     Scan(ScanArgs),
     /// Restore every byte a repair changed, exactly, from its undo log.
     Undo(UndoArgs),
+    /// Decode one page: header fields, stored vs computed checksum, verdict, hexdump (and the
+    /// newest committed journal image of the page beside it, when one exists).
+    Inspect(InspectArgs),
     /// List the formats dbfsck knows and what each checks.
     Formats,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -45,6 +49,19 @@ enum Command {
     },
     /// Print the man page (roff), e.g. `dbfsck man > dbfsck.1`.
     Man,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct InspectArgs {
+    /// The file.
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+    /// The page (unit) number.
+    #[arg(long, value_name = "N")]
+    pub(crate) page: u64,
+    /// File format: `auto` detects it by magic.
+    #[arg(long, default_value = "auto", value_name = "FORMAT")]
+    pub(crate) format: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -149,6 +166,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => scan(&args),
         Command::Undo(args) => undo(&args),
         Command::Formats => formats(),
+        Command::Inspect(args) => inspect::run(&args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "dbfsck", &mut io::stdout());
@@ -176,7 +194,7 @@ fn parse_rate(s: &str) -> Result<u64, String> {
     }
 }
 
-fn code(c: i32) -> ExitCode {
+pub(crate) fn code(c: i32) -> ExitCode {
     ExitCode::from(u8::try_from(c).unwrap_or(u8::MAX))
 }
 

@@ -436,3 +436,85 @@ fn prometheus_metrics_parse_and_remember_the_last_clean_scan() {
         "no temporary file is left: {leftovers:?}"
     );
 }
+
+#[test]
+fn inspect_decodes_a_page_with_the_scan_verdict() {
+    let demo = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/demo/orders.dbfp"
+    );
+    let o = dbfsck(&["inspect", demo, "--page", "17"]);
+    assert_eq!(rc(&o), 4);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("lsn (header)             171"), "{text}");
+    assert!(text.contains("lsn (trailer)            73"), "{text}");
+    assert!(
+        text.contains("checksum (stored)        0xdf690960"),
+        "{text}"
+    );
+    assert!(
+        text.contains("verdict                  torn_write"),
+        "{text}"
+    );
+    assert!(
+        text.contains("00000000  44 42 46 50"),
+        "the hexdump starts with the magic: {text}"
+    );
+    let o = dbfsck(&["inspect", demo, "--page", "3"]);
+    assert_eq!(rc(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("verdict                  valid"));
+    let o = dbfsck(&["inspect", demo, "--page", "9999"]);
+    assert_eq!(rc(&o), 8);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("past the end"));
+
+    let pg = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/postgres/cluster/global/1262"
+    );
+    let o = dbfsck(&["inspect", pg, "--page", "0"]);
+    assert_eq!(rc(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("pd_checksum (stored)") && text.contains("verdict                  valid")
+    );
+}
+
+#[test]
+fn inspect_shows_the_journal_image_beside_a_damaged_page() {
+    use dbfsck_core::native::{CreateOptions, PageType};
+    use dbfsck_repair::{FsStorage, JournalOptions, JournaledStore, PageWrite};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("t.dbfp");
+    let mut store = JournaledStore::create(
+        FsStorage,
+        &dir.path().join("wal.dbfj"),
+        JournalOptions::default(),
+    )
+    .unwrap();
+    let h = store.create_file(&data, CreateOptions::default()).unwrap();
+    let write = |page_no| PageWrite {
+        file: h,
+        page_no,
+        page_type: PageType::App(0x100),
+        flags: 0,
+        lsn: 5,
+        body: b"row",
+    };
+    store.commit(&[write(1), write(2)]).unwrap();
+    drop(store);
+    let mut b = fs::read(&data).unwrap();
+    b[2 * 8192 + 40] ^= 0xff;
+    fs::write(&data, b).unwrap();
+    let o = dbfsck(&["inspect", s(&data), "--page", "2"]);
+    assert_eq!(rc(&o), 4);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("journal image") && text.contains("LSN 5"),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.ends_with(" journal")).count(),
+        1,
+        "{text}"
+    );
+}

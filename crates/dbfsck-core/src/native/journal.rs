@@ -358,6 +358,58 @@ fn put(b: &mut [u8], off: usize, v: &[u8]) {
     }
 }
 
+/// The committed images of page `page_no` of file `file_id` in the journals found directly in
+/// `dir` (files starting with the `DBFJ` magic), with their bytes, oldest first. Unreadable
+/// files and journals are passed over: this serves `dbfsck inspect`, which shows what it finds.
+pub fn images_in_dir(
+    dir: &std::path::Path,
+    file_id: u64,
+    page_no: u64,
+) -> Vec<(std::path::PathBuf, JournalImage, Vec<u8>)> {
+    struct Src(std::fs::File, u64);
+    impl FileSource for Src {
+        fn len(&self) -> u64 {
+            self.1
+        }
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+            std::os::unix::fs::FileExt::read_at(&self.0, buf, offset)
+        }
+    }
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut paths: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let Ok(file) = crate::access::open_for_scan(&path, true) else {
+            continue;
+        };
+        let Ok(meta) = file.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let src = Src(file, meta.len());
+        let mut magic = [0u8; 4];
+        if src.read_full_at(0, &mut magic).ok() != Some(4) || !looks_like_journal(&magic) {
+            continue;
+        }
+        let Ok(index) = read_journal(&src) else {
+            continue;
+        };
+        for img in index.images {
+            if img.file_id != file_id || img.page_no != page_no {
+                continue;
+            }
+            let mut bytes = vec![0u8; img.len];
+            if src.read_full_at(img.offset, &mut bytes).ok() == Some(img.len) {
+                out.push((path.clone(), img, bytes));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

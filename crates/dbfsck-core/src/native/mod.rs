@@ -235,6 +235,10 @@ impl UnitCheck for NativeCheck {
         self.layout
     }
 
+    fn describe(&self, chunk: &Chunk<'_>) -> Vec<(String, String)> {
+        describe_page(chunk.bytes, &self.params)
+    }
+
     fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64 {
         let ps = self.params.page_size;
         let first = chunk.offset / ps as u64;
@@ -250,6 +254,48 @@ impl UnitCheck for NativeCheck {
         }
         n
     }
+}
+
+/// The fields of a native page, decoded for people: header, trailer LSN, stored and computed
+/// checksum.
+pub fn describe_page(page: &[u8], params: &FileParams) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let ps = page.len();
+    let mut add = |k: &str, v: String| out.push((k.to_owned(), v));
+    if let Some(magic) = page.get(..4) {
+        add(
+            "magic",
+            String::from_utf8_lossy(magic).escape_debug().to_string(),
+        );
+    }
+    if let Some(m) = decode_meta(page) {
+        let name = match PageType::from_code(m.page_type) {
+            Some(PageType::Header) => "header",
+            Some(PageType::Free) => "free",
+            Some(PageType::Quarantined) => "quarantined",
+            Some(PageType::App(_)) => "application",
+            None => "reserved",
+        };
+        add("page_type", format!("0x{:04x} ({name})", m.page_type));
+        add("flags", format!("0x{:04x}", m.flags));
+        add("file_id", format!("0x{:016x}", m.file_id));
+        add("page_no", m.page_no.to_string());
+        add("lsn (header)", m.lsn.to_string());
+    }
+    if ps >= layout::PAGE_HEADER_LEN + layout::PAGE_TRAILER_LEN {
+        if let Some(t) = page::le_u64(page, layout::trailer_lsn_off(ps)) {
+            add("lsn (trailer)", t.to_string());
+        }
+        let off = layout::checksum_off(ps);
+        if let (Some(stored), Some(covered)) = (page::le_u64(page, off), page.get(..off)) {
+            add("checksum (stored)", params.algo.hex(stored));
+            add(
+                "checksum (computed)",
+                params.algo.hex(params.algo.compute(covered)),
+            );
+        }
+    }
+    out
 }
 
 /// The finding for a page verdict, or `None` when the page is fine. Offset and length are set by

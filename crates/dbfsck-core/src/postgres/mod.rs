@@ -446,6 +446,42 @@ impl UnitCheck for PgCheck {
         }
     }
 
+    fn describe(&self, chunk: &Chunk<'_>) -> Vec<(String, String)> {
+        let page = chunk.bytes;
+        let block = chunk.offset / self.blcksz as u64;
+        let absolute = self.first_block + block;
+        let u32_at = |off: usize| {
+            page.get(off..off + 4)
+                .and_then(|s| s.try_into().ok())
+                .map_or(0, u32::from_ne_bytes)
+        };
+        let lsn = (u64::from(u32_at(0)) << 32) | u64::from(u32_at(4));
+        vec![
+            (
+                "pd_lsn".into(),
+                format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff),
+            ),
+            (
+                "pd_checksum (stored)".into(),
+                format!("0x{:04x}", u16_at(page, checksum::CHECKSUM_OFF)),
+            ),
+            (
+                "pd_checksum (computed)".into(),
+                format!("0x{:04x}", pg_checksum_page(page, absolute as u32)),
+            ),
+            ("absolute block".into(), absolute.to_string()),
+            ("pd_flags".into(), format!("0x{:04x}", u16_at(page, 10))),
+            ("pd_lower".into(), u16_at(page, 12).to_string()),
+            ("pd_upper".into(), u16_at(page, 14).to_string()),
+            ("pd_special".into(), u16_at(page, 16).to_string()),
+            (
+                "pd_pagesize_version".into(),
+                format!("0x{:04x}", u16_at(page, 18)),
+            ),
+            ("pd_prune_xid".into(), u32_at(20).to_string()),
+        ]
+    }
+
     fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64 {
         let bs = self.blcksz;
         let first = chunk.offset / bs as u64;
