@@ -4,7 +4,7 @@ use std::io::{self, IsTerminal, Write};
 
 use std::path::PathBuf;
 
-use dbfsck_core::{exit, Finding, RepairAction, RepairResult, Report};
+use dbfsck_core::{exit, Finding, FindingKind, RepairAction, RepairResult, Report};
 use dbfsck_repair::plan::Plan;
 
 /// Colour only on a terminal, and never when `NO_COLOR` is set (no-color.org).
@@ -55,13 +55,31 @@ pub fn render(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::R
             w.message
         )?;
     }
-    let mut current: Option<&str> = None;
-    for f in &report.findings {
-        if current != Some(f.path.as_str()) {
-            writeln!(out, "{}", style.paint("1", &f.path))?;
-            current = Some(&f.path);
+    // Grouped by file (in report order), then by kind (in the order of the kinds' table).
+    let mut start = 0;
+    while let Some(first) = report.findings.get(start) {
+        let end = report.findings[start..]
+            .iter()
+            .position(|f| f.path != first.path)
+            .map_or(report.findings.len(), |n| start + n);
+        let file = &report.findings[start..end];
+        writeln!(out, "{}", style.paint("1", &first.path))?;
+        for kind in FindingKind::ALL {
+            let of_kind: Vec<&Finding> = file.iter().filter(|f| f.kind == kind).collect();
+            if of_kind.is_empty() {
+                continue;
+            }
+            writeln!(
+                out,
+                "  {} ({})",
+                style.paint("31", kind.as_str()),
+                of_kind.len()
+            )?;
+            for f in of_kind {
+                writeln!(out, "    {}", finding_line(f))?;
+            }
         }
-        writeln!(out, "  {}", finding_line(f, &style))?;
+        start = end;
     }
     if let Some(plan) = ctx.plan {
         render_repairs(out, report, plan, &style)?;
@@ -89,11 +107,14 @@ pub fn render(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::R
     writeln!(out, "  files     {}", s.files)?;
     writeln!(out, "  bytes     {} ({})", human_bytes(s.bytes), s.bytes)?;
     writeln!(out, "  units     {}", s.units)?;
-    let kinds: Vec<String> = s.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    if kinds.is_empty() {
+    if s.by_kind.is_empty() {
         writeln!(out, "  findings  0")?;
     } else {
-        writeln!(out, "  findings  {} ({})", s.findings, kinds.join(", "))?;
+        writeln!(out, "  findings  {}", s.findings)?;
+        writeln!(out, "    {:<22}{:>8}", "kind", "count")?;
+        for (k, n) in &s.by_kind {
+            writeln!(out, "    {:<22}{n:>8}", k.as_str())?;
+        }
     }
     if !report.errors.is_empty() {
         writeln!(out, "  errors    {}", report.errors.len())?;
@@ -253,17 +274,12 @@ fn render_repairs(
     Ok(())
 }
 
-fn finding_line(f: &Finding, style: &Style) -> String {
+fn finding_line(f: &Finding) -> String {
     let mut line = String::new();
     if let Some(u) = f.unit {
         line.push_str(&format!("unit {u:<6} "));
     }
-    line.push_str(&format!(
-        "@{} +{}  {}",
-        f.offset,
-        f.length,
-        style.paint("31", f.kind.as_str())
-    ));
+    line.push_str(&format!("@{} +{}", f.offset, f.length));
     line.push_str("  ");
     line.push_str(&f.detail);
     if let (Some(e), Some(a)) = (&f.expected, &f.actual) {

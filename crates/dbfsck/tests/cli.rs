@@ -77,7 +77,14 @@ fn damage_exits_4_and_human_report_groups_by_file() {
     let mismatch = out.find("checksum_mismatch").unwrap();
     let zeroed = out.find("zeroed_page").unwrap();
     assert!(a < mismatch && mismatch < b && b < zeroed, "{out}");
-    assert!(out.contains("checksum_mismatch 1, zeroed_page 1"), "{out}");
+    assert!(
+        out.contains("  checksum_mismatch (1)\n    unit 3"),
+        "grouped by kind: {out}"
+    );
+    assert!(
+        out.contains("    checksum_mismatch            1\n    zeroed_page                  1"),
+        "summary table: {out}"
+    );
     assert!(!out.contains('\x1b'), "NO_COLOR is honoured: {out:?}");
 }
 
