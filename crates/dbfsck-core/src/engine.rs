@@ -56,6 +56,7 @@ pub enum ScanConfigError {
 }
 
 type ProgressFn = dyn Fn(&Progress) + Send + Sync;
+type FileDoneFn = dyn Fn(&[Finding]) + Send + Sync;
 
 /// Configures and runs scans. Every setter states its default.
 ///
@@ -75,6 +76,7 @@ pub struct Scanner {
     progress: Option<Arc<ProgressFn>>,
     cancel: Arc<AtomicBool>,
     limiter: Option<Arc<RateLimiter>>,
+    file_done: Option<Arc<FileDoneFn>>,
 }
 
 impl Default for Scanner {
@@ -126,6 +128,7 @@ impl Scanner {
             progress: None,
             cancel: Arc::new(AtomicBool::new(false)),
             limiter: None,
+            file_done: None,
         }
     }
 
@@ -188,6 +191,16 @@ impl Scanner {
     #[must_use]
     pub fn max_rate(mut self, bytes_per_sec: Option<u64>) -> Self {
         self.limiter = bytes_per_sec.map(|r| Arc::new(RateLimiter::new(r)));
+        self
+    }
+
+    /// Calls `f` with each file's findings (sorted by offset, exactly as the report will hold
+    /// them) as soon as every chunk of that file is verified, from worker threads; files with no
+    /// finding are not reported. A file whose chunks did not all run (a cancelled scan) is not
+    /// reported here; the report has its findings. Default none. For streaming output.
+    #[must_use]
+    pub fn on_file_findings(mut self, f: impl Fn(&[Finding]) + Send + Sync + 'static) -> Self {
+        self.file_done = Some(Arc::new(f));
         self
     }
 
@@ -402,10 +415,33 @@ impl Scanner {
         let tasks = plan(&files, chunk_size);
         let at_open: u64 = files.iter().map(|f| f.verified_at_open).sum();
         let total: u64 = tasks.iter().flatten().map(|p| p.len).sum::<u64>() + at_open;
+        // Per file: pieces still to verify and findings so far, for on_file_findings.
+        let mut pieces_left: Vec<usize> = vec![0; files.len()];
+        for p in tasks.iter().flatten() {
+            if let Some(n) = pieces_left.get_mut(p.file) {
+                *n += 1;
+            }
+        }
+        let per_file: Vec<FileProgress> = files
+            .iter()
+            .zip(&pieces_left)
+            .map(|(f, &n)| FileProgress {
+                left: std::sync::atomic::AtomicUsize::new(n),
+                findings: std::sync::Mutex::new(f.findings.clone()),
+            })
+            .collect();
+        if let Some(cb) = &self.file_done {
+            for (fp, &n) in per_file.iter().zip(&pieces_left) {
+                if n == 0 {
+                    fp.emit(cb.as_ref());
+                }
+            }
+        }
         let state = RunState {
             done: AtomicU64::new(at_open),
             findings: AtomicU64::new(report.findings.len() as u64),
             total,
+            per_file,
         };
         let results: Vec<TaskResult> = tasks
             .par_iter()
@@ -597,6 +633,12 @@ impl Scanner {
                 f.format = file.format.to_owned();
             }
             result.bytes += piece.len;
+            if let (Some(cb), Some(fp)) = (&self.file_done, state.per_file.get(piece.file)) {
+                fp.add(
+                    result.findings.get(before..).unwrap_or_default(),
+                    cb.as_ref(),
+                );
+            }
             let found = state
                 .findings
                 .fetch_add((result.findings.len() - before) as u64, Ordering::Relaxed)
@@ -776,6 +818,37 @@ struct RunState {
     done: AtomicU64,
     findings: AtomicU64,
     total: u64,
+    per_file: Vec<FileProgress>,
+}
+
+/// One file's pieces still to verify and its findings so far.
+struct FileProgress {
+    left: std::sync::atomic::AtomicUsize,
+    findings: std::sync::Mutex<Vec<Finding>>,
+}
+
+impl FileProgress {
+    /// Adds one piece's findings; after the file's last piece, hands them all to `cb`.
+    fn add(&self, found: &[Finding], cb: &FileDoneFn) {
+        if !found.is_empty() {
+            self.lock().extend_from_slice(found);
+        }
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.emit(cb);
+        }
+    }
+
+    fn emit(&self, cb: &FileDoneFn) {
+        let mut all = std::mem::take(&mut *self.lock());
+        if !all.is_empty() {
+            crate::report::normalize_file(&mut all);
+            cb(&all);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Finding>> {
+        self.findings.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[derive(Default)]

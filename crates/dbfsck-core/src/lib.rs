@@ -62,8 +62,8 @@ pub use format::{
 };
 pub use inspect::{inspect, InspectError, Inspection};
 pub use report::{
-    exit, previous_clean_timestamp, PathError, Repair, RepairAction, RepairResult, Report,
-    ScannedFile, Skipped, Summary, SCHEMA_VERSION,
+    exit, finding_json_line, previous_clean_timestamp, PathError, Repair, RepairAction,
+    RepairResult, Report, ScannedFile, Skipped, Summary, SCHEMA_VERSION,
 };
 pub use throttle::{io_priority, set_idle_priority, RateLimiter};
 

@@ -262,10 +262,16 @@ impl Report {
     /// The JSON Lines of the output contract, `--output jsonl`: one object per line with a
     /// `type` of `finding`, `error`, `skipped`, then a final `summary` line carrying `exit_code`.
     pub fn to_json_lines(&self) -> Vec<serde_json::Value> {
-        let mut lines = Vec::with_capacity(self.findings.len() + self.errors.len() + 1);
-        for f in &self.findings {
-            lines.push(typed("finding", f));
-        }
+        let mut lines: Vec<serde_json::Value> =
+            self.findings.iter().map(finding_json_line).collect();
+        lines.extend(self.json_lines_after_findings());
+        lines
+    }
+
+    /// The JSON Lines that follow the findings: errors, skipped paths, warnings, repairs, then
+    /// the summary line (for a writer that streamed the findings already).
+    pub fn json_lines_after_findings(&self) -> Vec<serde_json::Value> {
+        let mut lines = Vec::with_capacity(self.errors.len() + self.skipped.len() + 1);
         for e in &self.errors {
             lines.push(typed("error", e));
         }
@@ -294,6 +300,19 @@ impl Report {
         lines.push(summary);
         lines
     }
+}
+
+/// Puts one file's findings in report order (by offset) and merges adjacent range findings, as
+/// [`Report::normalize`] does for the whole report.
+pub(crate) fn normalize_file(findings: &mut Vec<Finding>) {
+    findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    coalesce_ranges(findings);
+}
+
+/// The JSON Lines object of one finding (`"type": "finding"` first), as `--output jsonl`
+/// streams it.
+pub fn finding_json_line(f: &Finding) -> serde_json::Value {
+    typed("finding", f)
 }
 
 /// Merges adjacent `io_error` and `truncated` findings of one file that continue each other and

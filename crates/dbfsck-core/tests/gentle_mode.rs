@@ -84,3 +84,41 @@ fn cancelling_a_throttled_scan_returns_promptly() {
     assert!(r.cancelled && !r.summary.complete);
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
+
+/// `on_file_findings` hands over each file's findings once, exactly as the report holds them,
+/// whatever the thread count and chunk size.
+#[test]
+fn per_file_findings_add_up_to_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Spec {
+        files: 5,
+        pages: 64,
+        page_size: 4096,
+        checksum: ChecksumAlgo::Xxh3,
+        seed: 21,
+    };
+    let mut ds = Dataset::generate(dir.path(), spec).unwrap();
+    let mut rng = dbfsck_testkit::rng(9);
+    for (file, page) in [(0, 3), (0, 40), (2, 7), (4, 1), (4, 63)] {
+        ds.inject(file, page, &Fault::Zeroed, &mut rng);
+    }
+    ds.write_back().unwrap();
+    for (threads, chunk) in [(1, 4096), (2, 8192), (3, 1 << 20)] {
+        let got: Arc<Mutex<Vec<Vec<dbfsck_core::Finding>>>> = Arc::default();
+        let g2 = got.clone();
+        let report = Scanner::new()
+            .threads(threads)
+            .chunk_size(chunk)
+            .on_file_findings(move |f| g2.lock().unwrap().push(f.to_vec()))
+            .scan(&[dir.path()])
+            .unwrap();
+        let mut files = got.lock().unwrap().clone();
+        assert_eq!(files.len(), 3, "one call per damaged file");
+        files.sort_by(|a, b| a[0].path.cmp(&b[0].path));
+        let streamed: Vec<_> = files.into_iter().flatten().collect();
+        assert_eq!(
+            streamed, report.findings,
+            "threads {threads}, chunk {chunk}"
+        );
+    }
+}

@@ -246,6 +246,27 @@ fn scan(args: &ScanArgs) -> ExitCode {
         }
         None => scanner,
     };
+    // JSON Lines stream each file's findings as soon as the file is verified.
+    let streamed: Arc<std::sync::Mutex<std::collections::HashSet<String>>> = Arc::default();
+    let scanner = if args.output == Output::Jsonl {
+        let streamed = streamed.clone();
+        scanner.on_file_findings(move |findings| {
+            let mut out = io::stdout().lock();
+            for f in findings {
+                let _ = serde_json::to_writer(&mut out, &dbfsck_core::finding_json_line(f));
+                let _ = writeln!(out);
+            }
+            let _ = out.flush();
+            if let Some(f) = findings.first() {
+                streamed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(f.path.clone());
+            }
+        })
+    } else {
+        scanner
+    };
     let scanned = scanner.scan(&args.paths);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
@@ -283,7 +304,8 @@ fn scan(args: &ScanArgs) -> ExitCode {
     } else {
         args.threads
     };
-    let printed = print_report(&report, plan.as_ref(), args, threads);
+    let streamed = std::mem::take(&mut *streamed.lock().unwrap_or_else(|p| p.into_inner()));
+    let printed = print_report(&report, plan.as_ref(), args, threads, &streamed);
     let mut rc = report.exit_code();
     if let Some(path) = &args.prometheus {
         if let Err(e) = write_metrics(path, &report) {
@@ -309,6 +331,7 @@ fn print_report(
     plan: Option<&Plan>,
     args: &ScanArgs,
     threads: usize,
+    streamed: &std::collections::HashSet<String>,
 ) -> io::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -330,7 +353,15 @@ fn print_report(
             writeln!(out)?;
         }
         Output::Jsonl => {
-            for line in report.to_json_lines() {
+            // Findings of files not streamed during the scan (a cancelled scan's), then the rest.
+            let rest = report
+                .findings
+                .iter()
+                .filter(|f| !streamed.contains(&f.path));
+            for line in rest
+                .map(dbfsck_core::finding_json_line)
+                .chain(report.json_lines_after_findings())
+            {
                 serde_json::to_writer(&mut out, &line)?;
                 writeln!(out)?;
             }

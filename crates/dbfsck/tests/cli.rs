@@ -525,3 +525,52 @@ fn inspect_shows_the_journal_image_beside_a_damaged_page() {
         "{text}"
     );
 }
+
+/// `--output jsonl` streams: a damaged small file's finding arrives while a big file is still
+/// being read (here slowly, under --max-rate), long before the summary.
+#[test]
+fn jsonl_streams_findings_as_files_are_verified() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Spec {
+        files: 2,
+        pages: 768,
+        page_size: 4096,
+        checksum: ChecksumAlgo::Crc32,
+        seed: 12,
+    };
+    let mut ds = Dataset::generate(dir.path(), spec).unwrap();
+    ds.truncate_mid_page(0, 20, 100); // data-0000 becomes small, verified as soon as it is opened
+    ds.write_back().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dbfsck"))
+        .args([
+            "scan",
+            "--output",
+            "jsonl",
+            "--threads",
+            "1",
+            "--max-rate",
+            "1MiB/s",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let still_running = child.try_wait().unwrap().is_none();
+    assert_eq!(first["type"], "finding");
+    assert_eq!(first["kind"], "partial_page");
+    assert!(still_running, "the finding came before the scan ended");
+    let rest: Vec<Value> = lines
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    assert_eq!(child.wait().unwrap().code(), Some(4));
+    assert_eq!(rest.last().unwrap()["type"], "summary");
+    assert_eq!(rest.last().unwrap()["findings"], 1);
+    assert_eq!(
+        rest.iter().filter(|l| l["type"] == "finding").count(),
+        0,
+        "no finding twice"
+    );
+}
