@@ -14,6 +14,7 @@ use crate::access::{open_for_scan, pread_fully, HeadSource, PreadSource, ReadStr
 use crate::finding::{Finding, FindingKind};
 use crate::format::{Chunk, Format, Layout, Opened, Probe, UnitCheck};
 use crate::report::{PathError, Report, ScannedFile, Skipped};
+use crate::resume::{FileState, ScanState, STATE_VERSION};
 use crate::throttle::RateLimiter;
 
 /// The folder dbfsck keeps its undo logs and quarantine in, at a scan root; walks skip it.
@@ -57,6 +58,19 @@ pub enum ScanConfigError {
 
 type ProgressFn = dyn Fn(&Progress) + Send + Sync;
 type FileDoneFn = dyn Fn(&[Finding]) + Send + Sync;
+type CheckpointFn = dyn Fn(&ScanState) + Send + Sync;
+
+/// When to stop early: the cancellation flag, or the end of the time limit.
+struct Stop<'a> {
+    cancel: &'a AtomicBool,
+    deadline: Option<Instant>,
+}
+
+impl Stop<'_> {
+    fn now(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
 
 /// Configures and runs scans. Every setter states its default.
 ///
@@ -77,6 +91,9 @@ pub struct Scanner {
     cancel: Arc<AtomicBool>,
     limiter: Option<Arc<RateLimiter>>,
     file_done: Option<Arc<FileDoneFn>>,
+    time_limit: Option<std::time::Duration>,
+    resume: Option<Arc<ScanState>>,
+    checkpoint: Option<(std::time::Duration, Arc<CheckpointFn>)>,
 }
 
 impl Default for Scanner {
@@ -129,6 +146,9 @@ impl Scanner {
             cancel: Arc::new(AtomicBool::new(false)),
             limiter: None,
             file_done: None,
+            time_limit: None,
+            resume: None,
+            checkpoint: None,
         }
     }
 
@@ -204,6 +224,36 @@ impl Scanner {
         self
     }
 
+    /// Stops cleanly when `limit` has passed since the scan started: no new chunk starts, the
+    /// report says `complete: false` and `timed_out`, and its [`Report::scan_state`] can be
+    /// resumed. Default `None`, no limit.
+    #[must_use]
+    pub fn time_limit(mut self, limit: Option<std::time::Duration>) -> Self {
+        self.time_limit = limit;
+        self
+    }
+
+    /// Continues a stopped scan: ranges `state` marks verified are skipped, and the open-time
+    /// findings of files it marks opened are not reported again, so the pieces' findings add up
+    /// to one full scan's. A file whose length changed is scanned afresh. Default `None`.
+    #[must_use]
+    pub fn resume(mut self, state: Option<ScanState>) -> Self {
+        self.resume = state.filter(|s| !s.complete).map(Arc::new);
+        self
+    }
+
+    /// Calls `f` with the scan's state at most every `every` (from a worker thread, after a
+    /// chunk completes), so a caller can save it regularly. Default none.
+    #[must_use]
+    pub fn on_checkpoint(
+        mut self,
+        every: std::time::Duration,
+        f: impl Fn(&ScanState) + Send + Sync + 'static,
+    ) -> Self {
+        self.checkpoint = Some((every, Arc::new(f)));
+        self
+    }
+
     /// Shares a cancellation flag: once it is set, no new chunk starts and the report says
     /// `complete: false`; default a private flag that is never set.
     #[must_use]
@@ -240,7 +290,11 @@ impl Scanner {
         for root in roots {
             self.walk_root(root.as_ref(), &mut targets, &mut report);
         }
-        pool.install(|| self.run(targets, &mut report));
+        let stop = Stop {
+            cancel: &self.cancel,
+            deadline: self.time_limit.map(|l| started + l),
+        };
+        pool.install(|| self.run(targets, &mut report, &stop));
         report.summary.elapsed_s = started.elapsed().as_secs_f64();
         report.normalize();
         Ok(report)
@@ -376,12 +430,15 @@ impl Scanner {
         }
     }
 
-    fn run(&self, targets: Vec<Target>, report: &mut Report) {
+    fn run(&self, targets: Vec<Target>, report: &mut Report, stop: &Stop<'_>) {
         // Phase 1: open every file and let its format read its header, in parallel.
         // Each thread reuses one head buffer: no allocation or zeroing per file.
         let opened: Vec<OpenOutcome> = targets
             .into_par_iter()
-            .map_init(|| vec![0u8; Probe::HEAD_LEN], |buf, t| self.open(t, buf))
+            .map_init(
+                || vec![0u8; Probe::HEAD_LEN],
+                |buf, t| self.open(t, buf, stop),
+            )
             .collect();
         let mut files = Vec::new();
         for outcome in opened {
@@ -412,7 +469,44 @@ impl Scanner {
             Some(l) => chunk_size.min((l.bytes_per_sec() / 20).max(64 << 10)),
             None => chunk_size,
         };
-        let tasks = plan(&files, chunk_size);
+        let mut tasks = plan(&files, chunk_size);
+        // Resuming: only the parts no earlier piece verified.
+        if self.resume.is_some() {
+            for task in &mut tasks {
+                let pieces = std::mem::take(task);
+                for p in pieces {
+                    match files.get(p.file).and_then(|f| f.resumed.as_ref()) {
+                        Some(prev) => {
+                            task.extend(prev.uncovered(p.offset, p.offset + p.len).into_iter().map(
+                                |(a, b)| Piece {
+                                    file: p.file,
+                                    offset: a,
+                                    len: b - a,
+                                },
+                            ))
+                        }
+                        None => task.push(p),
+                    }
+                }
+            }
+            tasks.retain(|t| !t.is_empty());
+        }
+        // What is verified, for --state: earlier pieces, this one's open phase, then each chunk.
+        let mut scan_state = ScanState {
+            version: STATE_VERSION,
+            roots: report.roots.clone(),
+            complete: false,
+            files: Default::default(),
+        };
+        for f in &files {
+            let mut fs = f.resumed.clone().unwrap_or_default();
+            fs.len = f.len;
+            fs.opened = true;
+            if f.verified_at_open > 0 {
+                fs.add(0, f.len);
+            }
+            scan_state.files.insert(f.display.clone(), fs);
+        }
         let at_open: u64 = files.iter().map(|f| f.verified_at_open).sum();
         let total: u64 = tasks.iter().flatten().map(|p| p.len).sum::<u64>() + at_open;
         // Per file: pieces still to verify and findings so far, for on_file_findings.
@@ -442,6 +536,9 @@ impl Scanner {
             findings: AtomicU64::new(report.findings.len() as u64),
             total,
             per_file,
+            scan_state: std::sync::Mutex::new(scan_state),
+            last_checkpoint: std::sync::Mutex::new(Instant::now()),
+            stop,
         };
         let results: Vec<TaskResult> = tasks
             .par_iter()
@@ -451,16 +548,30 @@ impl Scanner {
                 |reader, task| self.run_task(reader, &files, task, &state),
             )
             .collect();
+        let mut stopped = false;
         for r in results {
             report.findings.extend(r.findings);
             report.summary.units += r.units;
             report.summary.bytes += r.bytes;
-            report.cancelled |= r.cancelled;
+            stopped |= r.cancelled;
         }
-        report.summary.complete = !report.cancelled;
+        if stopped {
+            if self.cancel.load(Ordering::Relaxed) {
+                report.cancelled = true;
+            } else {
+                report.timed_out = true;
+            }
+        }
+        report.summary.complete = !stopped;
+        let mut final_state = state
+            .scan_state
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        final_state.complete = !stopped;
+        report.scan_state = final_state;
     }
 
-    fn open(&self, t: Target, buf: &mut [u8]) -> OpenOutcome {
+    fn open(&self, t: Target, buf: &mut [u8], stop: &Stop<'_>) -> OpenOutcome {
         let err = |message: String| {
             OpenOutcome::Error(PathError {
                 path: t.display.clone(),
@@ -540,13 +651,32 @@ impl Scanner {
         let mut check = check;
         let mut units = units;
         let mut verified_at_open = 0;
+        // Resuming: what an earlier piece of this scan did in this file (same length only).
+        let resumed = self
+            .resume
+            .as_ref()
+            .and_then(|s| s.files.get(&t.display))
+            .filter(|f| f.len == len)
+            .cloned();
+        if let Some(prev) = &resumed {
+            if prev.opened {
+                findings.clear(); // reported by the piece that opened it first
+            }
+            if let Some(c) = check.as_deref() {
+                let l = c.layout();
+                if prev.uncovered(l.start, l.end).is_empty() {
+                    check = None;
+                }
+            }
+        }
         if let Some(c) = check.as_deref() {
             let layout = c.layout();
             let fits = recheck_after.is_none()
                 && layout.end > layout.start
-                && layout.end <= head.len() as u64;
+                && layout.end <= head.len() as u64
+                && resumed.as_ref().is_none_or(|p| p.done.is_empty());
             let go = fits
-                && !self.cancel.load(Ordering::Relaxed)
+                && !stop.now()
                 && self
                     .limiter
                     .as_ref()
@@ -580,6 +710,8 @@ impl Scanner {
             recheck_after,
             bytes_at_open,
             verified_at_open,
+            len,
+            resumed,
         })
     }
 
@@ -588,12 +720,12 @@ impl Scanner {
         reader: &mut Reader,
         files: &[OpenFile],
         task: &[Piece],
-        state: &RunState,
+        state: &RunState<'_>,
     ) -> TaskResult {
         let mut result = TaskResult::default();
         let mut current: Option<(usize, io::Result<File>)> = None;
         for piece in task {
-            if self.cancel.load(Ordering::Relaxed) {
+            if state.stop.now() {
                 result.cancelled = true;
                 return result;
             }
@@ -633,6 +765,7 @@ impl Scanner {
                 f.format = file.format.to_owned();
             }
             result.bytes += piece.len;
+            state.piece_done(&file.display, piece, self.checkpoint.as_ref());
             if let (Some(cb), Some(fp)) = (&self.file_done, state.per_file.get(piece.file)) {
                 fp.add(
                     result.findings.get(before..).unwrap_or_default(),
@@ -799,6 +932,10 @@ struct OpenFile {
     bytes_at_open: u64,
     /// Bytes verified from the head while opening (a file that fits in it); not in any piece.
     verified_at_open: u64,
+    /// The file's length when opened.
+    len: u64,
+    /// What an earlier piece of a resumed scan did in this file.
+    resumed: Option<FileState>,
 }
 
 enum OpenOutcome {
@@ -814,11 +951,39 @@ struct Piece {
     len: u64,
 }
 
-struct RunState {
+struct RunState<'a> {
     done: AtomicU64,
     findings: AtomicU64,
     total: u64,
     per_file: Vec<FileProgress>,
+    scan_state: std::sync::Mutex<ScanState>,
+    last_checkpoint: std::sync::Mutex<Instant>,
+    stop: &'a Stop<'a>,
+}
+
+impl RunState<'_> {
+    /// Marks a piece verified and, when a checkpoint is due, hands the state over.
+    fn piece_done(
+        &self,
+        display: &str,
+        piece: &Piece,
+        checkpoint: Option<&(std::time::Duration, Arc<CheckpointFn>)>,
+    ) {
+        let mut st = self.scan_state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = st.files.get_mut(display) {
+            f.add(piece.offset, piece.offset + piece.len);
+        }
+        if let Some((every, cb)) = checkpoint {
+            let mut last = self
+                .last_checkpoint
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.elapsed() >= *every {
+                *last = Instant::now();
+                cb(&st);
+            }
+        }
+    }
 }
 
 /// One file's pieces still to verify and its findings so far.

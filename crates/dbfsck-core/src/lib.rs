@@ -46,6 +46,7 @@ mod inspect;
 pub mod native;
 pub mod postgres;
 mod report;
+mod resume;
 mod throttle;
 pub mod units;
 
@@ -65,6 +66,7 @@ pub use report::{
     exit, finding_json_line, previous_clean_timestamp, PathError, Repair, RepairAction,
     RepairResult, Report, ScannedFile, Skipped, Summary, SCHEMA_VERSION,
 };
+pub use resume::{FileState, ScanState, StateError, STATE_VERSION};
 pub use throttle::{io_priority, set_idle_priority, RateLimiter};
 
 /// The formats dbfsck knows, in the order detection tries them.

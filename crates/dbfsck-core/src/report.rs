@@ -165,6 +165,10 @@ pub struct Report {
     pub summary: Summary,
     /// True when the scan was cancelled (for example by SIGINT).
     pub cancelled: bool,
+    /// True when the scan stopped at its time limit (`--time-limit`); no exit bit.
+    pub timed_out: bool,
+    /// What the scan verified, for `--state` / `--resume` (not part of the printed report).
+    pub scan_state: crate::resume::ScanState,
     /// Every file a format checked, sorted by path (not part of the printed report).
     pub files: Vec<ScannedFile>,
     /// Repair actions, planned or applied, in the order of the findings they address.
