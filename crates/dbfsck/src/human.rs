@@ -134,11 +134,12 @@ pub fn render(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::R
         if threads == 1 { "" } else { "s" }
     )?;
     if !s.complete {
-        writeln!(
-            out,
-            "  {}",
-            style.paint("33", "incomplete: the scan was stopped before the end")
-        )?;
+        let why = if report.timed_out {
+            "incomplete: the scan stopped at its time limit"
+        } else {
+            "incomplete: the scan was stopped before the end"
+        };
+        writeln!(out, "  {}", style.paint("33", why))?;
     }
     let rc = report.exit_code();
     let verdict = if rc == exit::OK {

@@ -106,6 +106,16 @@ struct ScanArgs {
     /// datastore's own I/O always goes first.
     #[arg(long)]
     idle: bool,
+    /// Stop cleanly after DURATION (30s, 5m, 2h): the report says `complete: false`; with
+    /// --state, --resume continues where it stopped.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    time_limit: Option<std::time::Duration>,
+    /// Save the scan's position to FILE (atomically, every 10 s and at the end), for --resume.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Continue the scan saved in --state FILE (a missing or complete state starts a new scan).
+    #[arg(long, requires = "state")]
+    resume: bool,
     /// Write Prometheus metrics of this scan to FILE (atomically: a temporary file, fsync,
     /// rename), for node_exporter's textfile collector.
     #[arg(long, value_name = "FILE")]
@@ -185,6 +195,10 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    dbfsck_core::units::parse_duration(s).map_err(|e| e.to_string())
+}
+
 fn parse_rate(s: &str) -> Result<u64, String> {
     let s = s.strip_suffix("/s").unwrap_or(s);
     match dbfsck_core::units::parse_size(s) {
@@ -238,6 +252,38 @@ fn scan(args: &ScanArgs) -> ExitCode {
             eprintln!("dbfsck: {e}");
             return code(exit::USAGE);
         }
+    };
+    let roots: Vec<String> = args
+        .paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let resume = match (&args.state, args.resume) {
+        (Some(path), true) => match std::fs::read_to_string(path) {
+            Ok(text) => match dbfsck_core::ScanState::parse(&text, &roots) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("dbfsck: cannot resume from {}: {e}", path.display());
+                    return code(exit::USAGE);
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => {
+                eprintln!("dbfsck: cannot read {}: {e}", path.display());
+                return code(exit::OPERATIONAL);
+            }
+        },
+        _ => None,
+    };
+    let scanner = scanner.time_limit(args.time_limit).resume(resume);
+    let scanner = match &args.state {
+        Some(path) => {
+            let path = path.clone();
+            scanner.on_checkpoint(std::time::Duration::from_secs(10), move |s| {
+                let _ = write_atomically(&path, s.to_json().as_bytes());
+            })
+        }
+        None => scanner,
     };
     let scanner = match &bar {
         Some(bar) => {
@@ -307,6 +353,15 @@ fn scan(args: &ScanArgs) -> ExitCode {
     let streamed = std::mem::take(&mut *streamed.lock().unwrap_or_else(|p| p.into_inner()));
     let printed = print_report(&report, plan.as_ref(), args, threads, &streamed);
     let mut rc = report.exit_code();
+    if let Some(path) = &args.state {
+        if let Err(e) = write_atomically(path, report.scan_state.to_json().as_bytes()) {
+            eprintln!(
+                "dbfsck: could not save the scan state to {}: {e}",
+                path.display()
+            );
+            rc |= exit::OPERATIONAL;
+        }
+    }
     if let Some(path) = &args.prometheus {
         if let Err(e) = write_metrics(path, &report) {
             eprintln!(
@@ -415,7 +470,12 @@ fn write_metrics(path: &std::path::Path, report: &Report) -> io::Result<()> {
     let previous = std::fs::read_to_string(path)
         .ok()
         .and_then(|t| dbfsck_core::previous_clean_timestamp(&t));
-    let text = report.to_prometheus(now, previous);
+    write_atomically(path, report.to_prometheus(now, previous).as_bytes())
+}
+
+/// Replaces `path` with `bytes` atomically: a temporary file beside it, fsync, rename, fsync the
+/// directory. A reader sees the old file or the new one, never half of one.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -424,10 +484,14 @@ fn write_metrics(path: &std::path::Path, report: &Report) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let tmp = dir.join(format!(
+        ".{name}.tmp.{}.{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         std::fs::File::open(dir)?.sync_all()

@@ -574,3 +574,162 @@ fn jsonl_streams_findings_as_files_are_verified() {
         "no finding twice"
     );
 }
+
+fn sorted_findings(v: &Value) -> Vec<Value> {
+    let mut f = v["findings"].as_array().unwrap().clone();
+    f.sort_by_key(|x| {
+        (
+            x["path"].as_str().unwrap().to_owned(),
+            x["offset"].as_u64().unwrap(),
+        )
+    });
+    f
+}
+
+fn resumable(dir: &Path) {
+    let spec = Spec {
+        files: 3,
+        pages: 512,
+        page_size: 4096,
+        checksum: ChecksumAlgo::Crc32,
+        seed: 31,
+    };
+    let mut ds = Dataset::generate(dir, spec).unwrap();
+    let mut rng = dbfsck_testkit::rng(4);
+    for (f, p) in [(0, 5), (0, 400), (1, 200), (2, 30), (2, 511)] {
+        ds.inject(f, p, &Fault::Zeroed, &mut rng);
+    }
+    ds.write_back().unwrap();
+}
+
+/// A nightly window: `--time-limit` stops cleanly (complete: false, no exit bit 32), `--state`
+/// saves the position, `--resume` finishes, and the two runs' findings are one full scan's.
+#[test]
+fn time_limited_scan_resumes_to_exactly_one_full_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir(&data).unwrap();
+    resumable(&data);
+    let state = dir.path().join("scan.state");
+    let full = json(&dbfsck(&["scan", "--output", "json", s(&data)]));
+    let o = dbfsck(&[
+        "scan",
+        "--output",
+        "json",
+        "--threads",
+        "1",
+        "--max-rate",
+        "2MiB/s",
+        "--time-limit",
+        "1s",
+        "--state",
+        s(&state),
+        s(&data),
+    ]);
+    let first = json(&o);
+    assert_eq!(first["summary"]["complete"], false);
+    assert_eq!(rc(&o) & 32, 0, "a time limit is not a cancellation");
+    assert!(state.exists());
+    let o = dbfsck(&[
+        "scan",
+        "--output",
+        "json",
+        "--state",
+        s(&state),
+        "--resume",
+        s(&data),
+    ]);
+    let second = json(&o);
+    assert_eq!(second["summary"]["complete"], true);
+    let mut both: Vec<Value> = sorted_findings(&first);
+    both.extend(sorted_findings(&second));
+    both.sort_by_key(|x| {
+        (
+            x["path"].as_str().unwrap().to_owned(),
+            x["offset"].as_u64().unwrap(),
+        )
+    });
+    assert_eq!(both, sorted_findings(&full));
+    // Resuming a complete state is a new full scan; other roots are refused.
+    let third = json(&dbfsck(&[
+        "scan",
+        "--output",
+        "json",
+        "--state",
+        s(&state),
+        "--resume",
+        s(&data),
+    ]));
+    assert_eq!(sorted_findings(&third), sorted_findings(&full));
+    assert_eq!(
+        rc(&dbfsck(&[
+            "scan",
+            "--state",
+            s(&state),
+            "--resume",
+            s(dir.path())
+        ])),
+        16
+    );
+    assert_eq!(
+        rc(&dbfsck(&["scan", "--resume", s(&data)])),
+        16,
+        "--resume needs --state"
+    );
+}
+
+/// SIGINT stops like the time limit does, with exit bit 32, and leaves a resumable state.
+#[test]
+fn sigint_leaves_a_resumable_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir(&data).unwrap();
+    resumable(&data);
+    let state = dir.path().join("scan.state");
+    let full = json(&dbfsck(&["scan", "--output", "json", s(&data)]));
+    let child = Command::new(env!("CARGO_BIN_EXE_dbfsck"))
+        .args([
+            "scan",
+            "--output",
+            "json",
+            "--threads",
+            "1",
+            "--max-rate",
+            "2MiB/s",
+        ])
+        .args(["--state", s(&state), s(&data)])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code().unwrap() & 32, 32);
+    let first = json(&o);
+    assert_eq!(first["summary"]["complete"], false);
+    let saved: Value = serde_json::from_str(&fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["complete"], false);
+    let second = json(&dbfsck(&[
+        "scan",
+        "--output",
+        "json",
+        "--state",
+        s(&state),
+        "--resume",
+        s(&data),
+    ]));
+    assert_eq!(second["summary"]["complete"], true);
+    let mut both = sorted_findings(&first);
+    both.extend(sorted_findings(&second));
+    both.sort_by_key(|x| {
+        (
+            x["path"].as_str().unwrap().to_owned(),
+            x["offset"].as_u64().unwrap(),
+        )
+    });
+    assert_eq!(both, sorted_findings(&full));
+}
