@@ -3,6 +3,23 @@
 //!
 //! Faults are applied to file images in memory, taking any page they copy from a pristine
 //! snapshot, so that two faults never interfere; [`Dataset::write_back`] puts the images on disk.
+//!
+//! ```
+//! use dbfsck_core::native::ChecksumAlgo;
+//! use dbfsck_core::Scanner;
+//! use dbfsck_testkit::{rng, Dataset, Fault, Spec};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let spec = Spec { files: 2, pages: 16, page_size: 4096, checksum: ChecksumAlgo::Xxh3, seed: 1 };
+//! let mut ds = Dataset::generate(dir.path(), spec).unwrap();
+//! let injected = ds.inject(1, 9, &Fault::Zeroed, &mut rng(2));
+//! ds.write_back().unwrap();
+//!
+//! let report = Scanner::new().scan(&[dir.path()]).unwrap();
+//! assert_eq!(report.findings.len(), 1);
+//! assert_eq!(Some(report.findings[0].kind), injected.expect);
+//! assert_eq!(report.findings[0].unit, Some(9));
+//! ```
 
 use std::fs;
 use std::io;
