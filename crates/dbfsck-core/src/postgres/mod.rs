@@ -391,9 +391,15 @@ fn u16_at(b: &[u8], off: usize) -> u16 {
 }
 
 /// A block's failure: its kind, one sentence, and (stored, computed) checksums where they apply.
-type BlockVerdict = (FindingKind, String, Option<(u16, u16)>);
+pub type BlockVerdict = (FindingKind, String, Option<(u16, u16)>);
 
-/// The verdict on one block, as the server judges it on read (`PageIsVerifiedExtended`).
+/// The verdict on one block, as the server judges it on read (`PageIsVerifiedExtended`):
+/// `None` for a valid or new (all-zero) block, else the finding kind, one sentence and the
+/// stored and computed checksums where they apply. Never panics, whatever the bytes.
+pub fn judge_block(page: &[u8], absolute_block: u64) -> Option<BlockVerdict> {
+    judge(page, absolute_block)
+}
+
 fn judge(page: &[u8], absolute_block: u64) -> Option<BlockVerdict> {
     let stored = u16_at(page, checksum::CHECKSUM_OFF);
     let pd_upper = u16_at(page, 14);

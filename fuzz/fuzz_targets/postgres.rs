@@ -1,0 +1,20 @@
+//! Any bytes as PostgreSQL's pg_control, as a relation file name, and as a data block (at
+//! every block size PostgreSQL allows): no panic; a verdict with checksums carries both.
+#![no_main]
+
+use dbfsck_core::postgres::{judge_block, parse_control, parse_relfile_name};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = parse_control(data);
+    if let Ok(name) = std::str::from_utf8(data) {
+        let _ = parse_relfile_name(name);
+    }
+    for bs in [1024usize, 2048, 4096, 8192, 16384, 32768] {
+        if data.len() >= bs {
+            let blk = data.first().copied().unwrap_or(0) as u64;
+            let _ = judge_block(&data[..bs], blk);
+        }
+    }
+    let _ = judge_block(data, 0);
+});
