@@ -1,0 +1,128 @@
+//! A damaged or hostile directory: a symlink loop, a link to /etc, a link to a file outside the
+//! tree, a FIFO (which would block a reader forever), a file the scanning user cannot read, a
+//! file whose header page is garbage, and one good file. Run as an unprivileged user
+//! (`runuser -u nobody`, as root can read anything), dbfsck finishes, reports each correctly —
+//! the unreadable file as an error (exit bit 8), links and the FIFO as skipped, the garbage as
+//! unrecognised — scans the good file, and names nothing outside the tree.
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::process::Command;
+
+use dbfsck_core::native::{CreateOptions, PageFile, PageType};
+use serde_json::Value;
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+#[test]
+fn a_hostile_tree_is_scanned_as_nobody_without_leaving_it() {
+    if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root to switch to nobody"
+        );
+        eprintln!("not root: cannot run as nobody; skipping");
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The binary where nobody can run it.
+    let bin = top.path().join("dbfsck");
+    std::fs::copy(env!("CARGO_BIN_EXE_dbfsck"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let tree = top.path().join("tree");
+    let sub = tree.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let good = tree.join("good.dbfp");
+    let mut pf = PageFile::create(&good, CreateOptions::default()).unwrap();
+    for p in 1..=8 {
+        pf.write_page(p, PageType::App(0x100), p, b"row").unwrap();
+    }
+    pf.sync().unwrap();
+    drop(pf);
+    let secret = tree.join("secret.dbfp");
+    std::fs::copy(&good, &secret).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::write(tree.join("garbage.dbfp"), vec![0xA5u8; 3 * 8192]).unwrap();
+    symlink(&tree, sub.join("loop")).unwrap();
+    symlink("/etc", tree.join("etc")).unwrap();
+    symlink("/etc/passwd", tree.join("passwd.dbfp")).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(tree.join("fifo"))
+        .status()
+        .unwrap()
+        .success());
+    for d in [&tree, &sub] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let o = Command::new("timeout")
+        .args(["60", "runuser", "-u", "nobody", "--"])
+        .arg(&bin)
+        .args(["scan", "--output", "json"])
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert_ne!(
+        o.status.code(),
+        Some(124),
+        "finished (the FIFO was not read)"
+    );
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(o.status.code(), Some(8), "{v:#}");
+    let p = |name: &str| tree.join(name).to_string_lossy().into_owned();
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["path"], p("secret.dbfp"));
+    assert!(errors[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("permission denied"));
+    let skipped: Vec<(String, String)> = v["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["path"].as_str().unwrap().to_owned(),
+                s["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let reason = |path: &str| {
+        skipped
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_default()
+    };
+    assert!(reason(&p("etc")).contains("symbolic link"), "{skipped:?}");
+    assert!(
+        reason(&p("passwd.dbfp")).contains("symbolic link"),
+        "{skipped:?}"
+    );
+    assert!(
+        reason(&p("sub/loop")).contains("symbolic link"),
+        "{skipped:?}"
+    );
+    assert!(reason(&p("fifo")).contains("not opened"), "{skipped:?}");
+    assert!(
+        reason(&p("garbage.dbfp")).contains("not a recognised format"),
+        "{skipped:?}"
+    );
+    assert_eq!(v["summary"]["files"], 1, "the good file is scanned");
+    assert_eq!(v["summary"]["units"], 9);
+    assert!(v["findings"].as_array().unwrap().is_empty());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !text.contains("/etc/passwd") && !text.contains("\"/etc"),
+        "nothing outside the tree"
+    );
+}
