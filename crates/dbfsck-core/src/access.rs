@@ -103,26 +103,30 @@ impl Reader {
 
     /// Calls `f` with the bytes of `[offset, offset + len)` of `file`, or with fewer when the
     /// file is now shorter (it shrank since it was opened). The slice never outlives the call.
+    /// The flag is true when a page of a map could not be read while `f` ran (SIGBUS: the file
+    /// was truncated under the map, or a media error): `f` then saw zeros there, and the caller
+    /// must discard what it computed and read the range again with positional reads.
     pub(crate) fn with_bytes<R>(
         &mut self,
         file: &File,
         offset: u64,
         len: u64,
         f: impl FnOnce(&[u8]) -> R,
-    ) -> io::Result<R> {
+    ) -> io::Result<(R, bool)> {
         // The length now, not at open: mapping past the end of a file faults (SIGBUS).
         let now = file.metadata()?.len();
         let avail = len.min(now.saturating_sub(offset));
         if avail == 0 {
-            return Ok(f(&[]));
+            return Ok((f(&[]), false));
         }
         match self.strategy {
             ReadStrategy::Mmap => {
                 // SAFETY: the map is read-only and private to this call; the bytes are only read,
                 // never kept. If another process truncates the file while it is mapped, touching
-                // the lost pages raises SIGBUS (the hardening issue turns that into a finding);
-                // concurrent writes can only change the bytes we read, which verification then
-                // reports, exactly as a read() racing a write would.
+                // the lost pages raises SIGBUS, which `sigbus::guard` turns into a flag (the
+                // page reads as zeros) instead of a dead process; concurrent writes can only
+                // change the bytes we read, which verification then reports, exactly as a
+                // read() racing a write would.
                 let map = unsafe {
                     memmap2::MmapOptions::new()
                         .offset(offset)
@@ -131,7 +135,7 @@ impl Reader {
                 };
                 // Sequential read-ahead; the kernel may ignore it, which is harmless.
                 let _ = map.advise(memmap2::Advice::Sequential);
-                Ok(f(&map))
+                Ok(crate::sigbus::guard(map.as_ptr(), map.len(), || f(&map)))
             }
             ReadStrategy::Pread => {
                 let want = avail as usize;
@@ -140,7 +144,7 @@ impl Reader {
                 }
                 let buf = self.buf.get_mut(..want).unwrap_or_default();
                 let n = pread_fully(file, offset, buf)?;
-                Ok(f(buf.get(..n).unwrap_or_default()))
+                Ok((f(buf.get(..n).unwrap_or_default()), false))
             }
         }
     }

@@ -832,6 +832,40 @@ fn verify_piece(
     piece: &Piece,
     result: &mut TaskResult,
 ) {
+    let before = result.findings.len();
+    match verify_piece_with(reader, handle, check, piece, result) {
+        Ok(false) => {}
+        Ok(true) => {
+            // A mapped page could not be read (SIGBUS): what was judged from the zeros put in
+            // its place is discarded, and the range is read again with positional reads, which
+            // report a truncation or an I/O error as such.
+            result.findings.truncate(before);
+            let mut pread = Reader::new(ReadStrategy::Pread);
+            if let Err(e) = verify_piece_with(&mut pread, handle, check, piece, result) {
+                result.findings.push(read_error(piece, &e));
+            }
+        }
+        Err(e) => result.findings.push(read_error(piece, &e)),
+    }
+}
+
+fn read_error(piece: &Piece, e: &io::Error) -> Finding {
+    Finding::new(
+        FindingKind::IoError,
+        piece.offset,
+        piece.len,
+        format!("could not read these bytes: {}", io_message(e)),
+    )
+}
+
+/// Verifies one piece through `reader`; `Ok(true)` when a mapped page faulted (nothing counted).
+fn verify_piece_with(
+    reader: &mut Reader,
+    handle: &File,
+    check: &dyn UnitCheck,
+    piece: &Piece,
+    result: &mut TaskResult,
+) -> io::Result<bool> {
     let layout = check.layout();
     let outcome = reader.with_bytes(handle, piece.offset, piece.len, |bytes| {
         // Only whole aligned units are handed over; a shortfall means the file shrank.
@@ -848,25 +882,20 @@ fn verify_piece(
         let units = check.verify(&chunk, &mut result.findings);
         (units, usable as u64)
     });
-    match outcome {
-        Ok((units, got)) => {
-            result.units += units;
-            if got < piece.len {
-                result.findings.push(Finding::new(
-                    FindingKind::Truncated,
-                    piece.offset + got,
-                    piece.len - got,
-                    "the file became shorter during the scan; these bytes could not be checked",
-                ));
-            }
-        }
-        Err(e) => result.findings.push(Finding::new(
-            FindingKind::IoError,
-            piece.offset,
-            piece.len,
-            format!("could not read these bytes: {}", io_message(&e)),
-        )),
+    let ((units, got), faulted) = outcome?;
+    if faulted {
+        return Ok(true);
     }
+    result.units += units;
+    if got < piece.len {
+        result.findings.push(Finding::new(
+            FindingKind::Truncated,
+            piece.offset + got,
+            piece.len - got,
+            "the file became shorter during the scan; these bytes could not be checked",
+        ));
+    }
+    Ok(false)
 }
 
 /// Cuts every file's layout into chunk-sized pieces on alignment boundaries; files smaller than a

@@ -47,6 +47,7 @@ pub mod native;
 pub mod postgres;
 mod report;
 mod resume;
+mod sigbus;
 mod throttle;
 pub mod units;
 
