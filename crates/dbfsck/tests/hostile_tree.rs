@@ -126,3 +126,65 @@ fn a_hostile_tree_is_scanned_as_nobody_without_leaving_it() {
         "nothing outside the tree"
     );
 }
+
+/// A file truncated while a throttled scan is reading it, under memory maps and positional reads:
+/// no crash, a finding for that file, a valid report, exit bit 4 or 8.
+#[test]
+fn a_file_truncated_during_a_throttled_scan() {
+    use dbfsck_core::native::ChecksumAlgo;
+    use dbfsck_testkit::{Dataset, Spec};
+    for no_mmap in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = Spec {
+            files: 3,
+            pages: 1024,
+            page_size: 4096,
+            checksum: ChecksumAlgo::Crc32,
+            seed: 13,
+        };
+        let ds = Dataset::generate(dir.path(), spec).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dbfsck"));
+        cmd.args([
+            "scan",
+            "--output",
+            "json",
+            "--threads",
+            "1",
+            "--max-rate",
+            "6MiB/s",
+        ]);
+        if no_mmap {
+            cmd.arg("--no-mmap");
+        }
+        let child = cmd
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(900));
+        // The second file, most likely being read now: cut in the middle of a page.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&ds.files[1].path)
+            .unwrap();
+        f.set_len(300 * 4096 + 123).unwrap();
+        let o = child.wait_with_output().unwrap();
+        let code = o.status.code().expect("exited, not killed by a signal");
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(code & 12 != 0 && code & !12 == 0, "exit {code}");
+        let name = ds.files[1].path.to_string_lossy().into_owned();
+        let kinds: Vec<&str> = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["path"] == name.as_str())
+            .map(|f| f["kind"].as_str().unwrap())
+            .collect();
+        assert!(
+            kinds
+                .iter()
+                .any(|k| ["truncated", "partial_page", "io_error"].contains(k)),
+            "no_mmap={no_mmap}: {kinds:?}"
+        );
+    }
+}
