@@ -94,6 +94,7 @@ pub struct Scanner {
     time_limit: Option<std::time::Duration>,
     resume: Option<Arc<ScanState>>,
     checkpoint: Option<(std::time::Duration, Arc<CheckpointFn>)>,
+    online: bool,
 }
 
 impl Default for Scanner {
@@ -149,6 +150,7 @@ impl Scanner {
             time_limit: None,
             resume: None,
             checkpoint: None,
+            online: false,
         }
     }
 
@@ -251,6 +253,18 @@ impl Scanner {
         f: impl Fn(&ScanState) + Send + Sync + 'static,
     ) -> Self {
         self.checkpoint = Some((every, Arc::new(f)));
+        self
+    }
+
+    /// Online mode, for a datastore that is running (`--online`): every page that fails is read
+    /// again at once and once more after [`ONLINE_PAUSE`]; when the later read verifies, or
+    /// differs from the earlier one, the page was being written, and it is reported as
+    /// `changed_during_scan` (not damage). Only a page that fails identically twice is damage.
+    /// Files of formats with a lock protocol are read under a shared advisory lock when one can
+    /// be had without waiting. Default off.
+    #[must_use]
+    pub fn online(mut self, online: bool) -> Self {
+        self.online = online;
         self
     }
 
@@ -674,7 +688,8 @@ impl Scanner {
             let fits = recheck_after.is_none()
                 && layout.end > layout.start
                 && layout.end <= head.len() as u64
-                && resumed.as_ref().is_none_or(|p| p.done.is_empty());
+                && resumed.as_ref().is_none_or(|p| p.done.is_empty())
+                && !self.online;
             let go = fits
                 && !stop.now()
                 && self
@@ -712,6 +727,7 @@ impl Scanner {
             verified_at_open,
             len,
             resumed,
+            shared_lock: self.online && format.shared_lock(),
         })
     }
 
@@ -742,7 +758,13 @@ impl Scanner {
                 }
             }
             if current.as_ref().is_none_or(|(i, _)| *i != piece.file) {
-                current = Some((piece.file, open_for_scan(&file.path, !file.explicit)));
+                let handle = open_for_scan(&file.path, !file.explicit);
+                if let (Ok(h), true) = (&handle, file.shared_lock) {
+                    // Held while this handle reads; a writer holding it exclusively is not
+                    // waited for (online mode re-reads what it was writing).
+                    let _ = h.try_lock_shared();
+                }
+                current = Some((piece.file, handle));
             }
             let before = result.findings.len();
             match current.as_ref().map(|(_, f)| f) {
@@ -750,6 +772,9 @@ impl Scanner {
                     verify_piece(reader, handle, check, piece, &mut result);
                     if let Some(pause) = file.recheck_after {
                         recheck(handle, check, pause, before, &mut result.findings);
+                    }
+                    if self.online {
+                        recheck_online(handle, check, before, &mut result.findings);
                     }
                 }
                 Some(Err(e)) => result.findings.push(Finding::new(
@@ -821,6 +846,69 @@ fn recheck(
                 );
             }
             _ => findings.push(f),
+        }
+    }
+}
+
+/// How long online mode waits before the second re-read of a failing page.
+pub const ONLINE_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Online mode: a failing unit is read again now and after [`ONLINE_PAUSE`]. A unit whose
+/// second read verifies, or differs from the first, was being written: `changed_during_scan`.
+/// One that fails the same way on identical bytes stays as found.
+fn recheck_online(handle: &File, check: &dyn UnitCheck, from: usize, findings: &mut Vec<Finding>) {
+    let suspect =
+        |f: &Finding| f.kind.is_damage() && f.unit.is_some() && f.length > 0 && f.length <= 1 << 20;
+    if !findings.get(from..).unwrap_or_default().iter().any(suspect) {
+        return;
+    }
+    let read = |f: &Finding| {
+        let mut buf = vec![0u8; f.length as usize];
+        match pread_fully(handle, f.offset, &mut buf) {
+            Ok(n) if n == buf.len() => Some(buf),
+            _ => None,
+        }
+    };
+    let suspects = findings.split_off(from);
+    let first: Vec<Option<Vec<u8>>> = suspects
+        .iter()
+        .map(|f| if suspect(f) { read(f) } else { None })
+        .collect();
+    std::thread::sleep(ONLINE_PAUSE);
+    for (f, first) in suspects.into_iter().zip(first) {
+        let Some(first) = first else {
+            findings.push(f);
+            continue;
+        };
+        let Some(second) = read(&f) else {
+            findings.push(f);
+            continue;
+        };
+        let mut again = Vec::new();
+        check.verify(
+            &Chunk {
+                offset: f.offset,
+                bytes: &second,
+            },
+            &mut again,
+        );
+        let why = if again.is_empty() {
+            Some("the page verifies when read again: it was being written while it was scanned")
+        } else if second != first {
+            Some("the page's bytes changed between two reads: it is being written")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => {
+                let mut changed = f;
+                changed.kind = FindingKind::ChangedDuringScan;
+                changed.detail = format!("{why} (online mode)");
+                changed.expected = None;
+                changed.actual = None;
+                findings.push(changed);
+            }
+            None => findings.push(f),
         }
     }
 }
@@ -965,6 +1053,8 @@ struct OpenFile {
     len: u64,
     /// What an earlier piece of a resumed scan did in this file.
     resumed: Option<FileState>,
+    /// Online mode over a format with a lock protocol: read under a shared lock when free.
+    shared_lock: bool,
 }
 
 enum OpenOutcome {

@@ -56,7 +56,7 @@ use std::sync::Arc;
 pub use access::ReadStrategy;
 pub use engine::{
     Progress, ScanConfigError, Scanner, DBFSCK_DIR, DEFAULT_CHUNK_SIZE, MMAP_CHUNK_SIZE,
-    QUARANTINE_MARKER,
+    ONLINE_PAUSE, QUARANTINE_MARKER,
 };
 pub use finding::{Finding, FindingKind, Owner};
 pub use format::{

@@ -106,6 +106,10 @@ struct ScanArgs {
     /// datastore's own I/O always goes first.
     #[arg(long)]
     idle: bool,
+    /// The datastore is running: a failing page is read twice more (at once and after 100 ms);
+    /// one that verifies or changes is reported as changed_during_scan, not damage.
+    #[arg(long)]
+    online: bool,
     /// Stop cleanly after DURATION (30s, 5m, 2h): the report says `complete: false`; with
     /// --state, --resume continues where it stopped.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -275,7 +279,10 @@ fn scan(args: &ScanArgs) -> ExitCode {
         },
         _ => None,
     };
-    let scanner = scanner.time_limit(args.time_limit).resume(resume);
+    let scanner = scanner
+        .time_limit(args.time_limit)
+        .resume(resume)
+        .online(args.online);
     let scanner = match &args.state {
         Some(path) => {
             let path = path.clone();
