@@ -188,3 +188,44 @@ fn a_file_truncated_during_a_throttled_scan() {
         );
     }
 }
+
+/// A sparse file (a header page, a few pages, then a hole to 256 MiB, as a file extended without
+/// its data being written): scanned quickly in bounded memory, every page of the hole reported
+/// as zeroed, the written pages verified.
+#[test]
+fn a_sparse_file_is_scanned_and_its_hole_reported_as_zeroed_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sparse.dbfp");
+    let mut pf = PageFile::create(&path, CreateOptions::default()).unwrap();
+    for p in 1..=3 {
+        pf.write_page(p, PageType::App(0x100), p, b"row").unwrap();
+    }
+    pf.sync().unwrap();
+    drop(pf);
+    let len = 256u64 << 20;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_dbfsck"))
+        .args(["scan", "--output", "jsonl", "--quiet"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4));
+    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = lines.last().unwrap();
+    let pages = len / 8192;
+    assert_eq!(summary["units"], pages);
+    assert_eq!(summary["findings"], pages - 4);
+    assert_eq!(summary["by_kind"]["zeroed_page"], pages - 4);
+    assert_eq!(
+        lines[0]["unit"], 4,
+        "the hole starts after the written pages"
+    );
+}
