@@ -3,25 +3,11 @@
 #![no_main]
 
 use dbfsck_core::native::journal::{encode_header, read_journal, JournalHeader};
-use dbfsck_core::FileSource;
+use dbfsck_core::BytesSource;
 use libfuzzer_sys::fuzz_target;
 
-struct Mem<'a>(&'a [u8]);
-
-impl FileSource for Mem<'_> {
-    fn len(&self) -> u64 {
-        self.0.len() as u64
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        let start = (offset as usize).min(self.0.len());
-        let n = buf.len().min(self.0.len() - start);
-        buf[..n].copy_from_slice(&self.0[start..start + n]);
-        Ok(n)
-    }
-}
-
 fn check(bytes: &[u8]) {
-    if let Ok(index) = read_journal(&Mem(bytes)) {
+    if let Ok(index) = read_journal(&BytesSource(bytes)) {
         assert!(index.committed_end <= bytes.len() as u64);
         assert_eq!(index.committed_end + index.ignored_tail, bytes.len() as u64);
         for img in &index.images {

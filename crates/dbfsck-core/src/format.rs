@@ -69,6 +69,26 @@ pub trait FileSource {
     }
 }
 
+/// A [`FileSource`] over bytes in memory (tests, fuzzing, a file already read).
+#[derive(Debug, Clone, Copy)]
+pub struct BytesSource<'a>(pub &'a [u8]);
+
+impl FileSource for BytesSource<'_> {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let start = usize::try_from(offset).map_or(self.0.len(), |o| o.min(self.0.len()));
+        let src = self.0.get(start..).unwrap_or_default();
+        let n = buf.len().min(src.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), src.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        Ok(n)
+    }
+}
+
 /// The byte range of a file that is cut into chunks, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {

@@ -60,7 +60,7 @@ pub use engine::{
 };
 pub use finding::{Finding, FindingKind, Owner};
 pub use format::{
-    Chunk, DirListing, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck,
+    BytesSource, Chunk, DirListing, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck,
 };
 pub use inspect::{inspect, InspectError, Inspection};
 pub use report::{

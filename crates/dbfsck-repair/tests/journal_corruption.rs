@@ -79,7 +79,10 @@ fn an_image_whose_own_checksum_fails_is_never_used_even_when_its_record_checksum
         let csum = xxhash_rust::xxh3::xxh3_64(&j[commit..c_end]);
         j[c_end..c_end + 8].copy_from_slice(&csum.to_le_bytes());
     });
-    let idx = read_journal(&FileSrc(std::fs::read(&fx.journal).unwrap())).unwrap();
+    let idx = read_journal(&dbfsck_core::BytesSource(
+        &std::fs::read(&fx.journal).unwrap(),
+    ))
+    .unwrap();
     assert_eq!(idx.images.len(), 1, "the forged batch reads as committed");
     assert_eq!(plan_for_page_3(&fx), RepairAction::Quarantine);
 }
@@ -162,17 +165,4 @@ fn the_newest_of_several_committed_images_is_chosen() {
         .unwrap()
         .contains("LSN 7"));
     assert_eq!(std::fs::read(&fx.data).unwrap(), want);
-}
-
-struct FileSrc(Vec<u8>);
-impl dbfsck_core::FileSource for FileSrc {
-    fn len(&self) -> u64 {
-        self.0.len() as u64
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        let s = (offset as usize).min(self.0.len());
-        let n = buf.len().min(self.0.len() - s);
-        buf[..n].copy_from_slice(&self.0[s..s + n]);
-        Ok(n)
-    }
 }

@@ -366,15 +366,6 @@ pub fn images_in_dir(
     file_id: u64,
     page_no: u64,
 ) -> Vec<(std::path::PathBuf, JournalImage, Vec<u8>)> {
-    struct Src(std::fs::File, u64);
-    impl FileSource for Src {
-        fn len(&self) -> u64 {
-            self.1
-        }
-        fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-            std::os::unix::fs::FileExt::read_at(&self.0, buf, offset)
-        }
-    }
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
@@ -389,7 +380,10 @@ pub fn images_in_dir(
         if !meta.is_file() {
             continue;
         }
-        let src = Src(file, meta.len());
+        let src = crate::access::PreadSource {
+            file: &file,
+            len: meta.len(),
+        };
         let mut magic = [0u8; 4];
         if src.read_full_at(0, &mut magic).ok() != Some(4) || !looks_like_journal(&magic) {
             continue;
@@ -414,18 +408,7 @@ pub fn images_in_dir(
 mod tests {
     use super::*;
 
-    struct Mem(Vec<u8>);
-    impl FileSource for Mem {
-        fn len(&self) -> u64 {
-            self.0.len() as u64
-        }
-        fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-            let start = (offset as usize).min(self.0.len());
-            let n = buf.len().min(self.0.len() - start);
-            buf[..n].copy_from_slice(&self.0[start..start + n]);
-            Ok(n)
-        }
-    }
+    use crate::format::BytesSource;
 
     fn batch(out: &mut Vec<u8>, h: &JournalHeader, batch: u64, pages: &[(u64, u64)]) {
         let mut sums = Vec::new();
@@ -461,7 +444,7 @@ mod tests {
         let end = j.len() as u64;
         batch(&mut j, &h, 3, &[(4, 12)]);
         j.truncate(j.len() - 5); // commit record of batch 3 torn
-        let idx = read_journal(&Mem(j.clone())).unwrap();
+        let idx = read_journal(&BytesSource(&j)).unwrap();
         assert_eq!(idx.batches, 2);
         assert_eq!(
             idx.images.iter().map(|i| i.page_no).collect::<Vec<_>>(),
@@ -483,7 +466,7 @@ mod tests {
         };
         let mut j = encode_header(&new).to_vec();
         batch(&mut j, &old, 1, &[(1, 10)]);
-        let idx = read_journal(&Mem(j)).unwrap();
+        let idx = read_journal(&BytesSource(&j)).unwrap();
         assert!(idx.images.is_empty());
     }
 
@@ -510,7 +493,7 @@ mod tests {
             lsn: 0,
         };
         encode_record(&mut j, &h, &c, &0u64.to_le_bytes());
-        let idx = read_journal(&Mem(j)).unwrap();
+        let idx = read_journal(&BytesSource(&j)).unwrap();
         assert!(idx.images.is_empty());
         assert_eq!(idx.batches, 0);
     }
@@ -518,7 +501,7 @@ mod tests {
     #[test]
     fn header_errors_are_typed() {
         assert_eq!(
-            read_journal(&Mem(vec![1, 2])),
+            read_journal(&BytesSource(&[1, 2])),
             Err(JournalError::TooShort { len: 2 })
         );
         let mut h = encode_header(&JournalHeader {
@@ -527,10 +510,10 @@ mod tests {
         });
         h[20] ^= 1;
         assert_eq!(
-            read_journal(&Mem(h.to_vec())),
+            read_journal(&BytesSource(&h)),
             Err(JournalError::HeaderChecksum)
         );
         h[0] = b'X';
-        assert_eq!(read_journal(&Mem(h.to_vec())), Err(JournalError::BadMagic));
+        assert_eq!(read_journal(&BytesSource(&h)), Err(JournalError::BadMagic));
     }
 }
