@@ -35,6 +35,7 @@ impl Format for ToyLog {
             check: Some(Box::new(ToyCheck { end })),
             units: 0,
             recheck_after: None,
+            notes: Vec::new(),
         })
     }
 }

@@ -469,6 +469,10 @@ impl Scanner {
                     report.summary.units += file.units_at_open;
                     report.summary.bytes += file.bytes_at_open + file.verified_at_open;
                     report.findings.extend(file.findings.iter().cloned());
+                    report.warnings.extend(file.notes.iter().map(|n| PathError {
+                        path: file.display.clone(),
+                        message: n.clone(),
+                    }));
                     files.push(file);
                 }
             }
@@ -651,6 +655,7 @@ impl Scanner {
             check,
             units,
             recheck_after,
+            notes,
         } = opened;
         for f in &mut findings {
             f.path.clone_from(&t.display);
@@ -723,6 +728,7 @@ impl Scanner {
             check: check.map(Arc::from),
             units_at_open: units,
             recheck_after,
+            notes,
             bytes_at_open,
             verified_at_open,
             len,
@@ -1046,6 +1052,8 @@ struct OpenFile {
     check: Option<Arc<dyn UnitCheck>>,
     units_at_open: u64,
     recheck_after: Option<std::time::Duration>,
+    /// The format's notes about the file (reported as warnings).
+    notes: Vec<String>,
     bytes_at_open: u64,
     /// Bytes verified from the head while opening (a file that fits in it); not in any piece.
     verified_at_open: u64,

@@ -148,6 +148,9 @@ pub struct Opened {
     /// When set, a unit that fails is re-read after this pause and judged again before it is
     /// reported (a live datastore may be writing it); `None` judges once.
     pub recheck_after: Option<std::time::Duration>,
+    /// Conditions the operator should know about that are not damage (a doublewrite slot the
+    /// server would ignore, say); reported as warnings on the file.
+    pub notes: Vec<String>,
 }
 
 impl fmt::Debug for Opened {

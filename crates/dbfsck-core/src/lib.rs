@@ -42,6 +42,7 @@ mod access;
 mod engine;
 mod finding;
 mod format;
+pub mod innodb;
 mod inspect;
 pub mod native;
 pub mod postgres;
@@ -75,5 +76,6 @@ pub fn builtin_formats() -> Vec<Arc<dyn Format>> {
     vec![
         Arc::new(native::NativeFormat),
         Arc::new(postgres::PostgresFormat::default()),
+        Arc::new(innodb::InnodbFormat::default()),
     ]
 }

@@ -62,7 +62,11 @@ pub struct ScannedFile {
 pub enum RepairAction {
     /// Write the newest committed journal image of the page whose own checksum verifies.
     RestoreFromJournal,
-    /// Copy the damaged bytes into the quarantine and put a quarantine marker in their place.
+    /// Write the newest image of the page from the InnoDB doublewrite buffer whose own
+    /// checksum verifies in the target tablespace's format.
+    RestoreFromDoublewrite,
+    /// Copy the damaged bytes into the quarantine and put a quarantine marker in their place
+    /// (native files), or copy them and leave the page as it is (formats without a marker).
     Quarantine,
     /// Copy a torn trailing piece into the quarantine and cut it off the file.
     TruncateTail,
@@ -73,9 +77,18 @@ impl RepairAction {
     pub fn as_str(self) -> &'static str {
         match self {
             RepairAction::RestoreFromJournal => "restore_from_journal",
+            RepairAction::RestoreFromDoublewrite => "restore_from_doublewrite",
             RepairAction::Quarantine => "quarantine",
             RepairAction::TruncateTail => "truncate_tail",
         }
+    }
+
+    /// Whether the action rebuilds the damaged range from a verified copy (so nothing is lost).
+    pub fn is_restore(self) -> bool {
+        matches!(
+            self,
+            RepairAction::RestoreFromJournal | RepairAction::RestoreFromDoublewrite
+        )
     }
 }
 
@@ -209,7 +222,7 @@ impl Report {
             self.repairs.iter().any(|r| {
                 r.path == f.path
                     && r.offset == f.offset
-                    && r.action == RepairAction::RestoreFromJournal
+                    && r.action.is_restore()
                     && r.result == RepairResult::Applied
             })
         };

@@ -34,6 +34,7 @@ impl Format for Flicker {
             check: Some(Box::new(FlickerCheck(source.len(), self.0.clone()))),
             units: 0,
             recheck_after: None,
+            notes: Vec::new(),
         })
     }
 }

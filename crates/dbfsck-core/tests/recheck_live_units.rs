@@ -46,6 +46,7 @@ impl Format for Flaky {
             check: Some(Box::new(check)),
             units: 0,
             recheck_after: Some(Duration::from_millis(20)),
+            notes: Vec::new(),
         })
     }
 }

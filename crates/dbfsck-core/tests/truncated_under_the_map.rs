@@ -54,6 +54,7 @@ impl Format for Cutter {
             })),
             units: 0,
             recheck_after: None,
+            notes: Vec::new(),
         })
     }
 }

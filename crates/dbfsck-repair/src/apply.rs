@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use dbfsck_core::innodb::{self, InnodbFormat};
 use dbfsck_core::native::{encode_page, verify_page, PageMeta, PageType, PageVerdict};
 use dbfsck_core::{PathError, Repair, RepairAction, RepairResult, Report};
 use sha2::{Digest, Sha256};
 
-use crate::plan::{plan, read_image, Action, Plan};
+use crate::plan::{plan, read_source, Action, PageSpec, Plan};
 use crate::storage::{Storage, StorageFile};
 use crate::undo::{UndoEntry, UndoWriter};
 
@@ -52,13 +53,20 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
     // Lock first, so the plan is made from bytes no one else is changing.
     let mut locked: BTreeMap<PathBuf, S::File> = BTreeMap::new();
     if !options.dry_run {
-        let targets: Vec<PathBuf> = report
+        let mut targets: Vec<PathBuf> = Vec::new();
+        for s in report
             .findings
             .iter()
             .filter(|f| f.kind.is_damage())
             .filter_map(|f| report.files.iter().find(|s| s.display == f.path))
-            .map(|s| s.path.clone())
-            .collect();
+        {
+            targets.push(s.path.clone());
+            // InnoDB: a running server always holds its lock on ibdata1 (it opens table files
+            // lazily), and the doublewrite images are read from it.
+            if let Some(sys) = innodb_system_file(&s.path, &s.format) {
+                targets.push(sys);
+            }
+        }
         for path in targets {
             if locked.contains_key(&path) {
                 continue;
@@ -103,11 +111,7 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
             .iter()
             .map(|a| repair_entry(a, RepairResult::Planned, a.detail.clone()))
             .collect();
-        if plan
-            .actions
-            .iter()
-            .any(|a| a.action != RepairAction::RestoreFromJournal)
-        {
+        if plan.actions.iter().any(|a| !a.action.is_restore()) {
             report.quarantine_dir = Some(options.quarantine_dir.display().to_string());
         }
         return plan;
@@ -115,7 +119,12 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
     let refused: Vec<&Action> = plan
         .actions
         .iter()
-        .filter(|a| !locked.contains_key(&a.path))
+        .filter(|a| {
+            !locked.contains_key(&a.path)
+                || matches!(a.spec, PageSpec::Innodb(_))
+                    && innodb_system_file(&a.path, InnodbFormat::NAME)
+                        .is_some_and(|sys| !locked.contains_key(&sys))
+        })
         .collect();
     if !refused.is_empty() {
         report.repairs = plan
@@ -177,11 +186,7 @@ impl<S: Storage> Run<'_, S> {
             }
         }
         // 1. Quarantine copies, durable before anything changes.
-        if plan
-            .actions
-            .iter()
-            .any(|a| a.action != RepairAction::RestoreFromJournal)
-        {
+        if plan.actions.iter().any(|a| !a.action.is_restore()) {
             self.report.quarantine_dir = Some(self.options.quarantine_dir.display().to_string());
             if let Err(e) = self.quarantine(plan, &originals) {
                 fail_all(
@@ -343,7 +348,7 @@ impl<S: Storage> Run<'_, S> {
         let mut lines = String::new();
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         for (a, (_, bytes)) in plan.actions.iter().zip(originals) {
-            if a.action == RepairAction::RestoreFromJournal {
+            if a.action.is_restore() {
                 continue;
             }
             let sha: String = Sha256::digest(bytes)
@@ -414,6 +419,9 @@ impl<S: Storage> Run<'_, S> {
         }
         let mut w = UndoWriter::create(self.storage, log)?;
         for (a, (len, bytes)) in plan.actions.iter().zip(originals) {
+            if changes_nothing(a) {
+                continue;
+            }
             let abs = absolute(&a.path);
             // Only an action that changes the file's length needs it put back.
             if a.offset + a.length > *len || a.action == RepairAction::TruncateTail {
@@ -434,14 +442,17 @@ impl<S: Storage> Run<'_, S> {
 
     /// Performs one action; `Ok(false)` when the source no longer verifies (nothing written).
     fn write(&mut self, a: &Action) -> std::io::Result<bool> {
+        if changes_nothing(a) {
+            return Ok(true);
+        }
         let bytes = match a.action {
-            RepairAction::RestoreFromJournal => {
-                let Some(src) = &a.image else {
+            RepairAction::RestoreFromJournal | RepairAction::RestoreFromDoublewrite => {
+                let Some(src) = &a.source else {
                     return Ok(false);
                 };
                 // Re-read and re-verify: only bytes from a verified source are written.
-                match read_image(self.storage, src, &a.params)? {
-                    Some(img) if image_ok(&img, a, src.image.lsn) => Some(img),
+                match read_source(self.storage, src, &a.spec)? {
+                    Some(img) if a.spec.verifies(&img, a.unit.unwrap_or(0), src.lsn()) => Some(img),
                     _ => return Ok(false),
                 }
             }
@@ -467,45 +478,66 @@ impl<S: Storage> Run<'_, S> {
             return Ok((len != a.offset)
                 .then(|| format!("the file is {len} bytes after cutting it to {}", a.offset)));
         }
-        let mut page = vec![0u8; a.params.page_size];
+        if changes_nothing(a) {
+            return Ok(None);
+        }
+        let mut page = vec![0u8; a.spec.page_size()];
         let n = f.read_full_at(&mut page, a.offset)?;
         if n < page.len() {
             return Ok(Some("the page is short after the write".into()));
         }
         let unit = a.unit.unwrap_or(0);
-        Ok(match (a.action, verify_page(&page, &a.params, unit)) {
-            (RepairAction::RestoreFromJournal, PageVerdict::Ok { lsn, .. })
-                if a.image.as_ref().is_some_and(|s| s.image.lsn == lsn) =>
-            {
-                None
-            }
-            (RepairAction::Quarantine, PageVerdict::Quarantined { .. }) => None,
-            (_, v) => Some(format!("the page does not verify after the write ({v:?})")),
+        if a.action.is_restore() {
+            return Ok(match &a.source {
+                Some(s) if a.spec.verifies(&page, unit, s.lsn()) => None,
+                _ => Some("the page does not verify after the write".into()),
+            });
+        }
+        Ok(match (a.action, a.spec) {
+            (RepairAction::Quarantine, PageSpec::Native(p)) => match verify_page(&page, &p, unit) {
+                PageVerdict::Quarantined { .. } => None,
+                v => Some(format!("the page does not verify after the write ({v:?})")),
+            },
+            _ => Some("the page does not verify after the write".into()),
         })
     }
 }
 
-fn image_ok(img: &[u8], a: &Action, lsn: u64) -> bool {
-    matches!(
-        verify_page(img, &a.params, a.unit.unwrap_or(0)),
-        PageVerdict::Ok { lsn: l, .. } if l == lsn
-    )
+/// Whether an action copies to the quarantine only: a format with no marker page (InnoDB)
+/// keeps the damaged page as it is, so the server goes on reporting it.
+fn changes_nothing(a: &Action) -> bool {
+    a.action == RepairAction::Quarantine && !matches!(a.spec, PageSpec::Native(_))
 }
 
 /// The quarantine marker for the action's page: built from the file's parameters and the page
 /// number alone (never from the damaged bytes), with LSN 0 so that it never raises the LSN
 /// evidence a later repair weighs, and identical however often it is written.
 fn marker(a: &Action) -> std::io::Result<Vec<u8>> {
-    let mut page = vec![0u8; a.params.page_size];
+    let PageSpec::Native(params) = a.spec else {
+        return Err(std::io::Error::other(
+            "no quarantine marker exists in this format",
+        ));
+    };
+    let mut page = vec![0u8; params.page_size];
     let meta = PageMeta {
         page_type: PageType::QUARANTINED,
         flags: 0,
-        file_id: a.params.file_id,
+        file_id: params.file_id,
         page_no: a.unit.unwrap_or(0),
         lsn: 0,
     };
-    encode_page(&mut page, &meta, &[], a.params.algo).map_err(std::io::Error::other)?;
+    encode_page(&mut page, &meta, &[], params.algo).map_err(std::io::Error::other)?;
     Ok(page)
+}
+
+/// The system tablespace file (`ibdata1`) of an InnoDB file's data directory, when it has one.
+fn innodb_system_file(path: &Path, format: &str) -> Option<PathBuf> {
+    if format != InnodbFormat::NAME {
+        return None;
+    }
+    innodb::data_dir_of(path)
+        .map(|d| d.join("ibdata1"))
+        .filter(|p| p.as_path() != path)
 }
 
 fn repair_entry(a: &Action, result: RepairResult, detail: String) -> Repair {
@@ -515,7 +547,7 @@ fn repair_entry(a: &Action, result: RepairResult, detail: String) -> Repair {
         length: a.length,
         unit: a.unit,
         action: a.action,
-        source: a.source(),
+        source: a.source_text(),
         result,
         detail,
     }

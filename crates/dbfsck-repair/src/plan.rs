@@ -1,12 +1,14 @@
 //! Planning: one action per finding (`docs/format.md` §10.1). A damaged native page is restored
 //! from the newest committed journal image of that page whose own checksum verifies and whose
 //! LSN is not older than any LSN evidence surviving in the damaged page; otherwise it is
-//! quarantined. A torn trailing piece with no image is cut off. Everything else is left, with the
-//! reason.
+//! quarantined. A torn trailing piece with no image is cut off. A damaged InnoDB page is
+//! restored the same way from the doublewrite buffer (§13.7), or its bytes are copied to the
+//! quarantine and left in place. Everything else is left, with the reason.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use dbfsck_core::innodb::{self, InnodbFormat, PageVerdict as InnodbVerdict, Slot, SpaceParams};
 use dbfsck_core::native::journal::{looks_like_journal, read_journal, JournalImage};
 use dbfsck_core::native::layout::{
     FILE_ID_OFF, LSN_OFF, MAGIC_OFF, MAX_PAGE_SIZE, PAGE_HEADER_LEN, PAGE_MAGIC, PAGE_NO_OFF,
@@ -16,7 +18,7 @@ use dbfsck_core::native::{
 };
 use dbfsck_core::{Finding, FindingKind, RepairAction, Report};
 
-use crate::storage::{Source, Storage, StorageFile};
+use crate::storage::{Source as StorageSource, Storage, StorageFile};
 
 /// A committed journal image chosen to rebuild a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,83 @@ pub struct ImageSource {
     pub journal: PathBuf,
     /// Where the image is in it.
     pub image: JournalImage,
+}
+
+/// A doublewrite slot chosen to rebuild an InnoDB page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotSource {
+    /// The system tablespace file that holds the slot (`ibdata1`).
+    pub file: PathBuf,
+    /// The slot.
+    pub slot: Slot,
+}
+
+/// Where a restored page comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A committed native journal image.
+    Journal(ImageSource),
+    /// An InnoDB doublewrite slot.
+    Doublewrite(SlotSource),
+}
+
+impl Source {
+    /// The file the image is read from.
+    pub fn path(&self) -> &Path {
+        match self {
+            Source::Journal(s) => &s.journal,
+            Source::Doublewrite(s) => &s.file,
+        }
+    }
+
+    /// The image's byte offset in that file.
+    pub fn offset(&self) -> u64 {
+        match self {
+            Source::Journal(s) => s.image.offset,
+            Source::Doublewrite(s) => s.slot.offset,
+        }
+    }
+
+    /// The LSN the image must carry.
+    pub fn lsn(&self) -> u64 {
+        match self {
+            Source::Journal(s) => s.image.lsn,
+            Source::Doublewrite(s) => s.slot.lsn,
+        }
+    }
+}
+
+/// How the pages of a file to repair are verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageSpec {
+    /// A native page file.
+    Native(FileParams),
+    /// An InnoDB tablespace file.
+    Innodb(SpaceParams),
+}
+
+impl PageSpec {
+    /// Bytes per page in the file.
+    pub fn page_size(&self) -> usize {
+        match self {
+            PageSpec::Native(p) => p.page_size,
+            PageSpec::Innodb(p) => p.format.physical_size,
+        }
+    }
+
+    /// Whether `page` verifies, on its own checksum, as page `unit` of the file (the file's
+    /// `unit`-th page) carrying exactly `lsn`.
+    pub fn verifies(&self, page: &[u8], unit: u64, lsn: u64) -> bool {
+        match self {
+            PageSpec::Native(p) => {
+                matches!(verify_page(page, p, unit), PageVerdict::Ok { lsn: l, .. } if l == lsn)
+            }
+            PageSpec::Innodb(p) => matches!(
+                innodb::judge_page(page, &p.format, p.space_id, p.first_page + unit),
+                InnodbVerdict::Ok { lsn: l, .. } if l == lsn
+            ),
+        }
+    }
 }
 
 /// One planned action.
@@ -44,25 +123,32 @@ pub struct Action {
     pub unit: Option<u64>,
     /// What is done.
     pub action: RepairAction,
-    /// The file's parameters.
-    pub params: FileParams,
+    /// How the file's pages verify.
+    pub spec: PageSpec,
     /// For a restore, the image.
-    pub image: Option<ImageSource>,
+    pub source: Option<Source>,
     /// Why this action, in words.
     pub detail: String,
 }
 
 impl Action {
-    /// The `source` field of the report: the journal image, or `None`.
-    pub fn source(&self) -> Option<String> {
-        self.image.as_ref().map(|s| {
-            format!(
+    /// The `source` field of the report: the journal image or doublewrite slot, or `None`.
+    pub fn source_text(&self) -> Option<String> {
+        self.source.as_ref().map(|s| match s {
+            Source::Journal(s) => format!(
                 "{} (batch {}, LSN {}, image at byte {})",
                 s.journal.display(),
                 s.image.batch,
                 s.image.lsn,
                 s.image.offset
-            )
+            ),
+            Source::Doublewrite(s) => format!(
+                "{} (doublewrite slot at page {}, LSN {}, image at byte {})",
+                s.file.display(),
+                s.slot.slot_page,
+                s.slot.lsn,
+                s.slot.offset
+            ),
         })
     }
 }
@@ -85,6 +171,8 @@ pub struct Plan {
     pub left: Vec<Left>,
     /// The journals read, with the committed images each holds.
     pub journals: Vec<(PathBuf, usize)>,
+    /// The InnoDB system tablespaces read, with the populated doublewrite slots each holds.
+    pub doublewrite: Vec<(PathBuf, usize)>,
     /// Problems reading files or journals while planning: (path, message).
     pub errors: Vec<(String, String)>,
 }
@@ -111,7 +199,7 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
     for j in &journals {
         let index = storage.open_read(j).and_then(|file| {
             let len = file.len()?;
-            read_journal(&Source { file: &file, len }).map_err(std::io::Error::other)
+            read_journal(&StorageSource { file: &file, len }).map_err(std::io::Error::other)
         });
         match index {
             Ok(index) => {
@@ -132,6 +220,7 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
         }
     }
 
+    let mut innodb = InnodbPlanner::read(report, storage, &mut plan);
     let mut params_cache: HashMap<PathBuf, Result<FileParams, String>> = HashMap::new();
     for (i, finding) in report.findings.iter().enumerate() {
         if !finding.kind.is_damage() {
@@ -140,6 +229,13 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
         let mut leave = |reason: String| plan.left.push(Left { finding: i, reason });
         if finding.kind == FindingKind::Quarantined {
             leave("a quarantine marker from an earlier repair: this page's data is lost; restore it from a backup".into());
+            continue;
+        }
+        if finding.format == InnodbFormat::NAME {
+            match innodb.plan(storage, report, i, finding) {
+                Ok(action) => plan.actions.push(action),
+                Err(reason) => plan.left.push(Left { finding: i, reason }),
+            }
             continue;
         }
         if finding.format != NativeFormat::NAME {
@@ -182,7 +278,7 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
             }
         };
         match plan_page(storage, &images, finding, &file.path, unit, &params) {
-            Ok(Decision::Act(action, image, detail)) => plan.actions.push(Action {
+            Ok(Decision::Act(action, source, detail)) => plan.actions.push(Action {
                 finding: i,
                 path: file.path.clone(),
                 display: finding.path.clone(),
@@ -193,8 +289,8 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
                 },
                 unit: Some(unit),
                 action,
-                params,
-                image,
+                spec: PageSpec::Native(params),
+                source,
                 detail,
             }),
             Ok(Decision::Leave(reason)) => leave(reason),
@@ -205,7 +301,7 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
 }
 
 enum Decision {
-    Act(RepairAction, Option<ImageSource>, String),
+    Act(RepairAction, Option<Source>, String),
     Leave(String),
 }
 
@@ -255,7 +351,7 @@ fn plan_page<S: Storage>(
     if let Some((lsn, _, c)) = best {
         return Ok(Decision::Act(
             RepairAction::RestoreFromJournal,
-            Some(c.clone()),
+            Some(Source::Journal(c.clone())),
             format!("rebuilt from a committed journal image (LSN {lsn}) whose checksum verifies"),
         ));
     }
@@ -337,24 +433,200 @@ fn verified_image<S: Storage>(
     params: &FileParams,
     unit: u64,
 ) -> std::io::Result<bool> {
-    Ok(read_image(storage, c, params)?.is_some_and(|img| {
-        matches!(verify_page(&img, params, unit), PageVerdict::Ok { lsn, .. } if lsn == c.image.lsn)
-    }))
+    let spec = PageSpec::Native(*params);
+    let source = Source::Journal(c.clone());
+    Ok(read_source(storage, &source, &spec)?
+        .is_some_and(|img| spec.verifies(&img, unit, c.image.lsn)))
 }
 
-/// The bytes of a journal image, if it has the file's page size.
-pub(crate) fn read_image<S: Storage>(
+/// The bytes of an image, if it has the file's page size: a journal image, or the start of a
+/// doublewrite slot (a ROW_FORMAT=COMPRESSED page fills only the start of its slot).
+pub(crate) fn read_source<S: Storage>(
     storage: &S,
-    c: &ImageSource,
-    params: &FileParams,
+    source: &Source,
+    spec: &PageSpec,
 ) -> std::io::Result<Option<Vec<u8>>> {
-    if c.image.len != params.page_size {
-        return Ok(None);
+    let len = spec.page_size();
+    if let Source::Journal(c) = source {
+        if c.image.len != len {
+            return Ok(None);
+        }
     }
-    let j = storage.open_read(&c.journal)?;
-    let mut img = vec![0u8; c.image.len];
-    let n = j.read_full_at(&mut img, c.image.offset)?;
+    let f = storage.open_read(source.path())?;
+    let mut img = vec![0u8; len];
+    let n = f.read_full_at(&mut img, source.offset())?;
     Ok((n == img.len()).then_some(img))
+}
+
+/// Plans InnoDB findings from the doublewrite buffers of the scanned system tablespaces.
+struct InnodbPlanner {
+    /// (data directory, system tablespace file, populated slots).
+    buffers: Vec<(Option<PathBuf>, PathBuf, Vec<Slot>)>,
+    params: HashMap<PathBuf, Result<SpaceParams, String>>,
+}
+
+impl InnodbPlanner {
+    fn read<S: Storage>(report: &Report, storage: &S, plan: &mut Plan) -> Self {
+        let mut buffers = Vec::new();
+        for f in report
+            .files
+            .iter()
+            .filter(|f| f.format == InnodbFormat::NAME)
+        {
+            if f.path.file_name().is_none_or(|n| n != "ibdata1") {
+                continue;
+            }
+            let slots = (|| {
+                let head = read_head(storage, &f.path, 4 * 65536)?;
+                let params = innodb::space_params(&head).map_err(std::io::Error::other)?;
+                let file = storage.open_read(&f.path)?;
+                let len = file.len()?;
+                innodb::doublewrite::read_slots(
+                    &StorageSource { file: &file, len },
+                    params.format.physical_size,
+                )
+            })();
+            match slots {
+                Ok(Some((_, slots))) => {
+                    plan.doublewrite.push((f.path.clone(), slots.len()));
+                    buffers.push((innodb::data_dir_of(&f.path), f.path.clone(), slots));
+                }
+                Ok(None) => {}
+                Err(e) => plan.errors.push((
+                    f.display.clone(),
+                    format!("the doublewrite buffer could not be read, so no page is restored from it: {e}"),
+                )),
+            }
+        }
+        InnodbPlanner {
+            buffers,
+            params: HashMap::new(),
+        }
+    }
+
+    fn plan<S: Storage>(
+        &mut self,
+        storage: &S,
+        report: &Report,
+        index: usize,
+        finding: &Finding,
+    ) -> Result<Action, String> {
+        let file = report
+            .files
+            .iter()
+            .find(|f| f.display == finding.path)
+            .ok_or("the file was not scanned as a whole; not repaired")?;
+        if finding.kind == FindingKind::PartialPage {
+            return Err("InnoDB files grow in whole pages: a partial last page is left; restore the file from a backup".into());
+        }
+        let unit = finding
+            .unit
+            .ok_or("no page to act on; restore the file from a backup")?;
+        let params = self
+            .params
+            .entry(file.path.clone())
+            .or_insert_with(|| {
+                let head = read_head(storage, &file.path, 4 * 65536).map_err(|e| e.to_string())?;
+                innodb::space_params(&head).map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(|e| format!("the tablespace's parameters cannot be read: {e}"))?;
+        let spec = PageSpec::Innodb(params);
+        let ps = params.format.physical_size;
+        let page_no = params.first_page + unit;
+        let f = storage
+            .open_read(&file.path)
+            .map_err(|e| format!("reading the page failed: {e}"))?;
+        let mut page = vec![0u8; ps];
+        let n = f
+            .read_full_at(&mut page, unit * ps as u64)
+            .map_err(|e| format!("reading the page failed: {e}"))?;
+        if n < ps {
+            return Err("the page is short: the file changed since the scan; not repaired".into());
+        }
+        let verdict = innodb::judge_page(&page, &params.format, params.space_id, page_no);
+        if matches!(verdict, InnodbVerdict::Ok { .. } | InnodbVerdict::Zero) {
+            return Err(
+                "the page verifies now; it changed since the scan and is left alone".into(),
+            );
+        }
+        // The LSN the damaged page still shows for itself, when its header says it is this page.
+        let identity = innodb::fil::PAGE_NO;
+        let says_itself = page.get(identity..identity + 4)
+            == Some(&(page_no as u32).to_be_bytes()[..])
+            && page.get(34..38) == Some(&params.space_id.to_be_bytes()[..])
+            && finding.kind != FindingKind::MisdirectedWrite;
+        let evidence = says_itself.then(|| {
+            u64::from_be_bytes(
+                page.get(16..24)
+                    .and_then(|b| b.try_into().ok())
+                    .unwrap_or([0; 8]),
+            )
+        });
+        let dir = innodb::data_dir_of(&file.path);
+        let mut candidates = 0;
+        let mut older = None::<u64>;
+        let mut best: Option<Source> = None;
+        for (bdir, sys, slots) in &self.buffers {
+            if *bdir != dir {
+                continue;
+            }
+            for slot in slots
+                .iter()
+                .filter(|s| s.space_id == params.space_id && u64::from(s.page_no) == page_no)
+            {
+                candidates += 1;
+                let source = Source::Doublewrite(SlotSource {
+                    file: sys.clone(),
+                    slot: *slot,
+                });
+                let ok = read_source(storage, &source, &spec)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|img| spec.verifies(&img, unit, slot.lsn));
+                if !ok {
+                    continue;
+                }
+                if evidence.is_some_and(|e| slot.lsn < e) {
+                    older = Some(older.map_or(slot.lsn, |o| o.max(slot.lsn)));
+                    continue;
+                }
+                if best.as_ref().is_none_or(|b| slot.lsn > b.lsn()) {
+                    best = Some(source);
+                }
+            }
+        }
+        let base = Action {
+            finding: index,
+            path: file.path.clone(),
+            display: finding.path.clone(),
+            offset: unit * ps as u64,
+            length: ps as u64,
+            unit: Some(unit),
+            action: RepairAction::Quarantine,
+            spec,
+            source: None,
+            detail: String::new(),
+        };
+        if let Some(source) = best {
+            let lsn = source.lsn();
+            return Ok(Action {
+                action: RepairAction::RestoreFromDoublewrite,
+                source: Some(source),
+                detail: format!("rebuilt from the doublewrite buffer (LSN {lsn}): the slot's header names this page and its checksum verifies in the tablespace's format"),
+                ..base
+            });
+        }
+        let why = match (candidates, older, evidence) {
+            (0, _, _) => "no doublewrite slot holds this page".to_owned(),
+            (_, Some(o), Some(e)) => format!("the newest doublewrite image (LSN {o}) is older than the LSN {e} the damaged page still shows"),
+            _ => "no doublewrite image of this page verifies".to_owned(),
+        };
+        Ok(Action {
+            detail: format!("{why}: the page is copied to the quarantine and left as it is (InnoDB has no page the server reads as a known hole); restore the table from a backup"),
+            ..base
+        })
+    }
 }
 
 /// The parameters of a native file: from its header page, or recovered from the pages that

@@ -143,10 +143,13 @@ impl StorageFile for File {
     }
     fn try_lock(&self) -> io::Result<bool> {
         match File::try_lock(self) {
-            Ok(()) => Ok(true),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
+        // Engines that lock with fcntl (InnoDB, SQLite) do not see flock locks, nor flock
+        // theirs: take an open-file-description write lock too, which conflicts with both.
+        posix_write_lock(self)
     }
 }
 
@@ -163,5 +166,27 @@ impl<F: StorageFile> dbfsck_core::FileSource for Source<'_, F> {
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         self.file.read_at(buf, offset)
+    }
+}
+
+/// Takes a non-blocking fcntl write lock on the whole file, tied to this open file description
+/// (so closing another descriptor of the file does not drop it); `Ok(false)` when another
+/// process holds a conflicting lock.
+fn posix_write_lock(file: &File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock is plain data; all-zero (whole file from offset 0, pid 0) is what
+    // F_OFD_SETLK requires, then the type is set.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: F_OFD_SETLK only reads the flock struct we pass.
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+        _ => Err(e),
     }
 }

@@ -4,7 +4,7 @@ use std::io::{self, IsTerminal, Write};
 
 use std::path::PathBuf;
 
-use dbfsck_core::{exit, Finding, FindingKind, RepairAction, RepairResult, Report};
+use dbfsck_core::{exit, Finding, FindingKind, RepairResult, Report};
 use dbfsck_repair::plan::Plan;
 
 /// Colour only on a terminal, and never when `NO_COLOR` is set (no-color.org).
@@ -261,11 +261,7 @@ fn render_repairs(
         }
     }
     if let Some(q) = &report.quarantine_dir {
-        if report
-            .repairs
-            .iter()
-            .any(|r| r.action != RepairAction::RestoreFromJournal)
-        {
+        if report.repairs.iter().any(|r| !r.action.is_restore()) {
             writeln!(
                 out,
                 "  quarantine: {q} (manifest.jsonl lists every range cut out)"

@@ -78,6 +78,7 @@ impl Format for NativeFormat {
                 check: None,
                 units: 0,
                 recheck_after: None,
+                notes: Vec::new(),
             });
         }
         // The engine usually has the head already: borrow it rather than read it again.
@@ -152,6 +153,7 @@ impl Format for NativeFormat {
                             check: None,
                             units,
                             recheck_after: None,
+                            notes: Vec::new(),
                         });
                     }
                 }
@@ -181,6 +183,7 @@ impl Format for NativeFormat {
             check: Some(Box::new(NativeCheck { params, layout })),
             units,
             recheck_after: None,
+            notes: Vec::new(),
         })
     }
 }
@@ -214,6 +217,7 @@ fn open_journal(source: &dyn FileSource) -> Opened {
         check: None,
         units,
         recheck_after: None,
+        notes: Vec::new(),
     }
 }
 

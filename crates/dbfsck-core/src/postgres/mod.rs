@@ -216,6 +216,7 @@ impl Format for PostgresFormat {
             check: Some(Box::new(check)),
             units: 0,
             recheck_after: cluster.filter(|c| c.live).map(|_| RECHECK_PAUSE),
+            notes: Vec::new(),
         })
     }
 }
@@ -349,6 +350,7 @@ fn open_control(source: &dyn FileSource) -> Result<Opened, OpenError> {
         check: None,
         units: 1,
         recheck_after: None,
+        notes: Vec::new(),
     })
 }
 

@@ -1,0 +1,686 @@
+//! InnoDB (MariaDB, MySQL, Percona) data directories and tablespaces: every page of the system
+//! tablespace (`ibdata*`), undo tablespaces and `.ibd` files judged the way the server judges it
+//! on read (`docs/format.md` §13): the checksum scheme from each tablespace's own flags
+//! (full_crc32 incl. page_compressed, crc32, legacy innodb, none, ROW_FORMAT=COMPRESSED), the
+//! LSN trailer, and the page number and space id in the header. Doublewrite slots are verified
+//! against their target tablespace's format instead of being flagged, and are what
+//! `dbfsck-repair` rebuilds torn pages from.
+//!
+//! Where `innochecksum` disagrees with the server, the server wins: pages with legacy or no
+//! checksums are valid (the server reads them), and populated doublewrite slots are not damage.
+
+mod checksum;
+pub mod doublewrite;
+mod page;
+mod path;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use checksum::{
+    adler32, fold, full_crc32, legacy_new, legacy_old, page_crc32, zip_adler32, zip_crc32,
+    NO_CHECKSUM_MAGIC,
+};
+pub use doublewrite::{Doublewrite, Slot};
+pub use page::{
+    fil, judge_page, page_type_name, FlagsError, PageFailure, PageVerdict, SpaceFormat,
+};
+pub use path::{data_dir_of, decode_name, is_data_dir, is_system_name, is_undo_name, TableName};
+
+use crate::finding::{Finding, FindingKind};
+use crate::format::{
+    Chunk, DirListing, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck,
+};
+use page::{be16, be32, be64};
+
+/// How long to wait before re-reading a failing page while the server runs.
+const RECHECK_PAUSE: Duration = Duration::from_millis(100);
+
+/// What a tablespace file is: its space id and format, and where its pages start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpaceParams {
+    /// The space id (FIL_PAGE_SPACE_ID of every page).
+    pub space_id: u32,
+    /// The page layout and checksum scheme.
+    pub format: SpaceFormat,
+    /// The page number of the file's first page (non-zero for `ibdata2`…).
+    pub first_page: u64,
+}
+
+/// Why a tablespace's parameters cannot be known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpaceError {
+    /// The file is shorter than one page.
+    #[error("the file is {0} bytes long, shorter than any InnoDB page")]
+    TooShort(u64),
+    /// Page 0 is all zero and no other page verifies under any format.
+    #[error("page 0 is all zero and no page verifies under any InnoDB format")]
+    NeverWritten,
+    /// Page 0 fails and no other page verifies under any format.
+    #[error(
+        "page 0 (the tablespace header) fails ({0}) and no page verifies under any InnoDB format"
+    )]
+    Unrecognised(String),
+}
+
+/// Formats tried, in order, when page 0 cannot be trusted: full_crc32 then the old format,
+/// 16 KiB first (the default), then the other page sizes.
+const PROBE_FLAGS: [u32; 10] = [
+    0x15, 0x00, 0x13, 0x14, 0x16, 0x17, 0xC0, 0x100, 0x180, 0x1C0,
+];
+
+/// The space id and format of a tablespace from its first bytes (page 0, and pages 1-3 when
+/// page 0 is damaged): page 0's flags when page 0 verifies under them, else the first format
+/// under which one of the next pages verifies as itself. `head` holds at least page 0.
+pub fn space_params(head: &[u8]) -> Result<SpaceParams, SpaceError> {
+    let space_id = be32(head, fil::SPACE_ID);
+    let own = SpaceFormat::from_flags(be32(head, fil::FSP_SPACE_FLAGS));
+    let page0_fail = match own {
+        Ok(fmt) => match head.get(..fmt.physical_size) {
+            Some(p0) => match judge_page(p0, &fmt, space_id, 0) {
+                PageVerdict::Ok { .. } => {
+                    return Ok(SpaceParams {
+                        space_id,
+                        format: fmt,
+                        first_page: 0,
+                    })
+                }
+                PageVerdict::Zero => None,
+                PageVerdict::Bad(f) => Some(f.detail),
+            },
+            None => Some("it is cut short".into()),
+        },
+        Err(e) => Some(e.to_string()),
+    };
+    for flags in PROBE_FLAGS {
+        let Ok(fmt) = SpaceFormat::from_flags(flags) else {
+            continue;
+        };
+        for page_no in 1..4u64 {
+            let start = page_no as usize * fmt.physical_size;
+            let Some(p) = head.get(start..start + fmt.physical_size) else {
+                break;
+            };
+            let claimed = be32(p, fil::SPACE_ID);
+            if let PageVerdict::Ok { .. } = judge_page(p, &fmt, claimed, page_no) {
+                return Ok(SpaceParams {
+                    space_id: claimed,
+                    format: fmt,
+                    first_page: 0,
+                });
+            }
+        }
+    }
+    if head.len() < 4096 {
+        return Err(SpaceError::TooShort(head.len() as u64));
+    }
+    Err(match page0_fail {
+        None => SpaceError::NeverWritten,
+        Some(why) => SpaceError::Unrecognised(why),
+    })
+}
+
+/// The InnoDB format, for `--format innodb` and detection of data directories.
+#[derive(Debug, Default)]
+pub struct InnodbFormat {
+    /// What each data directory met says about its tablespaces, read once.
+    datadirs: Mutex<HashMap<PathBuf, Arc<DataDir>>>,
+}
+
+/// What one data directory says about its tablespaces.
+#[derive(Debug, Default)]
+struct DataDir {
+    /// Space id → format, from page 0 of every tablespace file (for doublewrite slots).
+    spaces: HashMap<u32, SpaceFormat>,
+    /// The system tablespace's files in order, with the page number each starts at.
+    system: Vec<(PathBuf, u64)>,
+    /// Whether the server holds its lock on `ibdata1`.
+    live: bool,
+}
+
+impl InnodbFormat {
+    /// The format's name.
+    pub const NAME: &'static str = "innodb";
+
+    fn datadir(&self, dir: &Path) -> Arc<DataDir> {
+        let mut map = self.datadirs.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(dir.to_path_buf())
+            .or_insert_with(|| Arc::new(DataDir::read(dir)))
+            .clone()
+    }
+}
+
+impl DataDir {
+    fn read(dir: &Path) -> DataDir {
+        let mut d = DataDir {
+            live: path::locked_by_another_process(&dir.join("ibdata1")),
+            ..DataDir::default()
+        };
+        let listing = list(dir);
+        let mut system_next = 0u64;
+        let mut system_fmt = None;
+        let mut systems: Vec<&PathBuf> = listing
+            .files
+            .iter()
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(is_system_name)
+            })
+            .collect();
+        systems.sort_by_key(|p| path::system_index(p));
+        for p in systems {
+            let len = fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            if system_fmt.is_none() {
+                if let Ok(params) = read_head(p)
+                    .as_deref()
+                    .map_err(|_| ())
+                    .and_then(|h| space_params(h).map_err(|_| ()))
+                {
+                    system_fmt = Some(params.format);
+                    d.spaces.insert(0, params.format);
+                }
+            }
+            d.system.push((p.clone(), system_next));
+            let ps = system_fmt.map_or(16384, |f| f.physical_size) as u64;
+            system_next += len / ps;
+        }
+        for p in &listing.files {
+            let is_system = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(is_system_name);
+            if is_system {
+                continue;
+            }
+            if let Ok(params) = read_head(p)
+                .as_deref()
+                .map_err(|_| ())
+                .and_then(|h| space_params(h).map_err(|_| ()))
+            {
+                d.spaces.insert(params.space_id, params.format);
+            }
+        }
+        d
+    }
+}
+
+/// The first pages of a file (enough for [`space_params`]'s probe at any page size).
+fn read_head(p: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(Probe::HEAD_LEN);
+    fs::File::open(p)?.take(4 * 16384).read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// Lists a data directory: the tablespaces to scan, and what is skipped.
+fn list(dir: &Path) -> DirListing {
+    let mut listing = DirListing::default();
+    let entries = match sorted_entries(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            listing.errors.push((
+                dir.to_path_buf(),
+                format!("could not list the directory: {e}"),
+            ));
+            return listing;
+        }
+    };
+    let mut other = 0usize;
+    for (name, path, ty) in entries {
+        if ty.is_dir() {
+            if name == crate::DBFSCK_DIR || path.join(crate::QUARANTINE_MARKER).exists() {
+                listing.skipped.push((
+                    path,
+                    "dbfsck's own folder (undo logs, quarantine), not scanned".into(),
+                ));
+            } else if name.starts_with('#') {
+                listing.skipped.push((
+                    path,
+                    "the server's own folder (redo log or temporary tablespaces): no tablespace to keep".into(),
+                ));
+            } else {
+                list_database(&path, &mut listing);
+            }
+        } else if !ty.is_file() {
+            if !ty.is_symlink() || !name.ends_with(".ibd") {
+                other += 1;
+                continue;
+            }
+            listing
+                .skipped
+                .push((path, "symbolic link, not followed".into()));
+        } else if is_system_name(&name) || is_undo_name(&name) || name.ends_with(".ibd") {
+            listing.files.push(path);
+        } else if name == "ibtmp1" {
+            listing.skipped.push((
+                path,
+                "the temporary tablespace: recreated at every start, nothing in it to keep".into(),
+            ));
+        } else if name.starts_with("ib_logfile") {
+            listing.skipped.push((
+                path,
+                "the redo log: not a page file, not checked by this version".into(),
+            ));
+        } else {
+            other += 1;
+        }
+    }
+    if other > 0 {
+        listing.skipped.push((
+            dir.to_path_buf(),
+            format!("{other} other file(s) here are not InnoDB tablespaces (logs, Aria control files…): not checked"),
+        ));
+    }
+    listing
+}
+
+fn list_database(dir: &Path, listing: &mut DirListing) {
+    let entries = match sorted_entries(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            listing.errors.push((
+                dir.to_path_buf(),
+                format!("could not list the directory: {e}"),
+            ));
+            return;
+        }
+    };
+    let mut other = 0usize;
+    for (name, path, ty) in entries {
+        if ty.is_file() && name.ends_with(".ibd") {
+            listing.files.push(path);
+        } else if ty.is_file() && name.ends_with(".isl") {
+            // A table created with DATA DIRECTORY: the .isl file names its .ibd elsewhere.
+            match fs::read_to_string(&path) {
+                Ok(target) => {
+                    let target = PathBuf::from(target.trim_end_matches(['\n', '\r', '\0']));
+                    if fs::symlink_metadata(&target).is_ok_and(|m| m.is_file()) {
+                        listing.files.push(target);
+                    } else {
+                        listing.errors.push((
+                            path,
+                            format!(
+                                "names {} as its table's data file, which is not a regular file",
+                                target.display()
+                            ),
+                        ));
+                    }
+                }
+                Err(e) => listing
+                    .errors
+                    .push((path, format!("could not read the link file: {e}"))),
+            }
+        } else if ty.is_dir() {
+            listing.skipped.push((
+                path,
+                "a folder inside a database folder: not scanned".into(),
+            ));
+        } else {
+            other += 1;
+        }
+    }
+    if other > 0 {
+        listing.skipped.push((
+            dir.to_path_buf(),
+            format!("{other} file(s) here are not InnoDB tablespaces (.frm, Aria, MyISAM, CSV…): not checked"),
+        ));
+    }
+}
+
+type Entry = (String, PathBuf, fs::FileType);
+
+fn sorted_entries(dir: &Path) -> std::io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        out.push((
+            e.file_name().to_string_lossy().into_owned(),
+            e.path(),
+            e.file_type()?,
+        ));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+impl Format for InnodbFormat {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn description(&self) -> &'static str {
+        "InnoDB (MariaDB, MySQL, Percona): every page of ibdata*, undo tablespaces and .ibd files \
+         with the checksum the tablespace's flags select (full_crc32, crc32, innodb, none, \
+         ROW_FORMAT=COMPRESSED), LSN trailer, page number and space id; doublewrite slots \
+         verified against their target tablespace"
+    }
+
+    fn detect_file(&self, probe: &Probe<'_>) -> bool {
+        let name = probe
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.ends_with(".ibd") || is_system_name(name) || is_undo_name(name) {
+            return true;
+        }
+        // A tablespace under another name: page 0 is a valid FSP_HDR page.
+        be16(probe.head, fil::TYPE) == 8
+            && be32(probe.head, fil::PAGE_NO) == 0
+            && space_params(probe.head).is_ok_and(|p| {
+                probe.head.get(..p.format.physical_size).is_some_and(|p0| {
+                    matches!(
+                        judge_page(p0, &p.format, p.space_id, 0),
+                        PageVerdict::Ok { .. }
+                    )
+                })
+            })
+    }
+
+    fn detect_dir(&self, dir: &Path) -> bool {
+        is_data_dir(dir)
+    }
+
+    fn list_dir(&self, dir: &Path) -> Option<DirListing> {
+        let mut listing = list(dir);
+        let d = self.datadir(dir);
+        if d.live {
+            listing.warnings.push((
+                dir.join("ibdata1"),
+                "the server is running (it holds its lock on ibdata1): pages being written can \
+                 look torn, so each failing page is re-read once after a short pause before it \
+                 is reported; stop the server before a repair"
+                    .into(),
+            ));
+        }
+        listing.files.sort();
+        Some(listing)
+    }
+
+    fn open(&self, path: &Path, source: &dyn FileSource) -> Result<Opened, OpenError> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let datadir = data_dir_of(path).map(|d| self.datadir(&d));
+        let live = datadir.as_ref().is_some_and(|d| d.live);
+        let len = source.len();
+        let mut head_buf = Vec::new();
+        let head = if source.cached_head().len() as u64 >= len.min(4 * 16384) {
+            source.cached_head()
+        } else {
+            head_buf.resize(len.min(Probe::HEAD_LEN as u64) as usize, 0);
+            let n = source.read_full_at(0, &mut head_buf)?;
+            head_buf.truncate(n);
+            &head_buf
+        };
+        let system_index = is_system_name(&name).then(|| path::system_index(path));
+        let params = match system_index {
+            Some(i) if i > 1 => {
+                // ibdata2…: no header of its own; the format and first page come from ibdata1.
+                let d = datadir.as_ref();
+                let first =
+                    d.and_then(|d| d.system.iter().find(|(p, _)| p == path).map(|(_, f)| *f));
+                match (d.and_then(|d| d.spaces.get(&0).copied()), first) {
+                    (Some(format), Some(first_page)) => SpaceParams { space_id: 0, format, first_page },
+                    _ => {
+                        return Err(OpenError::NotThisFormat {
+                            format: Self::NAME,
+                            reason: "a continuation of the system tablespace: scan its data directory, whose ibdata1 says how to read it".into(),
+                        })
+                    }
+                }
+            }
+            _ => match space_params(head) {
+                Ok(p) => p,
+                Err(e) => {
+                    let kind = match e {
+                        SpaceError::NeverWritten => FindingKind::ZeroedPage,
+                        SpaceError::TooShort(_) => FindingKind::Truncated,
+                        _ => FindingKind::BadHeader,
+                    };
+                    let length = len.min(16384);
+                    return Ok(Opened {
+                        findings: vec![Finding::new(
+                            kind,
+                            0,
+                            length,
+                            format!("{e}: nothing in the file can be checked"),
+                        )
+                        .unit(0)
+                        .owner(path::owner(path, None, 0, None))],
+                        check: None,
+                        units: 0,
+                        recheck_after: None,
+                        notes: Vec::new(),
+                    });
+                }
+            },
+        };
+        let ps = params.format.physical_size as u64;
+        let whole = len / ps;
+        let rest = len % ps;
+        let mut findings = Vec::new();
+        if rest != 0 {
+            findings.push(
+                Finding::new(
+                    FindingKind::PartialPage,
+                    whole * ps,
+                    rest,
+                    format!("the file ends {rest} bytes into page {whole}; InnoDB reads whole {ps}-byte pages"),
+                )
+                .unit(whole)
+                .owner(path::owner(path, Some(params.space_id), params.first_page + whole, None)),
+            );
+        }
+        let mut notes = Vec::new();
+        let mut units = 0;
+        let mut dblwr = None;
+        if system_index == Some(1) {
+            match doublewrite::read_slots(source, params.format.physical_size) {
+                Ok(Some((dw, slots))) => {
+                    units = dw.slots().filter(|&p| p < whole).count() as u64;
+                    dblwr = Some(dw);
+                    let spaces = datadir.as_ref().map(|d| &d.spaces);
+                    notes.extend(check_slots(source, &slots, spaces, &params));
+                }
+                Ok(None) => {}
+                Err(e) => notes.push(format!("the doublewrite buffer could not be read: {e}")),
+            }
+        }
+        let check = InnodbCheck {
+            params,
+            end: whole * ps,
+            path: path.to_path_buf(),
+            dblwr,
+        };
+        Ok(Opened {
+            findings,
+            check: Some(Box::new(check)),
+            units,
+            recheck_after: live.then_some(RECHECK_PAUSE),
+            notes,
+        })
+    }
+}
+
+/// Verifies each populated doublewrite slot against its target tablespace's format; returns a
+/// note for each slot that is not usable (not damage: the server ignores such a slot too).
+fn check_slots(
+    source: &dyn FileSource,
+    slots: &[Slot],
+    spaces: Option<&HashMap<u32, SpaceFormat>>,
+    system: &SpaceParams,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    let mut unknown = 0usize;
+    let mut buf = vec![0u8; system.format.physical_size];
+    for s in slots {
+        let fmt = if s.space_id == 0 {
+            Some(system.format)
+        } else {
+            spaces.and_then(|m| m.get(&s.space_id).copied())
+        };
+        let Some(fmt) = fmt else {
+            unknown += 1;
+            continue;
+        };
+        let ok = match source.read_full_at(s.offset, &mut buf) {
+            Ok(n) if n == buf.len() => doublewrite::slot_image(&buf, &fmt).is_some_and(|img| {
+                matches!(
+                    judge_page(img, &fmt, s.space_id, u64::from(s.page_no)),
+                    PageVerdict::Ok { .. }
+                )
+            }),
+            _ => false,
+        };
+        if !ok {
+            notes.push(format!(
+                "doublewrite slot at page {} (space {} page {}, LSN {}) does not verify: the server ignores it at recovery, and so does a repair",
+                s.slot_page, s.space_id, s.page_no, s.lsn
+            ));
+        }
+    }
+    if unknown > 0 {
+        notes.push(format!(
+            "{unknown} doublewrite slot(s) hold pages of tablespaces not in this data directory (dropped tables, or a scan of ibdata1 alone): not verified"
+        ));
+    }
+    notes
+}
+
+/// Verifies the pages of one tablespace file.
+struct InnodbCheck {
+    params: SpaceParams,
+    end: u64,
+    path: PathBuf,
+    dblwr: Option<Doublewrite>,
+}
+
+impl UnitCheck for InnodbCheck {
+    fn layout(&self) -> Layout {
+        Layout {
+            start: 0,
+            end: self.end,
+            align: self.params.format.physical_size as u64,
+        }
+    }
+
+    fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64 {
+        let ps = self.params.format.physical_size;
+        let first = chunk.offset / ps as u64;
+        let mut n = 0;
+        for (i, page) in chunk.bytes.chunks_exact(ps).enumerate() {
+            let index = first + i as u64;
+            let page_no = self.params.first_page + index;
+            if self.dblwr.is_some_and(|d| d.contains(page_no)) {
+                continue; // a doublewrite slot, verified at open against its own tablespace
+            }
+            n += 1;
+            if let PageVerdict::Bad(f) =
+                judge_page(page, &self.params.format, self.params.space_id, page_no)
+            {
+                let mut finding = Finding::new(f.kind, index * ps as u64, ps as u64, f.detail)
+                    .unit(index)
+                    .owner(path::owner(
+                        &self.path,
+                        Some(self.params.space_id),
+                        page_no,
+                        Some(be16(page, fil::TYPE)),
+                    ));
+                if let Some((stored, computed)) = f.checksums {
+                    finding =
+                        finding.checksums(format!("0x{stored:08x}"), format!("0x{computed:08x}"));
+                }
+                out.push(finding);
+            }
+        }
+        n
+    }
+
+    fn describe(&self, chunk: &Chunk<'_>) -> Vec<(String, String)> {
+        let p = chunk.bytes;
+        let ps = self.params.format.physical_size;
+        let page_no = self.params.first_page + chunk.offset / ps as u64;
+        let t = be16(p, fil::TYPE);
+        let n = p.len();
+        let mut rows = vec![
+            ("scheme".into(), self.params.format.scheme().into()),
+            (
+                "tablespace flags".into(),
+                format!("0x{:x}", self.params.format.flags),
+            ),
+            (
+                "space id (stored / expected)".into(),
+                format!("{} / {}", be32(p, fil::SPACE_ID), self.params.space_id),
+            ),
+            (
+                "page number (stored / expected)".into(),
+                format!("{} / {page_no}", be32(p, fil::PAGE_NO)),
+            ),
+            (
+                "page type".into(),
+                format!("{t} ({})", page_type_name(t).unwrap_or("unknown")),
+            ),
+            ("LSN".into(), be64(p, fil::LSN).to_string()),
+        ];
+        if self.dblwr.is_some_and(|d| d.contains(page_no)) {
+            rows.push((
+                "doublewrite slot".into(),
+                "yes: an image of another page, verified against its own tablespace".into(),
+            ));
+        }
+        if n >= 8 {
+            if self.params.format.full_crc32 {
+                rows.push((
+                    "trailer LSN (low 32 bits)".into(),
+                    be32(p, n - 8).to_string(),
+                ));
+                rows.push((
+                    "checksum (stored)".into(),
+                    format!("0x{:08x}", be32(p, n - 4)),
+                ));
+                rows.push((
+                    "checksum (computed)".into(),
+                    format!("0x{:08x}", full_crc32(p.get(..n - 4).unwrap_or_default())),
+                ));
+            } else if self.params.format.zip {
+                rows.push(("checksum (stored)".into(), format!("0x{:08x}", be32(p, 0))));
+                rows.push((
+                    "checksum crc32 (computed)".into(),
+                    format!("0x{:08x}", zip_crc32(p)),
+                ));
+            } else {
+                rows.push((
+                    "trailer LSN (low 32 bits)".into(),
+                    be32(p, n - 4).to_string(),
+                ));
+                rows.push((
+                    "checksum field 1 / field 2 (stored)".into(),
+                    format!("0x{:08x} / 0x{:08x}", be32(p, 0), be32(p, n - 8)),
+                ));
+                rows.push((
+                    "crc32 (computed)".into(),
+                    format!("0x{:08x}", page_crc32(p)),
+                ));
+                rows.push((
+                    "innodb new / old (computed)".into(),
+                    format!("0x{:08x} / 0x{:08x}", legacy_new(p), legacy_old(p)),
+                ));
+            }
+        }
+        let verdict = match judge_page(p, &self.params.format, self.params.space_id, page_no) {
+            PageVerdict::Ok { checksum, .. } => format!("valid ({checksum})"),
+            PageVerdict::Zero => "all zero: a page never written (valid)".into(),
+            PageVerdict::Bad(f) => format!("{}: {}", f.kind, f.detail),
+        };
+        rows.push(("server's verdict".into(), verdict));
+        rows
+    }
+}
