@@ -21,6 +21,8 @@
 //! assert_eq!(report.findings[0].unit, Some(9));
 //! ```
 
+pub mod mariadb;
+
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,278 @@
+//! A real MariaDB server for oracle tests: a data directory made by `mariadb-install-db` in a
+//! temporary directory, `mariadbd` run as the `mysql` user on a unix socket (no network), SQL
+//! through the `mariadb` client, and a stop that waits for the server to exit. Dropping a
+//! running server kills it.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MARIADBD: &str = "/usr/sbin/mariadbd";
+
+/// Whether this machine can run the MariaDB oracle tests: `Ok(())`, or what is missing.
+pub fn prerequisites() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc_geteuid() } == 0;
+    let user = Command::new("id")
+        .args(["-u", "mysql"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let progs = [MARIADBD, "mariadb-install-db", "mariadb", "innochecksum"]
+        .iter()
+        .filter(|p| !on_path(p))
+        .copied()
+        .collect::<Vec<_>>();
+    if root && user && progs.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "root={root}, mysql user={user}, missing programs={progs:?}"
+        ))
+    }
+}
+
+/// Returns true when the test can run; false (after saying why) when it cannot outside CI.
+/// Under CI (`CI` set) a missing prerequisite fails the test: `.ci/run` installs them.
+pub fn available(test: &str) -> bool {
+    match prerequisites() {
+        Ok(()) => true,
+        Err(why) if std::env::var_os("CI").is_some() => {
+            panic!("{test} cannot run under CI: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipping {test} ({why})");
+            false
+        }
+    }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn on_path(prog: &str) -> bool {
+    if prog.starts_with('/') {
+        return Path::new(prog).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+}
+
+fn mysql_ids() -> io::Result<(u32, u32)> {
+    let id = |flag: &str| -> io::Result<u32> {
+        let o = Command::new("id").args([flag, "mysql"]).output()?;
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .map_err(|_| io::Error::other("no mysql user"))
+    };
+    Ok((id("-u")?, id("-g")?))
+}
+
+/// A MariaDB data directory and, while started, its server.
+#[derive(Debug)]
+pub struct MariaDb {
+    /// The directory holding `data/`, the socket, the pid file and the error log.
+    pub root: PathBuf,
+    /// The data directory.
+    pub data: PathBuf,
+    server: Option<Child>,
+}
+
+impl MariaDb {
+    /// Makes a data directory in `root/data` (root is made reachable by `mysql`).
+    pub fn install(root: &Path) -> io::Result<MariaDb> {
+        let (uid, gid) = mysql_ids()?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(root, fs::Permissions::from_mode(0o755))?;
+        std::os::unix::fs::chown(root, Some(uid), Some(gid))?;
+        let data = root.join("data");
+        // Its own temporary directory: servers bootstrapping at once in /tmp collide.
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&tmp)?;
+        std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
+        let o = Command::new("runuser")
+            .args(["-u", "mysql", "--", "mariadb-install-db", "--no-defaults"])
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .env("TMPDIR", &tmp)
+            .current_dir(root)
+            .output()?;
+        if !o.status.success() {
+            return Err(io::Error::other(format!(
+                "mariadb-install-db failed: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )));
+        }
+        Ok(MariaDb {
+            root: root.to_path_buf(),
+            data,
+            server: None,
+        })
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.root.join("sock")
+    }
+
+    /// The server's error log.
+    pub fn error_log(&self) -> String {
+        fs::read_to_string(self.root.join("err.log")).unwrap_or_default()
+    }
+
+    /// Gives every file under the data directory back to `mysql` (after a test wrote as root).
+    pub fn chown_data(&self) -> io::Result<()> {
+        let (uid, gid) = mysql_ids()?;
+        fn walk(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
+            std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
+            if fs::symlink_metadata(p)?.is_dir() {
+                for e in fs::read_dir(p)? {
+                    walk(&e?.path(), uid, gid)?;
+                }
+            }
+            Ok(())
+        }
+        walk(&self.data, uid, gid)
+    }
+
+    /// Starts the server (no buffer-pool dump or load, so it reads only what SQL asks for) and
+    /// waits until it answers.
+    pub fn start(&mut self, extra: &[&str]) -> io::Result<()> {
+        self.chown_data()?;
+        let _ = fs::remove_file(self.socket());
+        let child = Command::new("runuser")
+            .args(["-u", "mysql", "--", MARIADBD, "--no-defaults"])
+            .arg(format!("--datadir={}", self.data.display()))
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!("--pid-file={}", self.root.join("pid").display()))
+            .arg(format!(
+                "--log-error={}",
+                self.root.join("err.log").display()
+            ))
+            .args([
+                "--skip-networking",
+                "--innodb-buffer-pool-size=64M",
+                "--innodb-log-file-size=32M",
+                "--innodb-buffer-pool-load-at-startup=0",
+                "--innodb-buffer-pool-dump-at-shutdown=0",
+            ])
+            .arg(format!("--tmpdir={}", self.root.join("tmp").display()))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.server = Some(child);
+        let started = Instant::now();
+        loop {
+            if self.socket().exists() && self.sql("select 1").is_ok() {
+                return Ok(());
+            }
+            if let Some(c) = self.server.as_mut() {
+                if let Some(status) = c.try_wait()? {
+                    self.server = None;
+                    return Err(io::Error::other(format!(
+                        "mariadbd exited ({status}) while starting:\n{}",
+                        self.error_log()
+                    )));
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err(io::Error::other(format!(
+                    "mariadbd did not answer within 60 s:\n{}",
+                    self.error_log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs SQL through the client; the output (tab-separated, no column names) or the error.
+    pub fn sql(&self, sql: &str) -> Result<String, String> {
+        let o = Command::new("mariadb")
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.socket().display()))
+            .args(["-uroot", "--batch", "--skip-column-names", "-e", sql])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).into_owned())
+        }
+    }
+
+    /// Whether the server is running.
+    pub fn running(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// Shuts the server down cleanly and waits for it to exit.
+    pub fn stop(&mut self) -> io::Result<()> {
+        let Some(mut child) = self.server.take() else {
+            return Ok(());
+        };
+        if let Err(e) = self.sql("shutdown") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other(format!("shutdown failed: {e}")));
+        }
+        let started = Instant::now();
+        while child.try_wait()?.is_none() {
+            if started.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::other("mariadbd did not stop within 120 s"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // runuser has exited; wait for mariadbd itself to release its files.
+        let pid_file = self.root.join("pid");
+        while pid_file.exists() && started.elapsed() < Duration::from_secs(120) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            if let Ok(pid) = fs::read_to_string(self.root.join("pid")) {
+                let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `innochecksum -a <many> -l <log>` on one file (the server must be stopped) and returns
+/// the page numbers it reports invalid, parsed from its `Fail: page::<P> invalid` lines, since
+/// its exit code alone cannot tell damage from a file it could not check. `Err` when it could
+/// not check the file.
+pub fn innochecksum_failures(file: &Path, log: &Path) -> Result<Vec<u64>, String> {
+    let o = Command::new("innochecksum")
+        .args(["-a", "1000000", "-l"])
+        .arg(log)
+        .arg(file)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let mut pages = Vec::new();
+    for line in stderr.lines() {
+        if let Some(rest) = line.strip_prefix("Fail: page::") {
+            let n = rest.split_whitespace().next().unwrap_or_default();
+            pages.push(n.parse().map_err(|_| format!("unparsable line: {line}"))?);
+        } else if line.starts_with("Error") {
+            return Err(stderr.into_owned());
+        }
+    }
+    if !o.status.success() && pages.is_empty() {
+        return Err(format!("innochecksum exited {}: {stderr}", o.status));
+    }
+    Ok(pages)
+}

@@ -1,0 +1,480 @@
+//! Oracle tests against a real MariaDB 10.11 server (`.ci/run` installs `mariadb-server`):
+//! tables in full_crc32, crc32, ROW_FORMAT=COMPRESSED and page_compressed formats, thousands of
+//! pages, damage of every kind injected after a clean shutdown, and dbfsck's verdicts compared
+//! page for page with `innochecksum`'s, and with the server's where innochecksum is wrong
+//! (legacy and "none" checksums, which the server reads; doublewrite slots).
+//!
+//! Needs root (the server runs as `mysql` through runuser). Skipped where MariaDB is missing,
+//! except under CI (CI=true), where that fails the test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use dbfsck_core::innodb::{self, doublewrite, legacy_new, legacy_old, NO_CHECKSUM_MAGIC};
+use dbfsck_core::BytesSource;
+use dbfsck_testkit::mariadb::{available, innochecksum_failures, MariaDb};
+use serde_json::Value;
+
+const PS: usize = 16384;
+
+fn dbfsck(args: &[&str]) -> (i32, Value) {
+    let o = Command::new(env!("CARGO_BIN_EXE_dbfsck"))
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o.status.code().unwrap_or(-1), v)
+}
+
+/// (file name relative to the data directory, page) → kind, for every finding.
+fn findings(v: &Value, data: &Path) -> BTreeMap<(String, u64), String> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let path = f["path"].as_str().unwrap();
+            let rel = Path::new(path)
+                .strip_prefix(data)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (
+                (rel, f["unit"].as_u64().unwrap()),
+                f["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn page(bytes: &[u8], n: usize) -> &[u8] {
+    &bytes[n * PS..(n + 1) * PS]
+}
+
+fn be32(b: &[u8], off: usize) -> u32 {
+    u32::from_be_bytes(b[off..off + 4].try_into().unwrap())
+}
+
+/// Non-zero pages of a file, except page 0 (innochecksum gives up on a file whose page 0 fails).
+fn written_pages(bytes: &[u8]) -> Vec<usize> {
+    (1..bytes.len() / PS)
+        .filter(|&n| page(bytes, n).iter().any(|&b| b != 0))
+        .collect()
+}
+
+fn create_tables(db: &MariaDb, rows: u32) {
+    let table = |name: &str, extra: &str| {
+        format!(
+            "create table shop.{name} (id int primary key, a varchar(200), b int, key(b)) \
+             engine=innodb {extra}; insert into shop.{name} select seq, repeat(md5(seq), 6), \
+             seq * 7 from seq_1_to_{rows};"
+        )
+    };
+    let sql = [
+        "create database shop; use shop;".to_owned(),
+        table("fc", ""),
+        table("pc", "page_compressed=1"),
+        table("cmp", "row_format=compressed key_block_size=8"),
+        "set global innodb_checksum_algorithm=crc32;".into(),
+        table("c32", ""),
+        table("leg", ""),
+        "set global innodb_checksum_algorithm=full_crc32;".into(),
+    ]
+    .concat();
+    db.sql(&sql).unwrap();
+}
+
+fn sums(db: &MariaDb, table: &str) -> String {
+    db.sql(&format!(
+        "select count(*), sum(b), sum(crc32(a)) from shop.{table} force index(primary); \
+         select count(*), sum(b) from shop.{table} force index(b)"
+    ))
+    .unwrap_or_else(|e| panic!("reading shop.{table} failed: {e}"))
+}
+
+fn innochecksum_all(data: &Path, files: &[&str], log_dir: &Path) -> BTreeSet<(String, u64)> {
+    let mut out = BTreeSet::new();
+    for f in files {
+        let log = log_dir.join(format!("{}.log", f.replace('/', "_")));
+        let pages = innochecksum_failures(&data.join(f), &log)
+            .unwrap_or_else(|e| panic!("innochecksum could not check {f}: {e}"));
+        out.extend(pages.into_iter().map(|p| (f.to_string(), p)));
+    }
+    out
+}
+
+#[test]
+fn verdicts_agree_with_innochecksum_and_the_server() {
+    if !available("the InnoDB oracle test") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut db = MariaDb::install(tmp.path()).unwrap();
+    db.start(&[]).unwrap();
+    create_tables(&db, 40_000);
+    let leg_sums = sums(&db, "leg");
+    // A running server: a warning, and the scan still works.
+    let (code, v) = dbfsck(&["scan", db.data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{v}");
+    assert!(
+        v["warnings"].to_string().contains("the server is running"),
+        "{v}"
+    );
+    db.stop().unwrap();
+    let data = db.data.clone();
+    let files = [
+        "ibdata1",
+        "shop/fc.ibd",
+        "shop/pc.ibd",
+        "shop/cmp.ibd",
+        "shop/c32.ibd",
+        "shop/leg.ibd",
+    ];
+    for f in &files[1..] {
+        let pages = fs::metadata(data.join(f)).unwrap().len() as usize / PS;
+        assert!(pages >= 100, "{f} has only {pages} pages");
+    }
+
+    // Clean: dbfsck finds nothing; innochecksum finds nothing but (in some versions) the
+    // populated doublewrite slots of ibdata1, which are images of other pages, not damage.
+    let (code, v) = dbfsck(&["scan", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{v}");
+    assert!(v["summary"]["units"].as_u64().unwrap() > 5_000, "{v}");
+    let sys = fs::read(data.join("ibdata1")).unwrap();
+    let (dw, slots) = doublewrite::read_slots(&BytesSource(&sys), PS)
+        .unwrap()
+        .unwrap();
+    let clean_ic = innochecksum_all(&data, &files, tmp.path());
+    for (f, p) in &clean_ic {
+        assert!(
+            f == "ibdata1" && dw.contains(*p),
+            "innochecksum flags {f} page {p} of a clean datadir"
+        );
+    }
+    eprintln!(
+        "clean datadir: innochecksum flags {} of {} populated doublewrite slots; dbfsck none",
+        clean_ic.len(),
+        slots.len()
+    );
+
+    // Damage.
+    let pristine: BTreeMap<&str, Vec<u8>> = files
+        .iter()
+        .map(|f| (*f, fs::read(data.join(f)).unwrap()))
+        .collect();
+    let mut images = pristine.clone();
+    let mut expect: BTreeMap<(String, u64), &str> = BTreeMap::new();
+    let mut legacy: BTreeSet<(String, u64)> = BTreeSet::new();
+    {
+        let mut hit =
+            |f: &'static str, n: usize, kind: &'static str, edit: &dyn Fn(&mut [u8], &[u8])| {
+                let src = pristine[f].clone();
+                let img = images.get_mut(f).unwrap();
+                edit(&mut img[n * PS..(n + 1) * PS], &src);
+                expect.insert((f.to_owned(), n as u64), kind);
+            };
+        for (f, full_crc32) in [("shop/fc.ibd", true), ("shop/c32.ibd", false)] {
+            let w = written_pages(&pristine[f]);
+            let (a, b, c, d, e) = (w[10], w[40], w[80], w[120], *w.last().unwrap());
+            hit(f, a, "checksum_mismatch", &|p, _| p[5000] ^= 0x20);
+            // Torn: the header's sectors from a newer write (LSN changed), the rest old.
+            hit(f, b, "torn_write", &|p, _| p[23] = p[23].wrapping_add(9));
+            // Misdirected: a whole valid page written at the wrong place.
+            let from = c + 1;
+            hit(f, c, "misdirected_write", &|p, src| {
+                p.copy_from_slice(page(src, from))
+            });
+            // Garbage.
+            hit(f, d, "checksum_mismatch", &|p, _| p[200..4000].fill(0xff));
+            // The tail of the file's last written page torn off (trailer from another write).
+            let torn_kind = if full_crc32 {
+                "torn_write"
+            } else {
+                "torn_write"
+            };
+            hit(f, e, torn_kind, &|p, _| {
+                let n = p.len();
+                p[n - 4] ^= 1;
+                p[n - 8] ^= 1;
+            });
+        }
+        let w = written_pages(&pristine["shop/cmp.ibd"]);
+        // ROW_FORMAT=COMPRESSED pages are 8 KiB: edit inside page 2n's 16 KiB window.
+        let zp = w[3];
+        hit("shop/cmp.ibd", zp, "checksum_mismatch", &|p, _| {
+            p[3000] ^= 1
+        });
+        let w = written_pages(&pristine["shop/pc.ibd"]);
+        hit("shop/pc.ibd", w[5], "checksum_mismatch", &|p, _| {
+            p[100] ^= 0x80
+        });
+    }
+    // cmp.ibd findings are in 8 KiB pages: translate.
+    let cmp_fix: Vec<_> = expect
+        .keys()
+        .filter(|(f, _)| f == "shop/cmp.ibd")
+        .cloned()
+        .collect();
+    for k in cmp_fix {
+        let kind = expect.remove(&k).unwrap();
+        // Byte 3000 of a 16 KiB window at n: 8 KiB page 2n.
+        expect.insert((k.0, k.1 * 2), kind);
+    }
+    // leg.ibd: every written page re-stamped with the legacy innodb checksum (and one with
+    // "none"): valid to the server, invalid to innochecksum.
+    {
+        let img = images.get_mut("shop/leg.ibd").unwrap();
+        let w = written_pages(&pristine["shop/leg.ibd"]);
+        for (i, &n) in w.iter().enumerate() {
+            let p = &mut img[n * PS..(n + 1) * PS];
+            if i == 3 {
+                p[0..4].copy_from_slice(&NO_CHECKSUM_MAGIC.to_be_bytes());
+                p[PS - 8..PS - 4].copy_from_slice(&NO_CHECKSUM_MAGIC.to_be_bytes());
+            } else {
+                let new = legacy_new(p);
+                p[0..4].copy_from_slice(&new.to_be_bytes());
+                let old = legacy_old(p);
+                p[PS - 8..PS - 4].copy_from_slice(&old.to_be_bytes());
+            }
+            legacy.insert(("shop/leg.ibd".to_owned(), n as u64));
+        }
+    }
+    for (f, img) in &images {
+        fs::write(data.join(f), img).unwrap();
+    }
+
+    let (code, v) = dbfsck(&["scan", data.to_str().unwrap()]);
+    assert_eq!(code, 4, "{v}");
+    let got = findings(&v, &data);
+    let want: BTreeMap<(String, u64), String> = expect
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    assert_eq!(
+        got, want,
+        "dbfsck's findings differ from the injected damage"
+    );
+
+    let ic = innochecksum_all(&data, &files, tmp.path());
+    let ic_damage: BTreeSet<_> = ic
+        .iter()
+        .filter(|(f, p)| !(f == "ibdata1" && dw.contains(*p)))
+        .filter(|k| !legacy.contains(k))
+        .cloned()
+        .collect();
+    let ours: BTreeSet<_> = got.keys().cloned().collect();
+    assert_eq!(
+        ours, ic_damage,
+        "dbfsck and innochecksum disagree on damaged pages"
+    );
+    let ic_legacy = ic.iter().filter(|k| legacy.contains(k)).count();
+    eprintln!(
+        "damaged datadir: {} pages damaged, both agree; innochecksum also flags {ic_legacy} of {} \
+         legacy/none pages the server reads",
+        ours.len(),
+        legacy.len()
+    );
+
+    // The server's verdict where innochecksum is wrong: with the other damage undone, the
+    // server reads every row of the legacy-checksummed table, through both indexes.
+    for (f, img) in &pristine {
+        if *f != "shop/leg.ibd" && *f != "shop/fc.ibd" {
+            fs::write(data.join(f), img).unwrap();
+        }
+    }
+    db.start(&[]).unwrap();
+    assert_eq!(sums(&db, "leg"), leg_sums, "the server read different rows");
+    assert!(db.sql("check table shop.leg").unwrap().contains("OK"));
+    // And where both tools flag a page, so does the server.
+    let err = db
+        .sql("select count(*), sum(crc32(a)) from shop.fc force index(primary)")
+        .expect_err("the server read a table with damaged pages");
+    assert!(
+        err.contains("corrupt") || db.error_log().contains("corrupted"),
+        "unexpected error: {err}"
+    );
+    db.stop().unwrap();
+}
+
+/// Slots of the doublewrite buffer that hold exactly the current page of `file` (space id from
+/// its page 0).
+fn slots_for(sys: &[u8], file: &[u8]) -> Vec<(usize, doublewrite::Slot)> {
+    let space = be32(file, 34);
+    let (_, slots) = doublewrite::read_slots(&BytesSource(sys), PS)
+        .unwrap()
+        .unwrap();
+    slots
+        .into_iter()
+        .filter(|s| s.space_id == space)
+        .map(|s| (s.page_no as usize, s))
+        .filter(|(n, s)| {
+            (n + 1) * PS <= file.len()
+                && page(file, *n) == &sys[s.offset as usize..s.offset as usize + PS]
+        })
+        .collect()
+}
+
+#[test]
+fn torn_pages_rebuilt_from_the_doublewrite_buffer() {
+    if !available("the InnoDB doublewrite repair test") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut db = MariaDb::install(tmp.path()).unwrap();
+    db.start(&[]).unwrap();
+    db.sql(
+        "create database shop; use shop; \
+         create table shop.fc (id int primary key, a varchar(200), b int, key(b)) engine=innodb; \
+         insert into shop.fc select seq, repeat(md5(seq), 6), seq from seq_1_to_20000; \
+         set global innodb_checksum_algorithm=crc32; \
+         create table shop.c32 (id int primary key, a varchar(200), b int, key(b)) engine=innodb; \
+         insert into shop.c32 select seq, repeat(md5(seq), 6), seq from seq_1_to_20000; \
+         create table shop.idle (id int primary key, a varchar(200)) engine=innodb; \
+         insert into shop.idle select seq, repeat(md5(seq), 6) from seq_1_to_3000;",
+    )
+    .unwrap();
+    db.stop().unwrap();
+    // Recently changed pages: the last flush at shutdown goes through the doublewrite buffer.
+    db.start(&[]).unwrap();
+    db.sql("update shop.fc set b = b + 1 where id % 3 = 0; update shop.c32 set b = b + 1 where id % 3 = 0")
+        .unwrap();
+    let expected = (sums(&db, "fc"), sums(&db, "c32"));
+    db.stop().unwrap();
+    let data = db.data.clone();
+    let sys = fs::read(data.join("ibdata1")).unwrap();
+
+    // Tear pages that have a slot: keep the first 4 KiB (a newer write's first sectors), take
+    // the rest from another page.
+    let mut torn: Vec<(PathBuf, usize, Vec<u8>, Vec<u8>)> = Vec::new(); // (file, page, slot image, torn bytes)
+    for f in ["shop/fc.ibd", "shop/c32.ibd"] {
+        let path = data.join(f);
+        let mut bytes = fs::read(&path).unwrap();
+        let slots = slots_for(&sys, &bytes);
+        assert!(
+            slots.len() >= 4,
+            "{f}: only {} doublewrite slots hold its pages",
+            slots.len()
+        );
+        for (n, s) in slots.iter().step_by(slots.len() / 4).take(4) {
+            // The old sectors come from a page with another LSN, as an older write would.
+            let lsn = page(&bytes, *n)[20..24].to_vec();
+            let other = (1..bytes.len() / PS)
+                .find(|&o| {
+                    o != *n
+                        && page(&bytes, o)[20..24] != lsn[..]
+                        && page(&bytes, o).iter().any(|&b| b != 0)
+                })
+                .unwrap();
+            let tail = page(&bytes, other)[4096..].to_vec();
+            bytes[n * PS + 4096..(n + 1) * PS].copy_from_slice(&tail);
+            let image = sys[s.offset as usize..s.offset as usize + PS].to_vec();
+            torn.push((path.clone(), *n, image, page(&bytes, *n).to_vec()));
+        }
+        fs::write(&path, &bytes).unwrap();
+    }
+    let root = data.to_str().unwrap();
+    let (code, v) = dbfsck(&["scan", root]);
+    assert_eq!(code, 4, "{v}");
+    assert_eq!(v["findings"].as_array().unwrap().len(), torn.len(), "{v}");
+    for f in v["findings"].as_array().unwrap() {
+        assert_eq!(f["kind"], "torn_write", "{f}");
+    }
+
+    // Dry run: the plan, nothing changed.
+    let (code, v) = dbfsck(&["scan", root, "--repair", "--dry-run"]);
+    assert_eq!(code, 4, "{v}");
+    for r in v["repairs"].as_array().unwrap() {
+        assert_eq!(r["action"], "restore_from_doublewrite", "{r}");
+        assert_eq!(r["result"], "planned", "{r}");
+    }
+    for (path, n, _, bytes) in &torn {
+        assert_eq!(page(&fs::read(path).unwrap(), *n), &bytes[..]);
+    }
+
+    // Repair: every torn page rebuilt from its slot, verified, exit 1.
+    let (code, v) = dbfsck(&["scan", root, "--repair"]);
+    assert_eq!(code, 1, "{v}");
+    let repairs = v["repairs"].as_array().unwrap();
+    assert_eq!(repairs.len(), torn.len());
+    for r in repairs {
+        assert_eq!(r["action"], "restore_from_doublewrite", "{r}");
+        assert_eq!(r["result"], "applied", "{r}");
+    }
+    for (path, n, image, _) in &torn {
+        assert_eq!(
+            page(&fs::read(path).unwrap(), *n),
+            &image[..],
+            "page {n} is not its slot image"
+        );
+    }
+    let (code, v) = dbfsck(&["scan", root]);
+    assert_eq!(code, 0, "{v}");
+
+    // Undo puts the torn bytes back exactly; a second repair converges again.
+    let undo_log = v_undo_log(root);
+    let o = Command::new(env!("CARGO_BIN_EXE_dbfsck"))
+        .args(["undo", &undo_log])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (path, n, _, bytes) in &torn {
+        assert_eq!(
+            page(&fs::read(path).unwrap(), *n),
+            &bytes[..],
+            "undo left page {n} different"
+        );
+    }
+    let (code, v) = dbfsck(&["scan", root, "--repair"]);
+    assert_eq!(code, 1, "{v}");
+
+    // The server reads every row, through both indexes.
+    db.start(&[]).unwrap();
+    assert_eq!((sums(&db, "fc"), sums(&db, "c32")), expected);
+
+    // While the server runs, a repair refuses to write (it holds its lock on ibdata1).
+    let idle = data.join("shop/idle.ibd");
+    let clean = fs::read(&idle).unwrap();
+    let mut bad = clean.clone();
+    let n = written_pages(&clean)[2];
+    bad[n * PS + 3000] ^= 1;
+    fs::write(&idle, &bad).unwrap();
+    let (code, v) = dbfsck(&["scan", root, "--repair"]);
+    assert_eq!(code & 8, 8, "{v}");
+    assert!(
+        v["errors"]
+            .to_string()
+            .contains("locked by another process"),
+        "{v}"
+    );
+    assert_eq!(
+        fs::read(&idle).unwrap(),
+        bad,
+        "a repair wrote while the server ran"
+    );
+    fs::write(&idle, &clean).unwrap();
+    db.stop().unwrap();
+}
+
+/// The newest undo log dbfsck wrote under the data directory.
+fn v_undo_log(root: &str) -> String {
+    let dir = Path::new(root).join(".dbfsck");
+    let mut logs: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort_by_key(|p| fs::metadata(p).unwrap().modified().unwrap());
+    logs.last().unwrap().to_string_lossy().into_owned()
+}
+
+#[allow(dead_code)]
+fn _uses(_: innodb::SpaceParams) {}
