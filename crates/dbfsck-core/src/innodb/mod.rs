@@ -26,7 +26,7 @@ pub use checksum::{
 };
 pub use doublewrite::{Doublewrite, Slot};
 pub use page::{
-    fil, judge_page, page_type_name, FlagsError, PageFailure, PageVerdict, SpaceFormat,
+    fil, judge_page, page_type_name, stamp_page, FlagsError, PageFailure, PageVerdict, SpaceFormat,
 };
 pub use path::{data_dir_of, decode_name, is_data_dir, is_system_name, is_undo_name, TableName};
 

@@ -391,6 +391,45 @@ fn judge_old(page: &[u8], fmt: &SpaceFormat) -> Result<&'static str, PageVerdict
     Ok("innodb")
 }
 
+/// Writes a page's LSN trailer and checksum fields the way the server does for `fmt`
+/// (full_crc32; crc32 for the old format; the XOR of three CRC-32C for ROW_FORMAT=COMPRESSED).
+/// For building test tablespaces and fixtures: a repair never computes a checksum, it only
+/// writes images that verify on their own.
+pub fn stamp_page(page: &mut [u8], fmt: &SpaceFormat) {
+    let n = page.len();
+    if n < fil::DATA + 8 {
+        return;
+    }
+    let lsn_lo: [u8; 4] = page
+        .get(20..24)
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or_default();
+    let put = |page: &mut [u8], off: usize, v: [u8; 4]| {
+        if let Some(d) = page.get_mut(off..off + 4) {
+            d.copy_from_slice(&v);
+        }
+    };
+    if fmt.full_crc32 {
+        let t = be16(page, fil::TYPE);
+        let size = if t & 0x8000 != 0 {
+            (usize::from(t & 0x7fff) << 8).clamp(fil::DATA + 4, n)
+        } else {
+            put(page, n - 8, lsn_lo);
+            n
+        };
+        let c = full_crc32(page.get(..size - 4).unwrap_or_default());
+        put(page, size - 4, c.to_be_bytes());
+    } else if fmt.zip {
+        let c = zip_crc32(page);
+        put(page, 0, c.to_be_bytes());
+    } else {
+        put(page, n - 4, lsn_lo);
+        let c = page_crc32(page);
+        put(page, 0, c.to_be_bytes());
+        put(page, n - 8, c.to_be_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
