@@ -1,0 +1,283 @@
+//! The doublewrite repair rules (`docs/format.md` §13.7), on a synthetic data directory whose
+//! table is a real MariaDB tablespace (`testdata/innodb/fixtures/full_crc32.ibd`) and whose
+//! `ibdata1` holds a doublewrite buffer filled by the test: a damaged page is restored from the
+//! newest slot whose header names it, whose checksum verifies in the table's format and whose
+//! LSN is not older than the damaged page's own; otherwise its bytes are quarantined and the
+//! page is left as it is. The end-to-end test with a real server is in
+//! `crates/dbfsck/tests/innodb_oracle.rs`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use dbfsck_core::innodb::{space_params, stamp_page, SpaceFormat};
+use dbfsck_core::{FindingKind, RepairAction, RepairResult, Scanner};
+use dbfsck_repair::{repair, FsStorage, RepairOptions};
+
+const PS: usize = 16384;
+
+struct Datadir {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    table: PathBuf,
+    space: u32,
+    fmt: SpaceFormat,
+    original: Vec<u8>,
+    next_slot: usize,
+}
+
+fn set_lsn(p: &mut [u8], lsn: u64) {
+    p[16..24].copy_from_slice(&lsn.to_be_bytes());
+}
+
+fn lsn(p: &[u8]) -> u64 {
+    u64::from_be_bytes(p[16..24].try_into().unwrap())
+}
+
+impl Datadir {
+    fn new() -> Datadir {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        fs::create_dir_all(root.join("shop")).unwrap();
+        let original = fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../testdata/innodb/fixtures/full_crc32.ibd"),
+        )
+        .unwrap();
+        let params = space_params(&original).unwrap();
+        let table = root.join("shop/t.ibd");
+        fs::write(&table, &original).unwrap();
+        // The system tablespace: page 0 (full_crc32, 16 KiB), TRX_SYS with the doublewrite
+        // header (blocks at 64 and 128), empty slots.
+        let fmt = SpaceFormat::from_flags(0x15).unwrap();
+        let mut sys = vec![0u8; 192 * PS];
+        {
+            let p0 = &mut sys[..PS];
+            p0[24..26].copy_from_slice(&8u16.to_be_bytes());
+            p0[54..58].copy_from_slice(&0x15u32.to_be_bytes());
+            set_lsn(p0, 1000);
+            stamp_page(p0, &fmt);
+        }
+        {
+            let p5 = &mut sys[5 * PS..6 * PS];
+            p5[4..8].copy_from_slice(&5u32.to_be_bytes());
+            p5[24..26].copy_from_slice(&7u16.to_be_bytes());
+            set_lsn(p5, 1000);
+            let h = PS - 200;
+            for (i, v) in [536_853_855u32, 64, 128, 536_853_855, 64, 128]
+                .iter()
+                .enumerate()
+            {
+                p5[h + 10 + 4 * i..h + 14 + 4 * i].copy_from_slice(&v.to_be_bytes());
+            }
+            stamp_page(p5, &fmt);
+        }
+        fs::write(root.join("ibdata1"), &sys).unwrap();
+        Datadir {
+            _tmp: tmp,
+            root,
+            table,
+            space: params.space_id,
+            fmt: params.format,
+            original,
+            next_slot: 64,
+        }
+    }
+
+    fn page(&self, n: usize) -> Vec<u8> {
+        self.original[n * PS..(n + 1) * PS].to_vec()
+    }
+
+    /// Page `n` as a newer write would leave it: a changed row and a higher LSN.
+    fn newer(&self, n: usize, by: u64) -> Vec<u8> {
+        let mut p = self.page(n);
+        p[9000] ^= 0x55;
+        let l = lsn(&p) + by;
+        set_lsn(&mut p, l);
+        stamp_page(&mut p, &self.fmt);
+        p
+    }
+
+    fn add_slot(&mut self, image: &[u8]) -> usize {
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        let path = self.root.join("ibdata1");
+        let mut sys = fs::read(&path).unwrap();
+        sys[slot * PS..(slot + 1) * PS].copy_from_slice(image);
+        fs::write(&path, sys).unwrap();
+        slot
+    }
+
+    fn write_page(&self, n: usize, bytes: &[u8]) {
+        let mut t = fs::read(&self.table).unwrap();
+        t[n * PS..(n + 1) * PS].copy_from_slice(bytes);
+        fs::write(&self.table, t).unwrap();
+    }
+
+    fn table_page(&self, n: usize) -> Vec<u8> {
+        fs::read(&self.table).unwrap()[n * PS..(n + 1) * PS].to_vec()
+    }
+
+    fn repair(&self, dry_run: bool) -> dbfsck_core::Report {
+        let mut report = Scanner::new().scan(&[&self.root]).unwrap();
+        let options = RepairOptions {
+            dry_run,
+            ..RepairOptions::in_dir(&self.root)
+        };
+        repair(&mut report, &FsStorage, &options);
+        report
+    }
+}
+
+/// A torn write: the first 4 KiB of `new`, the rest of `old`.
+fn torn(new: &[u8], old: &[u8]) -> Vec<u8> {
+    let mut p = old.to_vec();
+    p[..4096].copy_from_slice(&new[..4096]);
+    p
+}
+
+const N: usize = 3; // a written page of the fixture
+
+#[test]
+fn newest_verified_slot_not_older_than_the_page_is_used() {
+    let mut d = Datadir::new();
+    let old = d.page(N);
+    let new = d.newer(N, 5);
+    d.add_slot(&old); // an older flush of the page: LSN below the torn page's
+    d.add_slot(&new);
+    d.write_page(N, &torn(&new, &old));
+    let report = d.repair(false);
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    assert_eq!(report.findings[0].kind, FindingKind::TornWrite);
+    assert_eq!(report.repairs.len(), 1);
+    let r = &report.repairs[0];
+    assert_eq!(
+        (r.action, r.result),
+        (RepairAction::RestoreFromDoublewrite, RepairResult::Applied),
+        "{r:?}"
+    );
+    assert!(
+        r.source.as_deref().unwrap().contains("slot at page 65"),
+        "{r:?}"
+    );
+    assert_eq!(d.table_page(N), new);
+    assert_eq!(report.exit_code(), 1);
+    assert!(Scanner::new().scan(&[&d.root]).unwrap().findings.is_empty());
+}
+
+#[test]
+fn a_slot_older_than_the_damaged_page_is_not_used() {
+    let mut d = Datadir::new();
+    let old = d.page(N);
+    let new = d.newer(N, 5);
+    d.add_slot(&old);
+    let damaged = torn(&new, &old);
+    d.write_page(N, &damaged);
+    let report = d.repair(false);
+    let r = &report.repairs[0];
+    assert_eq!(
+        (r.action, r.result),
+        (RepairAction::Quarantine, RepairResult::Applied),
+        "{r:?}"
+    );
+    assert!(r.detail.contains("older than the LSN"), "{r:?}");
+    assert_eq!(
+        d.table_page(N),
+        damaged,
+        "a quarantined InnoDB page is left as it is"
+    );
+    assert_eq!(report.exit_code(), 4);
+    // The damaged bytes are in the quarantine.
+    let q = PathBuf::from(report.quarantine_dir.as_deref().unwrap());
+    let manifest = fs::read_to_string(q.join("manifest.jsonl")).unwrap();
+    let entry: serde_json::Value = serde_json::from_str(manifest.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        fs::read(q.join(entry["copy"].as_str().unwrap())).unwrap(),
+        damaged
+    );
+}
+
+#[test]
+fn a_slot_failing_its_own_checksum_is_not_used() {
+    let mut d = Datadir::new();
+    let old = d.page(N);
+    let new = d.newer(N, 5);
+    let mut bad = new.clone();
+    bad[12000] ^= 1;
+    d.add_slot(&bad);
+    d.write_page(N, &torn(&new, &old));
+    let report = d.repair(false);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("does not verify")),
+        "the scan notes the unusable slot: {:?}",
+        report.warnings
+    );
+    let r = &report.repairs[0];
+    assert_eq!(r.action, RepairAction::Quarantine, "{r:?}");
+    assert!(
+        r.detail
+            .contains("no doublewrite image of this page verifies"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_slot_of_another_page_or_space_is_not_used() {
+    let mut d = Datadir::new();
+    let old = d.page(N);
+    let new = d.newer(N, 5);
+    let mut other_space = new.clone();
+    other_space[34..38].copy_from_slice(&(d.space + 1).to_be_bytes());
+    stamp_page(&mut other_space, &d.fmt);
+    d.add_slot(&other_space);
+    d.add_slot(&d.newer(N + 1, 5));
+    d.write_page(N, &torn(&new, &old));
+    let report = d.repair(true);
+    let r = &report.repairs[0];
+    assert_eq!(
+        (r.action, r.result),
+        (RepairAction::Quarantine, RepairResult::Planned),
+        "{r:?}"
+    );
+    assert!(
+        r.detail.contains("no doublewrite slot holds this page"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_misdirected_page_is_restored_whatever_lsn_it_shows() {
+    let mut d = Datadir::new();
+    let here = d.page(N);
+    d.add_slot(&here);
+    // A valid page of the table with a much higher LSN written over page N.
+    let stray = d.newer(N + 1, 1_000_000);
+    d.write_page(N, &stray);
+    let report = d.repair(false);
+    assert_eq!(report.findings[0].kind, FindingKind::MisdirectedWrite);
+    let r = &report.repairs[0];
+    assert_eq!(
+        (r.action, r.result),
+        (RepairAction::RestoreFromDoublewrite, RepairResult::Applied),
+        "{r:?}"
+    );
+    assert_eq!(d.table_page(N), here);
+}
+
+#[test]
+fn a_dry_run_changes_nothing() {
+    let mut d = Datadir::new();
+    let old = d.page(N);
+    let new = d.newer(N, 5);
+    d.add_slot(&new);
+    let damaged = torn(&new, &old);
+    d.write_page(N, &damaged);
+    let before_sys = fs::read(d.root.join("ibdata1")).unwrap();
+    let report = d.repair(true);
+    assert_eq!(report.repairs[0].result, RepairResult::Planned);
+    assert_eq!(d.table_page(N), damaged);
+    assert_eq!(fs::read(d.root.join("ibdata1")).unwrap(), before_sys);
+    assert!(!d.root.join(".dbfsck").exists());
+}
