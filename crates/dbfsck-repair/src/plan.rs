@@ -2,7 +2,7 @@
 //! from the newest committed journal image of that page whose own checksum verifies and whose
 //! LSN is not older than any LSN evidence surviving in the damaged page; otherwise it is
 //! quarantined. A torn trailing piece with no image is cut off. A damaged InnoDB page is
-//! restored the same way from the doublewrite buffer (§13.7), or its bytes are copied to the
+//! restored the same way from the doublewrite buffer (`docs/innodb.md` §7), or its bytes are copied to the
 //! quarantine and left in place. Everything else is left, with the reason.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! The doublewrite repair rules (`docs/format.md` §13.7), on a synthetic data directory whose
+//! The doublewrite repair rules (`docs/innodb.md` §7), on a synthetic data directory whose
 //! table is a real MariaDB tablespace (`testdata/innodb/fixtures/full_crc32.ibd`) and whose
 //! `ibdata1` holds a doublewrite buffer filled by the test: a damaged page is restored from the
 //! newest slot whose header names it, whose checksum verifies in the table's format and whose

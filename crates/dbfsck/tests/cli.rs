@@ -733,3 +733,46 @@ fn sigint_leaves_a_resumable_state() {
     });
     assert_eq!(both, sorted_findings(&full));
 }
+
+fn innodb_fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/innodb/fixtures")
+}
+
+#[test]
+fn innodb_tablespaces_are_detected_and_damage_names_the_table() {
+    let o = dbfsck(&["scan", s(&innodb_fixtures()), "--output", "json"]);
+    assert_eq!(rc(&o), 0);
+    let v = json(&o);
+    assert_eq!(v["summary"]["files"], 4, "{v}");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop");
+    fs::create_dir(&db).unwrap();
+    let mut bytes = fs::read(innodb_fixtures().join("crc32.ibd")).unwrap();
+    bytes[3 * 16384 + 100] ^= 1;
+    fs::write(db.join("orders.ibd"), &bytes).unwrap();
+    for format in ["auto", "innodb"] {
+        let o = dbfsck(&[
+            "scan",
+            s(dir.path()),
+            "--format",
+            format,
+            "--output",
+            "json",
+        ]);
+        assert_eq!(rc(&o), 4);
+        let v = json(&o);
+        let f = &v["findings"][0];
+        assert_eq!(f["format"], "innodb");
+        assert_eq!(f["kind"], "checksum_mismatch");
+        assert_eq!(f["unit"], 3);
+        assert_eq!(f["owner"]["database"], "shop");
+        assert_eq!(f["owner"]["table"], "orders");
+        assert_eq!(f["owner"]["page_type"], "INDEX");
+    }
+    let o = dbfsck(&["inspect", s(&db.join("orders.ibd")), "--page", "3"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("crc32 (computed)") && text.contains("checksum_mismatch"),
+        "{text}"
+    );
+}

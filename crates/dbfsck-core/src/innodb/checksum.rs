@@ -1,4 +1,4 @@
-//! InnoDB's page checksums (`docs/format.md` §13.3): full_crc32, crc32, the legacy "innodb"
+//! InnoDB's page checksums (`docs/innodb.md` §3): full_crc32, crc32, the legacy "innodb"
 //! fold, and ROW_FORMAT=COMPRESSED's XOR of three CRC-32C values (Adler-32 for legacy files).
 //! All are big-endian when stored.
 

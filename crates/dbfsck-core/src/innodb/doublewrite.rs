@@ -1,4 +1,4 @@
-//! The doublewrite buffer (`docs/format.md` §13.6): two blocks of pages in the system
+//! The doublewrite buffer (`docs/innodb.md` §6): two blocks of pages in the system
 //! tablespace, each slot a verbatim image of a page recently written to its own tablespace.
 //! The server writes and syncs the slots before it writes the pages in place, so after a torn
 //! write the slot holds a whole copy.

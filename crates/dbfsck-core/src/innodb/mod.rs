@@ -1,6 +1,6 @@
 //! InnoDB (MariaDB, MySQL, Percona) data directories and tablespaces: every page of the system
 //! tablespace (`ibdata*`), undo tablespaces and `.ibd` files judged the way the server judges it
-//! on read (`docs/format.md` §13): the checksum scheme from each tablespace's own flags
+//! on read (`docs/innodb.md`): the checksum scheme from each tablespace's own flags
 //! (full_crc32 incl. page_compressed, crc32, legacy innodb, none, ROW_FORMAT=COMPRESSED), the
 //! LSN trailer, and the page number and space id in the header. Doublewrite slots are verified
 //! against their target tablespace's format instead of being flagged, and are what

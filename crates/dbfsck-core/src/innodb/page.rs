@@ -103,7 +103,7 @@ pub struct FlagsError {
 }
 
 impl SpaceFormat {
-    /// Decodes `FSP_SPACE_FLAGS` (`fsp0types.h`; `docs/format.md` §13.2).
+    /// Decodes `FSP_SPACE_FLAGS` (`fsp0types.h`; `docs/innodb.md` §2).
     pub fn from_flags(flags: u32) -> Result<Self, FlagsError> {
         let err = |reason| Err(FlagsError { flags, reason });
         if flags & (1 << 4) != 0 {
@@ -203,7 +203,7 @@ fn fail(kind: FindingKind, detail: String, checksums: Option<(u32, u32)>) -> Pag
 
 /// Judges one page (exactly `fmt.physical_size` bytes) of tablespace `space_id` as page
 /// `page_no`, the way MariaDB 10.11 does on read: checksum first (full_crc32, or for the old
-/// format any of crc32, innodb and none; `docs/format.md` §13.4), then the page number and space
+/// format any of crc32, innodb and none; `docs/innodb.md` §4), then the page number and space
 /// id in the header. Never panics.
 pub fn judge_page(page: &[u8], fmt: &SpaceFormat, space_id: u32, page_no: u64) -> PageVerdict {
     if page.len() != fmt.physical_size {

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Whole-process comparison on one warm MariaDB data directory: innochecksum (the reference,
+# one file per run, single-threaded) over every tablespace, cat of the same files, and dbfsck
+# scan --format innodb with all threads and with one. Prints wall times, GB/s and ratios.
+#
+#   benches/compare-innodb.sh [DATADIR]
+#
+# Without DATADIR it builds one in a temp directory (run as root, mariadb-server installed):
+# tables in full_crc32 and crc32 format with ${ROWS:-1500000} rows each (about 1 GB in all), the
+# server stopped cleanly, and removes it afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build -q --release -p dbfsck
+DBFSCK=$PWD/target/release/dbfsck
+
+if [ $# -ge 1 ]; then
+  DATA=$1
+else
+  TOP=$(mktemp -d /tmp/dbfsck-cmp-innodb-XXXXXX); mkdir "$TOP/tmp"; chown -R mysql:mysql "$TOP"; chmod 755 "$TOP"
+  trap '[ -f "$TOP/pid" ] && kill -9 "$(cat "$TOP/pid")" 2>/dev/null; rm -rf "$TOP"' EXIT
+  DATA=$TOP/data
+  runuser -u mysql -- mariadb-install-db --no-defaults --datadir="$DATA" --auth-root-authentication-method=normal --skip-test-db >/dev/null 2>&1
+  runuser -u mysql -- /usr/sbin/mariadbd --no-defaults --datadir="$DATA" --socket="$TOP/sock" --skip-networking \
+    --pid-file="$TOP/pid" --log-error="$TOP/err.log" --tmpdir="$TOP/tmp" --innodb-buffer-pool-size=512M \
+    --innodb-log-file-size=512M --innodb-flush-log-at-trx-commit=0 &
+  for _ in $(seq 100); do [ -S "$TOP/sock" ] && break; sleep 0.2; done
+  M="mariadb --no-defaults -S $TOP/sock -uroot"
+  rows=${ROWS:-1500000}
+  $M -e "create database bench; use bench;
+    create table fc (id int primary key, a varchar(250), b int, key(b)) engine=innodb;
+    insert into fc select seq, repeat(md5(seq), 7), seq from seq_1_to_$rows;
+    set global innodb_checksum_algorithm=crc32;
+    create table c32 (id int primary key, a varchar(250), b int, key(b)) engine=innodb;
+    insert into c32 select seq, repeat(md5(seq), 7), seq from seq_1_to_$rows;
+    shutdown;"
+  while [ -f "$TOP/pid" ]; do sleep 0.2; done
+fi
+
+FILES=$(find "$DATA" -name '*.ibd' -o -name 'ibdata*' -o -name 'undo[0-9]*' | sort)
+BYTES=$(du -cb $FILES | tail -1 | cut -f1)
+cat $FILES > /dev/null   # warm the cache
+
+best() {  # best wall time of 3 runs, in seconds
+  local best=999999
+  for _ in 1 2 3; do
+    local t0 t1
+    t0=$(date +%s.%N); "$@" > /dev/null 2>&1 || true; t1=$(date +%s.%N)
+    best=$(echo "if ($t1 - $t0 < $best) $t1 - $t0 else $best" | bc -l)
+  done
+  echo "$best"
+}
+
+# shellcheck disable=SC2016
+t_ic=$(best sh -c 'for f in "$@"; do innochecksum "$f" || exit 1; done' sh $FILES)
+t_cat=$(best sh -c "cat $(echo $FILES | tr '\n' ' ') | cat > /dev/null")
+t_all=$(best "$DBFSCK" scan --format innodb --quiet "$DATA")
+t_one=$(best "$DBFSCK" scan --format innodb --quiet --threads 1 "$DATA")
+rss=$( { /usr/bin/time -f %M "$DBFSCK" scan --format innodb --quiet "$DATA" >/dev/null; } 2>&1 | tail -1)
+
+gbs() { echo "scale=2; $BYTES / $1 / 1000000000" | bc -l; }
+printf 'data: %s bytes in %s files (warm cache), %s CPUs\n' "$BYTES" "$(echo "$FILES" | wc -l)" "$(nproc)"
+printf '%-34s %8.3f s  %6s GB/s\n' "innochecksum (every file)" "$t_ic" "$(gbs "$t_ic")"
+printf '%-34s %8.3f s  %6s GB/s\n' "cat files | cat" "$t_cat" "$(gbs "$t_cat")"
+printf '%-34s %8.3f s  %6s GB/s\n' "dbfsck scan (all threads)" "$t_all" "$(gbs "$t_all")"
+printf '%-34s %8.3f s  %6s GB/s\n' "dbfsck scan --threads 1" "$t_one" "$(gbs "$t_one")"
+printf 'per core: dbfsck --threads 1 vs innochecksum %.2fx; all threads vs innochecksum %.2fx; 1 -> all threads %.2fx; peak RSS %s KiB\n' \
+  "$(echo "$t_ic / $t_one" | bc -l)" "$(echo "$t_ic / $t_all" | bc -l)" "$(echo "$t_one / $t_all" | bc -l)" "$rss"
