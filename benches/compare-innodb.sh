@@ -39,6 +39,9 @@ fi
 FILES=$(find "$DATA" -name '*.ibd' -o -name 'ibdata*' -o -name 'undo[0-9]*' | sort)
 BYTES=$(du -cb $FILES | tail -1 | cut -f1)
 cat $FILES > /dev/null   # warm the cache
+# Both tools must pass the clean data, or the times compare nothing.
+for f in $FILES; do innochecksum "$f" || { echo "innochecksum rejects $f" >&2; exit 1; }; done
+"$DBFSCK" scan --format innodb --quiet "$DATA" || { echo "dbfsck reports damage in $DATA" >&2; exit 1; }
 
 best() {  # best wall time of 3 runs, in seconds
   local best=999999
