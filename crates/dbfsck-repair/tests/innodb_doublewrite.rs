@@ -281,3 +281,114 @@ fn a_dry_run_changes_nothing() {
     assert_eq!(fs::read(d.root.join("ibdata1")).unwrap(), before_sys);
     assert!(!d.root.join(".dbfsck").exists());
 }
+
+/// The data files (ibdata1 and the table), relative to the data directory.
+fn data_files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    ["ibdata1", "shop/t.ibd"]
+        .iter()
+        .map(|p| (PathBuf::from(p), fs::read(root.join(p)).unwrap()))
+        .collect()
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    fs::create_dir_all(dst).unwrap();
+    for e in fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            fs::copy(e.path(), to).unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_innodb_repair_crashed_anywhere_converges_and_undo_restores_it_exactly() {
+    use dbfsck_repair::storage::crash::{CrashPolicy, CrashStorage};
+    use dbfsck_repair::{undo, UndoError};
+    let mut d = Datadir::new();
+    for n in [N, N + 2] {
+        let old = d.page(n);
+        let new = d.newer(n, 5);
+        d.add_slot(&new);
+        d.write_page(n, &torn(&new, &old));
+    }
+    // A rotted page with no slot: quarantined (copied, left as it is).
+    let mut rotted = d.page(N + 4);
+    rotted[700] ^= 1;
+    d.write_page(N + 4, &rotted);
+    let pre = data_files(&d.root);
+    let opts = |root: &Path, name: &str| RepairOptions {
+        dry_run: false,
+        undo_log: root.join(".dbfsck").join(name),
+        quarantine_dir: root.join(".dbfsck/quarantine"),
+        force: false,
+    };
+    let fresh = || {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap().join("data");
+        copy_dir(&d.root, &root);
+        (t, root)
+    };
+    // The uninterrupted repair.
+    let (_r, reference) = fresh();
+    let mut report = Scanner::new().scan(&[&reference]).unwrap();
+    repair(&mut report, &FsStorage, &opts(&reference, "u.log"));
+    let actions: Vec<_> = report.repairs.iter().map(|r| r.action).collect();
+    assert_eq!(
+        actions,
+        [
+            RepairAction::RestoreFromDoublewrite,
+            RepairAction::RestoreFromDoublewrite,
+            RepairAction::Quarantine
+        ]
+    );
+    let want = data_files(&reference);
+    let total = {
+        let (_t, root) = fresh();
+        let storage = CrashStorage::load_dir(&root).unwrap();
+        let mut report = Scanner::new().scan(&[&root]).unwrap();
+        repair(&mut report, &storage, &opts(&root, "u.log"));
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        storage.ops()
+    };
+    assert!(total > 5, "{total} operations");
+    for k in 1..=total {
+        for policy in [CrashPolicy::TearInFlight, CrashPolicy::Chaos] {
+            let (_t, root) = fresh();
+            let storage = CrashStorage::load_dir(&root).unwrap();
+            storage.crash_at(k);
+            let mut report = Scanner::new().scan(&[&root]).unwrap();
+            repair(&mut report, &storage, &opts(&root, "u.log"));
+            assert!(
+                storage.has_crashed() && report.exit_code() & 8 != 0,
+                "k={k}"
+            );
+            storage.write_after_crash(policy, k).unwrap();
+            // Run again on a copy (the undo log names the files of `root`).
+            let t2 = tempfile::tempdir().unwrap();
+            let rerun = t2.path().canonicalize().unwrap().join("data");
+            copy_dir(&root, &rerun);
+            let mut again = Scanner::new().scan(&[&rerun]).unwrap();
+            repair(&mut again, &FsStorage, &opts(&rerun, "u2.log"));
+            assert!(
+                again.errors.is_empty(),
+                "k={k} {policy:?}: {:?}",
+                again.errors
+            );
+            assert!(data_files(&rerun) == want, "k={k} {policy:?}: converges");
+            match undo(&FsStorage, &root.join(".dbfsck/u.log"), false) {
+                Ok(_)
+                | Err(
+                    UndoError::Io { .. } | UndoError::NotAnUndoLog(_) | UndoError::Unsealed { .. },
+                ) => {}
+                Err(e) => panic!("k={k} {policy:?}: {e}"),
+            }
+            assert!(
+                data_files(&root) == pre,
+                "k={k} {policy:?}: undo restores the pre-repair bytes"
+            );
+        }
+    }
+}
