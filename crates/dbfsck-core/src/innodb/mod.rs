@@ -176,10 +176,8 @@ impl DataDir {
         for p in systems {
             let len = fs::metadata(p).map(|m| m.len()).unwrap_or(0);
             if system_fmt.is_none() {
-                if let Ok(params) = read_head(p)
-                    .as_deref()
-                    .map_err(|_| ())
-                    .and_then(|h| space_params(h).map_err(|_| ()))
+                // The system tablespace's format decides how its files are cut: verified.
+                if let Some(params) = read_prefix(p, 4 * 65536).and_then(|h| space_params(&h).ok())
                 {
                     system_fmt = Some(params.format);
                     d.spaces.insert(0, params.format);
@@ -197,24 +195,30 @@ impl DataDir {
             if is_system {
                 continue;
             }
-            if let Ok(params) = read_head(p)
-                .as_deref()
-                .map_err(|_| ())
-                .and_then(|h| space_params(h).map_err(|_| ()))
-            {
-                d.spaces.insert(params.space_id, params.format);
+            // Only the header fields, unverified: they only tell how to verify doublewrite
+            // slots (a wrong format fails a slot, which is a warning); one small read per table
+            // keeps the walk cheap in a data directory of many thousands of tables.
+            let Some(h) = read_prefix(p, fil::FSP_SPACE_FLAGS as u64 + 4) else {
+                continue;
+            };
+            if let Ok(format) = SpaceFormat::from_flags(be32(&h, fil::FSP_SPACE_FLAGS)) {
+                d.spaces.insert(be32(&h, fil::SPACE_ID), format);
             }
         }
         d
     }
 }
 
-/// The first pages of a file (enough for [`space_params`]'s probe at any page size).
-fn read_head(p: &Path) -> std::io::Result<Vec<u8>> {
+/// Up to `len` first bytes of a file.
+fn read_prefix(p: &Path, len: u64) -> Option<Vec<u8>> {
     use std::io::Read;
-    let mut head = Vec::with_capacity(Probe::HEAD_LEN);
-    fs::File::open(p)?.take(4 * 16384).read_to_end(&mut head)?;
-    Ok(head)
+    let mut head = Vec::new();
+    fs::File::open(p)
+        .ok()?
+        .take(len)
+        .read_to_end(&mut head)
+        .ok()?;
+    Some(head)
 }
 
 /// Lists a data directory: the tablespaces to scan, and what is skipped.
@@ -270,13 +274,18 @@ fn list(dir: &Path) -> DirListing {
             other += 1;
         }
     }
-    if other > 0 {
+    skip_others(&mut listing, dir, other, "logs, Aria control files…");
+    listing
+}
+
+/// One skipped entry for the files of `dir` that are not tablespaces, rather than one each.
+fn skip_others(listing: &mut DirListing, dir: &Path, count: usize, examples: &str) {
+    if count > 0 {
         listing.skipped.push((
             dir.to_path_buf(),
-            format!("{other} other file(s) here are not InnoDB tablespaces (logs, Aria control files…): not checked"),
+            format!("{count} file(s) here are not InnoDB tablespaces ({examples}): not checked"),
         ));
     }
-    listing
 }
 
 fn list_database(dir: &Path, listing: &mut DirListing) {
@@ -324,12 +333,7 @@ fn list_database(dir: &Path, listing: &mut DirListing) {
             other += 1;
         }
     }
-    if other > 0 {
-        listing.skipped.push((
-            dir.to_path_buf(),
-            format!("{other} file(s) here are not InnoDB tablespaces (.frm, Aria, MyISAM, CSV…): not checked"),
-        ));
-    }
+    skip_others(listing, dir, other, ".frm, Aria, MyISAM, CSV…");
 }
 
 type Entry = (String, PathBuf, fs::FileType);
