@@ -415,12 +415,10 @@ impl Scanner {
                     path: display,
                     reason: "symbolic link, not followed".into(),
                 });
-            } else if file_type.is_dir()
-                && (entry.file_name() == DBFSCK_DIR || path.join(QUARANTINE_MARKER).exists())
-            {
+            } else if file_type.is_dir() && is_dbfsck_dir(&path) {
                 report.skipped.push(Skipped {
                     path: display,
-                    reason: "dbfsck's own folder (undo logs, quarantine), not scanned".into(),
+                    reason: DBFSCK_DIR_REASON.into(),
                 });
             } else if file_type.is_dir() {
                 self.walk_dir(&path, targets, report);
@@ -1185,4 +1183,14 @@ fn kind_of(meta: &fs::Metadata) -> &'static str {
     } else {
         "not a regular file"
     }
+}
+
+/// Why a dbfsck folder is skipped, for every walk (the engine's and a format's listing).
+pub(crate) const DBFSCK_DIR_REASON: &str =
+    "dbfsck's own folder (undo logs, quarantine), not scanned";
+
+/// Whether a directory is dbfsck's own: a `.dbfsck` folder, or one holding the quarantine
+/// marker. Walks skip it so quarantined bytes are never scanned as data.
+pub(crate) fn is_dbfsck_dir(dir: &Path) -> bool {
+    dir.file_name().is_some_and(|n| n == DBFSCK_DIR) || dir.join(QUARANTINE_MARKER).exists()
 }

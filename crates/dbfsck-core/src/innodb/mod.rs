@@ -237,11 +237,10 @@ fn list(dir: &Path) -> DirListing {
     let mut other = 0usize;
     for (name, path, ty) in entries {
         if ty.is_dir() {
-            if name == crate::DBFSCK_DIR || path.join(crate::QUARANTINE_MARKER).exists() {
-                listing.skipped.push((
-                    path,
-                    "dbfsck's own folder (undo logs, quarantine), not scanned".into(),
-                ));
+            if crate::engine::is_dbfsck_dir(&path) {
+                listing
+                    .skipped
+                    .push((path, crate::engine::DBFSCK_DIR_REASON.into()));
             } else if name.starts_with('#') {
                 listing.skipped.push((
                     path,
