@@ -32,6 +32,41 @@ use dbfsck_core::FindingKind;
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+/// The variable `scripts/test` sets once it has installed what the tests need: with it (or
+/// `CI`) set, a test that cannot run fails instead of skipping.
+pub const REQUIRE_ALL: &str = "DBFSCK_TEST_REQUIRE_ALL";
+
+/// Whether a test that needs something outside Rust (a real engine, root, tmux) can run:
+/// `Ok(())` from `prerequisites` runs it. Otherwise the test fails when the run must be
+/// complete (`CI` or [`REQUIRE_ALL`] set), and else prints one line saying why it is skipped
+/// and returns false.
+pub fn can_run(test: &str, prerequisites: Result<(), String>) -> bool {
+    let why = match prerequisites {
+        Ok(()) => return true,
+        Err(why) => why,
+    };
+    if std::env::var_os("CI").is_some() || std::env::var_os(REQUIRE_ALL).is_some() {
+        panic!("{test} cannot run ({why}), and this run must be complete (CI or {REQUIRE_ALL} is set): scripts/test installs what it needs");
+    }
+    // Straight to the process's stderr, past the test harness's capture: the line shows in a
+    // plain `cargo test` run.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipping {test}: {why} (scripts/test, as root, installs it and runs every test)"
+    );
+    false
+}
+
+/// Whether the tests run as root (the real-engine tests run servers as their own users).
+pub fn is_root() -> bool {
+    extern "C" {
+        fn geteuid() -> u32;
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { geteuid() == 0 }
+}
+
 /// A seeded, reproducible random number generator.
 pub type TestRng = Xoshiro256PlusPlus;
 

@@ -13,8 +13,7 @@ const MARIADBD: &str = "/usr/sbin/mariadbd";
 
 /// Whether this machine can run the MariaDB oracle tests: `Ok(())`, or what is missing.
 pub fn prerequisites() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc_geteuid() } == 0;
+    let root = crate::is_root();
     let user = Command::new("id")
         .args(["-u", "mysql"])
         .output()
@@ -28,29 +27,14 @@ pub fn prerequisites() -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "root={root}, mysql user={user}, missing programs={progs:?}"
+            "needs root, the mysql user and MariaDB's programs: root={root}, mysql user={user}, missing programs={progs:?}"
         ))
     }
 }
 
-/// Returns true when the test can run; false (after saying why) when it cannot outside CI.
-/// Under CI (`CI` set) a missing prerequisite fails the test: `.ci/run` installs them.
+/// Returns true when the test can run; otherwise skips it or fails it ([`crate::can_run`]).
 pub fn available(test: &str) -> bool {
-    match prerequisites() {
-        Ok(()) => true,
-        Err(why) if std::env::var_os("CI").is_some() => {
-            panic!("{test} cannot run under CI: {why}")
-        }
-        Err(why) => {
-            eprintln!("skipping {test} ({why})");
-            false
-        }
-    }
-}
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
+    crate::can_run(test, prerequisites())
 }
 
 fn on_path(prog: &str) -> bool {
@@ -105,6 +89,36 @@ impl MariaDb {
             return Err(io::Error::other(format!(
                 "mariadb-install-db failed: {}{}",
                 String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )));
+        }
+        Ok(MariaDb {
+            root: root.to_path_buf(),
+            data,
+            server: None,
+        })
+    }
+
+    /// A second instance over a copy of this data directory (owners and modes kept) in
+    /// `root/data`, e.g. an untouched copy of a crashed server to compare against. The server
+    /// must not be running.
+    pub fn copy_to(&self, root: &Path) -> io::Result<MariaDb> {
+        let (uid, gid) = mysql_ids()?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(root, fs::Permissions::from_mode(0o755))?;
+        std::os::unix::fs::chown(root, Some(uid), Some(gid))?;
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&tmp)?;
+        std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
+        let data = root.join("data");
+        let o = Command::new("cp")
+            .arg("-a")
+            .arg(&self.data)
+            .arg(&data)
+            .output()?;
+        if !o.status.success() {
+            return Err(io::Error::other(format!(
+                "copying the data directory failed: {}",
                 String::from_utf8_lossy(&o.stderr)
             )));
         }
@@ -203,6 +217,35 @@ impl MariaDb {
         } else {
             Err(String::from_utf8_lossy(&o.stderr).into_owned())
         }
+    }
+
+    /// Runs SQL through the client in the background (a workload to crash the server under);
+    /// the client's process, to wait for once the server is gone.
+    pub fn spawn_sql(&self, sql: &str) -> io::Result<Child> {
+        Command::new("mariadb")
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.socket().display()))
+            .args(["-uroot", "--batch", "--skip-column-names", "-e", sql])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    }
+
+    /// Kills the server with SIGKILL, as a power cut or the OOM killer ends it (no flush, no
+    /// shutdown checkpoint), and waits until it is gone.
+    pub fn kill(&mut self) -> io::Result<()> {
+        let Some(mut child) = self.server.take() else {
+            return Ok(());
+        };
+        let pid = fs::read_to_string(self.root.join("pid"))?;
+        let status = Command::new("kill").args(["-9", pid.trim()]).status()?;
+        if !status.success() {
+            let _ = child.kill();
+        }
+        // runuser exits when mariadbd does; the pid file stays behind after a kill.
+        child.wait()?;
+        let _ = fs::remove_file(self.root.join("pid"));
+        Ok(())
     }
 
     /// Whether the server is running.

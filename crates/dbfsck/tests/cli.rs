@@ -372,24 +372,33 @@ fn formats_completions_and_man_page() {
     assert!(page.contains("scan"));
 }
 
-/// Parses a Prometheus text file with the reference parser (Python's prometheus-client, from
-/// Debian's python3-prometheus-client; the system interpreter, which has it).
+/// Parses a Prometheus text file with a reference parser independent of our code
+/// (`openmetrics-parser`, a grammar of the text exposition format, which rejects malformed
+/// lines, duplicate HELP/TYPE and samples outside their family) into `{name: [[labels, value]]}`.
 fn parse_prometheus(path: &Path) -> Value {
-    let script = r#"
-import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-out = {}
-for fam in text_string_to_metric_families(open(sys.argv[1]).read()):
-    for s in fam.samples:
-        out.setdefault(s.name, []).append([s.labels, s.value])
-print(json.dumps(out))
-"#;
-    let o = Command::new("/usr/bin/python3")
-        .args(["-c", script, s(path)])
-        .output()
-        .expect("/usr/bin/python3 (CI installs python3-prometheus-client)");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
+    use openmetrics_parser::{prometheus::parse_prometheus, PrometheusValue};
+    let text = std::fs::read_to_string(path).unwrap();
+    let exposition = parse_prometheus(&text)
+        .unwrap_or_else(|e| panic!("not valid Prometheus text ({e:?}):\n{text}"));
+    let mut out = serde_json::Map::new();
+    for (name, family) in &exposition.families {
+        let mut samples = Vec::new();
+        for sample in family.iter_samples() {
+            let set = sample.get_labelset().unwrap();
+            let labels: serde_json::Map<String, Value> = set
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                .collect();
+            let value = match &sample.value {
+                PrometheusValue::Gauge(n) | PrometheusValue::Unknown(n) => n.as_f64(),
+                PrometheusValue::Counter(c) => c.value.as_f64(),
+                other => panic!("{name}: unexpected value {other:?}"),
+            };
+            samples.push(serde_json::json!([labels, value]));
+        }
+        out.insert(name.clone(), Value::Array(samples));
+    }
+    Value::Object(out)
 }
 
 #[test]
@@ -775,4 +784,21 @@ fn innodb_tablespaces_are_detected_and_damage_names_the_table() {
         text.contains("crc32 (computed)") && text.contains("checksum_mismatch"),
         "{text}"
     );
+}
+
+/// The Prometheus test proves something only if its reference parser is strict: it rejects what
+/// node_exporter's textfile collector rejects.
+#[test]
+fn the_reference_prometheus_parser_rejects_malformed_text() {
+    use openmetrics_parser::prometheus::parse_prometheus;
+    for bad in [
+        "# TYPE a gauge\n# TYPE a gauge\na 1\n",
+        "a{x=\"1\" 1\n",
+        "a one\n",
+        "# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\na 2\n",
+        "# TYPE a gaug\na 1\n",
+    ] {
+        assert!(parse_prometheus(bad).is_err(), "accepted {bad:?}");
+    }
+    assert!(parse_prometheus("# TYPE a gauge\na{x=\"1\"} 1.5\n").is_ok());
 }

@@ -11,21 +11,12 @@ use std::process::Command;
 use dbfsck_core::native::{CreateOptions, PageFile, PageType};
 use serde_json::Value;
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
 #[test]
 fn a_hostile_tree_is_scanned_as_nobody_without_leaving_it() {
-    if !is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root to switch to nobody"
-        );
-        eprintln!("not root: cannot run as nobody; skipping");
+    let root = dbfsck_testkit::is_root()
+        .then_some(())
+        .ok_or_else(|| "needs root to run dbfsck as nobody".to_owned());
+    if !dbfsck_testkit::can_run("the hostile tree test", root) {
         return;
     }
     let top = tempfile::tempdir().unwrap();

@@ -8,7 +8,8 @@
 //!
 //! Needs root (initdb refuses root, so PostgreSQL runs as `postgres` through runuser) and
 //! PostgreSQL 15's programs (`pg_config --bindir`). Where they are missing the test is skipped,
-//! except under CI (CI=true), where it fails: `.ci/run` installs what it needs.
+//! except when the run must be complete (`CI` or `DBFSCK_TEST_REQUIRE_ALL`, set by
+//! `scripts/test` once it has installed them), where it fails.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -33,26 +34,22 @@ fn bindir() -> Option<PathBuf> {
 }
 
 fn prerequisites() -> Option<PathBuf> {
-    let root = unsafe { libc_geteuid() } == 0;
+    let root = dbfsck_testkit::is_root();
     let bin = bindir();
     let have_user = Command::new("id")
         .arg("postgres")
         .output()
         .is_ok_and(|o| o.status.success());
-    if root && have_user && bin.is_some() {
-        return bin;
-    }
-    let why = format!("root={root}, postgres user={have_user}, PostgreSQL bindir={bin:?}");
-    if std::env::var_os("CI").is_some() {
-        panic!("the PostgreSQL oracle test cannot run under CI: {why}");
-    }
-    eprintln!("skipping the PostgreSQL oracle test ({why})");
-    None
-}
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
+    let found = if root && have_user && bin.is_some() {
+        Ok(())
+    } else {
+        Err(format!(
+            "needs root, the postgres user and PostgreSQL 15: root={root}, postgres user={have_user}, PostgreSQL bindir={bin:?}"
+        ))
+    };
+    dbfsck_testkit::can_run("the PostgreSQL oracle test", found)
+        .then_some(bin)
+        .flatten()
 }
 
 fn as_postgres(bin: &Path, prog: &str, args: &[&str]) -> Output {
