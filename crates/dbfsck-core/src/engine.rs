@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use crate::access::{open_for_scan, pread_fully, HeadSource, PreadSource, ReadStrategy, Reader};
 use crate::finding::{Finding, FindingKind};
 use crate::format::{Chunk, Format, Layout, Opened, Probe, UnitCheck};
-use crate::report::{PathError, Report, ScannedFile, Skipped};
+use crate::report::{FileId, PathError, Report, ScannedFile, Skipped};
 use crate::resume::{FileState, ScanState, STATE_VERSION};
 use crate::throttle::RateLimiter;
 
@@ -453,15 +453,29 @@ impl Scanner {
             )
             .collect();
         let mut files = Vec::new();
+        // Each file once, however many roots or links reach it: the same device and inode is
+        // the same file (a root named twice, a file inside a root also named, a hard link).
+        let mut seen: std::collections::HashMap<FileId, String> = Default::default();
         for outcome in opened {
             match outcome {
                 OpenOutcome::Error(e) => report.errors.push(e),
                 OpenOutcome::Skipped(s) => report.skipped.push(s),
                 OpenOutcome::Opened(file) => {
+                    if let Some(first) = seen.get(&file.id) {
+                        report.skipped.push(Skipped {
+                            path: file.display,
+                            reason: format!(
+                                "the same file as {first} (same device and inode): scanned once"
+                            ),
+                        });
+                        continue;
+                    }
+                    seen.insert(file.id, file.display.clone());
                     report.files.push(ScannedFile {
                         path: file.path.clone(),
                         display: file.display.clone(),
                         format: file.format.to_owned(),
+                        id: file.id,
                     });
                     report.summary.files += 1;
                     report.summary.units += file.units_at_open;
@@ -598,8 +612,8 @@ impl Scanner {
             Ok(f) => f,
             Err(e) => return err(io_message(&e)),
         };
-        let len = match file.metadata() {
-            Ok(m) if m.is_file() => m.len(),
+        let (len, id) = match file.metadata() {
+            Ok(m) if m.is_file() => (m.len(), FileId::of(&m)),
             Ok(m) => return err(format!("not a regular file ({}); not read", kind_of(&m))),
             Err(e) => return err(io_message(&e)),
         };
@@ -657,6 +671,7 @@ impl Scanner {
         } = opened;
         for f in &mut findings {
             f.path.clone_from(&t.display);
+            f.file = Some(t.path.clone());
             f.format = format.name().to_owned();
         }
         // Bytes examined while opening: everything outside the layout or, when nothing past
@@ -711,6 +726,7 @@ impl Scanner {
                 units += c.verify(&chunk, &mut findings);
                 for f in findings.get_mut(before..).unwrap_or_default() {
                     f.path.clone_from(&t.display);
+                    f.file = Some(t.path.clone());
                     f.format = format.name().to_owned();
                 }
                 verified_at_open = layout.len();
@@ -718,6 +734,7 @@ impl Scanner {
             }
         }
         OpenOutcome::Opened(OpenFile {
+            id,
             path: t.path,
             explicit: t.explicit,
             display: t.display,
@@ -791,6 +808,7 @@ impl Scanner {
             }
             for f in result.findings.get_mut(before..).unwrap_or_default() {
                 f.path.clone_from(&file.display);
+                f.file = Some(file.path.clone());
                 f.format = file.format.to_owned();
             }
             result.bytes += piece.len;
@@ -1042,6 +1060,8 @@ struct Target {
 }
 
 struct OpenFile {
+    /// Device and inode, as opened.
+    id: FileId,
     path: PathBuf,
     explicit: bool,
     display: String,

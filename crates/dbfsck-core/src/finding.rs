@@ -111,6 +111,10 @@ pub struct Finding {
     /// What the unit belongs to, format-specific.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
+    /// The file itself, as opened (its real path, bytes and all); set by the engine. What
+    /// runs after the scan (repair) finds the file by this, never by the lossy `path`.
+    #[serde(skip)]
+    pub file: Option<std::path::PathBuf>,
 }
 
 impl Finding {
@@ -127,6 +131,7 @@ impl Finding {
             actual: None,
             detail: detail.into(),
             owner: None,
+            file: None,
         }
     }
 
@@ -152,8 +157,15 @@ impl Finding {
         self
     }
 
-    /// The order of every report: path, then offset, then kind.
-    pub fn sort_key(&self) -> (&str, u64, FindingKind, u64) {
-        (&self.path, self.offset, self.kind, self.length)
+    /// The order of every report: path, then offset, then kind (two files whose paths show
+    /// alike, non-UTF-8 names, stay apart by their real paths).
+    pub fn sort_key(&self) -> (&str, Option<&std::path::Path>, u64, FindingKind, u64) {
+        (
+            &self.path,
+            self.file.as_deref(),
+            self.offset,
+            self.kind,
+            self.length,
+        )
     }
 }

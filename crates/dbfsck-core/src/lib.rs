@@ -65,7 +65,7 @@ pub use format::{
 };
 pub use inspect::{inspect, InspectError, Inspection};
 pub use report::{
-    exit, finding_json_line, previous_clean_timestamp, PathError, Repair, RepairAction,
+    exit, finding_json_line, previous_clean_timestamp, FileId, PathError, Repair, RepairAction,
     RepairResult, Report, ScannedFile, Skipped, Summary, SCHEMA_VERSION,
 };
 pub use resume::{FileState, ScanState, StateError, STATE_VERSION};

@@ -53,6 +53,29 @@ pub struct ScannedFile {
     pub display: String,
     /// The name of the format that judged it.
     pub format: String,
+    /// The device and inode it had when the scan opened it: what a repair checks before it
+    /// writes, so a file replaced since the scan is never written.
+    pub id: FileId,
+}
+
+/// A file's identity on its file system: device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct FileId {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+}
+
+impl FileId {
+    /// The identity of the file `meta` describes.
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
 }
 
 /// What a repair does about one finding (`docs/output.md`, `repairs`).
@@ -193,6 +216,13 @@ pub struct Report {
 }
 
 impl Report {
+    /// The scanned file a finding is about, found by its real path (never by the lossy
+    /// display string).
+    pub fn scanned_file(&self, finding: &Finding) -> Option<&ScannedFile> {
+        let file = finding.file.as_deref()?;
+        self.files.iter().find(|s| s.path == file)
+    }
+
     /// Sorts every list into the report order and recomputes the finding counts.
     pub fn normalize(&mut self) {
         self.findings
@@ -201,7 +231,8 @@ impl Report {
         self.errors
             .sort_by(|a, b| (&a.path, &a.message).cmp(&(&b.path, &b.message)));
         self.skipped.sort_by(|a, b| a.path.cmp(&b.path));
-        self.files.sort_by(|a, b| a.display.cmp(&b.display));
+        self.files
+            .sort_by(|a, b| (&a.display, &a.path).cmp(&(&b.display, &b.path)));
         self.warnings
             .sort_by(|a, b| (&a.path, &a.message).cmp(&(&b.path, &b.message)));
         self.summary.findings = self.findings.len() as u64;
@@ -340,6 +371,7 @@ fn coalesce_ranges(findings: &mut Vec<Finding>) {
         let joinable = matches!(prev.kind, FindingKind::IoError | FindingKind::Truncated)
             && next.kind == prev.kind
             && next.path == prev.path
+            && next.file == prev.file
             && next.detail == prev.detail
             && prev.unit.is_none()
             && next.unit.is_none()

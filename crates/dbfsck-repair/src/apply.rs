@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use dbfsck_core::innodb::{self, InnodbFormat};
 use dbfsck_core::native::{encode_page, verify_page, PageMeta, PageType, PageVerdict};
-use dbfsck_core::{PathError, Repair, RepairAction, RepairResult, Report};
+use dbfsck_core::{FileId, PathError, Repair, RepairAction, RepairResult, Report};
 use sha2::{Digest, Sha256};
 
 use crate::plan::{plan, read_source, Action, PageSpec, Plan};
@@ -50,29 +50,59 @@ impl RepairOptions {
 /// recording every action in `report.repairs` and any failure in `report.errors`. Returns the
 /// plan, whose `left` says why each remaining finding was not acted on.
 pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOptions) -> Plan {
+    resolve_paths(report, storage);
     // Lock first, so the plan is made from bytes no one else is changing.
     let mut locked: BTreeMap<PathBuf, S::File> = BTreeMap::new();
     if !options.dry_run {
-        let mut targets: Vec<PathBuf> = Vec::new();
+        let mut targets: Vec<(PathBuf, Option<FileId>)> = Vec::new();
         for s in report
             .findings
             .iter()
             .filter(|f| f.kind.is_damage())
-            .filter_map(|f| report.files.iter().find(|s| s.display == f.path))
+            .filter_map(|f| report.scanned_file(f))
         {
-            targets.push(s.path.clone());
+            targets.push((s.path.clone(), Some(s.id)));
             // InnoDB: a running server always holds its lock on ibdata1 (it opens table files
             // lazily), and the doublewrite images are read from it.
             if let Some(sys) = innodb_system_file(&s.path, &s.format) {
-                targets.push(sys);
+                let id = report.files.iter().find(|f| f.path == sys).map(|f| f.id);
+                targets.push((sys, id));
             }
         }
-        for path in targets {
+        for (path, scanned) in targets {
             if locked.contains_key(&path) {
                 continue;
             }
-            // A file that cannot be opened for writing is left unlocked; nothing is written.
-            if let Ok(file) = storage.open_rw(&path) {
+            let file = match storage.open_rw(&path) {
+                Ok(file) => file,
+                Err(e) => {
+                    report.errors.push(PathError {
+                        path: path.display().to_string(),
+                        message: format!("cannot open for repair: {e}"),
+                    });
+                    continue;
+                }
+            };
+            // The very file the scan judged: one replaced since (renamed over, restored from
+            // a backup) is never written.
+            match (scanned, file.id()) {
+                (Some(want), Ok(Some(got))) if want != got => {
+                    report.errors.push(PathError {
+                        path: path.display().to_string(),
+                        message: "the file was replaced since the scan (another device or inode): not repaired; scan again".into(),
+                    });
+                    continue;
+                }
+                (_, Err(e)) => {
+                    report.errors.push(PathError {
+                        path: path.display().to_string(),
+                        message: format!("cannot check the file's identity: {e}"),
+                    });
+                    continue;
+                }
+                _ => {}
+            }
+            {
                 match file.try_lock() {
                     Ok(true) => {
                         locked.insert(path, file);
@@ -149,6 +179,28 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
     };
     run.apply(&plan);
     plan
+}
+
+/// Resolves every scanned file's directory once, now (`Storage::resolve`), so the repair opens
+/// each file by its real path without following any symbolic link afterwards; the findings
+/// follow their files.
+fn resolve_paths<S: Storage>(report: &mut Report, storage: &S) {
+    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for f in &mut report.files {
+        let real = storage.resolve(&f.path);
+        if real != f.path {
+            moved.push((std::mem::replace(&mut f.path, real.clone()), real));
+        }
+    }
+    if moved.is_empty() {
+        return;
+    }
+    let moved: std::collections::HashMap<PathBuf, PathBuf> = moved.into_iter().collect();
+    for finding in &mut report.findings {
+        if let Some(real) = finding.file.as_ref().and_then(|p| moved.get(p)) {
+            finding.file = Some(real.clone());
+        }
+    }
 }
 
 struct Run<'a, S: Storage> {

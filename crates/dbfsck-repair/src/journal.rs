@@ -104,6 +104,15 @@ pub enum JournalWriteError {
     /// A handle from another store.
     #[error("file handle {0} does not belong to this store")]
     BadHandle(usize),
+    /// A data file outside the journal's directory: a journal serves the page files beside it,
+    /// the only pairing a repair can prove.
+    #[error("{file} is not in the directory of its journal {journal}; a journal serves only the page files beside it")]
+    OutsideStore {
+        /// The data file.
+        file: PathBuf,
+        /// The journal.
+        journal: PathBuf,
+    },
     /// An earlier failure poisoned the store.
     #[error("an earlier write or fsync failed; this store refuses further writes")]
     Poisoned,
@@ -176,6 +185,7 @@ impl<S: Storage> JournaledStore<S> {
         journal_path: &Path,
         options: JournalOptions,
     ) -> Result<Self, JournalWriteError> {
+        let journal_path = &storage.resolve(journal_path);
         let mut journal = storage
             .create_new(journal_path)
             .map_err(io_err(journal_path))?;
@@ -209,6 +219,7 @@ impl<S: Storage> JournaledStore<S> {
         journal_path: &Path,
         options: JournalOptions,
     ) -> Result<Self, JournalWriteError> {
+        let journal_path = &storage.resolve(journal_path);
         let mut journal = storage
             .open_rw(journal_path)
             .map_err(io_err(journal_path))?;
@@ -249,6 +260,7 @@ impl<S: Storage> JournaledStore<S> {
         options: CreateOptions,
     ) -> Result<FileHandle, JournalWriteError> {
         self.check_poison()?;
+        let path = &self.in_store(path)?;
         if !is_valid_page_size(options.page_size as u64) {
             return Err(EncodeError::BadPageSize(options.page_size).into());
         }
@@ -280,6 +292,7 @@ impl<S: Storage> JournaledStore<S> {
     /// a whole number of pages.
     pub fn open_file(&mut self, path: &Path) -> Result<FileHandle, JournalWriteError> {
         self.check_poison()?;
+        let path = &self.in_store(path)?;
         let file = self.storage.open_rw(path).map_err(io_err(path))?;
         lock(&file, path)?;
         let len = file.len().map_err(io_err(path))?;
@@ -304,6 +317,19 @@ impl<S: Storage> JournaledStore<S> {
             pages: len / ps,
         });
         Ok(FileHandle(self.files.len() - 1))
+    }
+
+    /// The data file's resolved path, when it lies in the journal's directory.
+    fn in_store(&self, path: &Path) -> Result<PathBuf, JournalWriteError> {
+        let real = self.storage.resolve(path);
+        if real.parent() == self.journal_path.parent() {
+            Ok(real)
+        } else {
+            Err(JournalWriteError::OutsideStore {
+                file: real,
+                journal: self.journal_path.clone(),
+            })
+        }
     }
 
     /// The parameters of a file.

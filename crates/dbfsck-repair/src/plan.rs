@@ -177,56 +177,78 @@ pub struct Plan {
     pub errors: Vec<(String, String)>,
 }
 
+/// Committed journal images of one store, by (file id, page number).
 type Images = HashMap<(u64, u64), Vec<ImageSource>>;
+
+/// The journals of each store read so far, by the store's directory. A page is rebuilt only from
+/// a journal of its own store — a journal beside it, in the same directory, which is where
+/// [`JournaledStore`](crate::JournaledStore) keeps the files it serves — never from a journal of
+/// another root, a backup or a replica, whose images may be older than what the page last held.
+#[derive(Default)]
+struct Stores {
+    by_dir: HashMap<PathBuf, Images>,
+}
+
+impl Stores {
+    /// The images of the store in `dir`: every journal in it, found by its magic, read once.
+    fn images<S: Storage>(&mut self, storage: &S, dir: &Path, plan: &mut Plan) -> &Images {
+        if !self.by_dir.contains_key(dir) {
+            let mut images = Images::new();
+            match storage.list_dir(dir) {
+                Ok(files) => {
+                    for j in files {
+                        match read_head(storage, &j, 4) {
+                            Ok(head) if looks_like_journal(&head) => {}
+                            _ => continue,
+                        }
+                        let index = storage.open_read(&j).and_then(|file| {
+                            let len = file.len()?;
+                            read_journal(&StorageSource { file: &file, len })
+                                .map_err(std::io::Error::other)
+                        });
+                        match index {
+                            Ok(index) => {
+                                plan.journals.push((j.clone(), index.images.len()));
+                                for image in index.images {
+                                    images
+                                        .entry((image.file_id, image.page_no))
+                                        .or_default()
+                                        .push(ImageSource {
+                                            journal: j.clone(),
+                                            image,
+                                        });
+                                }
+                            }
+                            Err(e) => plan
+                                .errors
+                                .push((j.display().to_string(), format!("journal not used: {e}"))),
+                        }
+                    }
+                }
+                Err(e) => plan.errors.push((
+                    dir.display().to_string(),
+                    format!("the directory could not be listed, so no journal of its store is used: {e}"),
+                )),
+            }
+            self.by_dir.insert(dir.to_path_buf(), images);
+        }
+        self.by_dir.entry(dir.to_path_buf()).or_default()
+    }
+}
 
 /// Plans the repair of a report's findings, reading the files and journals through `storage`.
 pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
     let mut plan = Plan::default();
-    let mut images: Images = HashMap::new();
-    let native: Vec<_> = report
-        .files
-        .iter()
-        .filter(|f| f.format == NativeFormat::NAME)
-        .collect();
-    let mut journals = Vec::new();
-    for f in &native {
-        match read_head(storage, &f.path, 4) {
-            Ok(head) if looks_like_journal(&head) => journals.push(f.path.clone()),
-            Ok(_) => {}
-            Err(e) => plan.errors.push((f.display.clone(), e.to_string())),
-        }
-    }
-    for j in &journals {
-        let index = storage.open_read(j).and_then(|file| {
-            let len = file.len()?;
-            read_journal(&StorageSource { file: &file, len }).map_err(std::io::Error::other)
-        });
-        match index {
-            Ok(index) => {
-                plan.journals.push((j.clone(), index.images.len()));
-                for image in index.images {
-                    images
-                        .entry((image.file_id, image.page_no))
-                        .or_default()
-                        .push(ImageSource {
-                            journal: j.clone(),
-                            image,
-                        });
-                }
-            }
-            Err(e) => plan
-                .errors
-                .push((j.display().to_string(), format!("journal not used: {e}"))),
-        }
-    }
-
+    let mut stores = Stores::default();
+    let mut is_journal: HashMap<PathBuf, bool> = HashMap::new();
     let mut innodb = InnodbPlanner::read(report, storage, &mut plan);
     let mut params_cache: HashMap<PathBuf, Result<FileParams, String>> = HashMap::new();
+    let mut left = Vec::new();
     for (i, finding) in report.findings.iter().enumerate() {
         if !finding.kind.is_damage() {
             continue;
         }
-        let mut leave = |reason: String| plan.left.push(Left { finding: i, reason });
+        let mut leave = |reason: String| left.push(Left { finding: i, reason });
         if finding.kind == FindingKind::Quarantined {
             leave("a quarantine marker from an earlier repair: this page's data is lost; restore it from a backup".into());
             continue;
@@ -234,7 +256,7 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
         if finding.format == InnodbFormat::NAME {
             match innodb.plan(storage, report, i, finding) {
                 Ok(action) => plan.actions.push(action),
-                Err(reason) => plan.left.push(Left { finding: i, reason }),
+                Err(reason) => leave(reason),
             }
             continue;
         }
@@ -245,11 +267,17 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
             ));
             continue;
         }
-        let Some(file) = native.iter().find(|f| f.display == finding.path) else {
+        let Some(file) = report
+            .scanned_file(finding)
+            .filter(|f| f.format == NativeFormat::NAME)
+        else {
             leave("the file was not scanned as a whole; not repaired".into());
             continue;
         };
-        if journals.contains(&file.path) {
+        let journal = *is_journal.entry(file.path.clone()).or_insert_with(|| {
+            read_head(storage, &file.path, 4).is_ok_and(|h| looks_like_journal(&h))
+        });
+        if journal {
             leave(
                 "a damaged journal is only read, never repaired; its damaged part is not used"
                     .into(),
@@ -277,7 +305,13 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
                 continue;
             }
         };
-        match plan_page(storage, &images, finding, &file.path, unit, &params) {
+        let dir = file
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let images = stores.images(storage, dir, &mut plan);
+        match plan_page(storage, images, finding, &file.path, unit, &params) {
             Ok(Decision::Act(action, source, detail)) => plan.actions.push(Action {
                 finding: i,
                 path: file.path.clone(),
@@ -297,6 +331,8 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
             Err(e) => leave(format!("reading the page failed: {e}")),
         }
     }
+    plan.left.extend(left);
+    plan.left.sort_by_key(|l| l.finding);
     plan
 }
 
@@ -512,9 +548,7 @@ impl InnodbPlanner {
         finding: &Finding,
     ) -> Result<Action, String> {
         let file = report
-            .files
-            .iter()
-            .find(|f| f.display == finding.path)
+            .scanned_file(finding)
             .ok_or("the file was not scanned as a whole; not repaired")?;
         if finding.kind == FindingKind::PartialPage {
             return Err("InnoDB files grow in whole pages: a partial last page is left; restore the file from a backup".into());

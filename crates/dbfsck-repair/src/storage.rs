@@ -3,12 +3,18 @@
 
 pub mod crash;
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use dbfsck_core::FileId;
+
 /// A place files live: the real file system ([`FsStorage`]) or a crashable model of it.
+///
+/// Paths are opened without following a symbolic link in any component: callers first
+/// [`Storage::resolve`] a path they were given (once, to its real directory), so a link
+/// planted later is refused instead of followed.
 pub trait Storage {
     /// An open file.
     type File: StorageFile;
@@ -19,11 +25,21 @@ pub trait Storage {
     /// Creates a new file (failing if it exists), mode 0600, never through a symbolic link.
     fn create_new(&self, path: &Path) -> io::Result<Self::File>;
     /// Creates a directory and its missing parents; the directories it creates are mode 0700.
+    /// The directory must then be private to the running user: owned by it and writable by no
+    /// one else (another user able to write there could swap the files put in it).
     fn create_dir_private(&self, path: &Path) -> io::Result<()>;
     /// Makes a directory's entries durable (fsync of the directory).
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Whether a file exists (without following a final symbolic link).
     fn exists(&self, path: &Path) -> bool;
+    /// The regular files directly in `dir` (no symbolic links, no directories), sorted.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<std::path::PathBuf>>;
+    /// The path with its directory resolved to where it really is (symbolic links in the
+    /// directories followed once, now), absolute and plain; the last component is kept as it
+    /// is. A path that cannot be resolved is returned as given.
+    fn resolve(&self, path: &Path) -> std::path::PathBuf {
+        path.to_path_buf()
+    }
 }
 
 /// An open file of a [`Storage`].
@@ -45,6 +61,10 @@ pub trait StorageFile {
     /// Takes the exclusive advisory lock without waiting; `Ok(false)` when another process
     /// holds it (the datastore is running).
     fn try_lock(&self) -> io::Result<bool>;
+    /// The file's device and inode, where the storage has them.
+    fn id(&self) -> io::Result<Option<FileId>>;
+    /// The file's owner and permission bits, where the storage has them.
+    fn owner_mode(&self) -> io::Result<Option<(u32, u32)>>;
 
     /// Reads until `buf` is full or the file ends; returns how many bytes were read.
     fn read_full_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -67,44 +87,172 @@ impl Storage for FsStorage {
     type File = File;
 
     fn open_read(&self, path: &Path) -> io::Result<File> {
-        regular(
-            OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-                .open(path)?,
-        )
+        regular(open_no_links(path, libc::O_RDONLY | libc::O_NONBLOCK, 0)?)
     }
 
     fn open_rw(&self, path: &Path) -> io::Result<File> {
-        regular(
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-                .open(path)?,
-        )
+        regular(open_no_links(path, libc::O_RDWR | libc::O_NONBLOCK, 0)?)
     }
 
     fn create_new(&self, path: &Path) -> io::Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
+        open_no_links(path, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o600)
     }
 
     fn create_dir_private(&self, path: &Path) -> io::Result<()> {
-        DirBuilder::new().recursive(true).mode(0o700).create(path)
+        let dir = walk_dirs(path, true)?;
+        let meta = dir.metadata()?;
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        // Writable by others only with the sticky bit (as /tmp): then no one else can remove or
+        // rename what is put there.
+        let others_write = meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0;
+        if meta.uid() != me || others_write {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is owned by uid {} with mode {:o}: dbfsck keeps its undo logs and quarantine only in a directory owned by the running user (uid {me}) that no one else can write; remove it or name another place",
+                    path.display(),
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        File::open(path)?.sync_all()
+        walk_dirs(path, false)?.sync_all()
     }
 
     fn exists(&self, path: &Path) -> bool {
         path.symlink_metadata().is_ok()
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                out.push(entry.path());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn resolve(&self, path: &Path) -> std::path::PathBuf {
+        let parent = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        match (std::fs::canonicalize(parent), path.file_name()) {
+            (Ok(dir), Some(name)) => dir.join(name),
+            _ => path.to_path_buf(),
+        }
+    }
+}
+
+/// Opens the directories of `path` one component at a time, each without following a
+/// symbolic link (`O_NOFOLLOW` on every `openat`), creating missing ones (mode 0700) when
+/// `create`; returns the last directory.
+fn walk_dirs(path: &Path, create: bool) -> io::Result<File> {
+    use std::ffi::CString;
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Component;
+    let open_dir = |at: libc::c_int, name: &CString| {
+        // SAFETY: name is a valid NUL-terminated string; the fd returned is owned below.
+        let fd = unsafe {
+            libc::openat(
+                at,
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            // SAFETY: fd is a fresh descriptor nothing else owns.
+            Ok(unsafe { File::from_raw_fd(fd) })
+        }
+    };
+    let c = |s: &[u8]| CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let mut dir: Option<File> = None;
+    for comp in path.components() {
+        use std::os::fd::AsRawFd;
+        let at = dir.as_ref().map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+        let name = match comp {
+            Component::RootDir => c(b"/")?,
+            Component::CurDir => c(b".")?,
+            Component::ParentDir => c(b"..")?,
+            Component::Normal(n) => c(n.as_bytes())?,
+            Component::Prefix(_) => return Err(io::ErrorKind::InvalidInput.into()),
+        };
+        let next = match open_dir(at, &name) {
+            Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
+                // SAFETY: name is a valid NUL-terminated string.
+                if unsafe { libc::mkdirat(at, name.as_ptr(), 0o700) } != 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::AlreadyExists {
+                        return Err(e);
+                    }
+                }
+                open_dir(at, &name)
+            }
+            r => r,
+        };
+        dir = Some(next.map_err(|e| link_error(path, e))?);
+    }
+    match dir {
+        Some(d) => Ok(d),
+        None => open_dir(libc::AT_FDCWD, &c(b".")?),
+    }
+}
+
+/// Opens `path` with `flags`, following no symbolic link in any component.
+fn open_no_links(path: &Path, flags: libc::c_int, mode: libc::c_uint) -> io::Result<File> {
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::OsStrExt;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
+    let parent = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = match parent {
+        Some(p) => Some(walk_dirs(p, false)?),
+        None => None,
+    };
+    let at = dir.as_ref().map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    let cname =
+        CString::new(name.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: cname is a valid NUL-terminated string; the fd returned is owned below.
+    let fd = unsafe {
+        libc::openat(
+            at,
+            cname.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            mode,
+        )
+    };
+    if fd < 0 {
+        return Err(link_error(path, io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh descriptor nothing else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// ELOOP / ENOTDIR from an `O_NOFOLLOW` open mean a symbolic link was met: say so.
+fn link_error(path: &Path, e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} passes through a symbolic link (or a non-directory), which repair and undo never follow; name the real path",
+                path.display()
+            ),
+        ),
+        _ => e,
     }
 }
 
@@ -150,6 +298,14 @@ impl StorageFile for File {
         // Engines that lock with fcntl (InnoDB, SQLite) do not see flock locks, nor flock
         // theirs: take an open-file-description write lock too, which conflicts with both.
         posix_write_lock(self)
+    }
+    fn id(&self) -> io::Result<Option<FileId>> {
+        Ok(Some(FileId::of(&self.metadata()?)))
+    }
+    fn owner_mode(&self) -> io::Result<Option<(u32, u32)>> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.metadata()?;
+        Ok(Some((m.uid(), m.mode())))
     }
 }
 

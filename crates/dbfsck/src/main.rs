@@ -300,7 +300,7 @@ fn scan(args: &ScanArgs) -> ExitCode {
         None => scanner,
     };
     // JSON Lines stream each file's findings as soon as the file is verified.
-    let streamed: Arc<std::sync::Mutex<std::collections::HashSet<String>>> = Arc::default();
+    let streamed: Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>> = Arc::default();
     let scanner = if args.output == Output::Jsonl {
         let streamed = streamed.clone();
         scanner.on_file_findings(move |findings| {
@@ -310,11 +310,11 @@ fn scan(args: &ScanArgs) -> ExitCode {
                 let _ = writeln!(out);
             }
             let _ = out.flush();
-            if let Some(f) = findings.first() {
+            if let Some(file) = findings.first().and_then(|f| f.file.clone()) {
                 streamed
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(f.path.clone());
+                    .insert(file);
             }
         })
     } else {
@@ -393,7 +393,7 @@ fn print_report(
     plan: Option<&Plan>,
     args: &ScanArgs,
     threads: usize,
-    streamed: &std::collections::HashSet<String>,
+    streamed: &std::collections::HashSet<PathBuf>,
 ) -> io::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -419,7 +419,7 @@ fn print_report(
             let rest = report
                 .findings
                 .iter()
-                .filter(|f| !streamed.contains(&f.path));
+                .filter(|f| f.file.as_ref().is_none_or(|p| !streamed.contains(p)));
             for line in rest
                 .map(dbfsck_core::finding_json_line)
                 .chain(report.json_lines_after_findings())

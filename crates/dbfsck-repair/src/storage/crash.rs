@@ -16,6 +16,7 @@ use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::{Storage, StorageFile};
+use dbfsck_core::FileId;
 
 /// The unit a write can tear at: one disk sector.
 pub const SECTOR: u64 = 512;
@@ -39,6 +40,8 @@ enum Pending {
 
 #[derive(Debug, Clone, Default)]
 struct MemFile {
+    /// The identity of the real file it was loaded from; none for files made here.
+    id: Option<FileId>,
     live: Vec<u8>,
     durable: Vec<u8>,
     /// Operations since the last sync; the bool marks the one in flight at the crash.
@@ -102,9 +105,11 @@ impl CrashStorage {
                         stack.push(entry.path());
                     } else if t.is_file() {
                         let bytes = std::fs::read(entry.path())?;
+                        let id = Some(FileId::of(&entry.metadata()?));
                         disk.files.insert(
                             entry.path(),
                             MemFile {
+                                id,
                                 live: bytes.clone(),
                                 durable: bytes,
                                 pending: Vec::new(),
@@ -315,6 +320,14 @@ impl StorageFile for CrashFile {
     fn try_lock(&self) -> io::Result<bool> {
         self.with(|d, p| Ok(!d.locked.contains(p)))
     }
+
+    fn id(&self) -> io::Result<Option<FileId>> {
+        self.with(|d, p| Ok(file_mut(d, p)?.id))
+    }
+
+    fn owner_mode(&self) -> io::Result<Option<(u32, u32)>> {
+        Ok(None)
+    }
 }
 
 impl Storage for CrashStorage {
@@ -372,6 +385,19 @@ impl Storage for CrashStorage {
     fn exists(&self, path: &Path) -> bool {
         let disk = self.lock();
         disk.files.contains_key(path) || disk.dirs.contains(path)
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let disk = self.lock();
+        if disk.crashed {
+            return Err(crashed());
+        }
+        Ok(disk
+            .files
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .cloned()
+            .collect())
     }
 }
 
