@@ -20,8 +20,11 @@ use crate::throttle::RateLimiter;
 /// The folder dbfsck keeps its undo logs and quarantine in, at a scan root; walks skip it.
 pub const DBFSCK_DIR: &str = ".dbfsck";
 /// A file repair puts in every quarantine directory, wherever it is; walks skip a directory
-/// that holds it, so quarantined bytes are never scanned as data.
+/// that holds it and nothing but quarantine files ([`is_quarantine_dir`]), so quarantined bytes
+/// are never scanned as data.
 pub const QUARANTINE_MARKER: &str = ".dbfsck-quarantine";
+/// The quarantine's manifest: one JSON line per range copied into it.
+pub const QUARANTINE_MANIFEST: &str = "manifest.jsonl";
 
 /// Progress of a running scan, handed to the callback of [`Scanner::on_progress`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1209,8 +1212,39 @@ fn kind_of(meta: &fs::Metadata) -> &'static str {
 pub(crate) const DBFSCK_DIR_REASON: &str =
     "dbfsck's own folder (undo logs, quarantine), not scanned";
 
-/// Whether a directory is dbfsck's own: a `.dbfsck` folder, or one holding the quarantine
-/// marker. Walks skip it so quarantined bytes are never scanned as data.
+/// Whether a directory is dbfsck's own: a `.dbfsck` folder, or a quarantine a repair made.
+/// Walks skip it so quarantined bytes are never scanned as data.
 pub(crate) fn is_dbfsck_dir(dir: &Path) -> bool {
-    dir.file_name().is_some_and(|n| n == DBFSCK_DIR) || dir.join(QUARANTINE_MARKER).exists()
+    dir.file_name().is_some_and(|n| n == DBFSCK_DIR) || is_quarantine_dir(dir)
+}
+
+/// Whether `dir` is a quarantine: it holds the marker and nothing but what a repair puts there
+/// (the manifest and content-addressed copies). A marker among other files hides nothing: a
+/// folder of data with a marker planted in it is still scanned.
+pub fn is_quarantine_dir(dir: &Path) -> bool {
+    if !dir.join(QUARANTINE_MARKER).exists() {
+        return false;
+    }
+    fs::read_dir(dir).is_ok_and(|entries| {
+        entries.into_iter().all(|e| {
+            e.is_ok_and(|e| {
+                e.file_type().is_ok_and(|t| t.is_file()) && is_quarantine_entry(&e.file_name())
+            })
+        })
+    })
+}
+
+/// Whether a file name is one a quarantine holds: the marker, the manifest, or a copy named by
+/// the SHA-256 of its bytes.
+pub fn is_quarantine_entry(name: &std::ffi::OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    name == QUARANTINE_MARKER
+        || name == QUARANTINE_MANIFEST
+        || name.strip_suffix(".bin").is_some_and(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
 }

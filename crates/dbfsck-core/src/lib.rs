@@ -56,8 +56,8 @@ use std::sync::Arc;
 
 pub use access::ReadStrategy;
 pub use engine::{
-    Progress, ScanConfigError, Scanner, DBFSCK_DIR, DEFAULT_CHUNK_SIZE, MMAP_CHUNK_SIZE,
-    ONLINE_PAUSE, QUARANTINE_MARKER,
+    is_quarantine_dir, is_quarantine_entry, Progress, ScanConfigError, Scanner, DBFSCK_DIR,
+    DEFAULT_CHUNK_SIZE, MMAP_CHUNK_SIZE, ONLINE_PAUSE, QUARANTINE_MANIFEST, QUARANTINE_MARKER,
 };
 pub use finding::{Finding, FindingKind, Owner};
 pub use format::{

@@ -126,6 +126,8 @@ pub enum RepairResult {
     Applied,
     /// Not done, or done but not verified afterwards; `detail` says which and the file's state.
     Failed,
+    /// Not attempted: the repair was stopped (SIGINT, SIGTERM) at a safe point before it.
+    Cancelled,
 }
 
 impl RepairResult {
@@ -135,6 +137,7 @@ impl RepairResult {
             RepairResult::Planned => "planned",
             RepairResult::Applied => "applied",
             RepairResult::Failed => "failed",
+            RepairResult::Cancelled => "cancelled",
         }
     }
 }
@@ -161,6 +164,9 @@ pub struct Repair {
     /// One sentence for people; for a failure, the state the file is left in.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// The file itself (its real path), as in [`Finding::file`]; not serialized.
+    #[serde(skip)]
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// Totals of one scan.
@@ -252,6 +258,7 @@ impl Report {
         let restored = |f: &Finding| {
             self.repairs.iter().any(|r| {
                 r.path == f.path
+                    && r.file == f.file
                     && r.offset == f.offset
                     && r.action.is_restore()
                     && r.result == RepairResult::Applied

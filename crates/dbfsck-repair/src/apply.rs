@@ -13,10 +13,10 @@ use sha2::{Digest, Sha256};
 
 use crate::plan::{plan, read_source, Action, PageSpec, Plan};
 use crate::storage::{Storage, StorageFile};
-use crate::undo::{UndoEntry, UndoWriter};
+use crate::undo::{UndoEntry, UndoWriter, Written};
 
 /// How to repair.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RepairOptions {
     /// Plan only: report every action as `planned` and change nothing. Default true: repair
     /// runs under an explicit mode whose default only reports.
@@ -27,6 +27,9 @@ pub struct RepairOptions {
     pub quarantine_dir: PathBuf,
     /// Write even when another process holds a file's lock (the datastore appears to run).
     pub force: bool,
+    /// When set (by SIGINT, say), the repair stops at the next safe point: never inside a
+    /// range, always after its undo log is sealed; what was not attempted is `cancelled`.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl RepairOptions {
@@ -42,6 +45,7 @@ impl RepairOptions {
             undo_log: base.join(format!("undo-{stamp}-{}.log", std::process::id())),
             quarantine_dir: base.join("quarantine"),
             force: false,
+            cancel: None,
         }
     }
 }
@@ -212,9 +216,9 @@ struct Run<'a, S: Storage> {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
-    NotStarted,
     Written,
     Failed,
+    Cancelled,
 }
 
 impl<S: Storage> Run<'_, S> {
@@ -225,17 +229,38 @@ impl<S: Storage> Run<'_, S> {
                 .iter()
                 .map(|a| repair_entry(a, RepairResult::Failed, format!("not applied: {why}")))
                 .collect();
+            report.errors.push(PathError {
+                path: self.options.undo_log.display().to_string(),
+                message: format!("nothing was repaired: {why}"),
+            });
         };
-        // The bytes each action replaces, read under the lock.
+        // The bytes each action replaces and the bytes it writes, read under the lock: the
+        // undo log records both (what to put back, and what to find there before doing so).
         let mut originals = Vec::with_capacity(plan.actions.len());
+        let mut replacements = Vec::with_capacity(plan.actions.len());
         for a in &plan.actions {
-            match self.original(a) {
-                Ok(o) => originals.push(o),
+            match self.original(a).and_then(|o| Ok((o, self.replacement(a)?))) {
+                Ok((o, r)) => {
+                    originals.push(o);
+                    replacements.push(r);
+                }
                 Err(e) => {
                     fail_all(self.report, format!("reading {} failed: {e}", a.display));
                     return;
                 }
             }
+        }
+        // The undo log's directory first: a place someone else controls refuses the repair
+        // before anything is copied or written.
+        if let Err(e) = self
+            .storage
+            .create_dir_private(undo_dir(&self.options.undo_log))
+        {
+            fail_all(
+                self.report,
+                format!("the undo log could not be written: {e}"),
+            );
+            return;
         }
         // 1. Quarantine copies, durable before anything changes.
         if plan.actions.iter().any(|a| !a.action.is_restore()) {
@@ -249,7 +274,7 @@ impl<S: Storage> Run<'_, S> {
             }
         }
         // 2. The undo log, sealed and synced before the first write.
-        if let Err(e) = self.write_undo_log(plan, &originals) {
+        if let Err(e) = self.write_undo_log(plan, &originals, &replacements) {
             fail_all(
                 self.report,
                 format!("the undo log could not be written: {e}"),
@@ -262,14 +287,25 @@ impl<S: Storage> Run<'_, S> {
         // 3. Write; stop at the first failure.
         let mut outcomes: Vec<(State, String)> = Vec::with_capacity(plan.actions.len());
         let mut poisoned = false;
-        for a in &plan.actions {
+        let cancelled = || {
+            self.options
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        for (a, replacement) in plan.actions.iter().zip(&replacements) {
             outcomes.push(if poisoned {
                 (
                     State::Failed,
                     "not attempted: an earlier write failed, and dbfsck writes nothing after a failure".into(),
                 )
+            } else if cancelled() {
+                (
+                    State::Cancelled,
+                    "not attempted: the repair was stopped (SIGINT or SIGTERM) before this range; the ranges before it were written, synced and verified".into(),
+                )
             } else {
-                match self.write(a) {
+                match self.write(a, replacement) {
                     Ok(true) => (State::Written, a.detail.clone()),
                     Ok(false) => (
                         State::Failed,
@@ -288,7 +324,7 @@ impl<S: Storage> Run<'_, S> {
         // 4. fsync every file written to (never retried).
         let mut written_files: Vec<&PathBuf> = Vec::new();
         for (a, (s, _)) in plan.actions.iter().zip(&outcomes) {
-            if *s != State::NotStarted && !written_files.contains(&&a.path) {
+            if *s != State::Cancelled && !written_files.contains(&&a.path) {
                 written_files.push(&a.path);
             }
         }
@@ -331,14 +367,17 @@ impl<S: Storage> Run<'_, S> {
             .iter()
             .zip(&outcomes)
             .map(|(a, (s, d))| {
-                let result = if *s == State::Written {
-                    RepairResult::Applied
-                } else {
-                    RepairResult::Failed
+                let result = match s {
+                    State::Written => RepairResult::Applied,
+                    State::Cancelled => RepairResult::Cancelled,
+                    _ => RepairResult::Failed,
                 };
                 repair_entry(a, result, d.clone())
             })
             .collect();
+        if outcomes.iter().any(|(s, _)| *s == State::Cancelled) {
+            self.report.cancelled = true;
+        }
         // Say what state each file with a failure is in.
         let mut per_file: BTreeMap<&PathBuf, (String, usize, usize)> = BTreeMap::new();
         for (a, (s, _)) in plan.actions.iter().zip(&outcomes) {
@@ -438,7 +477,7 @@ impl<S: Storage> Run<'_, S> {
             lines.push_str(&entry.to_string());
             lines.push('\n');
         }
-        let manifest = dir.join("manifest.jsonl");
+        let manifest = dir.join(dbfsck_core::QUARANTINE_MANIFEST);
         let mut m = match self.storage.open_rw(&manifest) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -452,71 +491,94 @@ impl<S: Storage> Run<'_, S> {
         self.storage.sync_dir(dir)
     }
 
+    /// What the action writes: a source image that verifies now (`Ok(None)` when it no longer
+    /// does), a quarantine marker, or nothing (a truncation, or a copy-only quarantine).
+    fn replacement(&self, a: &Action) -> std::io::Result<Option<Vec<u8>>> {
+        if changes_nothing(a) {
+            return Ok(None);
+        }
+        match a.action {
+            RepairAction::RestoreFromJournal | RepairAction::RestoreFromDoublewrite => {
+                let Some(src) = &a.source else {
+                    return Ok(None);
+                };
+                // Only bytes from a source that verifies as this very page are written.
+                Ok(read_source(self.storage, src, &a.spec)?
+                    .filter(|img| a.spec.verifies(img, a.unit.unwrap_or(0), src.lsn())))
+            }
+            RepairAction::Quarantine => Ok(Some(marker(a)?)),
+            _ => Ok(None),
+        }
+    }
+
     fn write_undo_log(
         &self,
         plan: &Plan,
         originals: &[(u64, Vec<u8>)],
+        replacements: &[Option<Vec<u8>>],
     ) -> Result<(), crate::undo::UndoError> {
         let log = &self.options.undo_log;
         let io = |source| crate::undo::UndoError::Io {
             path: log.clone(),
             source,
         };
-        let parent = log
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if !self.storage.exists(parent) {
-            self.storage.create_dir_private(parent).map_err(io)?;
-        }
         let mut w = UndoWriter::create(self.storage, log)?;
-        for (a, (len, bytes)) in plan.actions.iter().zip(originals) {
-            if changes_nothing(a) {
+        let mut named: Vec<&Path> = Vec::new();
+        for ((a, (len, bytes)), new) in plan.actions.iter().zip(originals).zip(replacements) {
+            if changes_nothing(a) || (a.action.is_restore() && new.is_none()) {
                 continue;
             }
             let abs = absolute(&a.path);
+            // Each file once, as it is now: undo writes only into this very file.
+            if !named.contains(&a.path.as_path()) {
+                named.push(&a.path);
+                if let Some(id) = self.file(&a.path).and_then(|f| f.id()).map_err(io)? {
+                    w.append(&UndoEntry::File {
+                        path: abs.clone(),
+                        id,
+                    })?;
+                }
+            }
+            let written = new.as_deref().unwrap_or_default();
             // Only an action that changes the file's length needs it put back.
-            if a.offset + a.length > *len || a.action == RepairAction::TruncateTail {
+            if a.offset + written.len() as u64 > *len || a.action == RepairAction::TruncateTail {
+                let after = if a.action == RepairAction::TruncateTail {
+                    a.offset
+                } else {
+                    (*len).max(a.offset + written.len() as u64)
+                };
                 w.append(&UndoEntry::Length {
                     path: abs.clone(),
                     len: *len,
+                    after: Some(after),
                 })?;
             }
             w.append(&UndoEntry::Bytes {
                 path: abs,
                 offset: a.offset,
                 data: bytes.clone(),
+                written: Some(Written::of(written)),
             })?;
         }
         w.seal()?;
-        self.storage.sync_dir(parent).map_err(io)
+        self.storage.sync_dir(undo_dir(log)).map_err(io)
     }
 
-    /// Performs one action; `Ok(false)` when the source no longer verifies (nothing written).
-    fn write(&mut self, a: &Action) -> std::io::Result<bool> {
+    /// Performs one action with the bytes prepared for it; `Ok(false)` when a restore's source
+    /// did not verify (nothing written).
+    fn write(&mut self, a: &Action, replacement: &Option<Vec<u8>>) -> std::io::Result<bool> {
         if changes_nothing(a) {
             return Ok(true);
         }
-        let bytes = match a.action {
-            RepairAction::RestoreFromJournal | RepairAction::RestoreFromDoublewrite => {
-                let Some(src) = &a.source else {
-                    return Ok(false);
-                };
-                // Re-read and re-verify: only bytes from a verified source are written.
-                match read_source(self.storage, src, &a.spec)? {
-                    Some(img) if a.spec.verifies(&img, a.unit.unwrap_or(0), src.lsn()) => Some(img),
-                    _ => return Ok(false),
-                }
-            }
-            RepairAction::Quarantine => Some(marker(a)?),
-            _ => None,
-        };
+        if a.action.is_restore() && replacement.is_none() {
+            return Ok(false);
+        }
         let f = self
             .files
             .get_mut(&a.path)
             .ok_or_else(|| std::io::Error::other("file not locked for repair"))?;
-        match bytes {
-            Some(b) => f.write_all_at(&b, a.offset)?,
+        match replacement {
+            Some(b) => f.write_all_at(b, a.offset)?,
             None => f.set_len(a.offset)?,
         }
         Ok(true)
@@ -553,6 +615,13 @@ impl<S: Storage> Run<'_, S> {
             _ => Some("the page does not verify after the write".into()),
         })
     }
+}
+
+/// The directory an undo log goes in.
+fn undo_dir(log: &Path) -> &Path {
+    log.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Whether an action copies to the quarantine only: a format with no marker page (InnoDB)
@@ -602,6 +671,7 @@ fn repair_entry(a: &Action, result: RepairResult, detail: String) -> Repair {
         source: a.source_text(),
         result,
         detail,
+        file: Some(a.path.clone()),
     }
 }
 

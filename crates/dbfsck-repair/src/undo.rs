@@ -11,6 +11,8 @@ use std::path::{Component, Path, PathBuf};
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use dbfsck_core::FileId;
+
 use crate::storage::{Storage, StorageFile};
 
 /// Magic of an undo log: `b"DBFU"`.
@@ -19,12 +21,15 @@ pub const UNDO_MAGIC: [u8; 4] = *b"DBFU";
 pub const ENTRY_MAGIC: [u8; 4] = *b"DBUE";
 /// Magic of the seal: `b"DBUS"`.
 pub const SEAL_MAGIC: [u8; 4] = *b"DBUS";
-/// The undo log version.
-pub const UNDO_VERSION: u32 = 1;
+/// The undo log version written: 2 binds the log to the files it changed (identity, and a
+/// digest of what the repair wrote). Version 1 logs are still read.
+pub const UNDO_VERSION: u32 = 2;
 /// Length of the log header.
 pub const UNDO_HEADER_LEN: usize = 32;
-/// Length of an entry's fixed part (before the path and data).
-pub const ENTRY_HEADER_LEN: usize = 32;
+/// Length of an entry's fixed part (before the path and data) in a version 2 log.
+pub const ENTRY_HEADER_LEN: usize = 48;
+/// Length of an entry's fixed part in a version 1 log.
+pub const ENTRY_HEADER_LEN_V1: usize = 32;
 /// Length of the seal.
 pub const SEAL_LEN: usize = 32;
 /// Largest data an entry may carry; a page is at most 64 KiB. Bounds what a damaged log can
@@ -37,8 +42,10 @@ pub const MAX_PATH_LEN: u32 = 4096;
 pub const ENTRY_BYTES: u8 = 1;
 /// Entry kind: the original length of a file.
 pub const ENTRY_LENGTH: u8 = 2;
+/// Entry kind: the identity (device, inode) of a file the repair changed (version 2).
+pub const ENTRY_FILE: u8 = 3;
 
-/// One thing to put back.
+/// One thing to put back, or to check before putting anything back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UndoEntry {
     /// These bytes were at this offset.
@@ -49,6 +56,8 @@ pub enum UndoEntry {
         offset: u64,
         /// The original bytes.
         data: Vec<u8>,
+        /// What the repair wrote there; `None` in a version 1 log.
+        written: Option<Written>,
     },
     /// The file was this long.
     Length {
@@ -56,14 +65,51 @@ pub enum UndoEntry {
         path: PathBuf,
         /// Its original length.
         len: u64,
+        /// Its length after the repair; `None` in a version 1 log.
+        after: Option<u64>,
     },
+    /// The file the repair changed, as it was then (version 2 logs name every file once,
+    /// before its other entries).
+    File {
+        /// The file (absolute).
+        path: PathBuf,
+        /// Its device and inode.
+        id: FileId,
+    },
+}
+
+/// What a repair wrote over a range: enough to recognise it later, sector by sector, without
+/// keeping the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Bytes written (0 when the range was cut off the file).
+    pub len: u64,
+    /// xxh3-64 of each [`SECTOR`]-byte piece of them (the last one may be shorter): a range
+    /// whose every sector is the original's or the repair's is what a repair (or an undo)
+    /// interrupted by a crash leaves, and is restored; anything else was written since.
+    pub sectors: Vec<u64>,
+}
+
+/// The granularity a write can tear at, and at which an undo log recognises what a repair wrote.
+pub const SECTOR: usize = 512;
+
+impl Written {
+    /// The record of writing `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Written {
+            len: bytes.len() as u64,
+            sectors: bytes.chunks(SECTOR).map(xxh3_64).collect(),
+        }
+    }
 }
 
 impl UndoEntry {
     /// The file the entry is about.
     pub fn path(&self) -> &Path {
         match self {
-            UndoEntry::Bytes { path, .. } | UndoEntry::Length { path, .. } => path,
+            UndoEntry::Bytes { path, .. }
+            | UndoEntry::Length { path, .. }
+            | UndoEntry::File { path, .. } => path,
         }
     }
 }
@@ -104,6 +150,30 @@ pub enum UndoError {
     /// A file named by the log is locked.
     #[error("{0} is locked by another process (is the datastore running?); nothing was restored")]
     Locked(PathBuf),
+    /// The log is not the invoking user's own: someone else could have written it.
+    #[error("the undo log {path} is owned by uid {owner} with mode {mode:o}; undo uses only a log owned by the user running it (uid {me}) and writable by no one else; nothing was restored")]
+    Untrusted {
+        /// The log.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+        /// The running user.
+        me: u32,
+    },
+    /// A file no longer holds what the repair left (the datastore wrote since, or it is another
+    /// file): writing the old bytes back would destroy newer data.
+    #[error("{path}: {what}; the file changed since the repair, so nothing was restored (`--force` writes the old bytes anyway)")]
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// What differs.
+        what: String,
+    },
+    /// A version 1 log has nothing to check the files against.
+    #[error("the undo log {0} is version 1, which records nothing to check the files against; nothing was restored (`--force` applies it as it is)")]
+    Unchecked(PathBuf),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> UndoError + '_ {
@@ -145,25 +215,46 @@ impl<F: StorageFile> UndoWriter<F> {
 
     /// Appends one entry.
     pub fn append(&mut self, entry: &UndoEntry) -> Result<(), UndoError> {
-        let (kind, path, a, data): (u8, &Path, u64, &[u8]) = match entry {
-            UndoEntry::Bytes { path, offset, data } => (ENTRY_BYTES, path, *offset, data),
-            UndoEntry::Length { path, len } => (ENTRY_LENGTH, path, *len, &[]),
+        let (kind, path, a, data, b, c): (u8, &Path, u64, &[u8], u64, u64) = match entry {
+            UndoEntry::Bytes {
+                path,
+                offset,
+                data,
+                written,
+            } => {
+                let len = written.as_ref().map_or(0, |w| w.len);
+                (ENTRY_BYTES, path, *offset, data, len, 0)
+            }
+            UndoEntry::Length { path, len, after } => {
+                (ENTRY_LENGTH, path, *len, &[], after.unwrap_or(*len), 0)
+            }
+            UndoEntry::File { path, id } => (ENTRY_FILE, path, id.dev, &[], id.ino, 0),
         };
         let pb = path.as_os_str().as_bytes();
-        let mut b = vec![0u8; ENTRY_HEADER_LEN];
-        put(&mut b, 0, &ENTRY_MAGIC);
-        put(&mut b, 4, &[kind]);
-        put(&mut b, 8, &(pb.len() as u32).to_le_bytes());
-        put(&mut b, 16, &a.to_le_bytes());
-        put(&mut b, 24, &(data.len() as u64).to_le_bytes());
-        b.extend_from_slice(pb);
-        b.extend_from_slice(data);
-        let sum = xxh3_64(&b);
-        b.extend_from_slice(&sum.to_le_bytes());
+        let mut e = vec![0u8; ENTRY_HEADER_LEN];
+        put(&mut e, 0, &ENTRY_MAGIC);
+        put(&mut e, 4, &[kind]);
+        put(&mut e, 8, &(pb.len() as u32).to_le_bytes());
+        put(&mut e, 16, &a.to_le_bytes());
+        put(&mut e, 24, &(data.len() as u64).to_le_bytes());
+        put(&mut e, 32, &b.to_le_bytes());
+        put(&mut e, 40, &c.to_le_bytes());
+        e.extend_from_slice(pb);
+        e.extend_from_slice(data);
+        if let UndoEntry::Bytes {
+            written: Some(w), ..
+        } = entry
+        {
+            for s in &w.sectors {
+                e.extend_from_slice(&s.to_le_bytes());
+            }
+        }
+        let sum = xxh3_64(&e);
+        e.extend_from_slice(&sum.to_le_bytes());
         self.file
-            .write_all_at(&b, self.end)
+            .write_all_at(&e, self.end)
             .map_err(io_err(&self.path))?;
-        self.end += b.len() as u64;
+        self.end += e.len() as u64;
         self.sums.push(sum);
         Ok(())
     }
@@ -189,20 +280,39 @@ fn digest(sums: &[u64]) -> u64 {
     xxh3_64(&bytes)
 }
 
+/// A read undo log: its version and entries, in the order written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndoLog {
+    /// 1 or 2.
+    pub version: u32,
+    /// The entries.
+    pub entries: Vec<UndoEntry>,
+}
+
 /// Reads and checks a whole undo log: header, every entry's checksum, the seal, and that every
 /// path is absolute and plain. Entries are returned in the order written.
 pub fn read_undo_log<S: Storage>(storage: &S, path: &Path) -> Result<Vec<UndoEntry>, UndoError> {
     let file = storage.open_read(path).map_err(io_err(path))?;
+    Ok(read_log_from(&file, path)?.entries)
+}
+
+fn read_log_from<F: StorageFile>(file: &F, path: &Path) -> Result<UndoLog, UndoError> {
     let len = file.len().map_err(io_err(path))?;
     let mut h = [0u8; UNDO_HEADER_LEN];
     let n = file.read_full_at(&mut h, 0).map_err(io_err(path))?;
+    let version = le_u32(&h, 4).unwrap_or(0);
     let header_ok = n == UNDO_HEADER_LEN
         && h.get(..4) == Some(&UNDO_MAGIC[..])
-        && le_u32(&h, 4) == Some(UNDO_VERSION)
+        && (version == 1 || version == UNDO_VERSION)
         && le_u64(&h, 24) == Some(xxh3_64(h.get(..24).unwrap_or_default()));
     if !header_ok {
         return Err(UndoError::NotAnUndoLog(path.to_path_buf()));
     }
+    let fixed_len = if version == 1 {
+        ENTRY_HEADER_LEN_V1
+    } else {
+        ENTRY_HEADER_LEN
+    };
     let mut pos = UNDO_HEADER_LEN as u64;
     let mut entries = Vec::new();
     let mut sums = Vec::new();
@@ -212,10 +322,8 @@ pub fn read_undo_log<S: Storage>(storage: &S, path: &Path) -> Result<Vec<UndoEnt
     };
     loop {
         let mut fixed = [0u8; ENTRY_HEADER_LEN];
-        if file.read_full_at(&mut fixed, pos).map_err(io_err(path))? < ENTRY_HEADER_LEN {
-            return Err(unsealed(pos));
-        }
-        if fixed.get(..4) == Some(&SEAL_MAGIC[..]) {
+        let got = file.read_full_at(&mut fixed, pos).map_err(io_err(path))?;
+        if got >= SEAL_LEN && fixed.get(..4) == Some(&SEAL_MAGIC[..]) {
             let sealed = le_u64(&fixed, 24) == Some(xxh3_64(fixed.get(..24).unwrap_or_default()));
             if !sealed {
                 return Err(unsealed(pos));
@@ -226,46 +334,84 @@ pub fn read_undo_log<S: Storage>(storage: &S, path: &Path) -> Result<Vec<UndoEnt
             {
                 return Err(UndoError::BadSeal(path.to_path_buf()));
             }
-            return Ok(entries);
+            return Ok(UndoLog { version, entries });
         }
-        if fixed.get(..4) != Some(&ENTRY_MAGIC[..]) {
+        if got < fixed_len || fixed.get(..4) != Some(&ENTRY_MAGIC[..]) {
             return Err(unsealed(pos));
         }
         let kind = fixed.get(4).copied().unwrap_or(0);
         let path_len = le_u32(&fixed, 8).unwrap_or(u32::MAX);
         let a = le_u64(&fixed, 16).unwrap_or(0);
         let data_len = le_u64(&fixed, 24).unwrap_or(u64::MAX);
-        let sane = matches!(kind, ENTRY_BYTES | ENTRY_LENGTH)
+        let (b, c) = if version == 1 {
+            (None, None)
+        } else {
+            (le_u64(&fixed, 32), le_u64(&fixed, 40))
+        };
+        let known = match version {
+            1 => matches!(kind, ENTRY_BYTES | ENTRY_LENGTH),
+            _ => matches!(kind, ENTRY_BYTES | ENTRY_LENGTH | ENTRY_FILE),
+        };
+        let written_len = if kind == ENTRY_BYTES {
+            b.unwrap_or(0)
+        } else {
+            0
+        };
+        let sane = known
             && path_len <= MAX_PATH_LEN
             && data_len <= MAX_ENTRY_DATA
-            && (kind == ENTRY_BYTES || data_len == 0);
+            && written_len <= MAX_ENTRY_DATA
+            && (kind == ENTRY_BYTES || data_len == 0)
+            && c.is_none_or(|c| c == 0);
         if !sane {
             return Err(unsealed(pos));
         }
-        let total = ENTRY_HEADER_LEN + path_len as usize + data_len as usize + 8;
-        let mut b = vec![0u8; total];
-        if file.read_full_at(&mut b, pos).map_err(io_err(path))? < total {
+        let digests = (written_len as usize).div_ceil(SECTOR) * 8;
+        let total = fixed_len + path_len as usize + data_len as usize + digests + 8;
+        let mut e = vec![0u8; total];
+        if file.read_full_at(&mut e, pos).map_err(io_err(path))? < total {
             return Err(unsealed(pos));
         }
         let sum_off = total - 8;
-        let sum = le_u64(&b, sum_off).unwrap_or(0);
-        if xxh3_64(b.get(..sum_off).unwrap_or_default()) != sum {
+        let sum = le_u64(&e, sum_off).unwrap_or(0);
+        if xxh3_64(e.get(..sum_off).unwrap_or_default()) != sum {
             return Err(unsealed(pos));
         }
-        let p_end = ENTRY_HEADER_LEN + path_len as usize;
+        let p_end = fixed_len + path_len as usize;
         let p = PathBuf::from(std::ffi::OsStr::from_bytes(
-            b.get(ENTRY_HEADER_LEN..p_end).unwrap_or_default(),
+            e.get(fixed_len..p_end).unwrap_or_default(),
         ));
         if !is_plain_absolute(&p) {
             return Err(UndoError::UnsafePath(p));
         }
+        let d_end = p_end + data_len as usize;
         entries.push(match kind {
             ENTRY_BYTES => UndoEntry::Bytes {
                 path: p,
                 offset: a,
-                data: b.get(p_end..sum_off).unwrap_or_default().to_vec(),
+                data: e.get(p_end..d_end).unwrap_or_default().to_vec(),
+                written: (version != 1).then(|| Written {
+                    len: written_len,
+                    sectors: e
+                        .get(d_end..sum_off)
+                        .unwrap_or_default()
+                        .chunks_exact(8)
+                        .filter_map(|s| s.try_into().ok().map(u64::from_le_bytes))
+                        .collect(),
+                }),
             },
-            _ => UndoEntry::Length { path: p, len: a },
+            ENTRY_LENGTH => UndoEntry::Length {
+                path: p,
+                len: a,
+                after: b,
+            },
+            _ => UndoEntry::File {
+                path: p,
+                id: FileId {
+                    dev: a,
+                    ino: b.unwrap_or(0),
+                },
+            },
         });
         sums.push(sum);
         pos += total as u64;
@@ -300,10 +446,31 @@ pub struct UndoOutcome {
 }
 
 /// Restores the exact bytes (and lengths) an undo log saved, in reverse order, and fsyncs every
-/// file. Checks the whole log first; idempotent. Refuses a file another process has locked unless
-/// `force`.
+/// file. Before it writes a byte it checks: the whole log; that the log is the invoking user's
+/// own (owned by them, writable by no one else); that every file is the one the repair changed
+/// (same device and inode) and opens without passing a symbolic link; that no other process
+/// holds it (unless `force`); and that every range still holds what the repair wrote, or
+/// already the original bytes (an undo run before, or interrupted) — anything else means the
+/// datastore wrote since, and nothing is restored unless `force`. Idempotent.
 pub fn undo<S: Storage>(storage: &S, log: &Path, force: bool) -> Result<UndoOutcome, UndoError> {
-    let entries = read_undo_log(storage, log)?;
+    let log_file = storage.open_read(log).map_err(io_err(log))?;
+    if let Some((owner, mode)) = log_file.owner_mode().map_err(io_err(log))? {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if owner != me || mode & 0o022 != 0 {
+            return Err(UndoError::Untrusted {
+                path: log.to_path_buf(),
+                owner,
+                mode: mode & 0o7777,
+                me,
+            });
+        }
+    }
+    // Read from the descriptor that was checked, not the path again.
+    let UndoLog { version, entries } = read_log_from(&log_file, log)?;
+    if version == 1 && !force {
+        return Err(UndoError::Unchecked(log.to_path_buf()));
+    }
     let mut outcome = UndoOutcome::default();
     for e in &entries {
         if !outcome.files.iter().any(|f| f == e.path()) {
@@ -318,6 +485,38 @@ pub fn undo<S: Storage>(storage: &S, log: &Path, force: bool) -> Result<UndoOutc
         }
         handles.push(f);
     }
+    let handle = |p: &Path| {
+        outcome
+            .files
+            .iter()
+            .position(|f| f == p)
+            .and_then(|i| handles.get(i))
+    };
+    if !force {
+        // Every file the log would write must be named with its identity, as a repair does.
+        for (p, f) in outcome.files.iter().zip(&handles) {
+            let named = entries
+                .iter()
+                .any(|e| matches!(e, UndoEntry::File { path, .. } if path == p));
+            if !named && f.id().map_err(io_err(p))?.is_some() {
+                return Err(UndoError::Changed {
+                    path: p.clone(),
+                    what: "the log does not record which file the repair changed (its device and inode), as every log a repair writes does".into(),
+                });
+            }
+        }
+        for e in &entries {
+            let Some(f) = handle(e.path()) else {
+                continue;
+            };
+            if let Some(what) = changed_since_repair(f, e).map_err(io_err(e.path()))? {
+                return Err(UndoError::Changed {
+                    path: e.path().to_path_buf(),
+                    what,
+                });
+            }
+        }
+    }
     for e in entries.iter().rev() {
         let i = outcome
             .files
@@ -328,20 +527,86 @@ pub fn undo<S: Storage>(storage: &S, log: &Path, force: bool) -> Result<UndoOutc
             continue;
         };
         match e {
-            UndoEntry::Bytes { path, offset, data } => {
+            UndoEntry::Bytes {
+                path, offset, data, ..
+            } => {
                 f.write_all_at(data, *offset).map_err(io_err(path))?;
                 outcome.ranges += 1;
             }
-            UndoEntry::Length { path, len } => {
+            UndoEntry::Length { path, len, .. } => {
                 f.set_len(*len).map_err(io_err(path))?;
                 outcome.lengths += 1;
             }
+            UndoEntry::File { .. } => {}
         }
     }
     for (f, p) in handles.iter_mut().zip(&outcome.files) {
         f.sync().map_err(io_err(p))?;
     }
     Ok(outcome)
+}
+
+/// Whether the file no longer holds what the repair left for this entry, nor what was there
+/// before it (an undo already done): `Some(what differs)`.
+fn changed_since_repair<F: StorageFile>(f: &F, e: &UndoEntry) -> io::Result<Option<String>> {
+    Ok(match e {
+        UndoEntry::File { id, .. } => match f.id()? {
+            Some(now) if now != *id => Some(format!(
+                "it is another file than the one the repair changed (device {} inode {}, not device {} inode {})",
+                now.dev, now.ino, id.dev, id.ino
+            )),
+            _ => None,
+        },
+        UndoEntry::Length { len, after, .. } => {
+            let now = f.len()?;
+            let after = after.unwrap_or(*len);
+            (now != after && now != *len).then(|| {
+                format!("it is {now} bytes long; the repair left it {after} (it was {len})")
+            })
+        }
+        UndoEntry::Bytes {
+            offset,
+            data,
+            written,
+            ..
+        } => {
+            let wlen = written.as_ref().map_or(0, |w| w.len) as usize;
+            let len = f.len()?;
+            let mut now = vec![0u8; data.len().max(wlen)];
+            let n = f.read_full_at(&mut now, *offset)?;
+            now.truncate(n);
+            // Sector by sector: the original's bytes, or the repair's (a crash may have torn
+            // either the repair's write or an earlier undo's).
+            let sectors = now.len().max(data.len()).max(wlen).div_ceil(SECTOR);
+            let ok = (0..sectors).all(|i| {
+                let r = i * SECTOR..(i + 1) * SECTOR;
+                let cur = now.get(r.start..r.end.min(now.len())).unwrap_or_default();
+                let orig = data.get(r.start..r.end.min(data.len())).unwrap_or_default();
+                // Past the file's original end (a short last sector) anything may follow: the
+                // length entry cuts it off again.
+                let is_original = cur.get(..orig.len()) == Some(orig);
+                let is_repaired = match written {
+                    Some(w) if r.start < wlen => {
+                        cur.len() == (r.end.min(wlen) - r.start)
+                            && w.sectors.get(i).is_some_and(|&s| s == xxh3_64(cur))
+                    }
+                    // Past what the repair wrote: a cut-off range is gone from the file, or
+                    // zero where an interrupted undo set the length back before the bytes.
+                    _ => {
+                        (cur.is_empty() && len <= *offset + r.start as u64)
+                            || (!cur.is_empty() && cur.iter().all(|&b| b == 0))
+                    }
+                };
+                is_original || is_repaired
+            });
+            (!ok).then(|| {
+                format!(
+                    "bytes {offset}..{} hold neither what the repair wrote nor what was there before",
+                    *offset + wlen.max(data.len()) as u64
+                )
+            })
+        }
+    })
 }
 
 fn put(b: &mut [u8], off: usize, v: &[u8]) {

@@ -110,15 +110,16 @@ fn a_running_datastore_is_not_written_under_unless_forced() {
 
 #[test]
 fn a_failed_write_stops_the_repair_and_says_what_state_the_file_is_in() {
-    // Two restores in one file. Operations: undo log create, header, 2 entries, seal, sync,
-    // dir sync, then the 2 page writes and the file sync. The first page write fails.
+    // Two restores in one file. Operations: undo log create, header, the file's identity entry,
+    // 2 entries, seal, sync, dir sync, then the 2 page writes and the file sync. The first page
+    // write fails.
     let fx = fixture(8, &[3, 5]);
     edit(&fx.data, |b| {
         b[page_range(3)].fill(0);
         b[page_range(5)].fill(0);
     });
     let storage = CrashStorage::load_dir(&fx.root).unwrap();
-    storage.crash_at(8);
+    storage.crash_at(9);
     let mut report = scan(&fx.root);
     repair(&mut report, &storage, &options(&fx.root, "u.log"));
     assert_eq!(report.repairs[0].result, RepairResult::Failed);
@@ -201,15 +202,15 @@ fn never_launders_the_quarantine_keeps_the_exact_bytes_and_the_marker_holds_none
 
 #[test]
 fn a_failed_fsync_is_not_retried_and_the_file_state_is_reported_unknown() {
-    // Operations: undo log create, header, 2 entries, seal, sync, dir sync, 2 page writes, and
-    // the data file's fsync (the 10th), which fails.
+    // Operations: undo log create, header, the file's identity entry, 2 entries, seal, sync, dir
+    // sync, 2 page writes, and the data file's fsync (the 11th), which fails.
     let fx = fixture(8, &[3, 5]);
     edit(&fx.data, |b| {
         b[page_range(3)].fill(0);
         b[page_range(5)].fill(0);
     });
     let storage = CrashStorage::load_dir(&fx.root).unwrap();
-    storage.crash_at(10);
+    storage.crash_at(11);
     let mut report = scan(&fx.root);
     repair(&mut report, &storage, &options(&fx.root, "u.log"));
     assert!(storage.has_crashed());

@@ -324,6 +324,7 @@ fn an_innodb_repair_crashed_anywhere_converges_and_undo_restores_it_exactly() {
         undo_log: root.join(".dbfsck").join(name),
         quarantine_dir: root.join(".dbfsck/quarantine"),
         force: false,
+        cancel: None,
     };
     let fresh = || {
         let t = tempfile::tempdir().unwrap();

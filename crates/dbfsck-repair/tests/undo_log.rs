@@ -81,6 +81,7 @@ fn a_log_naming_an_unsafe_path_is_refused() {
             path: bad.into(),
             offset: 0,
             data: b"owned".to_vec(),
+            written: None,
         })
         .unwrap();
         w.seal().unwrap();

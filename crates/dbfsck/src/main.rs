@@ -216,16 +216,72 @@ pub(crate) fn code(c: i32) -> ExitCode {
     ExitCode::from(u8::try_from(c).unwrap_or(u8::MAX))
 }
 
+/// Why the quarantine directory cannot be used, if it cannot: it is, or contains, a scanned root
+/// (its marker would hide the data from every later scan), or it holds files no repair put
+/// there.
+fn quarantine_conflict(q: &std::path::Path, roots: &[PathBuf]) -> Option<String> {
+    let real = real_path(q);
+    for root in roots {
+        let Ok(r) = std::fs::canonicalize(root) else {
+            continue;
+        };
+        if r.starts_with(&real) {
+            return Some(format!(
+                "the quarantine directory {} is or contains the scanned path {}: its marker would hide that data from every later scan; name a directory outside the data",
+                q.display(),
+                root.display()
+            ));
+        }
+    }
+    let stray = std::fs::read_dir(q).ok()?.find_map(|e| {
+        let e = e.ok()?;
+        (!dbfsck_core::is_quarantine_entry(&e.file_name())).then(|| e.path())
+    })?;
+    Some(format!(
+        "the quarantine directory {} already holds {}, which no repair put there; name an empty directory or an earlier quarantine",
+        q.display(),
+        stray.display()
+    ))
+}
+
+/// `p` with every existing part resolved (symbolic links followed), the rest appended.
+fn real_path(p: &std::path::Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut rest = Vec::new();
+    let mut cur = abs.as_path();
+    loop {
+        if let Ok(r) = std::fs::canonicalize(cur) {
+            return rest.iter().rev().fold(r, |acc: PathBuf, c| acc.join(c));
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                cur = parent;
+            }
+            _ => return abs,
+        }
+    }
+}
+
 fn scan(args: &ScanArgs) -> ExitCode {
+    if let Some(q) = args.quarantine.as_deref().filter(|_| args.repair) {
+        if let Some(why) = quarantine_conflict(q, &args.paths) {
+            eprintln!("dbfsck: {why}");
+            return code(exit::USAGE);
+        }
+    }
     let cancel = Arc::new(AtomicBool::new(false));
-    // First Ctrl-C: stop starting new chunks and print the partial report (exit bit 32).
-    // Second Ctrl-C: exit at once.
-    let _ = signal_hook::flag::register_conditional_shutdown(
-        signal_hook::consts::SIGINT,
-        exit::CANCELLED,
-        cancel.clone(),
-    );
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, cancel.clone());
+    // First Ctrl-C (or SIGTERM, as systemd and timeout send): stop starting new chunks and
+    // print the partial report (exit bit 32). A second one during the scan: exit at once.
+    let mut hard_stops = Vec::new();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Ok(id) =
+            signal_hook::flag::register_conditional_shutdown(sig, exit::CANCELLED, cancel.clone())
+        {
+            hard_stops.push(id);
+        }
+        let _ = signal_hook::flag::register(sig, cancel.clone());
+    }
 
     if args.idle {
         // Before the worker pool exists: its threads inherit the priority.
@@ -251,7 +307,7 @@ fn scan(args: &ScanArgs) -> ExitCode {
             .threads(args.threads)
             .read_strategy(strategy)
             .max_rate(args.max_rate)
-            .cancel_flag(cancel),
+            .cancel_flag(cancel.clone()),
         Err(e) => {
             eprintln!("dbfsck: {e}");
             return code(exit::USAGE);
@@ -344,11 +400,17 @@ fn scan(args: &ScanArgs) -> ExitCode {
             })
             .unwrap_or_default();
         let defaults = RepairOptions::in_dir(&base);
+        // A repair is never killed by a second signal: it stops at its next safe point (between
+        // ranges, after the undo log is sealed) and reports what it did.
+        for id in hard_stops.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
         let options = RepairOptions {
             dry_run: args.dry_run,
             undo_log: args.undo_log.clone().unwrap_or(defaults.undo_log),
             quarantine_dir: args.quarantine.clone().unwrap_or(defaults.quarantine_dir),
             force: args.force,
+            cancel: Some(cancel.clone()),
         };
         repair(&mut report, &FsStorage, &options)
     });

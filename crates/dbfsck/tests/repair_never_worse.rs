@@ -232,3 +232,247 @@ fn two_names_that_display_alike_are_repaired_as_the_files_they_are() {
         other => panic!("page 4 of the damaged file is {other:?}"),
     }
 }
+
+/// A store with 7 whole pages and a torn 1000-byte piece of page 7 that no journal holds: the
+/// repair quarantines the piece and cuts it off. Returns (data file, undo log).
+fn cut_tail(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = store(dir, os("t.dbfp"), 8, &[]);
+    let mut b = std::fs::read(&data).unwrap();
+    b.truncate(7 * PS + 1000);
+    std::fs::write(&data, b).unwrap();
+    let (code, v) = scan_json(&[os("scan"), os("--repair"), dir.as_os_str()]);
+    assert_eq!(code, 4, "{v}");
+    assert_eq!(v["repairs"][0]["action"], "truncate_tail", "{v}");
+    assert_eq!(std::fs::metadata(&data).unwrap().len(), 7 * PS as u64);
+    (data, PathBuf::from(v["undo_log"].as_str().unwrap()))
+}
+
+/// Case 4. Undo never writes over what the datastore wrote after the repair: the repair cut a
+/// torn tail, then the datastore wrote pages 7 and 8 (the scan is clean). `undo` must write
+/// nothing (exit 8) and say which range changed; `undo --force` is the operator's explicit
+/// choice to write the old bytes anyway.
+#[test]
+fn undo_refuses_ranges_the_datastore_wrote_after_the_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, log) = cut_tail(dir.path());
+    let mut pf = PageFile::open(&data).unwrap();
+    pf.write_page(7, PageType::App(0x100), 9, b"new row")
+        .unwrap();
+    pf.write_page(8, PageType::App(0x100), 9, b"newer row")
+        .unwrap();
+    pf.sync().unwrap();
+    drop(pf);
+    assert_eq!(scan_json(&[os("scan"), dir.path().as_os_str()]).0, 0);
+    let newer = std::fs::read(&data).unwrap();
+    let o = dbfsck(&[os("undo"), log.as_os_str()]);
+    assert_eq!(rc(&o), 8);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("changed since the repair"), "{err}");
+    assert!(err.contains("t.dbfp"), "{err}");
+    assert_eq!(std::fs::read(&data).unwrap(), newer, "undo wrote");
+    let o = dbfsck(&[os("undo"), os("--force"), log.as_os_str()]);
+    assert_eq!(rc(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().len(),
+        7 * PS as u64 + 1000
+    );
+}
+
+/// Case 4, the other half. With the data folder replaced by a symbolic link (to a copy, or to
+/// the very folder moved away), undo writes nothing through it: every path component is
+/// opened without following a link.
+#[test]
+fn undo_never_follows_a_symlinked_data_folder() {
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("db");
+    let (data, log) = cut_tail(&dir);
+    let moved = top.path().join("db.real");
+    std::fs::rename(&dir, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &dir).unwrap();
+    let before = std::fs::read(moved.join("t.dbfp")).unwrap();
+    let o = dbfsck(&[os("undo"), log.as_os_str()]);
+    // The log itself now lies behind the link too: name it by its real path.
+    assert_eq!(rc(&o), 8);
+    let real_log = moved.join(log.strip_prefix(&dir).unwrap());
+    let o = dbfsck(&[os("undo"), real_log.as_os_str()]);
+    assert_eq!(rc(&o), 8);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read(moved.join("t.dbfp")).unwrap(), before);
+    assert!(!data.exists() || data.is_symlink() || std::fs::read(&data).unwrap() == before);
+}
+
+fn nobody() -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let o = Command::new("id").args([flag, "nobody"]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+    };
+    (id("-u"), id("-g"))
+}
+
+fn chown_r(p: &Path, (uid, gid): (u32, u32)) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+    if p.is_dir() && !p.is_symlink() {
+        for e in std::fs::read_dir(p).unwrap() {
+            chown_r(&e.unwrap().path(), (uid, gid));
+        }
+    }
+}
+
+/// Case 3. Undo is no privilege escalation: the datastore's service user (`nobody`) owns the
+/// data directory and pre-creates `.dbfsck` mode 0777; root's repair refuses to keep its undo
+/// log there (exit 8, nothing written). A sealed, well-formed log that `nobody` wrote, naming a
+/// root-owned file, is refused by root's `undo` (not the invoking user's), and so is a log
+/// owned by root that names a file no repair changed (no identity recorded for it).
+#[test]
+fn undo_trusts_only_the_invoking_users_own_log_for_the_files_its_repair_changed() {
+    let root = dbfsck_testkit::is_root()
+        .then_some(())
+        .ok_or_else(|| "needs root to hand the data directory to nobody".to_owned());
+    if !dbfsck_testkit::can_run("the undo privilege test", root) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let top = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = top.path().join("db");
+    let data = store(&dir, os("t.dbfp"), 12, &[2, 4, 6]);
+    zero_pages(&data, &[4]);
+    let dot = dir.join(".dbfsck");
+    std::fs::create_dir(&dot).unwrap();
+    std::fs::set_permissions(&dot, std::fs::Permissions::from_mode(0o777)).unwrap();
+    chown_r(&dir, nobody());
+    let damaged = std::fs::read(&data).unwrap();
+    let (code, v) = scan_json(&[os("scan"), os("--repair"), dir.as_os_str()]);
+    assert_eq!(code & 8, 8, "{v}");
+    assert!(v["errors"].to_string().contains("owned by uid"), "{v}");
+    assert_eq!(std::fs::read(&data).unwrap(), damaged, "a repair wrote");
+
+    // A forged log, as nobody could write it, naming a root-owned file.
+    let victim = top.path().join("victim");
+    std::fs::write(&victim, b"root's file").unwrap();
+    let forged = dot.join("undo-forged.log");
+    {
+        use dbfsck_repair::undo::{UndoEntry, UndoWriter};
+        let mut w = UndoWriter::create(&FsStorage, &forged).unwrap();
+        w.append(&UndoEntry::Bytes {
+            path: victim.canonicalize().unwrap(),
+            offset: 0,
+            data: b"owned!".to_vec(),
+            written: None,
+        })
+        .unwrap();
+        w.seal().unwrap();
+    }
+    std::os::unix::fs::chown(&forged, Some(nobody().0), Some(nobody().1)).unwrap();
+    let o = dbfsck(&[os("undo"), forged.as_os_str()]);
+    assert_eq!(rc(&o), 8);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("owned by uid"), "{err}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"root's file");
+    // The same log owned by root: it names no identity for the file, as no repair's log does.
+    std::os::unix::fs::chown(&forged, Some(0), Some(0)).unwrap();
+    let o = dbfsck(&[os("undo"), forged.as_os_str()]);
+    assert_eq!(rc(&o), 8);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("does not record which file"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"root's file");
+}
+
+/// Case 6. A quarantine directory that is, or contains, a scanned root is refused before
+/// anything happens (exit 16): its marker would hide the data from every later scan. And a
+/// marker planted among data files hides nothing: the folder is still scanned.
+#[test]
+fn a_quarantine_inside_the_data_is_refused_and_a_stray_marker_hides_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q/db");
+    let data = store(&db, os("t.dbfp"), 12, &[]);
+    zero_pages(&data, &[5]);
+    let damaged = std::fs::read(&data).unwrap();
+    for q in [db.clone(), dir.path().join("q")] {
+        let o = dbfsck(&[
+            os("scan"),
+            os("--repair"),
+            os("--quarantine"),
+            q.as_os_str(),
+            db.as_os_str(),
+        ]);
+        assert_eq!(rc(&o), 16, "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("would hide that data"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    assert_eq!(std::fs::read(&data).unwrap(), damaged);
+    assert!(!db.join(dbfsck_core::QUARANTINE_MARKER).exists());
+    // A marker dropped into the data folder by hand: the damage is still found.
+    std::fs::write(db.join(dbfsck_core::QUARANTINE_MARKER), b"x").unwrap();
+    let (code, v) = scan_json(&[os("scan"), dir.path().as_os_str()]);
+    assert_eq!(code, 4, "{v}");
+    assert_eq!(v["findings"][0]["unit"], 5, "{v}");
+}
+
+/// Case 9. SIGINT during a repair stops it at the next safe point — between ranges, after the
+/// undo log is sealed — reports what was done (every action `applied` or `cancelled`, none
+/// half-done), exits with bit 32, and the undo log puts back exactly the bytes before it.
+#[test]
+fn sigint_during_a_repair_stops_between_ranges_and_the_undo_log_is_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for i in 0..4 {
+        let name = format!("t{i}.dbfp");
+        let data = store(dir.path(), os(&name), 3000, &[]);
+        let zeroed: Vec<usize> = (1..3000).step_by(3).collect();
+        zero_pages(&data, &zeroed);
+        files.push(data);
+    }
+    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let log = dir.path().join("undo.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_dbfsck"))
+        .args([
+            os("scan"),
+            os("--repair"),
+            os("--undo-log"),
+            log.as_os_str(),
+        ])
+        .arg(dir.path())
+        .args(["--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the undo log exists, the repair is under way.
+    let started = std::time::Instant::now();
+    while !log.exists() && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    let v = json(&o);
+    let code = rc(&o);
+    assert_eq!(code & 32, 32, "exit {code}: {}", v["summary"]);
+    let repairs = v["repairs"].as_array().unwrap();
+    let count = |r: &str| repairs.iter().filter(|x| x["result"] == r).count();
+    assert!(
+        count("cancelled") > 0,
+        "the repair finished before the signal"
+    );
+    assert_eq!(count("applied") + count("cancelled"), repairs.len(), "{v}");
+    let u = dbfsck(&[os("undo"), log.as_os_str()]);
+    assert_eq!(rc(&u), 0, "{}", String::from_utf8_lossy(&u.stderr));
+    for (f, b) in files.iter().zip(&before) {
+        assert!(
+            std::fs::read(f).unwrap() == *b,
+            "{} differs after undo",
+            f.display()
+        );
+    }
+}

@@ -86,6 +86,7 @@ pub fn options(root: &Path, name: &str) -> RepairOptions {
         undo_log: root.join(".dbfsck").join(name),
         quarantine_dir: root.join(".dbfsck").join("quarantine"),
         force: false,
+        cancel: None,
     }
 }
 
