@@ -329,15 +329,27 @@ impl Scanner {
                 return;
             }
         };
+        // Files are opened by their real path: the root's directories resolved once, here, so
+        // what runs after the scan (repair) opens the same files without following a link.
+        // Reports keep showing the path as given.
         if meta.is_file() {
+            let parent = root
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let real = match (fs::canonicalize(parent), root.file_name()) {
+                (Ok(dir), Some(name)) => dir.join(name),
+                _ => root.to_path_buf(),
+            };
             targets.push(Target {
-                path: root.to_path_buf(),
+                path: real,
                 display,
                 format: self.forced.clone(),
                 explicit: true,
             });
         } else if meta.is_dir() {
-            self.walk_dir(root, targets, report);
+            let real = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+            self.walk_dir(&real, root, targets, report);
         } else {
             report.errors.push(PathError {
                 path: display,
@@ -349,7 +361,15 @@ impl Scanner {
         }
     }
 
-    fn walk_dir(&self, dir: &Path, targets: &mut Vec<Target>, report: &mut Report) {
+    /// Walks directory `dir` (its real path), shown in reports as `shown`.
+    fn walk_dir(&self, dir: &Path, shown: &Path, targets: &mut Vec<Target>, report: &mut Report) {
+        // How a path under `dir` is shown: below `shown`; a path elsewhere (a tablespace a
+        // link file points to) as it is.
+        let s = |p: &Path| match p.strip_prefix(dir) {
+            Ok(rel) if rel.as_os_str().is_empty() => shown.to_string_lossy().into_owned(),
+            Ok(rel) => shown.join(rel).to_string_lossy().into_owned(),
+            Err(_) => p.to_string_lossy().into_owned(),
+        };
         // A directory a format claims (a PostgreSQL data directory, say) is listed by it.
         // A forced format lists the directories it claims; detection asks every format.
         let claimant = match &self.forced {
@@ -359,29 +379,28 @@ impl Scanner {
         {
             if let Some(format) = claimant {
                 if let Some(listing) = format.list_dir(dir) {
-                    let s = |p: PathBuf| p.to_string_lossy().into_owned();
                     targets.extend(listing.files.into_iter().map(|path| Target {
-                        display: s(path.clone()),
+                        display: s(&path),
                         path,
                         format: Some(format.clone()),
                         explicit: false,
                     }));
-                    report.skipped.extend(
-                        listing
-                            .skipped
-                            .into_iter()
-                            .map(|(p, reason)| Skipped { path: s(p), reason }),
-                    );
+                    report
+                        .skipped
+                        .extend(listing.skipped.into_iter().map(|(p, reason)| Skipped {
+                            path: s(&p),
+                            reason,
+                        }));
                     report
                         .errors
                         .extend(listing.errors.into_iter().map(|(p, message)| PathError {
-                            path: s(p),
+                            path: s(&p),
                             message,
                         }));
                     report
                         .warnings
                         .extend(listing.warnings.into_iter().map(|(p, message)| PathError {
-                            path: s(p),
+                            path: s(&p),
                             message,
                         }));
                     return;
@@ -393,7 +412,7 @@ impl Scanner {
             Ok(entries) => entries,
             Err(e) => {
                 report.errors.push(PathError {
-                    path: dir.to_string_lossy().into_owned(),
+                    path: s(dir),
                     message: io_message(&e),
                 });
                 return;
@@ -402,7 +421,8 @@ impl Scanner {
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let path = entry.path();
-            let display = path.to_string_lossy().into_owned();
+            let shown_child = shown.join(entry.file_name());
+            let display = shown_child.to_string_lossy().into_owned();
             let file_type = match entry.file_type() {
                 Ok(t) => t,
                 Err(e) => {
@@ -424,7 +444,7 @@ impl Scanner {
                     reason: DBFSCK_DIR_REASON.into(),
                 });
             } else if file_type.is_dir() {
-                self.walk_dir(&path, targets, report);
+                self.walk_dir(&path, &shown_child, targets, report);
             } else if file_type.is_file() {
                 targets.push(Target {
                     path,

@@ -71,6 +71,15 @@ pub use report::{
 pub use resume::{FileState, ScanState, StateError, STATE_VERSION};
 pub use throttle::{io_priority, set_idle_priority, RateLimiter};
 
+/// `n` bytes in words: "1 byte", "2 bytes".
+pub fn bytes(n: u64) -> String {
+    if n == 1 {
+        "1 byte".to_owned()
+    } else {
+        format!("{n} bytes")
+    }
+}
+
 /// The formats dbfsck knows, in the order detection tries them.
 pub fn builtin_formats() -> Vec<Arc<dyn Format>> {
     vec![

@@ -216,9 +216,9 @@ pub struct Report {
     /// Repair actions, planned or applied, in the order of the findings they address.
     pub repairs: Vec<Repair>,
     /// The undo log a repair wrote.
-    pub undo_log: Option<String>,
+    pub undo_log: Option<std::path::PathBuf>,
     /// The quarantine directory a repair used.
-    pub quarantine_dir: Option<String>,
+    pub quarantine_dir: Option<std::path::PathBuf>,
 }
 
 impl Report {
@@ -304,14 +304,37 @@ impl Report {
             "exit_code": self.exit_code(),
         });
         if let Some(obj) = doc.as_object_mut() {
-            if let Some(u) = &self.undo_log {
-                obj.insert("undo_log".into(), u.as_str().into());
-            }
-            if let Some(q) = &self.quarantine_dir {
-                obj.insert("quarantine_dir".into(), q.as_str().into());
+            self.insert_repair_paths(obj);
+            for (key, files) in [
+                (
+                    "findings",
+                    self.findings.iter().map(|f| &f.file).collect::<Vec<_>>(),
+                ),
+                ("repairs", self.repairs.iter().map(|r| &r.file).collect()),
+            ] {
+                if let Some(list) = obj.get_mut(key).and_then(|v| v.as_array_mut()) {
+                    for (item, file) in list.iter_mut().zip(files) {
+                        if let (Some(o), Some(file)) = (item.as_object_mut(), file) {
+                            insert_path_bytes(o, "path_bytes", file);
+                        }
+                    }
+                }
             }
         }
         doc
+    }
+
+    /// `undo_log` and `quarantine_dir`, each with its `_bytes` twin when not UTF-8.
+    fn insert_repair_paths(&self, obj: &mut serde_json::Map<String, serde_json::Value>) {
+        for (key, path) in [
+            ("undo_log", &self.undo_log),
+            ("quarantine_dir", &self.quarantine_dir),
+        ] {
+            if let Some(p) = path {
+                obj.insert(key.into(), p.to_string_lossy().into());
+                insert_path_bytes(obj, &format!("{key}_bytes"), p);
+            }
+        }
     }
 
     /// The JSON Lines of the output contract, `--output jsonl`: one object per line with a
@@ -337,19 +360,18 @@ impl Report {
             lines.push(typed("warning", w));
         }
         for r in &self.repairs {
-            lines.push(typed("repair", r));
+            let mut line = typed("repair", r);
+            if let (Some(o), Some(file)) = (line.as_object_mut(), &r.file) {
+                insert_path_bytes(o, "path_bytes", file);
+            }
+            lines.push(line);
         }
         let mut summary = typed("summary", &self.summary);
         if let Some(obj) = summary.as_object_mut() {
             obj.insert("schema_version".into(), SCHEMA_VERSION.into());
             obj.insert("tool".into(), tool());
             obj.insert("roots".into(), serde_json::json!(self.roots));
-            if let Some(u) = &self.undo_log {
-                obj.insert("undo_log".into(), u.as_str().into());
-            }
-            if let Some(q) = &self.quarantine_dir {
-                obj.insert("quarantine_dir".into(), q.as_str().into());
-            }
+            self.insert_repair_paths(obj);
             obj.insert("exit_code".into(), self.exit_code().into());
         }
         lines.push(summary);
@@ -367,7 +389,26 @@ pub(crate) fn normalize_file(findings: &mut Vec<Finding>) {
 /// The JSON Lines object of one finding (`"type": "finding"` first), as `--output jsonl`
 /// streams it.
 pub fn finding_json_line(f: &Finding) -> serde_json::Value {
-    typed("finding", f)
+    let mut line = typed("finding", f);
+    if let (Some(o), Some(file)) = (line.as_object_mut(), &f.file) {
+        insert_path_bytes(o, "path_bytes", file);
+    }
+    line
+}
+
+/// JSON strings are Unicode: a path that is not valid UTF-8 also gets `key` with its raw bytes
+/// in base64, so nothing is lost (`docs/output.md`, "Paths that are not UTF-8").
+fn insert_path_bytes(
+    obj: &mut serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    path: &std::path::Path,
+) {
+    use base64::Engine as _;
+    use std::os::unix::ffi::OsStrExt;
+    if path.to_str().is_none() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(path.as_os_str().as_bytes());
+        obj.insert(key.into(), b64.into());
+    }
 }
 
 /// Merges adjacent `io_error` and `truncated` findings of one file that continue each other and

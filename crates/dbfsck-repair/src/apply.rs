@@ -146,7 +146,7 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
             .map(|a| repair_entry(a, RepairResult::Planned, a.detail.clone()))
             .collect();
         if plan.actions.iter().any(|a| !a.action.is_restore()) {
-            report.quarantine_dir = Some(options.quarantine_dir.display().to_string());
+            report.quarantine_dir = Some(options.quarantine_dir.clone());
         }
         return plan;
     }
@@ -264,7 +264,7 @@ impl<S: Storage> Run<'_, S> {
         }
         // 1. Quarantine copies, durable before anything changes.
         if plan.actions.iter().any(|a| !a.action.is_restore()) {
-            self.report.quarantine_dir = Some(self.options.quarantine_dir.display().to_string());
+            self.report.quarantine_dir = Some(self.options.quarantine_dir.clone());
             if let Err(e) = self.quarantine(plan, &originals) {
                 fail_all(
                     self.report,
@@ -281,8 +281,8 @@ impl<S: Storage> Run<'_, S> {
             );
             return;
         }
-        let undo = self.options.undo_log.display().to_string();
-        self.report.undo_log = Some(undo.clone());
+        let undo = crate::shell_word(self.options.undo_log.as_os_str());
+        self.report.undo_log = Some(self.options.undo_log.clone());
 
         // 3. Write; stop at the first failure.
         let mut outcomes: Vec<(State, String)> = Vec::with_capacity(plan.actions.len());
@@ -589,8 +589,13 @@ impl<S: Storage> Run<'_, S> {
         let f = self.storage.open_read(&a.path)?;
         if a.action == RepairAction::TruncateTail {
             let len = f.len()?;
-            return Ok((len != a.offset)
-                .then(|| format!("the file is {len} bytes after cutting it to {}", a.offset)));
+            return Ok((len != a.offset).then(|| {
+                format!(
+                    "the file is {} after cutting it to {}",
+                    dbfsck_core::bytes(len),
+                    a.offset
+                )
+            }));
         }
         if changes_nothing(a) {
             return Ok(None);

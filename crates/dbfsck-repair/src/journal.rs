@@ -82,7 +82,7 @@ pub enum JournalWriteError {
     },
     /// A data file's length is not a whole number of pages.
     #[error(
-        "{path} is {len} bytes, not a whole number of pages; run `dbfsck scan --repair` first"
+        "{path} is {}, not a whole number of pages; run `dbfsck scan --repair` first", dbfsck_core::bytes(*len)
     )]
     PartialPage {
         /// The file.

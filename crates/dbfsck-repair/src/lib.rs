@@ -63,3 +63,36 @@ pub use apply::{repair, RepairOptions};
 pub use journal::{FileHandle, JournalOptions, JournalWriteError, JournaledStore, PageWrite};
 pub use storage::{FsStorage, Storage, StorageFile};
 pub use undo::{undo, UndoError, UndoOutcome};
+
+/// A path as one word for a POSIX-style shell (bash, zsh, ksh; `$'…'` quoting), so a printed
+/// command works whatever bytes the name holds: plain as it is, else single-quoted, else (bytes
+/// that are not printable UTF-8) ANSI-C quoted with `\xNN` escapes.
+pub fn shell_word(s: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = s.as_bytes();
+    if !bytes.is_empty()
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
+    {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !text.chars().any(char::is_control) => {
+            format!("'{}'", text.replace('\'', "'\\''"))
+        }
+        _ => {
+            let mut out = String::from("$'");
+            for &b in bytes {
+                match b {
+                    b'\'' => out.push_str("\\'"),
+                    b'\\' => out.push_str("\\\\"),
+                    0x20..=0x7e => out.push(char::from(b)),
+                    _ => out.push_str(&format!("\\x{b:02x}")),
+                }
+            }
+            out.push('\'');
+            out
+        }
+    }
+}

@@ -561,7 +561,7 @@ fn changed_since_repair<F: StorageFile>(f: &F, e: &UndoEntry) -> io::Result<Opti
             let now = f.len()?;
             let after = after.unwrap_or(*len);
             (now != after && now != *len).then(|| {
-                format!("it is {now} bytes long; the repair left it {after} (it was {len})")
+                format!("it is {} long; the repair left it {after} (it was {len})", dbfsck_core::bytes(now))
             })
         }
         UndoEntry::Bytes {

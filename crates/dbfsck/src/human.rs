@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use dbfsck_core::{exit, Finding, FindingKind, RepairResult, Report};
 use dbfsck_repair::plan::Plan;
+use dbfsck_repair::shell_word;
 
 /// Colour only on a terminal, and never when `NO_COLOR` is set (no-color.org).
 pub fn use_color() -> bool {
@@ -82,7 +83,7 @@ pub fn render(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::R
         start = end;
     }
     if let Some(plan) = ctx.plan {
-        render_repairs(out, report, plan, &style)?;
+        render_repairs(out, report, plan, ctx.dry_run, &style)?;
     }
     if !report.errors.is_empty() {
         writeln!(out, "{}", style.paint("1;31", "errors"))?;
@@ -178,7 +179,7 @@ fn next_step(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::Re
     let paths: Vec<String> = ctx
         .paths
         .iter()
-        .map(|p| shell_word(&p.to_string_lossy()))
+        .map(|p| shell_word(p.as_os_str()))
         .collect();
     let paths = paths.join(" ");
     let damage = report.findings.iter().any(|f| f.kind.is_damage());
@@ -194,33 +195,20 @@ fn next_step(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::Re
         writeln!(
             out,
             "undo: `dbfsck undo {}` restores every byte this repair changed",
-            shell_word(log)
+            shell_word(log.as_os_str())
         )?;
     }
     Ok(())
-}
-
-fn shell_word(s: &str) -> String {
-    if s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 fn render_repairs(
     out: &mut impl Write,
     report: &Report,
     plan: &Plan,
+    dry_run: bool,
     style: &Style,
 ) -> io::Result<()> {
-    let title = if report
-        .repairs
-        .iter()
-        .all(|r| r.result == RepairResult::Planned)
-    {
+    let title = if dry_run {
         "repair plan (dry run: nothing changed)"
     } else {
         "repairs"
@@ -264,7 +252,8 @@ fn render_repairs(
         if report.repairs.iter().any(|r| !r.action.is_restore()) {
             writeln!(
                 out,
-                "  quarantine: {q} (manifest.jsonl lists every range cut out)"
+                "  quarantine: {} (manifest.jsonl lists every range cut out)",
+                q.display()
             )?;
         }
     }

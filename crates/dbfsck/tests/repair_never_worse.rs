@@ -476,3 +476,78 @@ fn sigint_during_a_repair_stops_between_ranges_and_the_undo_log_is_whole() {
         );
     }
 }
+
+/// Case 10. A root whose name is not UTF-8: the printed undo command works as printed (the
+/// bytes shell-quoted), and the JSON keeps every path lossless (`*_bytes`: raw bytes, base64).
+#[test]
+fn the_undo_command_for_a_non_utf8_root_works_as_printed() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join(OsStr::from_bytes(b"db\xff 'x'"));
+    let data = store(&db, os("t.dbfp"), 12, &[2, 4, 6]);
+    zero_pages(&data, &[4]);
+    let damaged = std::fs::read(&data).unwrap();
+    let o = dbfsck(&[os("scan"), os("--repair"), db.as_os_str()]);
+    assert_eq!(rc(&o), 1);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("undo: `"))
+        .expect(&text);
+    let cmd = line.split('`').nth(1).unwrap();
+    let cmd = cmd.replacen("dbfsck", env!("CARGO_BIN_EXE_dbfsck"), 1);
+    let st = Command::new("bash").args(["-c", &cmd]).output().unwrap();
+    assert!(
+        st.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&data).unwrap(),
+        damaged,
+        "the printed undo did not undo"
+    );
+
+    let (code, v) = scan_json(&[os("scan"), os("--repair"), db.as_os_str()]);
+    assert_eq!(code, 1, "{v}");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let log = b64.decode(v["undo_log_bytes"].as_str().unwrap()).unwrap();
+    assert!(Path::new(OsStr::from_bytes(&log)).is_file(), "{v}");
+    let file = b64
+        .decode(v["findings"][0]["path_bytes"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        std::fs::canonicalize(OsStr::from_bytes(&file)).unwrap(),
+        std::fs::canonicalize(&data).unwrap()
+    );
+    assert!(v["repairs"][0]["path_bytes"].is_string(), "{v}");
+}
+
+/// Case 12. Messages say what happened: a real repair with nothing to do does not call itself
+/// a dry run; a root that is a symbolic link is refused with a sentence, not a raw ELOOP; a
+/// one-byte file is "1 byte".
+#[test]
+fn repair_messages_say_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = store(dir.path(), os("t.dbfp"), 12, &[2, 4, 6]);
+    let o = dbfsck(&[os("scan"), os("--repair"), dir.path().as_os_str()]);
+    assert_eq!(rc(&o), 0);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.contains("dry run"), "{text}");
+    assert!(text.contains("nothing to do"), "{text}");
+
+    zero_pages(&data, &[4]);
+    let link = dir.path().join("link.dbfp");
+    std::os::unix::fs::symlink(&data, &link).unwrap();
+    let (code, v) = scan_json(&[os("scan"), os("--repair"), link.as_os_str()]);
+    assert_eq!(code & 8, 8, "{v}");
+    let errors = v["errors"].to_string();
+    assert!(errors.contains("symbolic link"), "{errors}");
+    assert!(!errors.contains("os error 40"), "{errors}");
+
+    let tiny = dir.path().join("tiny.dbfp");
+    std::fs::write(&tiny, b"D").unwrap();
+    let (_, v) = scan_json(&[os("scan"), os("--format"), os("native"), tiny.as_os_str()]);
+    let detail = v["findings"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("1 byte,"), "{detail}");
+}

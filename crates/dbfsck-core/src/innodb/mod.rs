@@ -55,7 +55,7 @@ pub struct SpaceParams {
 #[non_exhaustive]
 pub enum SpaceError {
     /// The file is shorter than one page.
-    #[error("the file is {0} bytes long, shorter than any InnoDB page")]
+    #[error("the file is {} long, shorter than any InnoDB page", crate::bytes(*.0))]
     TooShort(u64),
     /// Page 0 is all zero and no other page verifies under any format.
     #[error("page 0 is all zero and no page verifies under any InnoDB format")]
@@ -490,10 +490,18 @@ impl Format for InnodbFormat {
                     FindingKind::PartialPage,
                     whole * ps,
                     rest,
-                    format!("the file ends {rest} bytes into page {whole}; InnoDB reads whole {ps}-byte pages"),
+                    format!(
+                        "the file ends {} into page {whole}; InnoDB reads whole {ps}-byte pages",
+                        crate::bytes(rest)
+                    ),
                 )
                 .unit(whole)
-                .owner(path::owner(path, Some(params.space_id), params.first_page + whole, None)),
+                .owner(path::owner(
+                    path,
+                    Some(params.space_id),
+                    params.first_page + whole,
+                    None,
+                )),
             );
         }
         let mut notes = Vec::new();

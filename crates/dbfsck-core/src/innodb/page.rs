@@ -210,8 +210,8 @@ pub fn judge_page(page: &[u8], fmt: &SpaceFormat, space_id: u32, page_no: u64) -
         return fail(
             FindingKind::PartialPage,
             format!(
-                "{} bytes where a {}-byte page is expected",
-                page.len(),
+                "{} where a {}-byte page is expected",
+                crate::bytes(page.len() as u64),
                 fmt.physical_size
             ),
             None,

@@ -19,7 +19,7 @@ pub struct FileHeader {
 #[non_exhaustive]
 pub enum HeaderError {
     /// Fewer bytes than the header fields need.
-    #[error("the file is {len} bytes, too short to hold a header page")]
+    #[error("the file is {}, too short to hold a header page", crate::bytes(*len as u64))]
     TooShort {
         /// Bytes available.
         len: usize,
@@ -43,7 +43,7 @@ pub enum HeaderError {
     #[error("the header names checksum algorithm {0}, which is neither 1 (crc32) nor 2 (xxh3)")]
     BadChecksumAlgo(u8),
     /// The file ends inside the header page.
-    #[error("the file is {len} bytes, shorter than its {page_size}-byte header page")]
+    #[error("the file is {}, shorter than its {page_size}-byte header page", crate::bytes(*len as u64))]
     PartialHeaderPage {
         /// Bytes available.
         len: usize,

@@ -168,7 +168,10 @@ impl Format for NativeFormat {
                     FindingKind::PartialPage,
                     whole * ps,
                     rest,
-                    format!("the file ends {rest} bytes into page {whole} ({ps}-byte pages)"),
+                    format!(
+                        "the file ends {} into page {whole} ({ps}-byte pages)",
+                        crate::bytes(rest)
+                    ),
                 )
                 .unit(whole),
             );

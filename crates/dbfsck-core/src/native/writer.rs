@@ -57,7 +57,7 @@ pub enum WriteError {
     #[error("not a valid native page file: {0}")]
     BadHeader(#[from] HeaderError),
     /// The file length is not a whole number of pages.
-    #[error("the file is {len} bytes, not a whole number of {page_size}-byte pages")]
+    #[error("the file is {}, not a whole number of {page_size}-byte pages", crate::bytes(*len))]
     PartialPage {
         /// File length.
         len: u64,

@@ -197,7 +197,7 @@ impl Format for PostgresFormat {
                     FindingKind::PartialPage,
                     whole * blcksz,
                     rest,
-                    format!("the file ends {rest} bytes into block {whole}; PostgreSQL reads whole {blcksz}-byte blocks"),
+                    format!("the file ends {} into block {whole}; PostgreSQL reads whole {blcksz}-byte blocks", crate::bytes(rest)),
                 )
                 .unit(whole)
                 .owner(owner(whole)),
