@@ -87,7 +87,7 @@ pub struct JournalHeader {
 #[non_exhaustive]
 pub enum JournalError {
     /// The file is shorter than the journal header.
-    #[error("the journal is {}, shorter than its {JOURNAL_HEADER_LEN}-byte header", crate::bytes(*len as u64))]
+    #[error("the journal is {}, shorter than its {JOURNAL_HEADER_LEN}-byte header", crate::bytes(*len))]
     TooShort {
         /// File length.
         len: u64,
