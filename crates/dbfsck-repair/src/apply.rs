@@ -139,6 +139,37 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
             message: message.clone(),
         });
     }
+    // A plan that would replace most of a file with markers says more about how the file was
+    // judged (a foreign header, a wrong identity) than about its pages: refused unless forced.
+    let sweeping = sweeping_files(&plan, storage);
+    for (path, cut, pages) in &sweeping {
+        let message = format!(
+            "the plan would replace {cut} of this file's {pages} pages with quarantine markers; a repair that replaces most of a file is refused (nothing is written) unless --force: check the file's identity first (`dbfsck inspect`)"
+        );
+        let entry = PathError {
+            path: path.display().to_string(),
+            message,
+        };
+        if options.force || options.dry_run {
+            report.warnings.push(entry);
+        } else {
+            report.errors.push(entry);
+        }
+    }
+    if !options.dry_run && !options.force && !sweeping.is_empty() {
+        report.repairs = plan
+            .actions
+            .iter()
+            .map(|a| {
+                repair_entry(
+                    a,
+                    RepairResult::Failed,
+                    "not applied: the plan would replace most of a file (see the errors); nothing was changed".into(),
+                )
+            })
+            .collect();
+        return plan;
+    }
     if options.dry_run || plan.actions.is_empty() {
         report.repairs = plan
             .actions
@@ -183,6 +214,31 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
     };
     run.apply(&plan);
     plan
+}
+
+/// The files of which the plan would replace more than half the pages with quarantine markers
+/// (or cut off): (path, pages replaced, pages in the file).
+fn sweeping_files<S: Storage>(plan: &Plan, storage: &S) -> Vec<(PathBuf, u64, u64)> {
+    let mut per_file: BTreeMap<&Path, (u64, usize)> = BTreeMap::new();
+    for a in &plan.actions {
+        let replaces = matches!(a.spec, PageSpec::Native(_))
+            && matches!(
+                a.action,
+                RepairAction::Quarantine | RepairAction::TruncateTail
+            );
+        if replaces {
+            let e = per_file.entry(&a.path).or_insert((0, a.spec.page_size()));
+            e.0 += 1;
+        }
+    }
+    per_file
+        .into_iter()
+        .filter_map(|(path, (cut, ps))| {
+            let len = storage.open_read(path).and_then(|f| f.len()).ok()?;
+            let pages = len.div_ceil(ps as u64);
+            (2 * cut > pages).then(|| (path.to_path_buf(), cut, pages))
+        })
+        .collect()
 }
 
 /// Resolves every scanned file's directory once, now (`Storage::resolve`), so the repair opens

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use dbfsck_core::innodb::{self, InnodbFormat, PageVerdict as InnodbVerdict, Slot, SpaceParams};
 use dbfsck_core::native::journal::{looks_like_journal, read_journal, JournalImage};
 use dbfsck_core::native::layout::{
-    FILE_ID_OFF, LSN_OFF, MAGIC_OFF, MAX_PAGE_SIZE, PAGE_HEADER_LEN, PAGE_MAGIC, PAGE_NO_OFF,
+    FILE_ID_OFF, LSN_OFF, MAGIC_OFF, PAGE_HEADER_LEN, PAGE_MAGIC, PAGE_NO_OFF,
 };
 use dbfsck_core::native::{
-    parse_header, probe_params, verify_page, FileParams, MismatchCause, NativeFormat, PageVerdict,
+    identify, verify_page, FileParams, MismatchCause, NativeFormat, PageVerdict,
 };
 use dbfsck_core::{Finding, FindingKind, RepairAction, Report};
 
@@ -410,6 +410,13 @@ fn plan_page<S: Storage>(
             format!("{why}: the torn trailing piece is copied to the quarantine and cut off"),
         ));
     }
+    // A page that verifies on its own is a whole page of somewhere: never replaced by a marker
+    // (when the file's identity is in doubt, it may be this file's data that is misjudged).
+    if let Some(PageVerdict::Misdirected { file_id, page_no }) = verdict {
+        return Ok(Decision::Leave(format!(
+            "{why}; the page verifies on its own (page {page_no} of file id 0x{file_id:016x}), so it is left as it is; restore this page from a backup"
+        )));
+    }
     Ok(Decision::Act(
         RepairAction::Quarantine,
         None,
@@ -663,13 +670,21 @@ impl InnodbPlanner {
     }
 }
 
-/// The parameters of a native file: from its header page, or recovered from the pages that
-/// follow a damaged one.
+/// The parameters of a native file, decided as the scan decides them (`native::identify`): its
+/// header's, unless its pages by majority belong to another identity, or recovered from its
+/// pages when the header is damaged.
 pub(crate) fn file_params<S: Storage>(storage: &S, path: &Path) -> Result<FileParams, String> {
-    let head = read_head(storage, path, 9 * MAX_PAGE_SIZE).map_err(|e| e.to_string())?;
-    match parse_header(&head) {
-        Ok(h) => Ok(h.params),
-        Err(e) => probe_params(&head).ok_or_else(|| e.to_string()),
+    let file = storage.open_read(path).map_err(|e| e.to_string())?;
+    let len = file.len().map_err(|e| e.to_string())?;
+    let source = StorageSource { file: &file, len };
+    let mut head = vec![0u8; len.min(dbfsck_core::Probe::HEAD_LEN as u64) as usize];
+    let n = file.read_full_at(&mut head, 0).map_err(|e| e.to_string())?;
+    head.truncate(n);
+    let id = identify(&source, &head).map_err(|e| e.to_string())?;
+    match (id.params, id.header) {
+        (Some(p), _) => Ok(p),
+        (None, Err(e)) => Err(e.to_string()),
+        (None, Ok(h)) => Ok(h),
     }
 }
 

@@ -551,3 +551,130 @@ fn repair_messages_say_what_happened() {
     let detail = v["findings"][0]["detail"].as_str().unwrap();
     assert!(detail.contains("1 byte,"), "{detail}");
 }
+
+/// A second native file (file id 7, 8 pages), whose pages 0–1 are copied over the first two
+/// pages of `victim`, as a `dd` to the wrong file would.
+fn foreign_header_over(victim: &Path, dir: &Path) {
+    let other = dir.join("other.dbfp");
+    let opts = CreateOptions {
+        page_size: PS,
+        checksum: ChecksumAlgo::Crc32,
+        file_id: Some(7),
+    };
+    let mut pf = PageFile::create(&other, opts).unwrap();
+    for p in 1..8 {
+        pf.write_page(p, PageType::App(0x100), 1, b"other").unwrap();
+    }
+    pf.sync().unwrap();
+    drop(pf);
+    let foreign = std::fs::read(&other).unwrap();
+    std::fs::remove_file(&other).unwrap();
+    let mut b = std::fs::read(victim).unwrap();
+    b[..2 * PS].copy_from_slice(&foreign[..2 * PS]);
+    std::fs::write(victim, b).unwrap();
+}
+
+/// Case 2. A file's identity is what most of its verifying pages say: with pages 0–1 of
+/// another file copied over a 64-page file, the damage is pages 0 and 1 (not the 62 healthy
+/// pages the foreign header disowns), and the repair replaces no page that verifies on its own.
+/// With page 0 destroyed and page 1 foreign, the 62 pages outvote the one.
+#[test]
+fn a_foreign_header_is_the_damage_not_the_pages_it_disowns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = store(dir.path(), os("t.dbfp"), 64, &[]);
+    foreign_header_over(&data, dir.path());
+    let copied = std::fs::read(&data).unwrap();
+    let (code, v) = scan_json(&[os("scan"), data.as_os_str()]);
+    assert_eq!(code, 4, "{v}");
+    let units: Vec<(u64, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["unit"].as_u64().unwrap(),
+                f["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        units,
+        [
+            (0, "misdirected_write".to_owned()),
+            (1, "misdirected_write".to_owned())
+        ],
+        "{v}"
+    );
+    assert!(v["findings"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("header page of another file"));
+    let (code, v) = scan_json(&[os("scan"), os("--repair"), data.as_os_str()]);
+    assert_eq!(code, 4, "{v}");
+    assert!(v["repairs"].as_array().unwrap().is_empty(), "{v}");
+    assert_eq!(std::fs::read(&data).unwrap(), copied, "a page was replaced");
+
+    // Page 0 destroyed, page 1 foreign: the probe follows the 62, not the first voter.
+    let mut b = copied.clone();
+    b[..PS].fill(0xa5);
+    std::fs::write(&data, &b).unwrap();
+    let (_, v) = scan_json(&[os("scan"), data.as_os_str()]);
+    let units: Vec<(u64, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["unit"].as_u64().unwrap(),
+                f["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        units,
+        [
+            (0, "bad_header".to_owned()),
+            (1, "misdirected_write".to_owned())
+        ],
+        "{v}"
+    );
+    assert_eq!(
+        v["findings"][1]["owner"]["file_id"], "0x0000000000000003",
+        "{v}"
+    );
+}
+
+/// Case 2, the guard. A plan that would replace most of a file with quarantine markers is
+/// refused (exit 8, nothing written) unless `--force`, which applies it.
+#[test]
+fn a_plan_that_replaces_most_of_a_file_is_refused_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = store(dir.path(), os("t.dbfp"), 16, &[]);
+    zero_pages(&data, &(3..16).collect::<Vec<_>>());
+    let damaged = std::fs::read(&data).unwrap();
+    let (code, v) = scan_json(&[os("scan"), os("--repair"), dir.path().as_os_str()]);
+    assert_eq!(code, 12, "{v}");
+    assert!(
+        v["errors"].to_string().contains("replaces most of a file"),
+        "{v}"
+    );
+    assert_eq!(
+        std::fs::read(&data).unwrap(),
+        damaged,
+        "a refused plan wrote"
+    );
+    assert!(v.get("undo_log").is_none(), "{v}");
+    let (code, v) = scan_json(&[
+        os("scan"),
+        os("--repair"),
+        os("--force"),
+        dir.path().as_os_str(),
+    ]);
+    assert_eq!(code, 4, "{v}");
+    assert_eq!(v["repairs"].as_array().unwrap().len(), 13, "{v}");
+    assert!(v["repairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["result"] == "applied"));
+}

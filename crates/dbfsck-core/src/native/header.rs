@@ -4,6 +4,7 @@
 use super::checksum::ChecksumAlgo;
 use super::layout::*;
 use super::page::{le_u32, le_u64, verify_page, FileParams, PageType, PageVerdict};
+use crate::format::FileSource;
 
 /// The decoded header page of a native file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,47 +128,167 @@ pub fn parse_header(head: &[u8]) -> Result<FileHeader, HeaderError> {
 }
 
 /// Recovers a file's parameters from the pages after a damaged header: for each page size and
-/// algorithm, counts the pages in `head` (page 1 onwards) that verify at their own position, and
-/// picks the combination with the most. The file id is the one those pages carry.
+/// algorithm, counts the pages in `head` (page 1 onwards) that verify at their own position
+/// with the file id they carry, and picks the identity with the most.
 pub fn probe_params(head: &[u8]) -> Option<FileParams> {
-    let mut best: Option<(usize, FileParams)> = None;
+    let votes = identity_votes(&[(0, head)]);
+    best_vote(&votes).map(|(p, _)| p)
+}
+
+/// How many pages (page 1 onwards) in `windows` (byte offset in the file, bytes) verify on their
+/// own checksum at their own position, per identity (page size, algorithm, file id). A page is
+/// read at each page size whose magic and page number fit, so the cost is about one checksum
+/// per real page.
+pub fn identity_votes(windows: &[(u64, &[u8])]) -> Vec<(FileParams, usize)> {
+    let mut votes: Vec<(FileParams, usize)> = Vec::new();
     let mut page_size = MIN_PAGE_SIZE;
     while page_size <= MAX_PAGE_SIZE {
-        for algo in [ChecksumAlgo::Crc32, ChecksumAlgo::Xxh3] {
-            let mut votes = 0usize;
-            let mut file_id = None;
-            for (i, page) in head.chunks_exact(page_size).enumerate().skip(1) {
-                let Some(id) = le_u64(page, FILE_ID_OFF) else {
+        for &(offset, bytes) in windows {
+            // The first page boundary inside the window.
+            let skip = (page_size as u64 - offset % page_size as u64) % page_size as u64;
+            let Some(aligned) = bytes.get(skip as usize..) else {
+                continue;
+            };
+            let first = (offset + skip) / page_size as u64;
+            for (i, page) in aligned.chunks_exact(page_size).enumerate() {
+                let page_no = first + i as u64;
+                if page_no == 0
+                    || page.get(MAGIC_OFF..MAGIC_OFF + 4) != Some(&PAGE_MAGIC[..])
+                    || le_u64(page, PAGE_NO_OFF) != Some(page_no)
+                {
+                    continue;
+                }
+                let Some(file_id) = le_u64(page, FILE_ID_OFF) else {
                     continue;
                 };
-                let params = FileParams {
-                    page_size,
-                    algo,
-                    file_id: id,
-                };
-                if let PageVerdict::Ok { .. } | PageVerdict::Quarantined { .. } =
-                    verify_page(page, &params, i as u64)
-                {
-                    votes += 1;
-                    file_id.get_or_insert(id);
-                }
-            }
-            if let Some(file_id) = file_id {
-                if best.as_ref().is_none_or(|(v, _)| votes > *v) {
-                    best = Some((
-                        votes,
-                        FileParams {
-                            page_size,
-                            algo,
-                            file_id,
-                        },
-                    ));
+                for algo in [ChecksumAlgo::Crc32, ChecksumAlgo::Xxh3] {
+                    let params = FileParams {
+                        page_size,
+                        algo,
+                        file_id,
+                    };
+                    if let PageVerdict::Ok { .. } | PageVerdict::Quarantined { .. } =
+                        verify_page(page, &params, page_no)
+                    {
+                        match votes.iter_mut().find(|(p, _)| *p == params) {
+                            Some((_, n)) => *n += 1,
+                            None => votes.push((params, 1)),
+                        }
+                        break;
+                    }
                 }
             }
         }
         page_size *= 2;
     }
-    best.map(|(_, p)| p)
+    votes
+}
+
+/// The identity with the most votes (the first met on a tie: smaller pages, crc32 first).
+fn best_vote(votes: &[(FileParams, usize)]) -> Option<(FileParams, usize)> {
+    votes
+        .iter()
+        .fold(None::<(FileParams, usize)>, |best, &(p, n)| match best {
+            Some((_, b)) if b >= n => best,
+            _ => Some((p, n)),
+        })
+}
+
+/// Sample windows of a file beyond its head: up to this many, spread evenly.
+const SAMPLE_WINDOWS: u64 = 16;
+
+/// A file's identity as its pages tell it: the header's parameters are trusted only when the
+/// pages that verify on their own do not, by majority, belong to another identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The parameters to judge the pages with, when any are known.
+    pub params: Option<FileParams>,
+    /// The header page's verdict.
+    pub header: Result<FileParams, HeaderError>,
+    /// When the header verifies but the pages disagree with it: how many sampled pages belong
+    /// to `params`, and how many to the header's identity (the header page itself included).
+    pub outvoted: Option<(usize, usize)>,
+}
+
+/// Decides a file's identity from its header page and its pages: `head` is the file's first
+/// bytes (at least the header page when the file has one); up to 16 more 64 KiB windows are
+/// read through `source` when the cheap look at the head (page numbers and file ids, no
+/// checksum) does not already agree with the header.
+pub fn identify(source: &dyn FileSource, head: &[u8]) -> std::io::Result<Identity> {
+    let header = parse_header(head).map(|h| h.params);
+    if let Ok(h) = header {
+        if agrees_cheaply(head, &h) {
+            return Ok(Identity {
+                params: Some(h),
+                header,
+                outvoted: None,
+            });
+        }
+    }
+    // Windows beyond the head, 64 KiB each, spread evenly over the rest of the file.
+    let w = MAX_PAGE_SIZE as u64;
+    let len = source.len();
+    let first = (head.len() as u64).div_ceil(w) * w;
+    let mut owned: Vec<(u64, Vec<u8>)> = Vec::new();
+    if len > first {
+        let step = (len - first) / SAMPLE_WINDOWS;
+        for k in 0..SAMPLE_WINDOWS {
+            let at = first + step * k / w * w;
+            if owned.last().is_some_and(|(o, _)| *o == at) {
+                continue;
+            }
+            let mut buf = vec![0u8; (len - at).min(w) as usize];
+            let n = source.read_full_at(at, &mut buf)?;
+            buf.truncate(n);
+            owned.push((at, buf));
+        }
+    }
+    let mut windows: Vec<(u64, &[u8])> = vec![(0, head)];
+    windows.extend(owned.iter().map(|(o, b)| (*o, b.as_slice())));
+    let votes = identity_votes(&windows);
+    let best = best_vote(&votes);
+    Ok(match header {
+        Ok(h) => {
+            // The header page is one vote for its own identity.
+            let own = votes.iter().find(|(p, _)| *p == h).map_or(0, |v| v.1) + 1;
+            match best {
+                Some((p, n)) if p != h && n > own => Identity {
+                    params: Some(p),
+                    header,
+                    outvoted: Some((n, own)),
+                },
+                _ => Identity {
+                    params: Some(h),
+                    header,
+                    outvoted: None,
+                },
+            }
+        }
+        Err(_) => Identity {
+            params: best.map(|(p, _)| p),
+            header,
+            outvoted: None,
+        },
+    })
+}
+
+/// Whether the pages in `head` agree with the header's identity without computing a checksum:
+/// at the header's page size, at least half of the page slots after the header hold a page
+/// with its own page number, and no more of those carry another file id than this one.
+fn agrees_cheaply(head: &[u8], h: &FileParams) -> bool {
+    let (mut slots, mut numbered, mut other) = (0usize, 0usize, 0usize);
+    for (i, page) in head.chunks_exact(h.page_size).enumerate().skip(1) {
+        slots += 1;
+        if page.get(MAGIC_OFF..MAGIC_OFF + 4) == Some(&PAGE_MAGIC[..])
+            && le_u64(page, PAGE_NO_OFF) == Some(i as u64)
+        {
+            numbered += 1;
+            if le_u64(page, FILE_ID_OFF) != Some(h.file_id) {
+                other += 1;
+            }
+        }
+    }
+    slots == 0 || (2 * numbered >= slots && 2 * other <= numbered)
 }
 
 /// Whether `head` starts like a native file whose header may be damaged: some page after the

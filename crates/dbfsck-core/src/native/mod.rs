@@ -18,7 +18,10 @@ use std::borrow::Cow;
 use std::path::Path;
 
 pub use checksum::{ChecksumAlgo, UnknownChecksum};
-pub use header::{looks_like_pages, parse_header, probe_params, FileHeader, HeaderError};
+pub use header::{
+    identify, identity_votes, looks_like_pages, parse_header, probe_params, FileHeader,
+    HeaderError, Identity,
+};
 pub use page::{
     decode_meta, encode_page, verify_page, EncodeError, FileParams, MismatchCause, PageMeta,
     PageType, PageVerdict,
@@ -27,10 +30,6 @@ pub use writer::{header_page, random_file_id, CreateOptions, PageFile, ReadPageE
 
 use crate::finding::{Finding, FindingKind, Owner};
 use crate::format::{Chunk, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck};
-
-/// How many leading bytes the recovery of a damaged header looks at: eight 64 KiB pages after
-/// the header page.
-const PROBE_LEN: u64 = 9 * layout::MAX_PAGE_SIZE as u64;
 
 /// The native format, for [`Scanner`](crate::Scanner) and `--format native`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -83,7 +82,7 @@ impl Format for NativeFormat {
         }
         // The engine usually has the head already: borrow it rather than read it again.
         let want = len.min(Probe::HEAD_LEN as u64) as usize;
-        let mut head: Cow<'_, [u8]> = match source.cached_head().get(..want) {
+        let head: Cow<'_, [u8]> = match source.cached_head().get(..want) {
             Some(cached) => Cow::Borrowed(cached),
             None => {
                 let mut buf = vec![0u8; want];
@@ -98,20 +97,35 @@ impl Format for NativeFormat {
 
         let mut findings = Vec::new();
         let mut units = 0;
-        let params = match parse_header(&head) {
-            Ok(h) => {
+        // The identity the pages themselves vote for: a header that verifies but belongs to
+        // another file (copied over this one's) is the damage, not the pages it disowns.
+        let identity = header::identify(source, &head)?;
+        let params = match (identity.header, identity.params, identity.outvoted) {
+            (Ok(h), Some(p), None) if h == p => {
                 units = 1;
-                h.params
+                p
             }
-            Err(err) => {
-                // Recovery looks further than detection did: up to eight of the largest pages.
-                if len > head.len() as u64 {
-                    let mut more = vec![0u8; len.min(PROBE_LEN) as usize];
-                    let n = source.read_full_at(0, &mut more)?;
-                    more.truncate(n);
-                    head = Cow::Owned(more);
-                }
-                let recovered = probe_params(&head);
+            (Ok(h), Some(p), Some((theirs, ours))) => {
+                units = 1;
+                findings.push(
+                    Finding::new(
+                        FindingKind::MisdirectedWrite,
+                        0,
+                        len.min(h.page_size as u64),
+                        format!(
+                            "a valid header page of another file (file id 0x{:016x}, {}-byte {} pages): {theirs} of the pages sampled verify as file id 0x{:016x} ({}-byte {} pages), {ours} as the header's; the file is judged by its pages",
+                            h.file_id, h.page_size, h.algo, p.file_id, p.page_size, p.algo
+                        ),
+                    )
+                    .unit(0),
+                );
+                p
+            }
+            (Ok(h), _, _) => {
+                units = 1;
+                h
+            }
+            (Err(err), recovered, _) => {
                 let ps = recovered.map_or(layout::MIN_PAGE_SIZE as u64, |p| p.page_size as u64);
                 let (kind, length) = match err {
                     // The file ends inside its header page: all of it is the partial page.
@@ -143,8 +157,8 @@ impl Format for NativeFormat {
                     None => {
                         if len > length {
                             f.detail.push_str(&format!(
-                                "; the other {} bytes of the file could not be checked",
-                                len - length
+                                "; the other {} of the file could not be checked",
+                                crate::bytes(len - length)
                             ));
                         }
                         findings.push(f);
