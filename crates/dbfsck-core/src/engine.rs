@@ -341,6 +341,7 @@ impl Scanner {
                 (Ok(dir), Some(name)) => dir.join(name),
                 _ => root.to_path_buf(),
             };
+            report.root_paths.push(real.clone());
             targets.push(Target {
                 path: real,
                 display,
@@ -349,6 +350,7 @@ impl Scanner {
             });
         } else if meta.is_dir() {
             let real = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+            report.root_paths.push(real.clone());
             self.walk_dir(&real, root, targets, report);
         } else {
             report.errors.push(PathError {

@@ -213,6 +213,9 @@ pub struct Report {
     pub scan_state: crate::resume::ScanState,
     /// Every file a format checked, sorted by path (not part of the printed report).
     pub files: Vec<ScannedFile>,
+    /// The roots as opened: their real paths, directories resolved (not printed). A repair
+    /// writes only files under them.
+    pub root_paths: Vec<std::path::PathBuf>,
     /// Repair actions, planned or applied, in the order of the findings they address.
     pub repairs: Vec<Repair>,
     /// The undo log a repair wrote.
@@ -222,6 +225,11 @@ pub struct Report {
 }
 
 impl Report {
+    /// Whether `path` is one of the roots as opened, or lies under one.
+    pub fn under_roots(&self, path: &std::path::Path) -> bool {
+        self.root_paths.iter().any(|r| path.starts_with(r))
+    }
+
     /// The scanned file a finding is about, found by its real path (never by the lossy
     /// display string).
     pub fn scanned_file(&self, finding: &Finding) -> Option<&ScannedFile> {

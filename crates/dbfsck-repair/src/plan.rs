@@ -249,6 +249,18 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
             continue;
         }
         let mut leave = |reason: String| left.push(Left { finding: i, reason });
+        // A file the scan reached outside its roots (through an InnoDB .isl link, say) is
+        // reported, never written: the operator named what may be repaired.
+        if let Some(file) = report
+            .scanned_file(finding)
+            .filter(|f| !report.root_paths.is_empty() && !report.under_roots(&f.path))
+        {
+            leave(format!(
+                "{} lies outside the scanned paths, so it is not repaired; scan its own directory to repair it",
+                file.path.display()
+            ));
+            continue;
+        }
         if finding.kind == FindingKind::Quarantined {
             leave("a quarantine marker from an earlier repair: this page's data is lost; restore it from a backup".into());
             continue;

@@ -678,3 +678,97 @@ fn a_plan_that_replaces_most_of_a_file_is_refused_unless_forced() {
         .iter()
         .all(|r| r["result"] == "applied"));
 }
+
+/// A data directory for the InnoDB cases: `ibdata1` (full_crc32, no doublewrite slot filled)
+/// and nothing else; returns its path.
+fn innodb_datadir(top: &Path) -> PathBuf {
+    use dbfsck_core::innodb::{stamp_page, SpaceFormat};
+    const IPS: usize = 16384;
+    let data = top.join("data");
+    std::fs::create_dir_all(data.join("shop")).unwrap();
+    let fmt = SpaceFormat::from_flags(0x15).unwrap();
+    let mut sys = vec![0u8; 192 * IPS];
+    {
+        let p0 = &mut sys[..IPS];
+        p0[24..26].copy_from_slice(&8u16.to_be_bytes());
+        p0[54..58].copy_from_slice(&0x15u32.to_be_bytes());
+        p0[16..24].copy_from_slice(&1000u64.to_be_bytes());
+        stamp_page(p0, &fmt);
+    }
+    {
+        let p5 = &mut sys[5 * IPS..6 * IPS];
+        p5[4..8].copy_from_slice(&5u32.to_be_bytes());
+        p5[24..26].copy_from_slice(&7u16.to_be_bytes());
+        p5[16..24].copy_from_slice(&1000u64.to_be_bytes());
+        let h = IPS - 200;
+        for (i, v) in [536_853_855u32, 64, 128, 536_853_855, 64, 128]
+            .iter()
+            .enumerate()
+        {
+            p5[h + 10 + 4 * i..h + 14 + 4 * i].copy_from_slice(&v.to_be_bytes());
+        }
+        stamp_page(p5, &fmt);
+    }
+    std::fs::write(data.join("ibdata1"), &sys).unwrap();
+    data
+}
+
+/// Case 11. An InnoDB `.isl` link is read as the server reads it: a relative path is relative
+/// to the data directory (not to dbfsck's working directory), and it must name `<table>.ibd`
+/// holding a tablespace — a link to `/etc/passwd`, or to a file that is no tablespace, is an
+/// error and is not scanned. A tablespace reached through a link outside the scanned paths is
+/// reported but never written by a repair.
+#[test]
+fn innodb_link_files_are_resolved_in_the_datadir_and_never_lead_a_repair_outside() {
+    let top = tempfile::tempdir().unwrap();
+    let data = innodb_datadir(top.path());
+    let ext = top.path().join("ext/shop");
+    std::fs::create_dir_all(&ext).unwrap();
+    let table = ext.join("t.ibd");
+    let mut t = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/innodb/fixtures/full_crc32.ibd"
+    ))
+    .unwrap();
+    t[3 * 16384 + 5000] ^= 0x20;
+    std::fs::write(&table, &t).unwrap();
+    std::fs::write(data.join("shop/t.isl"), "../ext/shop/t.ibd\n").unwrap();
+    std::fs::write(data.join("shop/passwd.isl"), "/etc/passwd\n").unwrap();
+    std::fs::write(top.path().join("junk.ibd"), vec![0x5a; 65536]).unwrap();
+    std::fs::write(data.join("shop/junk.isl"), "../junk.ibd").unwrap();
+
+    let (code, v) = scan_json(&[os("scan"), data.as_os_str()]);
+    assert_eq!(code, 12, "{v}");
+    let findings = v["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{v}");
+    assert!(
+        findings[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("ext/shop/t.ibd"),
+        "{v}"
+    );
+    assert_eq!(findings[0]["unit"], 3, "{v}");
+    let errors = v["errors"].to_string();
+    assert!(
+        errors.contains("passwd.isl") && errors.contains("<table>.ibd"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("junk.isl") && errors.contains("not an InnoDB tablespace"),
+        "{errors}"
+    );
+    assert!(!v.to_string().contains("\"path\":\"/etc/passwd\""), "{v}");
+
+    let (_, v) = scan_json(&[os("scan"), os("--repair"), data.as_os_str()]);
+    assert!(v["repairs"].as_array().unwrap().is_empty(), "{v}");
+    assert_eq!(
+        std::fs::read(&table).unwrap(),
+        t,
+        "a file outside the roots changed"
+    );
+    assert!(!top.path().join("ext/shop/.dbfsck").exists());
+    let o = dbfsck(&[os("scan"), os("--repair"), data.as_os_str()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("outside the scanned paths"), "{text}");
+}

@@ -304,24 +304,9 @@ fn list_database(dir: &Path, listing: &mut DirListing) {
             listing.files.push(path);
         } else if ty.is_file() && name.ends_with(".isl") {
             // A table created with DATA DIRECTORY: the .isl file names its .ibd elsewhere.
-            match fs::read_to_string(&path) {
-                Ok(target) => {
-                    let target = PathBuf::from(target.trim_end_matches(['\n', '\r', '\0']));
-                    if fs::symlink_metadata(&target).is_ok_and(|m| m.is_file()) {
-                        listing.files.push(target);
-                    } else {
-                        listing.errors.push((
-                            path,
-                            format!(
-                                "names {} as its table's data file, which is not a regular file",
-                                target.display()
-                            ),
-                        ));
-                    }
-                }
-                Err(e) => listing
-                    .errors
-                    .push((path, format!("could not read the link file: {e}"))),
+            match isl_target(&path, dir) {
+                Ok(target) => listing.files.push(target),
+                Err(why) => listing.errors.push((path, why)),
             }
         } else if ty.is_dir() {
             listing.skipped.push((
@@ -333,6 +318,65 @@ fn list_database(dir: &Path, listing: &mut DirListing) {
         }
     }
     skip_others(listing, dir, other, ".frm, Aria, MyISAM, CSV…");
+}
+
+/// The tablespace a `.isl` link file names: its path, read as the server reads it (a relative
+/// path is relative to the data directory, the server's working directory), checked to be what
+/// such a link may name — a regular file called `<table>.ibd` whose first pages are an InnoDB
+/// tablespace. Anything else (a link pointing at `/etc/passwd`, say) is an error, never scanned.
+fn isl_target(isl: &Path, db_dir: &Path) -> Result<PathBuf, String> {
+    let text = fs::read(isl).map_err(|e| format!("could not read the link file: {e}"))?;
+    let text = text
+        .strip_suffix(b"\0")
+        .unwrap_or(&text)
+        .trim_ascii_end()
+        .to_vec();
+    use std::os::unix::ffi::OsStrExt;
+    let named = Path::new(std::ffi::OsStr::from_bytes(&text));
+    let datadir = db_dir.parent().unwrap_or(db_dir);
+    let target = datadir.join(named);
+    let table = isl.file_stem().unwrap_or_default();
+    let mut want = table.to_os_string();
+    want.push(".ibd");
+    if target.file_name() != Some(want.as_os_str()) {
+        return Err(format!(
+            "names {} as its table's data file; a link file names <table>.ibd ({}), so it is not followed",
+            target.display(),
+            want.to_string_lossy()
+        ));
+    }
+    if !fs::symlink_metadata(&target).is_ok_and(|m| m.is_file()) {
+        return Err(format!(
+            "names {} as its table's data file, which is not a regular file",
+            target.display()
+        ));
+    }
+    let mut head = vec![0u8; 4 * 65536];
+    let n = fs::File::open(&target)
+        .and_then(|f| {
+            use std::os::unix::fs::FileExt;
+            let mut done = 0;
+            while done < head.len() {
+                match f.read_at(head.get_mut(done..).unwrap_or_default(), done as u64)? {
+                    0 => break,
+                    k => done += k,
+                }
+            }
+            Ok(done)
+        })
+        .map_err(|e| format!("could not read {}: {e}", target.display()))?;
+    head.truncate(n);
+    match space_params(&head) {
+        // A table the server has just created has no page written yet (a note when scanned).
+        Ok(_) | Err(SpaceError::NeverWritten) => {}
+        Err(e) => {
+            return Err(format!(
+                "names {}, which is not an InnoDB tablespace ({e}); not scanned",
+                target.display()
+            ))
+        }
+    }
+    Ok(target)
 }
 
 type Entry = (String, PathBuf, fs::FileType);
