@@ -171,6 +171,15 @@ pub enum UndoError {
         /// What differs.
         what: String,
     },
+    /// A file the log names is not the one its repair changed (or the log does not say which
+    /// it was): undo writes only the files its repair changed, whatever the options.
+    #[error("{path}: {what}; undo writes only the files its repair changed, so nothing was restored")]
+    NotTheFile {
+        /// The file.
+        path: PathBuf,
+        /// What differs.
+        what: String,
+    },
     /// A version 1 log has nothing to check the files against.
     #[error("the undo log {0} is version 1, which records nothing to check the files against; nothing was restored (`--force` applies it as it is)")]
     Unchecked(PathBuf),
@@ -492,19 +501,29 @@ pub fn undo<S: Storage>(storage: &S, log: &Path, force: bool) -> Result<UndoOutc
             .position(|f| f == p)
             .and_then(|i| handles.get(i))
     };
-    if !force {
-        // Every file the log would write must be named with its identity, as a repair does.
+    // Every file the log would write must be the one its repair changed: named with its
+    // identity, as a repair names it, and that very file now. `--force` never lifts this.
+    if version != 1 {
         for (p, f) in outcome.files.iter().zip(&handles) {
-            let named = entries
-                .iter()
-                .any(|e| matches!(e, UndoEntry::File { path, .. } if path == p));
-            if !named && f.id().map_err(io_err(p))?.is_some() {
-                return Err(UndoError::Changed {
-                    path: p.clone(),
-                    what: "the log does not record which file the repair changed (its device and inode), as every log a repair writes does".into(),
-                });
+            let recorded = entries.iter().find_map(|e| match e {
+                UndoEntry::File { path, id } if path == p => Some(*id),
+                _ => None,
+            });
+            let foreign = |what: String| UndoError::NotTheFile {
+                path: p.clone(),
+                what,
+            };
+            match (recorded, f.id().map_err(io_err(p))?) {
+                (None, Some(_)) => return Err(foreign("the log does not record which file the repair changed (its device and inode), as every log a repair writes does".into())),
+                (Some(want), Some(now)) if want != now => return Err(foreign(format!(
+                    "it is another file than the one the repair changed (device {} inode {}, not device {} inode {})",
+                    now.dev, now.ino, want.dev, want.ino
+                ))),
+                _ => {}
             }
         }
+    }
+    if !force {
         for e in &entries {
             let Some(f) = handle(e.path()) else {
                 continue;
@@ -550,13 +569,8 @@ pub fn undo<S: Storage>(storage: &S, log: &Path, force: bool) -> Result<UndoOutc
 /// before it (an undo already done): `Some(what differs)`.
 fn changed_since_repair<F: StorageFile>(f: &F, e: &UndoEntry) -> io::Result<Option<String>> {
     Ok(match e {
-        UndoEntry::File { id, .. } => match f.id()? {
-            Some(now) if now != *id => Some(format!(
-                "it is another file than the one the repair changed (device {} inode {}, not device {} inode {})",
-                now.dev, now.ino, id.dev, id.ino
-            )),
-            _ => None,
-        },
+        // Checked by `undo` itself, always.
+        UndoEntry::File { .. } => None,
         UndoEntry::Length { len, after, .. } => {
             let now = f.len()?;
             let after = after.unwrap_or(*len);

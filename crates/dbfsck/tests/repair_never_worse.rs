@@ -299,7 +299,15 @@ fn undo_never_follows_a_symlinked_data_folder() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("symbolic link"), "{err}");
     assert_eq!(std::fs::read(moved.join("t.dbfp")).unwrap(), before);
-    assert!(!data.exists() || data.is_symlink() || std::fs::read(&data).unwrap() == before);
+    // A copy of the folder in its place holds other files (other inodes): not written, even
+    // with --force.
+    std::fs::remove_file(&dir).unwrap();
+    cp_a(&moved, &dir);
+    let o = dbfsck(&[os("undo"), os("--force"), log.as_os_str()]);
+    assert_eq!(rc(&o), 8);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("another file than the one the repair changed"), "{err}");
+    assert_eq!(std::fs::read(&data).unwrap(), before);
 }
 
 fn nobody() -> (u32, u32) {
@@ -370,16 +378,21 @@ fn undo_trusts_only_the_invoking_users_own_log_for_the_files_its_repair_changed(
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("owned by uid"), "{err}");
     assert_eq!(std::fs::read(&victim).unwrap(), b"root's file");
-    // The same log owned by root: it names no identity for the file, as no repair's log does.
+    // The same log owned by root: it names no identity for the file, as no repair's log does;
+    // `--force` does not lift that.
     std::os::unix::fs::chown(&forged, Some(0), Some(0)).unwrap();
-    let o = dbfsck(&[os("undo"), forged.as_os_str()]);
-    assert_eq!(rc(&o), 8);
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("does not record which file"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert_eq!(std::fs::read(&victim).unwrap(), b"root's file");
+    for args in [&[os("undo")][..], &[os("undo"), os("--force")]] {
+        let mut a = args.to_vec();
+        a.push(forged.as_os_str());
+        let o = dbfsck(&a);
+        assert_eq!(rc(&o), 8);
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("does not record which file"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"root's file");
+    }
 }
 
 /// Case 6. A quarantine directory that is, or contains, a scanned root is refused before
