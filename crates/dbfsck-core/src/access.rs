@@ -22,6 +22,13 @@ pub enum ReadStrategy {
 pub(crate) struct PreadSource<'a> {
     pub(crate) file: &'a File,
     pub(crate) len: u64,
+    /// Gentle mode: every read waits for its bytes on the scan's schedule (stopping the wait
+    /// when the flag is set), so what a format reads while opening a file (a journal, recovery
+    /// windows) is throttled like the chunks.
+    pub(crate) throttle: Option<(
+        &'a crate::throttle::RateLimiter,
+        &'a std::sync::atomic::AtomicBool,
+    )>,
 }
 
 impl FileSource for PreadSource<'_> {
@@ -30,6 +37,10 @@ impl FileSource for PreadSource<'_> {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some((limiter, cancel)) = self.throttle {
+            let want = (buf.len() as u64).min(self.len.saturating_sub(offset));
+            limiter.acquire(want, cancel);
+        }
         loop {
             match self.file.read_at(buf, offset) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -645,6 +645,10 @@ impl Scanner {
         // One read of the head serves detection, the format's header parsing and, for a file
         // that fits in it, the whole verification: a small file costs one open and one read.
         let want = len.min(Probe::HEAD_LEN as u64) as usize;
+        // Gentle mode counts the head too: every byte read waits its turn.
+        if let Some(l) = &self.limiter {
+            l.acquire(want as u64, &self.cancel);
+        }
         let head: &[u8] = match buf.get_mut(..want).map(|b| pread_fully(&file, 0, b)) {
             Some(Ok(n)) => buf.get(..n).unwrap_or_default(),
             Some(Err(e)) => return err(io_message(&e)),
@@ -681,7 +685,11 @@ impl Scanner {
         };
         let source = HeadSource {
             head,
-            rest: PreadSource { file: &file, len },
+            rest: PreadSource {
+                file: &file,
+                len,
+                throttle: self.limiter.as_deref().map(|l| (l, &*self.cancel)),
+            },
         };
         let opened = match format.open(&t.path, &source) {
             Ok(o) => o,
@@ -703,6 +711,9 @@ impl Scanner {
         // the header could be checked, only the ranges the findings cover.
         let bytes_at_open = match &check {
             Some(c) => len.saturating_sub(c.layout().len()),
+            // A file judged whole while opening (a journal): all of it, unless the findings say
+            // only their ranges could be looked at.
+            None if findings.is_empty() => len,
             None => findings.iter().map(|f| f.length).sum::<u64>().min(len),
         };
         let mut check = check;
@@ -733,12 +744,8 @@ impl Scanner {
                 && layout.end <= head.len() as u64
                 && resumed.as_ref().is_none_or(|p| p.done.is_empty())
                 && !self.online;
-            let go = fits
-                && !stop.now()
-                && self
-                    .limiter
-                    .as_ref()
-                    .is_none_or(|l| l.acquire(layout.len(), &self.cancel));
+            // Already read with the head (and throttled then).
+            let go = fits && !stop.now();
             if go {
                 let before = findings.len();
                 let bytes = head
@@ -773,7 +780,6 @@ impl Scanner {
             verified_at_open,
             len,
             resumed,
-            shared_lock: self.online && format.shared_lock(),
         })
     }
 
@@ -804,12 +810,10 @@ impl Scanner {
                 }
             }
             if current.as_ref().is_none_or(|(i, _)| *i != piece.file) {
+                // No lock is ever taken, not even a shared one: a datastore's own exclusive
+                // non-blocking lock must never fail because a scan runs (online mode relies
+                // on re-reading instead).
                 let handle = open_for_scan(&file.path, !file.explicit);
-                if let (Ok(h), true) = (&handle, file.shared_lock) {
-                    // Held while this handle reads; a writer holding it exclusively is not
-                    // waited for (online mode re-reads what it was writing).
-                    let _ = h.try_lock_shared();
-                }
                 current = Some((piece.file, handle));
             }
             let before = result.findings.len();
@@ -1104,8 +1108,6 @@ struct OpenFile {
     len: u64,
     /// What an earlier piece of a resumed scan did in this file.
     resumed: Option<FileState>,
-    /// Online mode over a format with a lock protocol: read under a shared lock when free.
-    shared_lock: bool,
 }
 
 enum OpenOutcome {

@@ -203,12 +203,6 @@ pub trait Format: Send + Sync {
     /// Whether a file looks like one of this format's files (by magic, usually).
     fn detect_file(&self, probe: &Probe<'_>) -> bool;
 
-    /// Whether the format's writers use advisory `flock` locks, so an online scan may read
-    /// under a shared one. Default false.
-    fn shared_lock(&self) -> bool {
-        false
-    }
-
     /// Whether a directory is a datastore of this format (by markers such as `PG_VERSION`).
     fn detect_dir(&self, _dir: &Path) -> bool {
         false

@@ -80,7 +80,14 @@ pub fn inspect(
         }
     };
     let opened = format
-        .open(path, &PreadSource { file: &file, len })
+        .open(
+            path,
+            &PreadSource {
+                file: &file,
+                len,
+                throttle: None,
+            },
+        )
         .map_err(|e| InspectError::Open(e.to_string()))?;
     let Some(check) = opened.check else {
         let why = opened

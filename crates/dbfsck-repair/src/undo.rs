@@ -173,7 +173,9 @@ pub enum UndoError {
     },
     /// A file the log names is not the one its repair changed (or the log does not say which
     /// it was): undo writes only the files its repair changed, whatever the options.
-    #[error("{path}: {what}; undo writes only the files its repair changed, so nothing was restored")]
+    #[error(
+        "{path}: {what}; undo writes only the files its repair changed, so nothing was restored"
+    )]
     NotTheFile {
         /// The file.
         path: PathBuf,
@@ -575,7 +577,10 @@ fn changed_since_repair<F: StorageFile>(f: &F, e: &UndoEntry) -> io::Result<Opti
             let now = f.len()?;
             let after = after.unwrap_or(*len);
             (now != after && now != *len).then(|| {
-                format!("it is {} long; the repair left it {after} (it was {len})", dbfsck_core::bytes(now))
+                format!(
+                    "it is {} long; the repair left it {after} (it was {len})",
+                    dbfsck_core::bytes(now)
+                )
             })
         }
         UndoEntry::Bytes {

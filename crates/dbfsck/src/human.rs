@@ -47,13 +47,15 @@ pub struct Context<'a> {
 pub fn render(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::Result<()> {
     let (threads, quiet) = (ctx.threads, ctx.quiet);
     let style = Style { color: ctx.color };
-    for w in &report.warnings {
+    // --quiet: the findings, the errors and, after a repair, the undo line; nothing else.
+    let warnings: &[dbfsck_core::PathError] = if quiet { &[] } else { &report.warnings };
+    for w in warnings {
         writeln!(
             out,
             "{} {}: {}",
             style.paint("1;33", "warning:"),
-            w.path,
-            w.message
+            safe(&w.path),
+            safe(&w.message)
         )?;
     }
     // Grouped by file (in report order), then by kind (in the order of the kinds' table).
@@ -64,7 +66,7 @@ pub fn render(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::R
             .position(|f| f.path != first.path)
             .map_or(report.findings.len(), |n| start + n);
         let file = &report.findings[start..end];
-        writeln!(out, "{}", style.paint("1", &first.path))?;
+        writeln!(out, "{}", style.paint("1", &safe(&first.path)))?;
         for kind in FindingKind::ALL {
             let of_kind: Vec<&Finding> = file.iter().filter(|f| f.kind == kind).collect();
             if of_kind.is_empty() {
@@ -82,22 +84,22 @@ pub fn render(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::R
         }
         start = end;
     }
-    if let Some(plan) = ctx.plan {
+    if let Some(plan) = ctx.plan.filter(|_| !quiet) {
         render_repairs(out, report, plan, ctx.dry_run, &style)?;
     }
     if !report.errors.is_empty() {
         writeln!(out, "{}", style.paint("1;31", "errors"))?;
         for e in &report.errors {
-            writeln!(out, "  {}: {}", e.path, e.message)?;
+            writeln!(out, "  {}: {}", safe(&e.path), safe(&e.message))?;
         }
     }
     if quiet {
-        return Ok(());
+        return undo_line(out, report);
     }
     if !report.skipped.is_empty() {
         writeln!(out, "skipped (not scanned)")?;
         for s in &report.skipped {
-            writeln!(out, "  {}: {}", s.path, s.reason)?;
+            writeln!(out, "  {}: {}", safe(&s.path), safe(&s.reason))?;
         }
     }
     let s = &report.summary;
@@ -191,6 +193,11 @@ fn next_step(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::Re
     } else if ctx.plan.is_some() && ctx.dry_run && !report.repairs.is_empty() {
         writeln!(out, "next: run `dbfsck scan --repair {paths}` to apply this plan (an undo log is written first)")?;
     }
+    undo_line(out, report)
+}
+
+/// After a repair wrote an undo log: the command that puts every byte back, as it can be run.
+fn undo_line(out: &mut impl Write, report: &Report) -> io::Result<()> {
     if let Some(log) = &report.undo_log {
         writeln!(
             out,
@@ -227,12 +234,12 @@ fn render_repairs(
         writeln!(
             out,
             "  {}{unit}: {} {result}  {}",
-            r.path,
+            safe(&r.path),
             r.action.as_str(),
-            r.detail
+            safe(&r.detail)
         )?;
         if let Some(src) = &r.source {
-            writeln!(out, "      from {src}")?;
+            writeln!(out, "      from {}", safe(src))?;
         }
     }
     if !plan.left.is_empty() {
@@ -244,7 +251,13 @@ fn render_repairs(
         for l in &plan.left {
             if let Some(f) = report.findings.get(l.finding) {
                 let unit = f.unit.map(|u| format!(" page {u}")).unwrap_or_default();
-                writeln!(out, "  {}{unit}: {}: {}", f.path, f.kind, l.reason)?;
+                writeln!(
+                    out,
+                    "  {}{unit}: {}: {}",
+                    safe(&f.path),
+                    f.kind,
+                    safe(&l.reason)
+                )?;
             }
         }
     }
@@ -253,11 +266,40 @@ fn render_repairs(
             writeln!(
                 out,
                 "  quarantine: {} (manifest.jsonl lists every range cut out)",
-                q.display()
+                safe(&q.to_string_lossy())
             )?;
         }
     }
     Ok(())
+}
+
+/// Text from names and messages, made safe for a terminal: control characters (which could
+/// move the cursor, recolour, hide lines or print a fake verdict) are shown escaped, as `\x1b`,
+/// `\n`… JSON output keeps every byte.
+fn safe(s: &str) -> std::borrow::Cow<'_, str> {
+    let risky = |c: char| {
+        c.is_control()
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if !s.chars().any(risky) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            // Bidirectional overrides reorder what follows on screen.
+            c @ ('\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => {
+                out.push_str(&format!("\\u{{{:04x}}}", u32::from(c)))
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn finding_line(f: &Finding) -> String {
@@ -267,7 +309,7 @@ fn finding_line(f: &Finding) -> String {
     }
     line.push_str(&format!("@{} +{}", f.offset, f.length));
     line.push_str("  ");
-    line.push_str(&f.detail);
+    line.push_str(&safe(&f.detail));
     if let (Some(e), Some(a)) = (&f.expected, &f.actual) {
         line.push_str(&format!(" (stored {e}, computed {a})"));
     }

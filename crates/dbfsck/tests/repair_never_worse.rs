@@ -306,7 +306,10 @@ fn undo_never_follows_a_symlinked_data_folder() {
     let o = dbfsck(&[os("undo"), os("--force"), log.as_os_str()]);
     assert_eq!(rc(&o), 8);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("another file than the one the repair changed"), "{err}");
+    assert!(
+        err.contains("another file than the one the repair changed"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&data).unwrap(), before);
 }
 

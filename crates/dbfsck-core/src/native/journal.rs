@@ -383,6 +383,7 @@ pub fn images_in_dir(
         let src = crate::access::PreadSource {
             file: &file,
             len: meta.len(),
+            throttle: None,
         };
         let mut magic = [0u8; 4];
         if src.read_full_at(0, &mut magic).ok() != Some(4) || !looks_like_journal(&magic) {

@@ -51,10 +51,6 @@ impl Format for NativeFormat {
          page journals (DBFJ): header and committed batches"
     }
 
-    fn shared_lock(&self) -> bool {
-        true // PageFile and JournaledStore hold an exclusive flock while they write
-    }
-
     fn detect_file(&self, probe: &Probe<'_>) -> bool {
         let head = probe.head;
         let header_magic = head.get(layout::MAGIC_OFF..layout::MAGIC_OFF + 4)
