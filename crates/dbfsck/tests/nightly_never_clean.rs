@@ -73,7 +73,7 @@ fn an_online_scan_never_makes_the_datastores_lock_fail() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("live.dbfp");
     page_file(&data, 8192);
-    let mut scan = bin()
+    let scan = bin()
         .args([
             "scan",
             "--online",
