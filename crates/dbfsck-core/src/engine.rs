@@ -338,7 +338,7 @@ impl Scanner {
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
             let real = match (fs::canonicalize(parent), root.file_name()) {
-                (Ok(dir), Some(name)) => dir.join(name),
+                (Ok(dir), Some(name)) => usable(dir.join(name), root),
                 _ => root.to_path_buf(),
             };
             report.root_paths.push(real.clone());
@@ -349,7 +349,9 @@ impl Scanner {
                 explicit: true,
             });
         } else if meta.is_dir() {
-            let real = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+            let real = fs::canonicalize(root)
+                .map(|r| usable(r, root))
+                .unwrap_or_else(|_| root.to_path_buf());
             report.root_paths.push(real.clone());
             self.walk_dir(&real, root, targets, report);
         } else {
@@ -501,6 +503,7 @@ impl Scanner {
                         display: file.display.clone(),
                         format: file.format.to_owned(),
                         id: file.id,
+                        len: file.len,
                     });
                     report.summary.files += 1;
                     report.summary.units += file.units_at_open;
@@ -848,10 +851,11 @@ impl Scanner {
                     cb.as_ref(),
                 );
             }
-            let found = state
-                .findings
-                .fetch_add((result.findings.len() - before) as u64, Ordering::Relaxed)
-                + (result.findings.len() - before) as u64;
+            let new = (result.findings.len() - before) as u64;
+            // A run of like findings (a zeroed hole) stays one finding however many chunks it
+            // spans: memory is bounded by the runs, not by the damaged pages.
+            crate::report::coalesce_from(&mut result.findings, before);
+            let found = state.findings.fetch_add(new, Ordering::Relaxed) + new;
             let done = state.done.fetch_add(piece.len, Ordering::Relaxed) + piece.len;
             if let Some(cb) = &self.progress {
                 cb(&Progress {
@@ -1229,6 +1233,17 @@ fn kind_of(meta: &fs::Metadata) -> &'static str {
         "a symbolic link"
     } else {
         "not a regular file"
+    }
+}
+
+/// The resolved path of `root`, when the system can open it by that path (a path longer
+/// than `PATH_MAX`, reachable only relative to a deep working directory, cannot be): else the
+/// path as given.
+fn usable(real: PathBuf, root: &Path) -> PathBuf {
+    if fs::symlink_metadata(&real).is_ok() {
+        real
+    } else {
+        root.to_path_buf()
     }
 }
 

@@ -95,9 +95,13 @@ pub struct Finding {
     pub length: u64,
     /// Name of the format that judged the file.
     pub format: String,
-    /// Index of the page or record in the file.
+    /// Index of the page or record in the file (the first, for a run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<u64>,
+    /// For a run of like findings on consecutive units (all zero pages, say): how many units
+    /// from `unit` it covers; `offset` and `length` cover them all. Absent for one unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<u64>,
     /// What is wrong.
     pub kind: FindingKind,
     /// The checksum stored in the unit (what the writer recorded), as hex.
@@ -126,6 +130,7 @@ impl Finding {
             length,
             format: String::new(),
             unit: None,
+            units: None,
             kind,
             expected: None,
             actual: None,
@@ -155,6 +160,47 @@ impl Finding {
     pub fn owner(mut self, owner: Owner) -> Self {
         self.owner = Some(owner);
         self
+    }
+
+    /// How many units the finding covers: `units`, or 1 for a finding about one unit, 0 for
+    /// one about a byte range.
+    pub fn unit_count(&self) -> u64 {
+        match (self.unit, self.units) {
+            (Some(_), Some(n)) => n,
+            (Some(_), None) => 1,
+            (None, _) => 0,
+        }
+    }
+
+    /// Extends `self` by `next` when `next` continues it and says the same thing: a run of
+    /// like findings on consecutive units (same kind, format, detail and owner, no checksums),
+    /// or adjacent `io_error` / `truncated` byte ranges. Returns whether it did. How the work
+    /// was cut into chunks never shows in a report, and memory stays bounded whatever the
+    /// size of a damaged run.
+    pub fn try_extend(&mut self, next: &Finding) -> bool {
+        let alike = next.kind == self.kind
+            && next.path == self.path
+            && next.file == self.file
+            && next.format == self.format
+            && next.detail == self.detail
+            && next.owner == self.owner
+            && self.expected.is_none()
+            && next.expected.is_none()
+            && self.actual.is_none()
+            && next.actual.is_none()
+            && self.offset.checked_add(self.length) == Some(next.offset);
+        if !alike {
+            return false;
+        }
+        match (self.unit, next.unit) {
+            (Some(u), Some(n)) if u.checked_add(self.unit_count()) == Some(n) => {
+                self.units = Some(self.unit_count() + next.unit_count());
+            }
+            (None, None) if matches!(self.kind, FindingKind::IoError | FindingKind::Truncated) => {}
+            _ => return false,
+        }
+        self.length += next.length;
+        true
     }
 
     /// The order of every report: path, then offset, then kind (two files whose paths show

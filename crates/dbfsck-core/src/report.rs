@@ -56,6 +56,9 @@ pub struct ScannedFile {
     /// The device and inode it had when the scan opened it: what a repair checks before it
     /// writes, so a file replaced since the scan is never written.
     pub id: FileId,
+    /// Its length when the scan opened it: a file that grew or shrank since is not repaired
+    /// from findings that no longer describe it.
+    pub len: u64,
 }
 
 /// A file's identity on its file system: device and inode.
@@ -182,6 +185,10 @@ pub struct Summary {
     pub findings: u64,
     /// Findings counted by kind (only kinds that occurred).
     pub by_kind: BTreeMap<FindingKind, u64>,
+    /// Units covered by findings of a damage kind: a run of zeroed pages is one finding and
+    /// all its pages.
+    #[serde(default)]
+    pub damaged_units: u64,
     /// Paths found while walking that were not scanned.
     pub skipped: u64,
     /// Wall time of the scan in seconds.
@@ -252,8 +259,12 @@ impl Report {
         self.summary.findings = self.findings.len() as u64;
         self.summary.skipped = self.skipped.len() as u64;
         self.summary.by_kind.clear();
+        self.summary.damaged_units = 0;
         for f in &self.findings {
             *self.summary.by_kind.entry(f.kind).or_insert(0) += 1;
+            if f.kind.is_damage() {
+                self.summary.damaged_units += f.unit_count();
+            }
         }
     }
 
@@ -263,13 +274,19 @@ impl Report {
     /// finding, a failed repair), 32 when cancelled; bits combine.
     pub fn exit_code(&self) -> i32 {
         let mut code = exit::OK;
+        // Pages rebuilt from a verified source: a finding (a run: every page of it) counts as
+        // repaired only when each of its pages is.
+        let rebuilt: std::collections::HashSet<(&str, Option<&std::path::Path>, u64)> = self
+            .repairs
+            .iter()
+            .filter(|r| r.action.is_restore() && r.result == RepairResult::Applied)
+            .map(|r| (r.path.as_str(), r.file.as_deref(), r.offset))
+            .collect();
         let restored = |f: &Finding| {
-            self.repairs.iter().any(|r| {
-                r.path == f.path
-                    && r.file == f.file
-                    && r.offset == f.offset
-                    && r.action.is_restore()
-                    && r.result == RepairResult::Applied
+            let n = f.unit_count().max(1);
+            let per = f.length / n;
+            (0..n).all(|k| {
+                rebuilt.contains(&(f.path.as_str(), f.file.as_deref(), f.offset + k * per))
             })
         };
         let damaged: Vec<&Finding> = self
@@ -419,24 +436,24 @@ fn insert_path_bytes(
     }
 }
 
-/// Merges adjacent `io_error` and `truncated` findings of one file that continue each other and
-/// say the same thing: they describe byte ranges, not units, so how the work was cut into chunks
-/// must not show in the report.
+/// Merges neighbouring findings that continue each other and say the same thing
+/// ([`Finding::try_extend`]): runs of like findings on consecutive units, and adjacent byte
+/// ranges. `findings` must be sorted.
 fn coalesce_ranges(findings: &mut Vec<Finding>) {
-    findings.dedup_by(|next, prev| {
-        let joinable = matches!(prev.kind, FindingKind::IoError | FindingKind::Truncated)
-            && next.kind == prev.kind
-            && next.path == prev.path
-            && next.file == prev.file
-            && next.detail == prev.detail
-            && prev.unit.is_none()
-            && next.unit.is_none()
-            && prev.offset.checked_add(prev.length) == Some(next.offset);
-        if joinable {
-            prev.length += next.length;
+    coalesce_from(findings, 0);
+}
+
+/// Merges the findings from `from` on into the run before them where they continue it: what a
+/// chunk adds is folded as it is added.
+pub(crate) fn coalesce_from(findings: &mut Vec<Finding>, from: usize) {
+    let start = from.saturating_sub(1).min(findings.len());
+    let tail = findings.split_off(start);
+    for f in tail {
+        let joined = findings.last_mut().is_some_and(|last| last.try_extend(&f));
+        if !joined {
+            findings.push(f);
         }
-        joinable
-    });
+    }
 }
 
 fn tool() -> serde_json::Value {

@@ -96,13 +96,22 @@ proptest! {
             .chunk_size(3 * spec.page_size as u64)
             .scan(&[dir.path()])
             .unwrap();
+        // A run of like findings on consecutive pages is one finding: count its pages.
         let found: BTreeSet<(String, u64, FindingKind)> = report
             .findings
             .iter()
-            .map(|f| (f.path.clone(), f.unit.unwrap(), f.kind))
+            .flat_map(|f| {
+                let u = f.unit.unwrap();
+                (u..u + f.unit_count()).map(move |p| (f.path.clone(), p, f.kind))
+            })
             .collect();
         prop_assert_eq!(&found, &expected);
-        prop_assert_eq!(report.findings.len(), expected.len(), "one finding per damaged page");
+        let pages: u64 = report.findings.iter().map(|f| f.unit_count()).sum();
+        prop_assert_eq!(pages, expected.len() as u64, "each damaged page once");
+        // And runs are whole: no two neighbours that one finding could say.
+        for w in report.findings.windows(2) {
+            prop_assert!(!w[0].clone().try_extend(&w[1]), "{:?} / {:?}", w[0], w[1]);
+        }
         prop_assert!(report.errors.is_empty());
         prop_assert_eq!(report.summary.units, spec.files as u64 * spec.pages);
         prop_assert_eq!(report.exit_code(), if expected.is_empty() { 0 } else { 4 });

@@ -132,7 +132,7 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
             }
         }
     }
-    let plan = plan(report, storage);
+    let mut plan = plan(report, storage);
     for (path, message) in &plan.errors {
         report.errors.push(PathError {
             path: path.clone(),
@@ -142,6 +142,7 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
     // A plan that would replace most of a file with markers says more about how the file was
     // judged (a foreign header, a wrong identity) than about its pages: refused unless forced.
     let sweeping = sweeping_files(&plan, storage);
+    plan.sweeping = sweeping.iter().map(|s| s.0.clone()).collect();
     for (path, cut, pages) in &sweeping {
         let message = format!(
             "the plan would replace {cut} of this file's {pages} pages with quarantine markers; a repair that replaces most of a file is refused (nothing is written) unless --force: check the file's identity first (`dbfsck inspect`)"
@@ -318,18 +319,8 @@ impl<S: Storage> Run<'_, S> {
             );
             return;
         }
-        // 1. Quarantine copies, durable before anything changes.
-        if plan.actions.iter().any(|a| !a.action.is_restore()) {
-            self.report.quarantine_dir = Some(self.options.quarantine_dir.clone());
-            if let Err(e) = self.quarantine(plan, &originals) {
-                fail_all(
-                    self.report,
-                    format!("the quarantine could not be written: {e}"),
-                );
-                return;
-            }
-        }
-        // 2. The undo log, sealed and synced before the first write.
+        // 1. The undo log, sealed and synced before the first write. First, so that a repair
+        // that cannot keep its undo log leaves no trace in the quarantine either.
         if let Err(e) = self.write_undo_log(plan, &originals, &replacements) {
             fail_all(
                 self.report,
@@ -339,6 +330,17 @@ impl<S: Storage> Run<'_, S> {
         }
         let undo = crate::shell_word(self.options.undo_log.as_os_str());
         self.report.undo_log = Some(self.options.undo_log.clone());
+        // 2. Quarantine copies, durable before anything changes.
+        if plan.actions.iter().any(|a| !a.action.is_restore()) {
+            self.report.quarantine_dir = Some(self.options.quarantine_dir.clone());
+            if let Err(e) = self.quarantine(plan, &originals) {
+                fail_all(
+                    self.report,
+                    format!("the quarantine could not be written: {e}; the undo log {undo} records nothing that was changed"),
+                );
+                return;
+            }
+        }
 
         // 3. Write; stop at the first failure.
         let mut outcomes: Vec<(State, String)> = Vec::with_capacity(plan.actions.len());
@@ -467,6 +469,15 @@ impl<S: Storage> Run<'_, S> {
     fn original(&self, a: &Action) -> std::io::Result<(u64, Vec<u8>)> {
         let f = self.file(&a.path)?;
         let len = f.len()?;
+        // A cut never grows a file, nor cuts more than the torn piece the scan found.
+        if a.action == RepairAction::TruncateTail && (len <= a.offset || len > a.offset + a.length)
+        {
+            return Err(std::io::Error::other(format!(
+                "{} is {} now, which is not the torn piece the scan found; nothing is cut",
+                a.display,
+                dbfsck_core::bytes(len)
+            )));
+        }
         let want = a.length.min(len.saturating_sub(a.offset)) as usize;
         let mut b = vec![0u8; want];
         let n = f.read_full_at(&mut b, a.offset)?;
@@ -504,15 +515,28 @@ impl<S: Storage> Run<'_, S> {
                 .collect();
             let copy = format!("{sha}.bin");
             let copy_path = dir.join(&copy);
-            // Content-addressed: the same bytes quarantined twice are one copy.
-            if !self.storage.exists(&copy_path) {
-                let mut f = self.storage.create_new(&copy_path)?;
+            // Content-addressed: the same bytes quarantined twice are one copy — once it holds
+            // them. A copy a crash left short (or anything else under that name) is replaced.
+            if !self.holds(&copy_path, &sha, bytes.len())? {
+                // Written aside, then renamed: a crash leaves no short copy under the name. A
+                // leftover from such a crash is reused.
+                let tmp = dir.join(format!(".{sha}.tmp"));
+                let mut f = match self.storage.create_new(&tmp) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let mut f = self.storage.open_rw(&tmp)?;
+                        f.set_len(0)?;
+                        f
+                    }
+                    r => r?,
+                };
                 f.write_all_at(bytes, 0)?;
                 f.sync()?;
+                drop(f);
+                self.storage.rename(&tmp, &copy_path)?;
             }
             let finding = self.report.findings.get(a.finding);
             let mut entry = serde_json::json!({
-                "path": a.display,
+                "path": absolute(&a.path).to_string_lossy(),
                 "offset": a.offset,
                 "length": bytes.len(),
                 "page": a.unit,
@@ -565,6 +589,27 @@ impl<S: Storage> Run<'_, S> {
             RepairAction::Quarantine => Ok(Some(marker(a)?)),
             _ => Ok(None),
         }
+    }
+
+    /// Whether the quarantine copy at `path` exists and holds exactly `len` bytes whose
+    /// SHA-256 is `sha`.
+    fn holds(&self, path: &Path, sha: &str, len: usize) -> std::io::Result<bool> {
+        if !self.storage.exists(path) {
+            return Ok(false);
+        }
+        let Ok(f) = self.storage.open_read(path) else {
+            return Ok(false);
+        };
+        if f.len()? != len as u64 {
+            return Ok(false);
+        }
+        let mut b = vec![0u8; len];
+        let n = f.read_full_at(&mut b, 0)?;
+        let got: String = Sha256::digest(b.get(..n).unwrap_or_default())
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect();
+        Ok(n == len && got == sha)
     }
 
     fn write_undo_log(
@@ -642,7 +687,8 @@ impl<S: Storage> Run<'_, S> {
 
     /// `None` when the range now holds what the action meant; else what is wrong.
     fn verify_after(&self, a: &Action) -> std::io::Result<Option<String>> {
-        let f = self.storage.open_read(&a.path)?;
+        // Through the locked handle that was written, not the path again.
+        let f = self.file(&a.path)?;
         if a.action == RepairAction::TruncateTail {
             let len = f.len()?;
             return Ok((len != a.offset).then(|| {

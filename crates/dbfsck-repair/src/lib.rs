@@ -61,7 +61,7 @@ pub mod undo;
 
 pub use apply::{repair, RepairOptions};
 pub use journal::{FileHandle, JournalOptions, JournalWriteError, JournaledStore, PageWrite};
-pub use storage::{FsStorage, Storage, StorageFile};
+pub use storage::{FileMeta, FsStorage, Storage, StorageFile};
 pub use undo::{undo, UndoError, UndoOutcome};
 
 /// A path as one word for a POSIX-style shell (bash, zsh, ksh; `$'…'` quoting), so a printed
@@ -69,6 +69,12 @@ pub use undo::{undo, UndoError, UndoOutcome};
 /// that are not printable UTF-8) ANSI-C quoted with `\xNN` escapes.
 pub fn shell_word(s: &std::ffi::OsStr) -> String {
     use std::os::unix::ffi::OsStrExt;
+    // A word starting with '-' would be read as an option: the same path, from here.
+    if s.as_bytes().first() == Some(&b'-') {
+        let mut dotted = std::ffi::OsString::from("./");
+        dotted.push(s);
+        return shell_word(&dotted);
+    }
     let bytes = s.as_bytes();
     if !bytes.is_empty()
         && bytes

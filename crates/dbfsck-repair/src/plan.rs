@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 use dbfsck_core::innodb::{self, InnodbFormat, PageVerdict as InnodbVerdict, Slot, SpaceParams};
 use dbfsck_core::native::journal::{looks_like_journal, read_journal, JournalImage};
 use dbfsck_core::native::layout::{
-    FILE_ID_OFF, LSN_OFF, MAGIC_OFF, PAGE_HEADER_LEN, PAGE_MAGIC, PAGE_NO_OFF,
+    FILE_ID_OFF, LSN_OFF, MAGIC_OFF, PAGE_HEADER_LEN, PAGE_MAGIC, PAGE_NO_OFF, TYPE_OFF,
 };
 use dbfsck_core::native::{
-    identify, verify_page, FileParams, MismatchCause, NativeFormat, PageVerdict,
+    identify, verify_page, FileParams, MismatchCause, NativeFormat, PageType, PageVerdict,
 };
-use dbfsck_core::{Finding, FindingKind, RepairAction, Report};
+use dbfsck_core::{Finding, FindingKind, RepairAction, Report, ScannedFile};
 
-use crate::storage::{Source as StorageSource, Storage, StorageFile};
+use crate::storage::{FileMeta, Source as StorageSource, Storage, StorageFile};
 
 /// A committed journal image chosen to rebuild a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,11 +153,15 @@ impl Action {
     }
 }
 
-/// A finding no action addresses, and why.
+/// A finding (or part of a run) no action addresses, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Left {
     /// Index of the finding in the report.
     pub finding: usize,
+    /// The first page left (the finding's, or one inside its run).
+    pub unit: Option<u64>,
+    /// How many pages from `unit`, when more than one.
+    pub units: Option<u64>,
     /// Why it is left, in words.
     pub reason: String,
 }
@@ -175,65 +179,177 @@ pub struct Plan {
     pub doublewrite: Vec<(PathBuf, usize)>,
     /// Problems reading files or journals while planning: (path, message).
     pub errors: Vec<(String, String)>,
+    /// Files the plan would replace most of with markers: refused unless forced.
+    pub sweeping: Vec<PathBuf>,
 }
 
 /// Committed journal images of one store, by (file id, page number).
 type Images = HashMap<(u64, u64), Vec<ImageSource>>;
 
-/// The journals of each store read so far, by the store's directory. A page is rebuilt only from
-/// a journal of its own store — a journal beside it, in the same directory, which is where
+/// One store — the page files and journals of one directory — as far as a repair needs it.
+#[derive(Default)]
+struct Store {
+    images: Images,
+    /// Each journal's trust: `None` when usable, else why not (for a file of owner `uid`).
+    journals: HashMap<PathBuf, JournalTrust>,
+    /// Page files per file id: an id two files share identifies neither.
+    file_ids: HashMap<u64, usize>,
+    /// Symbolic links in the directory (never followed).
+    links: usize,
+}
+
+struct JournalTrust {
+    meta: Option<FileMeta>,
+    /// Why the journal is not a source whoever owns the data: a stale copy.
+    stale: Option<String>,
+}
+
+impl Store {
+    /// Why `journal` is not a source for a page file with `data` ownership, if it is not.
+    fn distrust(&self, journal: &Path, data: Option<FileMeta>) -> Option<String> {
+        let t = self.journals.get(journal)?;
+        if let Some(why) = &t.stale {
+            return Some(why.clone());
+        }
+        match (t.meta, data) {
+            (Some(j), _) if j.writable_by_others() => Some(format!(
+                "{} is writable by users other than its owner (mode {:o}), so anyone could have written its images",
+                journal.display(),
+                j.mode & 0o7777
+            )),
+            (Some(j), Some(d)) if j.uid != d.uid => Some(format!(
+                "{} is owned by uid {}, not by the page file's owner (uid {})",
+                journal.display(),
+                j.uid,
+                d.uid
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The stores read so far, by directory. A page is rebuilt only from a journal of its own
+/// store — a journal beside it, in the same directory, which is where
 /// [`JournaledStore`](crate::JournaledStore) keeps the files it serves — never from a journal of
-/// another root, a backup or a replica, whose images may be older than what the page last held.
+/// another root, a backup or a replica, whose images may be older than what the page last held;
+/// and within the store only from the current copy of a journal, owned like the page file and
+/// writable by no one else.
 #[derive(Default)]
 struct Stores {
-    by_dir: HashMap<PathBuf, Images>,
+    by_dir: HashMap<PathBuf, Store>,
 }
 
 impl Stores {
-    /// The images of the store in `dir`: every journal in it, found by its magic, read once.
-    fn images<S: Storage>(&mut self, storage: &S, dir: &Path, plan: &mut Plan) -> &Images {
+    /// The store in `dir`, read once: every journal (found by its magic) and every page file's id.
+    fn store<S: Storage>(&mut self, storage: &S, dir: &Path, plan: &mut Plan) -> &Store {
         if !self.by_dir.contains_key(dir) {
-            let mut images = Images::new();
-            match storage.list_dir(dir) {
-                Ok(files) => {
-                    for j in files {
-                        match read_head(storage, &j, 4) {
-                            Ok(head) if looks_like_journal(&head) => {}
-                            _ => continue,
-                        }
-                        let index = storage.open_read(&j).and_then(|file| {
-                            let len = file.len()?;
-                            read_journal(&StorageSource { file: &file, len })
-                                .map_err(std::io::Error::other)
-                        });
-                        match index {
-                            Ok(index) => {
-                                plan.journals.push((j.clone(), index.images.len()));
-                                for image in index.images {
-                                    images
-                                        .entry((image.file_id, image.page_no))
-                                        .or_default()
-                                        .push(ImageSource {
-                                            journal: j.clone(),
-                                            image,
-                                        });
-                                }
-                            }
-                            Err(e) => plan
-                                .errors
-                                .push((j.display().to_string(), format!("journal not used: {e}"))),
-                        }
-                    }
-                }
-                Err(e) => plan.errors.push((
-                    dir.display().to_string(),
-                    format!("the directory could not be listed, so no journal of its store is used: {e}"),
-                )),
-            }
-            self.by_dir.insert(dir.to_path_buf(), images);
+            let store = read_store(storage, dir, plan);
+            self.by_dir.insert(dir.to_path_buf(), store);
         }
         self.by_dir.entry(dir.to_path_buf()).or_default()
     }
+}
+
+fn read_store<S: Storage>(storage: &S, dir: &Path, plan: &mut Plan) -> Store {
+    let mut store = Store::default();
+    let (files, links) = match storage.list_dir(dir) {
+        Ok(l) => l,
+        Err(e) => {
+            plan.errors.push((
+                dir.display().to_string(),
+                format!(
+                    "the directory could not be listed, so no journal of its store is used: {e}"
+                ),
+            ));
+            return store;
+        }
+    };
+    store.links = links;
+    // (journal id, generation) of each readable journal.
+    let mut headers: Vec<(PathBuf, u64, u64)> = Vec::new();
+    for path in files {
+        let Ok(head) = read_head(storage, &path, PAGE_HEADER_LEN) else {
+            continue;
+        };
+        if !looks_like_journal(&head) {
+            let is_page_file = head.get(MAGIC_OFF..MAGIC_OFF + 4) == Some(&PAGE_MAGIC[..])
+                && head.get(TYPE_OFF..TYPE_OFF + 2) == Some(&PageType::HEADER.to_le_bytes()[..]);
+            if let (true, Some(id)) = (is_page_file, le64(&head, FILE_ID_OFF)) {
+                *store.file_ids.entry(id).or_default() += 1;
+            }
+            continue;
+        }
+        let index = storage.open_read(&path).and_then(|file| {
+            let len = file.len()?;
+            let meta = file.meta()?;
+            let index =
+                read_journal(&StorageSource { file: &file, len }).map_err(std::io::Error::other)?;
+            Ok((index, meta))
+        });
+        match index {
+            Ok((index, meta)) => {
+                plan.journals.push((path.clone(), index.images.len()));
+                headers.push((
+                    path.clone(),
+                    index.header.journal_id,
+                    index.header.generation,
+                ));
+                store
+                    .journals
+                    .insert(path.clone(), JournalTrust { meta, stale: None });
+                for image in index.images {
+                    store
+                        .images
+                        .entry((image.file_id, image.page_no))
+                        .or_default()
+                        .push(ImageSource {
+                            journal: path.clone(),
+                            image,
+                        });
+                }
+            }
+            Err(e) => plan
+                .errors
+                .push((path.display().to_string(), format!("journal not used: {e}"))),
+        }
+    }
+    // Copies of one journal (same id): only the newest generation is current, and two current
+    // copies cannot be told apart.
+    for (path, id, generation) in &headers {
+        let newest = headers
+            .iter()
+            .filter(|h| h.1 == *id)
+            .map(|h| h.2)
+            .max()
+            .unwrap_or(*generation);
+        let twins: Vec<&PathBuf> = headers
+            .iter()
+            .filter(|h| h.1 == *id && h.2 == newest && h.0 != *path)
+            .map(|h| &h.0)
+            .collect();
+        let stale = if *generation < newest {
+            Some(format!(
+                "{} is an older copy (generation {generation}) of a journal whose generation {newest} is in the same store",
+                path.display()
+            ))
+        } else {
+            twins.first().map(|twin| {
+                format!(
+                    "{} and {} are copies of one journal (same id and generation): which is current cannot be told",
+                    path.display(),
+                    twin.display()
+                )
+            })
+        };
+        if let (Some(why), Some(t)) = (stale, store.journals.get_mut(path)) {
+            t.stale = Some(why);
+        }
+    }
+    store
+}
+
+fn le64(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
 }
 
 /// Plans the repair of a report's findings, reading the files and journals through `storage`.
@@ -243,109 +359,174 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
     let mut is_journal: HashMap<PathBuf, bool> = HashMap::new();
     let mut innodb = InnodbPlanner::read(report, storage, &mut plan);
     let mut params_cache: HashMap<PathBuf, Result<FileParams, String>> = HashMap::new();
-    let mut left = Vec::new();
-    for (i, finding) in report.findings.iter().enumerate() {
-        if !finding.kind.is_damage() {
+    let mut left: Vec<Left> = Vec::new();
+    for (i, run) in report.findings.iter().enumerate() {
+        if !run.kind.is_damage() {
             continue;
         }
-        let mut leave = |reason: String| left.push(Left { finding: i, reason });
+        // What holds for the whole finding (a run of pages included) is decided once.
+        let mut leave_all = |reason: String| {
+            left.push(Left {
+                finding: i,
+                unit: run.unit,
+                units: run.units,
+                reason,
+            })
+        };
         // A file the scan reached outside its roots (through an InnoDB .isl link, say) is
         // reported, never written: the operator named what may be repaired.
         if let Some(file) = report
-            .scanned_file(finding)
+            .scanned_file(run)
             .filter(|f| !report.root_paths.is_empty() && !report.under_roots(&f.path))
         {
-            leave(format!(
+            leave_all(format!(
                 "{} lies outside the scanned paths, so it is not repaired; scan its own directory to repair it",
                 file.path.display()
             ));
             continue;
         }
-        if finding.kind == FindingKind::Quarantined {
-            leave("a quarantine marker from an earlier repair: this page's data is lost; restore it from a backup".into());
-            continue;
-        }
-        if finding.format == InnodbFormat::NAME {
-            match innodb.plan(storage, report, i, finding) {
-                Ok(action) => plan.actions.push(action),
-                Err(reason) => leave(reason),
+        // The findings describe the file as the scan saw it: one that was replaced, grew or
+        // shrank since (a datastore writing, a restore) is left for a new scan.
+        if let Some(file) = report.scanned_file(run) {
+            if let Some(why) = changed_since_scan(storage, file) {
+                leave_all(why);
+                continue;
             }
+        }
+        if run.kind == FindingKind::Quarantined {
+            leave_all("a quarantine marker from an earlier repair: this page's data is lost; restore it from a backup".into());
             continue;
         }
-        if finding.format != NativeFormat::NAME {
-            leave(format!(
+        let innodb_file = run.format == InnodbFormat::NAME;
+        if !innodb_file && run.format != NativeFormat::NAME {
+            leave_all(format!(
                 "dbfsck does not repair {} files; restore this range from a backup",
-                finding.format
+                run.format
             ));
             continue;
         }
-        let Some(file) = report
-            .scanned_file(finding)
-            .filter(|f| f.format == NativeFormat::NAME)
-        else {
-            leave("the file was not scanned as a whole; not repaired".into());
+        let Some(file) = report.scanned_file(run) else {
+            leave_all("the file was not scanned as a whole; not repaired".into());
             continue;
         };
-        let journal = *is_journal.entry(file.path.clone()).or_insert_with(|| {
-            read_head(storage, &file.path, 4).is_ok_and(|h| looks_like_journal(&h))
-        });
-        if journal {
-            leave(
-                "a damaged journal is only read, never repaired; its damaged part is not used"
-                    .into(),
-            );
-            continue;
-        }
-        let Some(unit) = finding.unit.filter(|&u| u > 0) else {
-            leave(match finding.unit {
-                Some(_) => {
-                    "the header page is not rebuilt by this version; restore the file from a backup"
-                        .into()
-                }
-                None => "no page to act on; restore the file from a backup".into(),
+        let mut native = None;
+        if !innodb_file {
+            let journal = *is_journal.entry(file.path.clone()).or_insert_with(|| {
+                read_head(storage, &file.path, 4).is_ok_and(|h| looks_like_journal(&h))
             });
-            continue;
-        };
-        let params = params_cache
-            .entry(file.path.clone())
-            .or_insert_with(|| file_params(storage, &file.path))
-            .clone();
-        let params = match params {
-            Ok(p) => p,
-            Err(e) => {
-                leave(format!("the file's parameters cannot be read: {e}"));
+            if journal {
+                leave_all(
+                    "a damaged journal is only read, never repaired; its damaged part is not used"
+                        .into(),
+                );
                 continue;
             }
-        };
-        let dir = file
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let images = stores.images(storage, dir, &mut plan);
-        match plan_page(storage, images, finding, &file.path, unit, &params) {
-            Ok(Decision::Act(action, source, detail)) => plan.actions.push(Action {
-                finding: i,
-                path: file.path.clone(),
-                display: finding.path.clone(),
-                offset: unit * params.page_size as u64,
-                length: match action {
-                    RepairAction::TruncateTail => finding.length,
-                    _ => params.page_size as u64,
-                },
-                unit: Some(unit),
-                action,
-                spec: PageSpec::Native(params),
-                source,
-                detail,
-            }),
-            Ok(Decision::Leave(reason)) => leave(reason),
-            Err(e) => leave(format!("reading the page failed: {e}")),
+            if run.unit.is_none() {
+                leave_all("no page to act on; restore the file from a backup".into());
+                continue;
+            }
+            let params = params_cache
+                .entry(file.path.clone())
+                .or_insert_with(|| file_params(storage, &file.path))
+                .clone();
+            match params {
+                Ok(p) => native = Some(p),
+                Err(e) => {
+                    leave_all(format!("the file's parameters cannot be read: {e}"));
+                    continue;
+                }
+            }
+        }
+        // Then each page of it.
+        for finding in unit_views(run) {
+            let mut leave = |reason: String| {
+                push_left(&mut left, i, finding.unit, reason);
+            };
+            if innodb_file {
+                match innodb.plan(storage, report, i, &finding) {
+                    Ok(action) => plan.actions.push(action),
+                    Err(reason) => leave(reason),
+                }
+                continue;
+            }
+            let Some(params) = native else {
+                continue;
+            };
+            let Some(unit) = finding.unit.filter(|&u| u > 0) else {
+                leave(
+                    "the header page is not rebuilt by this version; restore the file from a backup"
+                        .into(),
+                );
+                continue;
+            };
+            let dir = file
+                .path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let store = stores.store(storage, dir, &mut plan);
+            match plan_page(storage, store, &finding, &file.path, unit, &params) {
+                Ok(Decision::Act(action, source, detail)) => plan.actions.push(Action {
+                    finding: i,
+                    path: file.path.clone(),
+                    display: finding.path.clone(),
+                    offset: unit * params.page_size as u64,
+                    length: match action {
+                        RepairAction::TruncateTail => finding.length,
+                        _ => params.page_size as u64,
+                    },
+                    unit: Some(unit),
+                    action,
+                    spec: PageSpec::Native(params),
+                    source,
+                    detail,
+                }),
+                Ok(Decision::Leave(reason)) => leave(reason),
+                Err(e) => leave(format!("reading the page failed: {e}")),
+            }
         }
     }
-    plan.left.extend(left);
-    plan.left.sort_by_key(|l| l.finding);
+    left.sort_by_key(|l| (l.finding, l.unit));
+    plan.left = left;
     plan
+}
+
+/// The pages of a finding, one finding each: itself, or each page of a run.
+fn unit_views(run: &Finding) -> impl Iterator<Item = std::borrow::Cow<'_, Finding>> + '_ {
+    let n = run.unit_count().max(1);
+    let per = run.length / n;
+    (0..n).map(move |k| {
+        if n == 1 {
+            return std::borrow::Cow::Borrowed(run);
+        }
+        let mut f = run.clone();
+        f.unit = run.unit.map(|u| u + k);
+        f.units = None;
+        f.offset = run.offset + k * per;
+        f.length = per;
+        std::borrow::Cow::Owned(f)
+    })
+}
+
+/// Records that page `unit` of finding `finding` is left, joining it to the previous entry
+/// when that is the page before with the same reason (a run stays one entry).
+fn push_left(left: &mut Vec<Left>, finding: usize, unit: Option<u64>, reason: String) {
+    if let Some(last) = left.last_mut() {
+        let next = last
+            .unit
+            .zip(unit)
+            .is_some_and(|(a, b)| a + last.units.unwrap_or(1) == b);
+        if last.finding == finding && last.reason == reason && next {
+            last.units = Some(last.units.unwrap_or(1) + 1);
+            return;
+        }
+    }
+    left.push(Left {
+        finding,
+        unit,
+        units: None,
+        reason,
+    });
 }
 
 enum Decision {
@@ -355,7 +536,7 @@ enum Decision {
 
 fn plan_page<S: Storage>(
     storage: &S,
-    images: &Images,
+    store: &Store,
     finding: &Finding,
     path: &Path,
     unit: u64,
@@ -363,6 +544,7 @@ fn plan_page<S: Storage>(
 ) -> std::io::Result<Decision> {
     let ps = params.page_size as u64;
     let file = storage.open_read(path)?;
+    let data_meta = file.meta()?;
     let mut page = vec![0u8; params.page_size];
     let n = file.read_full_at(&mut page, unit * ps)?;
     let partial = n < params.page_size;
@@ -377,10 +559,29 @@ fn plan_page<S: Storage>(
     let mut unusable = 0;
     let mut older = None::<u64>;
     let mut best: Option<(u64, usize, &ImageSource)> = None;
-    let candidates = images
+    let shared_id = store.file_ids.get(&params.file_id).copied().unwrap_or(0) > 1;
+    let all = store
+        .images
         .get(&(params.file_id, unit))
         .map_or(&[][..], |v| &v[..]);
-    for (order, c) in candidates.iter().enumerate() {
+    // Images of journals the page file cannot trust are no candidates; why, in words.
+    let mut distrusted: Vec<String> = Vec::new();
+    let candidates: Vec<&ImageSource> = if shared_id {
+        Vec::new()
+    } else {
+        all.iter()
+            .filter(|c| match store.distrust(&c.journal, data_meta) {
+                Some(why) => {
+                    if !distrusted.contains(&why) {
+                        distrusted.push(why);
+                    }
+                    false
+                }
+                None => true,
+            })
+            .collect()
+    };
+    for (order, c) in candidates.iter().copied().enumerate() {
         match verified_image(storage, c, params, unit) {
             Ok(true) => {}
             Ok(false) | Err(_) => {
@@ -404,6 +605,19 @@ fn plan_page<S: Storage>(
         ));
     }
     let mut why = match (candidates.len(), older, evidence) {
+        (0, _, _) if shared_id => format!(
+            "{} page files in this store carry file id 0x{:016x}, so a journal image cannot tell which it belongs to",
+            store.file_ids.get(&params.file_id).copied().unwrap_or(0),
+            params.file_id
+        ),
+        (0, _, _) if !distrusted.is_empty() => format!(
+            "no trusted journal holds an image of this page ({})",
+            distrusted.join("; ")
+        ),
+        (0, _, _) if store.links > 0 => format!(
+            "no journal in this directory holds an image of this page ({} symbolic link(s) here were not followed: a journal is used only where it is)",
+            store.links
+        ),
         (0, _, _) => "no journal holds an image of this page".to_owned(),
         (_, Some(o), Some(e)) => format!(
             "the newest usable journal image (LSN {o}) is older than the LSN {e} the damaged page still shows"
@@ -679,6 +893,41 @@ impl InnodbPlanner {
             detail: format!("{why}: the page is copied to the quarantine and left as it is (InnoDB has no page the server reads as a known hole); restore the table from a backup"),
             ..base
         })
+    }
+}
+
+/// Why the file is no longer the one the scan judged, if it is not: another file at its path,
+/// or another length.
+fn changed_since_scan<S: Storage>(storage: &S, file: &ScannedFile) -> Option<String> {
+    let f = match storage.open_read(&file.path) {
+        Ok(f) => f,
+        Err(e) => return Some(format!("the file cannot be opened now ({e}); not repaired")),
+    };
+    if let Ok(Some(id)) = f.id() {
+        if id != file.id {
+            return Some("the file was replaced since the scan (another device or inode); not repaired; scan again".into());
+        }
+    }
+    // A file with several hard links is also another store's file (a snapshot made with
+    // `cp -al`, say): writing it through one name changes the other.
+    if let Ok(Some(m)) = f.meta() {
+        if m.nlink > 1 {
+            return Some(format!(
+                "the file has {} hard links, so it is also another path's file (a hard-linked snapshot?); repair never writes a shared inode: copy the file to break the link, then repair",
+                m.nlink
+            ));
+        }
+    }
+    match f.len() {
+        Ok(len) if len != file.len => Some(format!(
+            "the file changed since the scan (it is {} now, {} then); not repaired; scan again",
+            dbfsck_core::bytes(len),
+            dbfsck_core::bytes(file.len)
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "the file's length cannot be read ({e}); not repaired"
+        )),
     }
 }
 

@@ -30,15 +30,36 @@ pub trait Storage {
     fn create_dir_private(&self, path: &Path) -> io::Result<()>;
     /// Makes a directory's entries durable (fsync of the directory).
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Renames `from` to `to` (replacing `to`) within one directory, following no link.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Whether a file exists (without following a final symbolic link).
     fn exists(&self, path: &Path) -> bool;
-    /// The regular files directly in `dir` (no symbolic links, no directories), sorted.
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<std::path::PathBuf>>;
+    /// The regular files directly in `dir` (no directories), sorted, and how many symbolic
+    /// links it holds (never followed).
+    fn list_dir(&self, dir: &Path) -> io::Result<(Vec<std::path::PathBuf>, usize)>;
     /// The path with its directory resolved to where it really is (symbolic links in the
     /// directories followed once, now), absolute and plain; the last component is kept as it
     /// is. A path that cannot be resolved is returned as given.
     fn resolve(&self, path: &Path) -> std::path::PathBuf {
         path.to_path_buf()
+    }
+}
+
+/// What a storage knows of a file's ownership: its owner, permission bits and hard links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMeta {
+    /// The owner's uid.
+    pub uid: u32,
+    /// `st_mode`.
+    pub mode: u32,
+    /// Hard links to the inode.
+    pub nlink: u64,
+}
+
+impl FileMeta {
+    /// Whether someone other than the owner may write the file.
+    pub fn writable_by_others(&self) -> bool {
+        self.mode & 0o022 != 0
     }
 }
 
@@ -63,8 +84,8 @@ pub trait StorageFile {
     fn try_lock(&self) -> io::Result<bool>;
     /// The file's device and inode, where the storage has them.
     fn id(&self) -> io::Result<Option<FileId>>;
-    /// The file's owner and permission bits, where the storage has them.
-    fn owner_mode(&self) -> io::Result<Option<(u32, u32)>>;
+    /// The file's owner, permission bits and link count, where the storage has them.
+    fn meta(&self) -> io::Result<Option<FileMeta>>;
 
     /// Reads until `buf` is full or the file ends; returns how many bytes were read.
     fn read_full_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -125,20 +146,49 @@ impl Storage for FsStorage {
         walk_dirs(path, false)?.sync_all()
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        use std::ffi::CString;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let (Some(dir), Some(a), Some(b)) = (from.parent(), from.file_name(), to.file_name())
+        else {
+            return Err(io::ErrorKind::InvalidInput.into());
+        };
+        if to.parent() != Some(dir) {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        let d = walk_dirs(dir, false)?;
+        let c = |s: &std::ffi::OsStr| {
+            CString::new(s.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+        };
+        let (a, b) = (c(a)?, c(b)?);
+        // SAFETY: both names are valid NUL-terminated strings relative to an open directory.
+        let r = unsafe { libc::renameat(d.as_raw_fd(), a.as_ptr(), d.as_raw_fd(), b.as_ptr()) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     fn exists(&self, path: &Path) -> bool {
         path.symlink_metadata().is_ok()
     }
 
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    fn list_dir(&self, dir: &Path) -> io::Result<(Vec<std::path::PathBuf>, usize)> {
         let mut out = Vec::new();
+        let mut links = 0;
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
-            if entry.file_type()?.is_file() {
+            let t = entry.file_type()?;
+            if t.is_file() {
                 out.push(entry.path());
+            } else if t.is_symlink() {
+                links += 1;
             }
         }
         out.sort();
-        Ok(out)
+        Ok((out, links))
     }
 
     fn resolve(&self, path: &Path) -> std::path::PathBuf {
@@ -147,7 +197,8 @@ impl Storage for FsStorage {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         match (std::fs::canonicalize(parent), path.file_name()) {
-            (Ok(dir), Some(name)) => dir.join(name),
+            // Only a path the system can open by its name (not one past PATH_MAX).
+            (Ok(dir), Some(name)) if dir.symlink_metadata().is_ok() => dir.join(name),
             _ => path.to_path_buf(),
         }
     }
@@ -302,10 +353,14 @@ impl StorageFile for File {
     fn id(&self) -> io::Result<Option<FileId>> {
         Ok(Some(FileId::of(&self.metadata()?)))
     }
-    fn owner_mode(&self) -> io::Result<Option<(u32, u32)>> {
+    fn meta(&self) -> io::Result<Option<FileMeta>> {
         use std::os::unix::fs::MetadataExt;
         let m = self.metadata()?;
-        Ok(Some((m.uid(), m.mode())))
+        Ok(Some(FileMeta {
+            uid: m.uid(),
+            mode: m.mode(),
+            nlink: m.nlink(),
+        }))
     }
 }
 

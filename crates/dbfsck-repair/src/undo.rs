@@ -144,8 +144,8 @@ pub enum UndoError {
     /// The seal disagrees with the entries.
     #[error("the undo log {0} fails its seal check (entry count or digest); nothing was restored")]
     BadSeal(PathBuf),
-    /// A path in the log is not absolute and plain.
-    #[error("the undo log names an unsafe path {0:?} (not absolute, or with . or .. parts); nothing was restored")]
+    /// A path in the log is not absolute and plain, or longer than a log may hold.
+    #[error("the undo log names an unusable path {0:?} (not absolute, with . or .. parts, or longer than 4096 bytes); nothing was restored")]
     UnsafePath(PathBuf),
     /// A file named by the log is locked.
     #[error("{0} is locked by another process (is the datastore running?); nothing was restored")]
@@ -242,6 +242,11 @@ impl<F: StorageFile> UndoWriter<F> {
             UndoEntry::File { path, id } => (ENTRY_FILE, path, id.dev, &[], id.ino, 0),
         };
         let pb = path.as_os_str().as_bytes();
+        // What the reader accepts, the writer enforces: a log it could not read back would
+        // leave a repair without its undo.
+        if pb.len() > MAX_PATH_LEN as usize || !is_plain_absolute(path) {
+            return Err(UndoError::UnsafePath(path.to_path_buf()));
+        }
         let mut e = vec![0u8; ENTRY_HEADER_LEN];
         put(&mut e, 0, &ENTRY_MAGIC);
         put(&mut e, 4, &[kind]);
@@ -465,14 +470,14 @@ pub struct UndoOutcome {
 /// datastore wrote since, and nothing is restored unless `force`. Idempotent.
 pub fn undo<S: Storage>(storage: &S, log: &Path, force: bool) -> Result<UndoOutcome, UndoError> {
     let log_file = storage.open_read(log).map_err(io_err(log))?;
-    if let Some((owner, mode)) = log_file.owner_mode().map_err(io_err(log))? {
+    if let Some(m) = log_file.meta().map_err(io_err(log))? {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
-        if owner != me || mode & 0o022 != 0 {
+        if m.uid != me || m.writable_by_others() {
             return Err(UndoError::Untrusted {
                 path: log.to_path_buf(),
-                owner,
-                mode: mode & 0o7777,
+                owner: m.uid,
+                mode: m.mode & 0o7777,
                 me,
             });
         }

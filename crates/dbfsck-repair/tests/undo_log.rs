@@ -71,27 +71,82 @@ fn a_flipped_bit_anywhere_in_the_log_refuses_with_nothing_changed() {
     undo(&FsStorage, &log, false).unwrap();
 }
 
+/// A sealed version 2 log of byte entries, written by hand (the writer refuses such paths):
+/// each (path, offset, original bytes), nothing recorded as written.
+fn forged_log(entries: &[(&[u8], u64, &[u8])]) -> Vec<u8> {
+    use xxhash_rust::xxh3::xxh3_64;
+    let mut out = Vec::new();
+    let mut h = [0u8; 32];
+    h[..4].copy_from_slice(b"DBFU");
+    h[4..8].copy_from_slice(&2u32.to_le_bytes());
+    let s = xxh3_64(&h[..24]);
+    h[24..].copy_from_slice(&s.to_le_bytes());
+    out.extend_from_slice(&h);
+    let mut sums = Vec::new();
+    for (path, offset, data) in entries {
+        let mut e = vec![0u8; 48];
+        e[..4].copy_from_slice(b"DBUE");
+        e[4] = 1;
+        e[8..12].copy_from_slice(&(path.len() as u32).to_le_bytes());
+        e[16..24].copy_from_slice(&offset.to_le_bytes());
+        e[24..32].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        e.extend_from_slice(path);
+        e.extend_from_slice(data);
+        let s = xxh3_64(&e);
+        e.extend_from_slice(&s.to_le_bytes());
+        sums.push(s);
+        out.extend_from_slice(&e);
+    }
+    let digest: Vec<u8> = sums.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut seal = [0u8; 32];
+    seal[..4].copy_from_slice(b"DBUS");
+    seal[8..16].copy_from_slice(&(sums.len() as u64).to_le_bytes());
+    seal[16..24].copy_from_slice(&xxh3_64(&digest).to_le_bytes());
+    let s = xxh3_64(&seal[..24]);
+    seal[24..].copy_from_slice(&s.to_le_bytes());
+    out.extend_from_slice(&seal);
+    out
+}
+
 #[test]
 fn a_log_naming_an_unsafe_path_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    for bad in ["relative/file", "/tmp/../etc/passwd", "/tmp/./x"] {
-        let log = dir.path().join(format!("{}.log", bad.len()));
+    let long = format!("/{}", "d/".repeat(2100));
+    for bad in [
+        "relative/file",
+        "/tmp/../etc/passwd",
+        "/tmp/./x",
+        long.as_str(),
+    ] {
+        // The writer never writes what the reader would refuse (a repair would then have no
+        // undo): it refuses the entry.
+        let log = dir.path().join(format!("w{}.log", bad.len()));
         let mut w = UndoWriter::create(&FsStorage, &log).unwrap();
-        w.append(&UndoEntry::Bytes {
+        let r = w.append(&UndoEntry::Bytes {
             path: bad.into(),
             offset: 0,
             data: b"owned".to_vec(),
             written: None,
-        })
-        .unwrap();
-        w.seal().unwrap();
+        });
+        assert!(matches!(r, Err(UndoError::UnsafePath(_))), "{r:?}");
+        // A log forged with such a path is refused by the reader and by undo.
+        let log = dir.path().join(format!("{}.log", bad.len()));
+        std::fs::write(&log, forged_log(&[(bad.as_bytes(), 0, b"owned")])).unwrap();
         let r = read_undo_log(&FsStorage, &log);
-        assert!(matches!(r, Err(UndoError::UnsafePath(_))), "{bad}: {r:?}");
-        assert!(matches!(
-            undo(&FsStorage, &log, false),
-            Err(UndoError::UnsafePath(_))
-        ));
+        assert!(
+            matches!(
+                r,
+                Err(UndoError::UnsafePath(_) | UndoError::Unsealed { .. })
+            ),
+            "{}: {r:?}",
+            &bad[..bad.len().min(20)]
+        );
+        assert!(undo(&FsStorage, &log, false).is_err());
     }
+    // The forger itself is right: a plain path reads back.
+    let log = dir.path().join("ok.log");
+    std::fs::write(&log, forged_log(&[(b"/tmp/x", 0, b"owned")])).unwrap();
+    assert_eq!(read_undo_log(&FsStorage, &log).unwrap().len(), 1);
 }
 
 #[test]

@@ -190,8 +190,15 @@ fn next_step(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::Re
             out,
             "next: run `dbfsck scan --repair --dry-run {paths}` to see the repair plan"
         )?;
-    } else if ctx.plan.is_some() && ctx.dry_run && !report.repairs.is_empty() {
-        writeln!(out, "next: run `dbfsck scan --repair {paths}` to apply this plan (an undo log is written first)")?;
+    } else if let Some(plan) = ctx
+        .plan
+        .filter(|_| ctx.dry_run && !report.repairs.is_empty())
+    {
+        if plan.sweeping.is_empty() {
+            writeln!(out, "next: run `dbfsck scan --repair {paths}` to apply this plan (an undo log is written first)")?;
+        } else {
+            writeln!(out, "next: the plan replaces most of a file (see the warnings): check it with `dbfsck inspect`; to apply it anyway, run `dbfsck scan --repair --force {paths}`")?;
+        }
     }
     undo_line(out, report)
 }
@@ -250,7 +257,11 @@ fn render_repairs(
         )?;
         for l in &plan.left {
             if let Some(f) = report.findings.get(l.finding) {
-                let unit = f.unit.map(|u| format!(" page {u}")).unwrap_or_default();
+                let unit = match (l.unit, l.units) {
+                    (Some(u), Some(n)) => format!(" pages {u}-{}", u + n - 1),
+                    (Some(u), None) => format!(" page {u}"),
+                    _ => String::new(),
+                };
                 writeln!(
                     out,
                     "  {}{unit}: {}: {}",
@@ -304,8 +315,10 @@ fn safe(s: &str) -> std::borrow::Cow<'_, str> {
 
 fn finding_line(f: &Finding) -> String {
     let mut line = String::new();
-    if let Some(u) = f.unit {
-        line.push_str(&format!("unit {u:<6} "));
+    match (f.unit, f.units) {
+        (Some(u), Some(n)) => line.push_str(&format!("units {u}-{} ({n}) ", u + n - 1)),
+        (Some(u), None) => line.push_str(&format!("unit {u:<6} ")),
+        _ => {}
     }
     line.push_str(&format!("@{} +{}", f.offset, f.length));
     line.push_str("  ");

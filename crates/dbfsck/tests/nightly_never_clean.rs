@@ -140,7 +140,7 @@ fn a_quiet_repair_names_its_undo_log_and_nothing_else() {
     ]);
     assert_eq!(rc(&o), 4);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("zeroed_page (5)"), "{text}");
+    assert!(text.contains("units 2-6 (5)"), "{text}");
     assert!(
         text.lines().any(|l| l.starts_with("undo: `dbfsck undo ")),
         "{text}"

@@ -788,3 +788,297 @@ fn innodb_link_files_are_resolved_in_the_datadir_and_never_lead_a_repair_outside
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("outside the scanned paths"), "{text}");
 }
+
+// Cases found by a second adversarial review (the release binary, from outside).
+
+/// Scans `dir`, returns the report (with the real files behind it), as `scan --repair` does
+/// before it plans: the library path lets a test change the files between scan and repair.
+fn scan_lib(dir: &Path) -> dbfsck_core::Report {
+    dbfsck_core::Scanner::new().scan(&[dir]).unwrap()
+}
+
+fn repair_lib(report: &mut dbfsck_core::Report, dir: &Path) -> dbfsck_repair::plan::Plan {
+    let options = dbfsck_repair::RepairOptions {
+        dry_run: false,
+        ..dbfsck_repair::RepairOptions::in_dir(dir)
+    };
+    dbfsck_repair::repair(report, &FsStorage, &options)
+}
+
+/// Review 1. A journal someone else could have written is no source: one writable by other
+/// users (mode 0666) leaves the page quarantined, with the reason.
+#[test]
+fn a_journal_others_can_write_is_not_a_source() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = store(dir.path(), os("t.dbfp"), 12, &[2, 4, 6]);
+    zero_pages(&data, &[4]);
+    std::fs::set_permissions(
+        dir.path().join("wal.dbfj"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let mut report = scan_lib(dir.path());
+    let plan = repair_lib(&mut report, dir.path());
+    assert_eq!(report.repairs.len(), 1, "{:?}", report.repairs);
+    assert_eq!(
+        report.repairs[0].action,
+        dbfsck_core::RepairAction::Quarantine
+    );
+    assert!(report.repairs[0]
+        .detail
+        .contains("writable by users other than its owner"));
+    assert!(plan.left.is_empty());
+}
+
+/// Review 2 and 5. A torn tail found by the scan is cut only if the file is still what the
+/// scan saw: one that grew (the datastore appended pages) or shrank since is not touched.
+#[test]
+fn a_torn_tail_is_not_cut_from_a_file_that_changed_since_the_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = store(dir.path(), os("t.dbfp"), 13, &[]);
+    let mut b = std::fs::read(&data).unwrap();
+    b.truncate(12 * PS + 1000);
+    std::fs::write(&data, &b).unwrap();
+    for change in [20 * PS, 8 * PS] {
+        let mut report = scan_lib(dir.path());
+        assert_eq!(
+            report.findings[0].kind,
+            dbfsck_core::FindingKind::PartialPage
+        );
+        let f = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
+        f.set_len(change as u64).unwrap();
+        drop(f);
+        let changed = std::fs::read(&data).unwrap();
+        let plan = repair_lib(&mut report, dir.path());
+        assert!(report.repairs.is_empty(), "{:?}", report.repairs);
+        assert!(
+            plan.left[0].reason.contains("changed since the scan"),
+            "{:?}",
+            plan.left
+        );
+        assert_eq!(
+            std::fs::read(&data).unwrap(),
+            changed,
+            "the file was written"
+        );
+        std::fs::write(&data, &b).unwrap();
+    }
+}
+
+/// Review 3. Within a store only the current copy of a journal counts: an older generation of
+/// the same journal (a `.bak` copy beside it) is stale, and two current copies cannot be told
+/// apart, so neither is used.
+#[test]
+fn a_stale_or_twin_copy_of_the_journal_is_not_a_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = store(dir.path(), os("t.dbfp"), 12, &[2, 4]);
+    let wal = dir.path().join("wal.dbfj");
+    std::fs::copy(&wal, dir.path().join("wal.dbfj.bak")).unwrap();
+    {
+        // The live journal is recycled (generation 1) after page 2 is rewritten at LSN 50000.
+        let options = JournalOptions {
+            capacity: Some(1),
+            journal_id: None,
+        };
+        let mut s = JournaledStore::open(FsStorage, &wal, options).unwrap();
+        let h = s.open_file(&data).unwrap();
+        commit(&mut s, h, &[2], 50_000, b"newest");
+        commit(&mut s, h, &[9], 50_001, b"later");
+    }
+    zero_pages(&data, &[2]);
+    let mut report = scan_lib(dir.path());
+    repair_lib(&mut report, dir.path());
+    assert_eq!(
+        report.repairs[0].action,
+        dbfsck_core::RepairAction::Quarantine,
+        "{:?}",
+        report.repairs
+    );
+    assert!(
+        report.repairs[0].detail.contains("older copy"),
+        "{}",
+        report.repairs[0].detail
+    );
+
+    // Two copies of the current journal: which is current cannot be told.
+    let dir = tempfile::tempdir().unwrap();
+    let data = store(dir.path(), os("t.dbfp"), 12, &[2, 4]);
+    std::fs::copy(dir.path().join("wal.dbfj"), dir.path().join("copy.dbfj")).unwrap();
+    zero_pages(&data, &[4]);
+    let mut report = scan_lib(dir.path());
+    repair_lib(&mut report, dir.path());
+    assert_eq!(
+        report.repairs[0].action,
+        dbfsck_core::RepairAction::Quarantine
+    );
+    assert!(
+        report.repairs[0].detail.contains("copies of one journal"),
+        "{}",
+        report.repairs[0].detail
+    );
+}
+
+/// Review 4. A path the undo log cannot hold (over 4096 bytes: reachable only step by step,
+/// relative to a deep working directory) stops the repair before it writes anything, instead
+/// of applying it with an undo log that cannot be read back.
+#[test]
+fn a_path_too_long_for_the_undo_log_stops_the_repair_before_any_write() {
+    let top = tempfile::tempdir().unwrap();
+    let data = store(&top.path().join("db"), os("t.dbfp"), 12, &[2, 4, 6]);
+    zero_pages(&data, &[4]);
+    let damaged = std::fs::read(&data).unwrap();
+    // Move the store 22 levels of 200-byte names down, then repair it from there.
+    let name = "d".repeat(200);
+    let script = format!(
+        "set -e; cd {top}; for i in $(seq 22); do mkdir {name}; cd {name}; done; \
+         mv {top}/db .; cd db; {bin} scan --repair --output json . > {top}/out.json || true; \
+         cmp t.dbfp {top}/damaged",
+        top = top.path().display(),
+        bin = env!("CARGO_BIN_EXE_dbfsck"),
+    );
+    std::fs::write(top.path().join("damaged"), &damaged).unwrap();
+    let o = Command::new("bash").args(["-c", &script]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "the file changed (or the set-up failed): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(top.path().join("out.json")).unwrap()).unwrap();
+    assert_eq!(v["exit_code"].as_i64().unwrap() & 8, 8, "{v}");
+    assert!(v["errors"].to_string().contains("undo log"), "{v}");
+}
+
+/// Review 6. A quarantine copy a crash left short (or empty) under its content name is
+/// replaced, not trusted because the name exists.
+#[test]
+fn a_short_quarantine_copy_left_by_a_crash_is_rewritten() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let data = store(dir.path(), os("t.dbfp"), 12, &[]);
+    let mut b = std::fs::read(&data).unwrap();
+    b[5 * PS + 300] ^= 0x40;
+    std::fs::write(&data, &b).unwrap();
+    let bytes = b[5 * PS..6 * PS].to_vec();
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect();
+    let q = dir.path().join(".dbfsck/quarantine");
+    std::fs::create_dir_all(&q).unwrap();
+    std::fs::write(q.join(format!("{sha}.bin")), b"").unwrap();
+    let (code, v) = scan_json(&[os("scan"), os("--repair"), dir.path().as_os_str()]);
+    assert_eq!(code, 4, "{v}");
+    assert_eq!(std::fs::read(q.join(format!("{sha}.bin"))).unwrap(), bytes);
+}
+
+/// Review 7. A file with several hard links (a `cp -al` snapshot shares the live inode) is
+/// never written: repairing it through one name would change the other.
+#[test]
+fn a_hard_linked_file_is_never_written() {
+    let top = tempfile::tempdir().unwrap();
+    let live = top.path().join("live");
+    let data = store(&live, os("t.dbfp"), 12, &[2, 4, 6]);
+    let snap = top.path().join("snap");
+    std::fs::create_dir(&snap).unwrap();
+    std::fs::hard_link(&data, snap.join("t.dbfp")).unwrap();
+    std::fs::copy(live.join("wal.dbfj"), snap.join("wal.dbfj")).unwrap();
+    zero_pages(&data, &[4]);
+    let before = std::fs::read(&data).unwrap();
+    let o = dbfsck(&[os("scan"), os("--repair"), snap.as_os_str()]);
+    assert_eq!(rc(&o), 4);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("hard links"));
+    assert_eq!(std::fs::read(&data).unwrap(), before);
+}
+
+/// Review 8 and 9. The reason a page is quarantined is true: a journal reached only through a
+/// symbolic link is said to be unfollowed (not "no journal"), and two page files of a store
+/// sharing a file id get no image (an image cannot tell which file it belongs to).
+#[test]
+fn the_reason_names_a_symlinked_journal_and_a_shared_file_id() {
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("db");
+    let data = store(&dir, os("t.dbfp"), 12, &[2, 4, 6]);
+    let elsewhere = top.path().join("wal.dbfj");
+    std::fs::rename(dir.join("wal.dbfj"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir.join("wal.dbfj")).unwrap();
+    zero_pages(&data, &[4]);
+    let mut report = scan_lib(&dir);
+    repair_lib(&mut report, &dir);
+    assert!(
+        report.repairs[0].detail.contains("symbolic link"),
+        "{}",
+        report.repairs[0].detail
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = store(dir.path(), os("t.dbfp"), 12, &[2, 4, 6]);
+    std::fs::copy(&data, dir.path().join("t.dbfp.yesterday")).unwrap();
+    zero_pages(&data, &[4]);
+    let mut report = scan_lib(dir.path());
+    repair_lib(&mut report, dir.path());
+    let r = report.repairs.iter().find(|r| r.unit == Some(4)).unwrap();
+    assert_eq!(r.action, dbfsck_core::RepairAction::Quarantine, "{r:?}");
+    assert!(r.detail.contains("carry file id"), "{}", r.detail);
+}
+
+/// Review 10. A repair that cannot write its undo log (the named file exists) leaves the
+/// quarantine as it was: no manifest line for a quarantine that never happened.
+#[test]
+fn a_repair_that_fails_before_writing_leaves_no_quarantine_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = store(dir.path(), os("t.dbfp"), 12, &[]);
+    zero_pages(&data, &[5]);
+    let log = dir.path().join("exists.log");
+    std::fs::write(&log, b"x").unwrap();
+    let q = dir.path().join("q");
+    let (code, v) = scan_json(&[
+        os("scan"),
+        os("--repair"),
+        os("--undo-log"),
+        log.as_os_str(),
+        os("--quarantine"),
+        q.as_os_str(),
+        dir.path().as_os_str(),
+    ]);
+    assert_eq!(code & 8, 8, "{v}");
+    assert!(
+        !q.join("manifest.jsonl").exists(),
+        "a manifest line for nothing"
+    );
+}
+
+/// Review 12. The printed undo command works for a root whose name starts with `-`.
+#[test]
+fn the_undo_command_works_for_a_root_starting_with_a_dash() {
+    let top = tempfile::tempdir().unwrap();
+    let data = store(&top.path().join("-x"), os("t.dbfp"), 12, &[2, 4, 6]);
+    zero_pages(&data, &[4]);
+    let damaged = std::fs::read(&data).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_dbfsck"))
+        .args(["scan", "--repair", "--", "-x"])
+        .current_dir(top.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(rc(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("undo: `"))
+        .expect(&text);
+    let cmd = line.split('`').nth(1).unwrap();
+    let cmd = cmd.replacen("dbfsck", env!("CARGO_BIN_EXE_dbfsck"), 1);
+    let st = Command::new("bash")
+        .args(["-c", &cmd])
+        .current_dir(top.path())
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert_eq!(std::fs::read(&data).unwrap(), damaged);
+}

@@ -325,7 +325,7 @@ impl StorageFile for CrashFile {
         self.with(|d, p| Ok(file_mut(d, p)?.id))
     }
 
-    fn owner_mode(&self) -> io::Result<Option<(u32, u32)>> {
+    fn meta(&self) -> io::Result<Option<super::FileMeta>> {
         Ok(None)
     }
 }
@@ -382,22 +382,36 @@ impl Storage for CrashStorage {
         Ok(())
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut disk = self.lock();
+        if disk.tick()? {
+            return Err(crashed());
+        }
+        let f = disk
+            .files
+            .remove(from)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        disk.files.insert(to.to_path_buf(), f);
+        Ok(())
+    }
+
     fn exists(&self, path: &Path) -> bool {
         let disk = self.lock();
         disk.files.contains_key(path) || disk.dirs.contains(path)
     }
 
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+    fn list_dir(&self, dir: &Path) -> io::Result<(Vec<PathBuf>, usize)> {
         let disk = self.lock();
         if disk.crashed {
             return Err(crashed());
         }
-        Ok(disk
+        let files = disk
             .files
             .keys()
             .filter(|p| p.parent() == Some(dir))
             .cloned()
-            .collect())
+            .collect();
+        Ok((files, 0))
     }
 }
 
