@@ -15,6 +15,36 @@ use crate::finding::{Finding, FindingKind};
 use crate::format::{Chunk, Format, Layout, Opened, Probe, UnitCheck};
 use crate::report::{FileId, PathError, Report, ScannedFile, Skipped};
 use crate::resume::{FileState, ScanState, STATE_VERSION};
+
+/// How many descriptors a scan may keep open for the files it still has to read (each is read
+/// through the descriptor it was judged by): the soft limit on open files, raised to the hard
+/// one, less room for everything else. Files past the budget are reopened, and their identity
+/// checked.
+fn descriptor_budget() -> isize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    };
+    // Never more than a million at once, and a quarter of the limit left for the rest.
+    let soft = isize::try_from(soft.min(1 << 20)).unwrap_or(1 << 20);
+    (soft - soft / 4 - 64).max(0)
+}
 use crate::throttle::RateLimiter;
 
 /// The folder dbfsck keeps its undo logs and quarantine in, at a scan root; walks skip it.
@@ -67,6 +97,8 @@ type CheckpointFn = dyn Fn(&ScanState) + Send + Sync;
 struct Stop<'a> {
     cancel: &'a AtomicBool,
     deadline: Option<Instant>,
+    /// Descriptors still allowed to be kept open for later pieces.
+    fds: std::sync::atomic::AtomicIsize,
 }
 
 impl Stop<'_> {
@@ -219,10 +251,11 @@ impl Scanner {
         self
     }
 
-    /// Calls `f` with each file's findings (sorted by offset, exactly as the report will hold
-    /// them) as soon as every chunk of that file is verified, from worker threads; files with no
-    /// finding are not reported. A file whose chunks did not all run (a cancelled scan) is not
-    /// reported here; the report has its findings. Default none. For streaming output.
+    /// Calls `f` with findings as soon as every range of their file before them is verified
+    /// (so a huge file streams as it is read), from worker threads: one file's calls come in
+    /// offset order, and together they are exactly its findings as the report holds them (a run
+    /// still growing at the verified frontier is held back until it ends). What a stopped scan
+    /// did not hand over is in the report only. Default none. For streaming output.
     #[must_use]
     pub fn on_file_findings(mut self, f: impl Fn(&[Finding]) + Send + Sync + 'static) -> Self {
         self.file_done = Some(Arc::new(f));
@@ -307,13 +340,37 @@ impl Scanner {
         for root in roots {
             self.walk_root(root.as_ref(), &mut targets, &mut report);
         }
+        let root_ids: Vec<[u64; 2]> = report
+            .root_paths
+            .iter()
+            .map(|p| fs::metadata(p).map_or([0, 0], |m| FileId::of(&m).pair()))
+            .collect();
+        // A saved state is used only for the very roots it was saved for (the same inodes,
+        // not only the same names): anything else starts a new scan, saying so.
+        let resume = self.resume.as_deref().filter(|s| {
+            let same = s.roots == report.roots && s.root_ids == root_ids;
+            if !same {
+                report.warnings.push(PathError {
+                    path: report.roots.join(" "),
+                    message: "the saved scan state is for other roots (other paths, or other directories at these paths): it is not used, and a new scan starts".into(),
+                });
+            }
+            same
+        });
         let stop = Stop {
             cancel: &self.cancel,
             deadline: self.time_limit.map(|l| started + l),
+            fds: std::sync::atomic::AtomicIsize::new(descriptor_budget()),
         };
-        pool.install(|| self.run(targets, &mut report, &stop));
+        pool.install(|| self.run(targets, &mut report, &stop, resume, root_ids));
         report.summary.elapsed_s = started.elapsed().as_secs_f64();
         report.normalize();
+        // This piece reported what it found: the cycle adds it, and what it had recorded as
+        // pending is no longer pending.
+        let own = report.own_exit_code();
+        report.scan_state.cycle.add(&report.findings, own);
+        report.scan_state.pending.clear();
+        report.cycle = Some(report.scan_state.cycle.clone());
         Ok(report)
     }
 
@@ -469,14 +526,21 @@ impl Scanner {
         }
     }
 
-    fn run(&self, targets: Vec<Target>, report: &mut Report, stop: &Stop<'_>) {
+    fn run(
+        &self,
+        targets: Vec<Target>,
+        report: &mut Report,
+        stop: &Stop<'_>,
+        resume: Option<&ScanState>,
+        root_ids: Vec<[u64; 2]>,
+    ) {
         // Phase 1: open every file and let its format read its header, in parallel.
         // Each thread reuses one head buffer: no allocation or zeroing per file.
         let opened: Vec<OpenOutcome> = targets
             .into_par_iter()
             .map_init(
                 || vec![0u8; Probe::HEAD_LEN],
-                |buf, t| self.open(t, buf, stop),
+                |buf, t| self.open(t, buf, stop, resume),
             )
             .collect();
         let mut files = Vec::new();
@@ -488,6 +552,7 @@ impl Scanner {
                 OpenOutcome::Error(e) => report.errors.push(e),
                 OpenOutcome::Skipped(s) => report.skipped.push(s),
                 OpenOutcome::Opened(file) => {
+                    let file = *file;
                     if let Some(first) = seen.get(&file.id) {
                         report.skipped.push(Skipped {
                             path: file.display,
@@ -498,6 +563,12 @@ impl Scanner {
                         continue;
                     }
                     seen.insert(file.id, file.display.clone());
+                    if let Some(note) = &file.resume_note {
+                        report.warnings.push(PathError {
+                            path: file.display.clone(),
+                            message: note.clone(),
+                        });
+                    }
                     report.files.push(ScannedFile {
                         path: file.path.clone(),
                         display: file.display.clone(),
@@ -529,7 +600,7 @@ impl Scanner {
         };
         let mut tasks = plan(&files, chunk_size);
         // Resuming: only the parts no earlier piece verified.
-        if self.resume.is_some() {
+        if resume.is_some() {
             for task in &mut tasks {
                 let pieces = std::mem::take(task);
                 for p in pieces {
@@ -549,16 +620,54 @@ impl Scanner {
             }
             tasks.retain(|t| !t.is_empty());
         }
-        // What is verified, for --state: earlier pieces, this one's open phase, then each chunk.
+        // What is verified, for --state: earlier pieces, this one's open phase, then each chunk,
+        // each range with the findings in it. Findings an earlier piece recorded but never
+        // reported (it was killed) are reported by this one, for the files still the same.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut scan_state = ScanState {
             version: STATE_VERSION,
             roots: report.roots.clone(),
+            root_ids,
             complete: false,
             files: Default::default(),
+            pending: Vec::new(),
+            cycle: resume.map_or_else(
+                || crate::resume::Cycle {
+                    started: now,
+                    ..Default::default()
+                },
+                |s| s.cycle.clone(),
+            ),
         };
+        if let Some(prev) = resume {
+            let carried: Vec<Finding> = prev
+                .pending
+                .iter()
+                .map(crate::resume::StateFinding::restore)
+                .filter(|f| {
+                    files
+                        .iter()
+                        .any(|o| o.display == f.path && o.resumed.is_some())
+                })
+                .collect();
+            scan_state
+                .pending
+                .extend(carried.iter().map(crate::resume::StateFinding::keep));
+            report.findings.extend(carried);
+        }
         for f in &files {
             let mut fs = f.resumed.clone().unwrap_or_default();
             fs.len = f.len;
+            fs.id = f.id.pair();
+            fs.mtime = f.mtime;
+            fs.ctime = f.ctime;
+            if !fs.opened {
+                scan_state
+                    .pending
+                    .extend(f.findings.iter().map(crate::resume::StateFinding::keep));
+            }
             fs.opened = true;
             if f.verified_at_open > 0 {
                 fs.add(0, f.len);
@@ -567,26 +676,33 @@ impl Scanner {
         }
         let at_open: u64 = files.iter().map(|f| f.verified_at_open).sum();
         let total: u64 = tasks.iter().flatten().map(|p| p.len).sum::<u64>() + at_open;
-        // Per file: pieces still to verify and findings so far, for on_file_findings.
-        let mut pieces_left: Vec<usize> = vec![0; files.len()];
+        // Per file: its pieces in order and the findings not yet handed to on_file_findings.
+        let mut pieces_of: Vec<Vec<(u64, u64)>> = vec![Vec::new(); files.len()];
         for p in tasks.iter().flatten() {
-            if let Some(n) = pieces_left.get_mut(p.file) {
-                *n += 1;
+            if let Some(v) = pieces_of.get_mut(p.file) {
+                v.push((p.offset, p.offset + p.len));
             }
         }
         let per_file: Vec<FileProgress> = files
             .iter()
-            .zip(&pieces_left)
-            .map(|(f, &n)| FileProgress {
-                left: std::sync::atomic::AtomicUsize::new(n),
-                findings: std::sync::Mutex::new(f.findings.clone()),
+            .zip(pieces_of)
+            .map(|(f, mut pieces)| {
+                pieces.sort_unstable();
+                let mut queue = f.findings.clone();
+                crate::report::normalize_file(&mut queue);
+                FileProgress {
+                    inner: std::sync::Mutex::new(FileStream {
+                        pieces,
+                        next: 0,
+                        done: Default::default(),
+                        queue,
+                    }),
+                }
             })
             .collect();
         if let Some(cb) = &self.file_done {
-            for (fp, &n) in per_file.iter().zip(&pieces_left) {
-                if n == 0 {
-                    fp.emit(cb.as_ref());
-                }
+            for fp in &per_file {
+                fp.flush(cb.as_ref());
             }
         }
         let state = RunState {
@@ -629,7 +745,13 @@ impl Scanner {
         report.scan_state = final_state;
     }
 
-    fn open(&self, t: Target, buf: &mut [u8], stop: &Stop<'_>) -> OpenOutcome {
+    fn open(
+        &self,
+        t: Target,
+        buf: &mut [u8],
+        stop: &Stop<'_>,
+        resume: Option<&ScanState>,
+    ) -> OpenOutcome {
         let err = |message: String| {
             OpenOutcome::Error(PathError {
                 path: t.display.clone(),
@@ -640,8 +762,16 @@ impl Scanner {
             Ok(f) => f,
             Err(e) => return err(io_message(&e)),
         };
-        let (len, id) = match file.metadata() {
-            Ok(m) if m.is_file() => (m.len(), FileId::of(&m)),
+        let (len, id, mtime, ctime) = match file.metadata() {
+            Ok(m) if m.is_file() => {
+                use std::os::unix::fs::MetadataExt;
+                (
+                    m.len(),
+                    FileId::of(&m),
+                    [m.mtime(), m.mtime_nsec()],
+                    [m.ctime(), m.ctime_nsec()],
+                )
+            }
             Ok(m) => return err(format!("not a regular file ({}); not read", kind_of(&m))),
             Err(e) => return err(io_message(&e)),
         };
@@ -722,13 +852,28 @@ impl Scanner {
         let mut check = check;
         let mut units = units;
         let mut verified_at_open = 0;
-        // Resuming: what an earlier piece of this scan did in this file (same length only).
-        let resumed = self
-            .resume
-            .as_ref()
-            .and_then(|s| s.files.get(&t.display))
-            .filter(|f| f.len == len)
-            .cloned();
+        // Resuming: what an earlier piece of this scan did in this file — if it is the same file
+        // (device, inode, size, mtime, ctime) and every range fits its layout. Otherwise the
+        // file is scanned afresh, and the report says why.
+        let mut resume_note = None;
+        let mut resumed = resume.and_then(|s| s.files.get(&t.display)).cloned();
+        if let Some(prev) = &resumed {
+            let same = prev.id == id.pair()
+                && prev.len == len
+                && prev.mtime == mtime
+                && prev.ctime == ctime;
+            let fits = match check.as_deref().map(|c| c.layout()) {
+                Some(l) => prev.fits(len, l.start, l.end, l.align),
+                None => prev.fits(len, len, len, 1),
+            };
+            if !same {
+                resume_note = Some("the file changed since the saved scan state (device, inode, size, mtime or ctime): scanned afresh, and its earlier findings are not carried over".into());
+                resumed = None;
+            } else if !fits {
+                resume_note = Some("the saved scan state names ranges that do not fit this file's pages: the state is not used for it, and it is scanned afresh".into());
+                resumed = None;
+            }
+        }
         if let Some(prev) = &resumed {
             if prev.opened {
                 findings.clear(); // reported by the piece that opened it first
@@ -768,7 +913,11 @@ impl Scanner {
                 check = None;
             }
         }
-        OpenOutcome::Opened(OpenFile {
+        // Keep the descriptor for the pieces to come, within the budget.
+        let keep = check.is_some() && stop.fds.fetch_sub(1, Ordering::Relaxed) > 0;
+        let handle = keep.then(|| Arc::new(file));
+        OpenOutcome::Opened(Box::new(OpenFile {
+            handle,
             id,
             path: t.path,
             explicit: t.explicit,
@@ -782,8 +931,11 @@ impl Scanner {
             bytes_at_open,
             verified_at_open,
             len,
+            mtime,
+            ctime,
             resumed,
-        })
+            resume_note,
+        }))
     }
 
     fn run_task(
@@ -794,7 +946,7 @@ impl Scanner {
         state: &RunState<'_>,
     ) -> TaskResult {
         let mut result = TaskResult::default();
-        let mut current: Option<(usize, io::Result<File>)> = None;
+        let mut current: Option<(usize, io::Result<Arc<File>>)> = None;
         for piece in task {
             if state.stop.now() {
                 result.cancelled = true;
@@ -813,10 +965,16 @@ impl Scanner {
                 }
             }
             if current.as_ref().is_none_or(|(i, _)| *i != piece.file) {
+                // Every read goes through the descriptor the file was opened and judged by: a
+                // file renamed over it or replaced since is not what this scan reads. Past the
+                // descriptor budget a file is reopened, and must be the same inode.
                 // No lock is ever taken, not even a shared one: a datastore's own exclusive
                 // non-blocking lock must never fail because a scan runs (online mode relies
                 // on re-reading instead).
-                let handle = open_for_scan(&file.path, !file.explicit);
+                let handle = match &file.handle {
+                    Some(h) => Ok(h.clone()),
+                    None => reopen_same(file),
+                };
                 current = Some((piece.file, handle));
             }
             let before = result.findings.len();
@@ -834,7 +992,10 @@ impl Scanner {
                     FindingKind::IoError,
                     piece.offset,
                     piece.len,
-                    format!("could not reopen the file: {}", io_message(e)),
+                    format!(
+                        "could not read the file as it was opened: {}",
+                        io_message(e)
+                    ),
                 )),
                 None => {}
             }
@@ -844,9 +1005,16 @@ impl Scanner {
                 f.format = file.format.to_owned();
             }
             result.bytes += piece.len;
-            state.piece_done(&file.display, piece, self.checkpoint.as_ref());
+            // The range is recorded as verified together with what was found in it.
+            state.piece_done(
+                &file.display,
+                piece,
+                result.findings.get(before..).unwrap_or_default(),
+                self.checkpoint.as_ref(),
+            );
             if let (Some(cb), Some(fp)) = (&self.file_done, state.per_file.get(piece.file)) {
                 fp.add(
+                    piece.offset,
                     result.findings.get(before..).unwrap_or_default(),
                     cb.as_ref(),
                 );
@@ -867,6 +1035,18 @@ impl Scanner {
         }
         result
     }
+}
+
+/// Opens a file again by its path, for a file whose descriptor was not kept: it must still be
+/// the file first opened (same device and inode).
+fn reopen_same(file: &OpenFile) -> io::Result<Arc<File>> {
+    let h = open_for_scan(&file.path, !file.explicit)?;
+    if FileId::of(&h.metadata()?) != file.id {
+        return Err(io::Error::other(
+            "another file is at its path now (it was replaced during the scan)",
+        ));
+    }
+    Ok(Arc::new(h))
 }
 
 /// Re-reads every unit that failed in `findings[from..]` after `pause` and judges it again: a
@@ -1095,6 +1275,9 @@ struct Target {
 struct OpenFile {
     /// Device and inode, as opened.
     id: FileId,
+    /// The descriptor it was opened and judged by, kept while pieces of it remain to be read
+    /// (within the descriptor budget).
+    handle: Option<Arc<File>>,
     path: PathBuf,
     explicit: bool,
     display: String,
@@ -1110,12 +1293,17 @@ struct OpenFile {
     verified_at_open: u64,
     /// The file's length when opened.
     len: u64,
+    /// Its modification and status change times, `[seconds, nanoseconds]`.
+    mtime: [i64; 2],
+    ctime: [i64; 2],
     /// What an earlier piece of a resumed scan did in this file.
     resumed: Option<FileState>,
+    /// Why the saved state was not used for this file.
+    resume_note: Option<String>,
 }
 
 enum OpenOutcome {
-    Opened(OpenFile),
+    Opened(Box<OpenFile>),
     Skipped(Skipped),
     Error(PathError),
 }
@@ -1138,17 +1326,21 @@ struct RunState<'a> {
 }
 
 impl RunState<'_> {
-    /// Marks a piece verified and, when a checkpoint is due, hands the state over.
+    /// Marks a piece verified, with the findings it holds, and, when a checkpoint is due, hands
+    /// the state over: what a checkpoint says is done always comes with what was found there.
     fn piece_done(
         &self,
         display: &str,
         piece: &Piece,
+        found: &[Finding],
         checkpoint: Option<&(std::time::Duration, Arc<CheckpointFn>)>,
     ) {
         let mut st = self.scan_state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = st.files.get_mut(display) {
             f.add(piece.offset, piece.offset + piece.len);
         }
+        st.pending
+            .extend(found.iter().map(crate::resume::StateFinding::keep));
         if let Some((every, cb)) = checkpoint {
             let mut last = self
                 .last_checkpoint
@@ -1162,33 +1354,67 @@ impl RunState<'_> {
     }
 }
 
-/// One file's pieces still to verify and its findings so far.
+/// One file's findings on their way to `on_file_findings`: handed over in offset order as
+/// soon as every range before them is verified (pieces may finish out of order), except a run
+/// that reaches the verified frontier and may go on in the next piece.
 struct FileProgress {
-    left: std::sync::atomic::AtomicUsize,
-    findings: std::sync::Mutex<Vec<Finding>>,
+    inner: std::sync::Mutex<FileStream>,
+}
+
+struct FileStream {
+    /// The file's pieces, `(offset, end)`, sorted.
+    pieces: Vec<(u64, u64)>,
+    /// The first piece not yet folded into `queue`.
+    next: usize,
+    /// Findings of pieces done ahead of the frontier, by piece offset.
+    done: std::collections::HashMap<u64, Vec<Finding>>,
+    /// Findings in offset order not yet handed over.
+    queue: Vec<Finding>,
 }
 
 impl FileProgress {
-    /// Adds one piece's findings; after the file's last piece, hands them all to `cb`.
-    fn add(&self, found: &[Finding], cb: &FileDoneFn) {
-        if !found.is_empty() {
-            self.lock().extend_from_slice(found);
+    /// Records piece `offset` done with `found`, and hands over what is now final.
+    fn add(&self, offset: u64, found: &[Finding], cb: &FileDoneFn) {
+        {
+            let mut s = self.lock();
+            s.done.insert(offset, found.to_vec());
+            while let Some(&(o, _)) = s.pieces.get(s.next) {
+                let Some(f) = s.done.remove(&o) else {
+                    break;
+                };
+                let from = s.queue.len();
+                s.queue.extend(f);
+                crate::report::coalesce_from(&mut s.queue, from);
+                s.next += 1;
+            }
+            s.queue.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         }
-        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.emit(cb);
+        self.flush(cb);
+    }
+
+    /// Hands over the findings before the verified frontier (all of them once every piece is
+    /// done), holding back a run that touches the frontier.
+    fn flush(&self, cb: &FileDoneFn) {
+        // Under the file's lock: one file's batches reach the callback in offset order.
+        let mut s = self.lock();
+        let out: Vec<Finding> = match s.pieces.get(s.next) {
+            None => std::mem::take(&mut s.queue),
+            Some(&(frontier, _)) => {
+                let ready = s
+                    .queue
+                    .iter()
+                    .take_while(|f| f.offset.saturating_add(f.length) < frontier)
+                    .count();
+                s.queue.drain(..ready).collect()
+            }
+        };
+        if !out.is_empty() {
+            cb(&out);
         }
     }
 
-    fn emit(&self, cb: &FileDoneFn) {
-        let mut all = std::mem::take(&mut *self.lock());
-        if !all.is_empty() {
-            crate::report::normalize_file(&mut all);
-            cb(&all);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Finding>> {
-        self.findings.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, FileStream> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -71,6 +71,11 @@ pub struct FileId {
 }
 
 impl FileId {
+    /// `[dev, ino]`, as state files keep it.
+    pub fn pair(&self) -> [u64; 2] {
+        [self.dev, self.ino]
+    }
+
     /// The identity of the file `meta` describes.
     pub fn of(meta: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
@@ -229,6 +234,9 @@ pub struct Report {
     pub undo_log: Option<std::path::PathBuf>,
     /// The quarantine directory a repair used.
     pub quarantine_dir: Option<std::path::PathBuf>,
+    /// What the pieces of this scan's cycle reported, this one included (`--state`): the exit
+    /// code carries the bits of earlier pieces, so a cycle is clean only if every piece was.
+    pub cycle: Option<crate::resume::Cycle>,
 }
 
 impl Report {
@@ -271,8 +279,22 @@ impl Report {
     /// The e2fsck-style exit code: 4 when damage is left (found without repair, planned in a
     /// dry run, quarantined, truncated or not repairable), 1 instead when every damaged range was
     /// restored from a verified source, 8 on an operational error (an error, an `io_error`
-    /// finding, a failed repair), 32 when cancelled; bits combine.
+    /// finding, a failed repair), 32 when cancelled; bits combine. A piece of a resumed scan
+    /// (`--state`) also carries the damage and error bits of the earlier pieces of its cycle:
+    /// a cycle is clean only if no piece found anything.
     pub fn exit_code(&self) -> i32 {
+        let mut code = self.own_exit_code();
+        if let Some(c) = self.cycle.as_ref().filter(|c| c.pieces > 1) {
+            code |= c.exit_bits & (exit::DAMAGE_LEFT | exit::OPERATIONAL);
+            if code & exit::DAMAGE_LEFT != 0 {
+                code &= !exit::REPAIRED;
+            }
+        }
+        code
+    }
+
+    /// The exit code of this piece alone ([`Report::exit_code`] without the cycle's bits).
+    pub fn own_exit_code(&self) -> i32 {
         let mut code = exit::OK;
         // Pages rebuilt from a verified source: a finding (a run: every page of it) counts as
         // repaired only when each of its pages is.
@@ -528,6 +550,33 @@ impl Report {
             "All findings of the last scan.",
             &one(self.findings.len() as f64),
         );
+        metric(
+            "dbfsck_damaged_units",
+            "Pages or records covered by damage findings of the last scan.",
+            &one(s.damaged_units as f64),
+        );
+        if let Some(c) = &self.cycle {
+            metric(
+                "dbfsck_cycle_pieces",
+                "Scans (pieces) of the current cycle of resumed scans, the last one included.",
+                &one(c.pieces as f64),
+            );
+            metric(
+                "dbfsck_cycle_findings_all",
+                "All findings of the current cycle's pieces: a damage found on an earlier night stays counted until the cycle completes.",
+                &one(c.findings as f64),
+            );
+            metric(
+                "dbfsck_cycle_damaged_units",
+                "Pages or records covered by damage findings of the current cycle's pieces.",
+                &one(c.damaged_units as f64),
+            );
+            metric(
+                "dbfsck_cycle_started_timestamp_seconds",
+                "When the current cycle's first piece started (Unix time).",
+                &one(c.started as f64),
+            );
+        }
         let error_files: std::collections::BTreeSet<&str> =
             self.errors.iter().map(|e| e.path.as_str()).collect();
         metric(
@@ -542,7 +591,7 @@ impl Report {
         );
         metric(
             "dbfsck_exit_code",
-            "Exit code of the last scan (e2fsck bits).",
+            "Exit code of the last scan (e2fsck bits), with the damage and error bits of the earlier pieces of its cycle.",
             &one(f64::from(self.exit_code())),
         );
         metric(
@@ -555,6 +604,7 @@ impl Report {
             "When the last scan ended (Unix time).",
             &one(now),
         );
+        // Clean only when the whole cycle is: complete, and no piece of it found anything.
         let clean = s.complete && self.exit_code() == exit::OK;
         if let Some(t) = if clean { Some(now) } else { last_clean } {
             metric(

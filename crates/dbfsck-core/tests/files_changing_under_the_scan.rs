@@ -72,19 +72,16 @@ fn file_truncated_after_open_reports_the_lost_range_as_truncated() {
     }
 }
 
+/// Every read of a file goes through the descriptor it was opened and judged by: a file
+/// removed (or renamed over) after it was opened is still the file this scan reads, to the end.
 #[test]
-fn file_deleted_after_open_is_an_io_error_and_the_rest_is_scanned() {
+fn a_file_deleted_after_open_is_read_to_the_end_through_its_descriptor() {
     for strategy in [ReadStrategy::Mmap, ReadStrategy::Pread] {
         let r = run(strategy, |ds| {
             std::fs::remove_file(&ds.files[2].path).unwrap()
         });
-        assert_eq!(r.findings.len(), 1, "{strategy:?}: {:#?}", r.findings);
-        let f = &r.findings[0];
-        assert_eq!(f.kind, FindingKind::IoError);
-        assert!(f.path.ends_with("data-0002.dbfp"));
-        assert_eq!((f.offset, f.length), (4096, 39 * 4096));
-        assert!(f.detail.contains("no such file"), "{}", f.detail);
-        assert_eq!(r.summary.units, 40 + 40 + 1);
-        assert_eq!(r.exit_code(), 8);
+        assert!(r.findings.is_empty(), "{strategy:?}: {:#?}", r.findings);
+        assert_eq!(r.summary.units, 3 * 40);
+        assert_eq!(r.exit_code(), 0);
     }
 }

@@ -85,8 +85,9 @@ fn cancelling_a_throttled_scan_returns_promptly() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
 
-/// `on_file_findings` hands over each file's findings once, exactly as the report holds them,
-/// whatever the thread count and chunk size.
+/// `on_file_findings` hands over every finding once, each file's in offset order, exactly as
+/// the report holds them, whatever the thread count and chunk size — as ranges finish, so a
+/// file with damage in several chunks streams in several calls.
 #[test]
 fn per_file_findings_add_up_to_the_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,10 +113,11 @@ fn per_file_findings_add_up_to_the_report() {
             .on_file_findings(move |f| g2.lock().unwrap().push(f.to_vec()))
             .scan(&[dir.path()])
             .unwrap();
-        let mut files = got.lock().unwrap().clone();
-        assert_eq!(files.len(), 3, "one call per damaged file");
-        files.sort_by(|a, b| a[0].path.cmp(&b[0].path));
-        let streamed: Vec<_> = files.into_iter().flatten().collect();
+        let calls = got.lock().unwrap().clone();
+        assert!(calls.len() >= 3, "at least one call per damaged file");
+        // Calls of one file come in offset order: a stable sort by path keeps it.
+        let mut streamed: Vec<_> = calls.into_iter().flatten().collect();
+        streamed.sort_by(|a, b| a.path.cmp(&b.path));
         assert_eq!(
             streamed, report.findings,
             "threads {threads}, chunk {chunk}"

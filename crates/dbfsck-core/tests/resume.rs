@@ -58,8 +58,7 @@ fn pieces(dir: &std::path::Path, threads: usize, stops: &[u64]) -> (Vec<Finding>
         }
         assert!(report.cancelled);
         // The state goes through its file format, as --state does.
-        let roots = report.roots.clone();
-        state = Some(ScanState::parse(&report.scan_state.to_json(), &roots).unwrap());
+        state = Some(ScanState::parse(&report.scan_state.to_json()).unwrap());
     }
     unreachable!()
 }

@@ -313,28 +313,29 @@ fn scan(args: &ScanArgs) -> ExitCode {
             return code(exit::USAGE);
         }
     };
-    let roots: Vec<String> = args
-        .paths
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
+    // A missing, unreadable or unusable state starts a new scan, saying so: a nightly job that
+    // always passes --resume must never stop scanning because of its own state file.
+    let mut state_warning = None;
     let resume = match (&args.state, args.resume) {
         (Some(path), true) => match std::fs::read_to_string(path) {
-            Ok(text) => match dbfsck_core::ScanState::parse(&text, &roots) {
+            Ok(text) => match dbfsck_core::ScanState::parse(&text) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    eprintln!("dbfsck: cannot resume from {}: {e}", path.display());
-                    return code(exit::USAGE);
+                    state_warning = Some(format!("cannot resume from it ({e}); a new scan starts"));
+                    None
                 }
             },
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => {
-                eprintln!("dbfsck: cannot read {}: {e}", path.display());
-                return code(exit::OPERATIONAL);
+                state_warning = Some(format!("cannot read it ({e}); a new scan starts"));
+                None
             }
         },
         _ => None,
     };
+    if let (Some(w), Some(path)) = (&state_warning, &args.state) {
+        eprintln!("dbfsck: {}: {w}", path.display());
+    }
     let scanner = scanner
         .time_limit(args.time_limit)
         .resume(resume)
@@ -355,23 +356,20 @@ fn scan(args: &ScanArgs) -> ExitCode {
         }
         None => scanner,
     };
-    // JSON Lines stream each file's findings as soon as the file is verified.
-    let streamed: Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>> = Arc::default();
+    // JSON Lines stream findings as soon as the ranges before them are verified; each one is
+    // remembered (by file, offset and kind) so the end of the report does not repeat it.
+    let streamed: Arc<std::sync::Mutex<Streamed>> = Arc::default();
     let scanner = if args.output == Output::Jsonl {
         let streamed = streamed.clone();
         scanner.on_file_findings(move |findings| {
             let mut out = io::stdout().lock();
+            let mut seen = streamed.lock().unwrap_or_else(|p| p.into_inner());
             for f in findings {
                 let _ = serde_json::to_writer(&mut out, &dbfsck_core::finding_json_line(f));
                 let _ = writeln!(out);
+                seen.insert(streamed_key(f));
             }
             let _ = out.flush();
-            if let Some(file) = findings.first().and_then(|f| f.file.clone()) {
-                streamed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(file);
-            }
         })
     } else {
         scanner
@@ -387,6 +385,15 @@ fn scan(args: &ScanArgs) -> ExitCode {
             return code(exit::OPERATIONAL);
         }
     };
+    if let (Some(w), Some(path)) = (state_warning, &args.state) {
+        report.warnings.insert(
+            0,
+            dbfsck_core::PathError {
+                path: path.to_string_lossy().into_owned(),
+                message: w,
+            },
+        );
+    }
     let plan = (args.repair && !report.cancelled).then(|| {
         let base = args
             .paths
@@ -450,12 +457,21 @@ fn scan(args: &ScanArgs) -> ExitCode {
     code(rc)
 }
 
+/// The findings JSON Lines already printed while the scan ran.
+type Streamed = std::collections::HashSet<(Option<PathBuf>, String, u64, dbfsck_core::FindingKind)>;
+
+fn streamed_key(
+    f: &dbfsck_core::Finding,
+) -> (Option<PathBuf>, String, u64, dbfsck_core::FindingKind) {
+    (f.file.clone(), f.path.clone(), f.offset, f.kind)
+}
+
 fn print_report(
     report: &Report,
     plan: Option<&Plan>,
     args: &ScanArgs,
     threads: usize,
-    streamed: &std::collections::HashSet<PathBuf>,
+    streamed: &Streamed,
 ) -> io::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -481,7 +497,7 @@ fn print_report(
             let rest = report
                 .findings
                 .iter()
-                .filter(|f| f.file.as_ref().is_none_or(|p| !streamed.contains(p)));
+                .filter(|f| !streamed.contains(&streamed_key(f)));
             for line in rest
                 .map(dbfsck_core::finding_json_line)
                 .chain(report.json_lines_after_findings())

@@ -659,7 +659,8 @@ fn time_limited_scan_resumes_to_exactly_one_full_scan() {
         )
     });
     assert_eq!(both, sorted_findings(&full));
-    // Resuming a complete state is a new full scan; other roots are refused.
+    // Resuming a complete state is a new full scan; a state of other roots is not used: a new
+    // scan starts, with a warning.
     let third = json(&dbfsck(&[
         "scan",
         "--output",
@@ -670,16 +671,26 @@ fn time_limited_scan_resumes_to_exactly_one_full_scan() {
         s(&data),
     ]));
     assert_eq!(sorted_findings(&third), sorted_findings(&full));
-    assert_eq!(
-        rc(&dbfsck(&[
-            "scan",
-            "--state",
-            s(&state),
-            "--resume",
-            s(dir.path())
-        ])),
-        16
+    let unfinished = fs::read_to_string(&state)
+        .unwrap()
+        .replace("\"complete\": true", "\"complete\": false");
+    fs::write(&state, unfinished).unwrap();
+    let o = dbfsck(&[
+        "scan",
+        "--output",
+        "json",
+        "--state",
+        s(&state),
+        "--resume",
+        s(dir.path()),
+    ]);
+    let other = json(&o);
+    assert_eq!(rc(&o), 4);
+    assert!(
+        other["warnings"].to_string().contains("other roots"),
+        "{other}"
     );
+    assert_eq!(sorted_findings(&other), sorted_findings(&full));
     assert_eq!(
         rc(&dbfsck(&["scan", "--resume", s(&data)])),
         16,
