@@ -351,6 +351,9 @@ impl Report {
             "exit_code": self.exit_code(),
         });
         if let Some(obj) = doc.as_object_mut() {
+            if let Some(s) = obj.get_mut("summary").and_then(|s| s.as_object_mut()) {
+                self.insert_cycle(s);
+            }
             self.insert_repair_paths(obj);
             for (key, files) in [
                 (
@@ -369,6 +372,23 @@ impl Report {
             }
         }
         doc
+    }
+
+    /// `cycle` in the summary, for a piece that continued earlier ones (`--resume`).
+    fn insert_cycle(&self, summary: &mut serde_json::Map<String, serde_json::Value>) {
+        if let Some(c) = self.cycle.as_ref().filter(|c| c.pieces > 1) {
+            summary.insert(
+                "cycle".into(),
+                serde_json::json!({
+                    "pieces": c.pieces,
+                    "started": c.started,
+                    "findings": c.findings,
+                    "damaged_units": c.damaged_units,
+                    "by_kind": c.by_kind,
+                    "exit_bits": c.exit_bits,
+                }),
+            );
+        }
     }
 
     /// `undo_log` and `quarantine_dir`, each with its `_bytes` twin when not UTF-8.
@@ -415,6 +435,7 @@ impl Report {
         }
         let mut summary = typed("summary", &self.summary);
         if let Some(obj) = summary.as_object_mut() {
+            self.insert_cycle(obj);
             obj.insert("schema_version".into(), SCHEMA_VERSION.into());
             obj.insert("tool".into(), tool());
             obj.insert("roots".into(), serde_json::json!(self.roots));

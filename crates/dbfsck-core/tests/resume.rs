@@ -4,7 +4,7 @@
 //! and two threads, stopped by cancellation (as SIGINT does) and by a time limit.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use dbfsck_core::native::ChecksumAlgo;
 use dbfsck_core::{Finding, ScanState, Scanner};
@@ -31,20 +31,40 @@ fn dataset(dir: &std::path::Path, seed: u64, files: usize, pages: u64) -> Vec<Fi
     Scanner::new().scan(&[dir]).unwrap().findings
 }
 
-/// Runs pieces, each cancelled after `stops[i]` progress callbacks, until one completes.
-fn pieces(dir: &std::path::Path, threads: usize, stops: &[u64]) -> (Vec<Finding>, usize) {
+/// How a piece ends before the cycle is complete.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    /// Cancelled (SIGINT, SIGTERM): its report is printed, its final state saved.
+    Stopped,
+    /// Killed (SIGKILL, the OOM killer): nothing printed; the state file is what the last
+    /// checkpoint wrote, or what the piece started from.
+    Killed,
+}
+
+/// Runs pieces, each stopped after `stops[i].0` progress callbacks as `stops[i].1` says, until
+/// one completes. Returns the findings the pieces printed, how many ran, and the last report.
+fn pieces(
+    dir: &std::path::Path,
+    threads: usize,
+    stops: &[(u64, End)],
+) -> (Vec<Finding>, usize, dbfsck_core::Report) {
     let mut state: Option<ScanState> = None;
     let mut all = Vec::new();
     for n in 0.. {
         let cancel = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(AtomicU64::new(0));
-        let limit = stops.get(n).copied().unwrap_or(u64::MAX);
+        let (limit, end) = stops.get(n).copied().unwrap_or((u64::MAX, End::Stopped));
         let (c2, s2) = (cancel.clone(), seen.clone());
+        let saved: Arc<Mutex<Option<String>>> = Arc::default();
+        let s3 = saved.clone();
         let report = Scanner::new()
             .threads(threads)
             .chunk_size(8192)
             .cancel_flag(cancel)
-            .resume(state.take())
+            .resume(state.clone())
+            .on_checkpoint(std::time::Duration::ZERO, move |s| {
+                *s3.lock().unwrap() = Some(s.to_json());
+            })
             .on_progress(move |_| {
                 if s2.fetch_add(1, Ordering::SeqCst) + 1 >= limit {
                     c2.store(true, Ordering::SeqCst);
@@ -52,35 +72,56 @@ fn pieces(dir: &std::path::Path, threads: usize, stops: &[u64]) -> (Vec<Finding>
             })
             .scan(&[dir])
             .unwrap();
-        all.extend(report.findings.iter().cloned());
         if report.summary.complete {
-            return (all, n + 1);
+            all.extend(report.findings.iter().cloned());
+            return (all, n + 1, report);
         }
         assert!(report.cancelled);
         // The state goes through its file format, as --state does.
-        state = Some(ScanState::parse(&report.scan_state.to_json()).unwrap());
+        match end {
+            End::Stopped => {
+                all.extend(report.findings.iter().cloned());
+                state = Some(ScanState::parse(&report.scan_state.to_json()).unwrap());
+            }
+            End::Killed => {
+                if let Some(text) = saved.lock().unwrap().take() {
+                    state = Some(ScanState::parse(&text).unwrap());
+                }
+            }
+        }
     }
     unreachable!()
+}
+
+fn end() -> impl Strategy<Value = End> {
+    prop_oneof![Just(End::Stopped), Just(End::Killed)]
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn stopped_and_resumed_pieces_add_up_to_one_full_scan(
+    fn stopped_killed_and_resumed_pieces_add_up_to_one_full_scan(
         seed in 1u64..1000,
         big in any::<bool>(),
         threads in 1usize..3,
-        stops in proptest::collection::vec(1u64..12, 1..6),
+        stops in proptest::collection::vec((1u64..12, end()), 1..6),
     ) {
         let dir = tempfile::tempdir().unwrap();
         // Small files fit in the head read and are verified while opening; big ones in chunks.
         let pages = if big { 80 } else { 12 };
         let full = dataset(dir.path(), seed, 3, pages);
-        let (mut got, runs) = pieces(dir.path(), threads, &stops);
-        got.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        prop_assert_eq!(&got, &full, "{} runs", runs);
+        let (got, runs, last) = pieces(dir.path(), threads, &stops);
+        // What the printed pieces reported, merged as one report merges it.
+        let mut merged = dbfsck_core::Report { findings: got, ..Default::default() };
+        merged.normalize();
+        prop_assert_eq!(&merged.findings, &full, "{} runs", runs);
         prop_assert!(!big || runs > 1, "a big dataset is stopped at least once");
+        // The cycle's verdict is the full scan's: the last piece's exit code says damage.
+        prop_assert_eq!(last.exit_code() & 4, if full.iter().any(|f| f.kind.is_damage()) { 4 } else { 0 });
+        let cycle = last.cycle.clone().unwrap();
+        let units: u64 = full.iter().filter(|f| f.kind.is_damage()).map(|f| f.unit_count()).sum();
+        prop_assert_eq!(cycle.damaged_units, units, "{:?}", cycle);
     }
 }
 

@@ -114,12 +114,17 @@ struct ScanArgs {
     /// --state, --resume continues where it stopped.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     time_limit: Option<std::time::Duration>,
-    /// Save the scan's position to FILE (atomically, every 10 s and at the end), for --resume.
+    /// Save the scan's position to FILE, with the findings of every range it marks verified
+    /// (atomically, every --state-every and at the end), for --resume.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
-    /// Continue the scan saved in --state FILE (a missing or complete state starts a new scan).
+    /// Continue the scan saved in --state FILE (a missing, complete or unusable state starts a
+    /// new scan; an unusable one with a warning).
     #[arg(long, requires = "state")]
     resume: bool,
+    /// How often --state FILE is saved while the scan runs.
+    #[arg(long, requires = "state", value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    state_every: std::time::Duration,
     /// Write Prometheus metrics of this scan to FILE (atomically: a temporary file, fsync,
     /// rename), for node_exporter's textfile collector.
     #[arg(long, value_name = "FILE")]
@@ -343,7 +348,7 @@ fn scan(args: &ScanArgs) -> ExitCode {
     let scanner = match &args.state {
         Some(path) => {
             let path = path.clone();
-            scanner.on_checkpoint(std::time::Duration::from_secs(10), move |s| {
+            scanner.on_checkpoint(args.state_every, move |s| {
                 let _ = write_atomically(&path, s.to_json().as_bytes());
             })
         }

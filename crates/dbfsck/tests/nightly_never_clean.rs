@@ -200,3 +200,267 @@ fn every_byte_read_is_throttled_and_counted_journals_included() {
         "{secs:.2} s for {expected:.2} s of bytes"
     );
 }
+
+fn prom_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn lines(o: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(o)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Case 1. A scan killed after a checkpoint loses none of its findings: the state records a
+/// range as done only together with what was found in it, JSON Lines print findings as their
+/// ranges finish, and the resumed piece reports what the killed one never printed — its exit
+/// code and metrics say damage, never "clean". SIGTERM is handled like SIGINT.
+#[test]
+fn a_scan_killed_after_a_checkpoint_loses_none_of_its_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("big.dbfp");
+    page_file(&data, 8192); // 32 MiB
+    zero_pages(&data, &[10, 20]);
+    let state = dir.path().join("s.json");
+    let prom = dir.path().join("m.prom");
+    let args = |extra: &[&str]| {
+        let mut c = bin();
+        c.args(["scan", "--output", "jsonl", "--state"])
+            .arg(&state)
+            .args(["--state-every", "100ms", "--prometheus"])
+            .arg(&prom)
+            .args(extra)
+            .arg(&data)
+            .stdout(Stdio::piped());
+        c
+    };
+    for signal in ["-KILL", "-TERM"] {
+        let _ = std::fs::remove_file(&state);
+        let child = args(&["--max-rate", "8MiB/s", "--threads", "1"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+        let o = child.wait_with_output().unwrap();
+        let printed = lines(&o.stdout);
+        let found: Vec<u64> = printed
+            .iter()
+            .filter(|l| l["type"] == "finding")
+            .map(|l| l["unit"].as_u64().unwrap())
+            .collect();
+        // Both damaged pages lie in the first megabytes: their lines were printed at once.
+        assert_eq!(found, [10, 20], "{signal}: {printed:?}");
+        if signal == "-TERM" {
+            assert_eq!(o.status.code(), Some(36), "SIGTERM stops like SIGINT");
+        }
+        let saved = std::fs::read_to_string(&state).unwrap();
+        assert!(
+            saved.contains("zeroed_page"),
+            "{signal}: the state lost the findings"
+        );
+        let o = args(&["--resume"]).output().unwrap();
+        let rest = lines(&o.stdout);
+        let summary = rest.last().unwrap();
+        assert_eq!(summary["complete"], true, "{signal}");
+        assert_eq!(o.status.code(), Some(4), "{signal}: {summary}");
+        let metrics = std::fs::read_to_string(&prom).unwrap();
+        assert_eq!(
+            prom_value(&metrics, "dbfsck_exit_code"),
+            Some(4.0),
+            "{signal}"
+        );
+        if signal == "-KILL" {
+            // The killed piece printed no summary; the resumed one reports its findings again.
+            let units: Vec<u64> = rest
+                .iter()
+                .filter(|l| l["type"] == "finding")
+                .map(|l| l["unit"].as_u64().unwrap())
+                .collect();
+            assert_eq!(units, [10, 20], "{rest:?}");
+        }
+    }
+}
+
+/// Case 2. A cycle is clean only if no piece of it found damage: the night that completes a
+/// cycle exits 4 and leaves `dbfsck_exit_code 4` (and no new last-clean time) when an earlier
+/// night of it found a zeroed page, as the docs/nightly.md command runs it.
+#[test]
+fn a_cycle_with_damage_in_an_earlier_night_never_ends_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("t.dbfp");
+    page_file(&data, 4096); // 16 MiB
+    zero_pages(&data, &[5]);
+    let state = dir.path().join("nightly.state");
+    let prom = dir.path().join("dbfsck.prom");
+    let night = |limit: &str| {
+        bin()
+            .args([
+                "scan",
+                "--quiet",
+                "--max-rate",
+                "8MiB/s",
+                "--time-limit",
+                limit,
+            ])
+            .arg("--state")
+            .arg(&state)
+            .arg("--resume")
+            .arg("--prometheus")
+            .arg(&prom)
+            .args(["--output", "jsonl"])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let first = night("500ms");
+    assert_eq!(first.status.code(), Some(4));
+    let second = night("1h");
+    let summary = lines(&second.stdout).pop().unwrap();
+    assert_eq!(summary["complete"], true);
+    assert_eq!(
+        summary["findings"], 0,
+        "the second night itself found nothing"
+    );
+    assert_eq!(second.status.code(), Some(4), "{summary}");
+    assert_eq!(summary["cycle"]["findings"], 1, "{summary}");
+    let metrics = std::fs::read_to_string(&prom).unwrap();
+    assert_eq!(prom_value(&metrics, "dbfsck_exit_code"), Some(4.0));
+    assert_eq!(prom_value(&metrics, "dbfsck_cycle_findings_all"), Some(1.0));
+    assert_eq!(
+        prom_value(&metrics, "dbfsck_last_clean_scan_timestamp_seconds"),
+        None,
+        "{metrics}"
+    );
+}
+
+/// Case 3. A state saved for one dataset is never taken for another at the same relative path:
+/// the roots are bound by identity, so `db` under another directory starts a new scan (with a
+/// warning) and its damage is found.
+#[test]
+fn a_state_of_another_dataset_with_the_same_path_is_not_used() {
+    let top = tempfile::tempdir().unwrap();
+    let (a, b) = (top.path().join("A"), top.path().join("B"));
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d.join("db")).unwrap();
+        page_file(&d.join("db/t.dbfp"), 512);
+    }
+    zero_pages(&b.join("db/t.dbfp"), &[7, 9]);
+    let state = top.path().join("s.json");
+    let run = |cwd: &Path, extra: &[&str]| {
+        bin()
+            .args(["scan", "--output", "json", "--state"])
+            .arg(&state)
+            .args(extra)
+            .arg("db")
+            .current_dir(cwd)
+            .output()
+            .unwrap()
+    };
+    let o = run(&a, &["--time-limit", "1ms", "--max-rate", "1MiB/s"]);
+    assert_eq!(json(&o)["summary"]["complete"], false);
+    let o = run(&b, &["--resume"]);
+    let v = json(&o);
+    assert_eq!(rc(&o), 4, "{v}");
+    assert_eq!(v["summary"]["damaged_units"], 2, "{v}");
+    assert!(v["warnings"].to_string().contains("other roots"), "{v}");
+}
+
+/// Case 4. A corrupt state never turns into false findings nor stops the nightly job: a range
+/// off the page grid makes that file's state unused (the file is scanned afresh, with a
+/// warning); an empty or truncated state starts a new scan with a warning.
+#[test]
+fn a_corrupt_state_is_not_used_and_the_scan_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("t.dbfp");
+    page_file(&data, 2048);
+    let state = dir.path().join("s.json");
+    let scan = |extra: &[&str]| {
+        bin()
+            .args(["scan", "--output", "json", "--state"])
+            .arg(&state)
+            .args(extra)
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let o = scan(&["--time-limit", "1ms", "--max-rate", "1MiB/s"]);
+    assert_eq!(json(&o)["summary"]["complete"], false);
+    let mut s: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let key = s["files"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    s["files"][&key]["done"] = serde_json::json!([[4096, 12345]]);
+    std::fs::write(&state, s.to_string()).unwrap();
+    let o = scan(&["--resume"]);
+    let v = json(&o);
+    assert_eq!(rc(&o), 0, "a pristine file: {v}");
+    assert!(v["findings"].as_array().unwrap().is_empty(), "{v}");
+    assert!(v["warnings"].to_string().contains("do not fit"), "{v}");
+    for bad in ["", "{\"version\": 2, \"roots\": [", "not json"] {
+        std::fs::write(&state, bad).unwrap();
+        let o = scan(&["--resume"]);
+        assert_eq!(rc(&o), 0, "{bad:?}");
+        let v = json(&o);
+        assert_eq!(v["summary"]["complete"], true);
+        assert!(
+            v["warnings"].to_string().contains("a new scan starts"),
+            "{v}"
+        );
+    }
+}
+
+/// Case 5. A file replaced during the scan (a healthy file renamed over it) is not what the
+/// scan reads: every read goes through the descriptor opened and judged at the start, so no
+/// page of the other file is taken for a misdirected write.
+#[test]
+fn a_file_renamed_over_during_the_scan_is_not_what_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("t.dbfp");
+    page_file(&data, 4096);
+    let other = dir.path().join("other.dbfp");
+    let opts = CreateOptions {
+        page_size: PS,
+        checksum: ChecksumAlgo::Xxh3,
+        file_id: Some(6),
+    };
+    let mut pf = PageFile::create(&other, opts).unwrap();
+    for p in 1..4096 {
+        pf.write_page(p, PageType::App(0x100), 1, b"other").unwrap();
+    }
+    pf.sync().unwrap();
+    drop(pf);
+    for online in [false, true] {
+        let mut c = bin();
+        c.args(["scan", "--output", "json", "--max-rate", "8MiB/s"]);
+        if online {
+            c.arg("--online");
+        }
+        let child = c.arg(&data).stdout(Stdio::piped()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let copy = dir.path().join("copy.dbfp");
+        std::fs::copy(&other, &copy).unwrap();
+        std::fs::rename(&copy, &data).unwrap();
+        let o = child.wait_with_output().unwrap();
+        let v = json(&o);
+        assert_eq!(rc(&o), 0, "online={online}: {}", v["summary"]);
+        assert!(v["findings"].as_array().unwrap().is_empty());
+        page_file_fresh(&data);
+    }
+}
+
+fn page_file_fresh(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    page_file(path, 4096);
+}
