@@ -110,6 +110,10 @@ struct ScanArgs {
     /// one that verifies or changes is reported as changed_during_scan, not damage.
     #[arg(long)]
     online: bool,
+    /// PostgreSQL: the block size to assume where no usable pg_control says (1024 to 32768,
+    /// a power of two) [default: 8192].
+    #[arg(long, value_name = "BYTES", value_parser = parse_pg_block_size)]
+    pg_block_size: Option<u32>,
     /// Stop cleanly after DURATION (30s, 5m, 2h): the report says `complete: false`; with
     /// --state, --resume continues where it stopped.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -206,6 +210,13 @@ fn main() -> ExitCode {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     dbfsck_core::units::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_pg_block_size(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n.is_power_of_two() && (1024..=32768).contains(&n) => Ok(n),
+        _ => Err("a PostgreSQL block size is a power of two from 1024 to 32768".into()),
+    }
 }
 
 fn parse_rate(s: &str) -> Result<u64, String> {
@@ -307,7 +318,17 @@ fn scan(args: &ScanArgs) -> ExitCode {
         ProgressMode::Auto => !args.quiet && io::stderr().is_terminal(),
     };
     let bar = show.then(|| progress::bar(args.progress == ProgressMode::Always));
-    let scanner = match Scanner::new().format(Some(&args.format)) {
+    let mut formats = dbfsck_core::builtin_formats();
+    if let Some(bs) = args.pg_block_size {
+        for f in &mut formats {
+            if f.name() == dbfsck_core::postgres::PostgresFormat::NAME {
+                *f = Arc::new(dbfsck_core::postgres::PostgresFormat::with_block_size(
+                    Some(bs),
+                ));
+            }
+        }
+    }
+    let scanner = match Scanner::with_formats(formats).format(Some(&args.format)) {
         Ok(s) => s
             .threads(args.threads)
             .read_strategy(strategy)

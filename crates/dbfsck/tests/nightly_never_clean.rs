@@ -464,3 +464,63 @@ fn page_file_fresh(path: &Path) {
     let _ = std::fs::remove_file(path);
     page_file(path, 4096);
 }
+
+/// Case 6. A PostgreSQL data directory without `global/pg_control` (what an interrupted base
+/// backup looks like) is never "clean": it is recognised by its markers, the missing
+/// pg_control is an error (exit 8), and its relation files are still verified with the default
+/// block size (or the one `--pg-block-size` names), so a zeroed block is still found.
+#[test]
+fn a_postgres_directory_without_pg_control_is_an_error_and_still_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = dir.path().join("pg");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/postgres/cluster"
+        ))
+        .arg(&pg)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::remove_file(pg.join("global/pg_control")).unwrap();
+    let rel = pg.join("base/5/16384");
+    let mut b = std::fs::read(&rel).unwrap();
+    b[8192 * 3 + 100..8192 * 3 + 200].fill(0x5a);
+    std::fs::write(&rel, &b).unwrap();
+    let o = dbfsck(&[os("scan"), os("--output"), os("json"), pg.as_os_str()]);
+    let v = json(&o);
+    assert_eq!(rc(&o), 12, "{v}");
+    assert!(
+        v["errors"].to_string().contains("pg_control is missing"),
+        "{v}"
+    );
+    let hit: Vec<&Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["path"].as_str().unwrap().ends_with("base/5/16384"))
+        .collect();
+    assert_eq!(hit.len(), 1, "{v}");
+    assert_eq!(hit[0]["unit"], 3);
+    assert_eq!(hit[0]["format"], "postgres");
+    // Another block size, named: the same file read in 16 KiB blocks.
+    let o = dbfsck(&[
+        os("scan"),
+        os("--output"),
+        os("json"),
+        os("--pg-block-size"),
+        os("16384"),
+        rel.as_os_str(),
+    ]);
+    assert_eq!(rc(&o) & 4, 4, "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        rc(&dbfsck(&[
+            os("scan"),
+            os("--pg-block-size"),
+            os("3000"),
+            pg.as_os_str()
+        ])),
+        16
+    );
+}

@@ -35,6 +35,8 @@ const RECHECK_PAUSE: Duration = Duration::from_millis(100);
 pub struct PostgresFormat {
     /// pg_control of each data directory met, read once.
     clusters: Mutex<HashMap<PathBuf, Arc<Cluster>>>,
+    /// The block size to assume where no usable pg_control says (default 8192).
+    block_size: Option<u32>,
 }
 
 /// What one data directory says about how to read its files.
@@ -47,6 +49,19 @@ struct Cluster {
 impl PostgresFormat {
     /// The format's name.
     pub const NAME: &'static str = "postgres";
+
+    /// The format, assuming `block_size`-byte blocks where no usable `pg_control` says
+    /// (PostgreSQL builds with 1, 2, 4, 8, 16 or 32 KiB blocks); `None`: 8192.
+    pub fn with_block_size(block_size: Option<u32>) -> Self {
+        PostgresFormat {
+            block_size,
+            ..Self::default()
+        }
+    }
+
+    fn blcksz(&self) -> u32 {
+        self.block_size.unwrap_or(DEFAULT_BLCKSZ)
+    }
 
     fn cluster(&self, data_dir: &Path) -> Arc<Cluster> {
         let mut map = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
@@ -130,11 +145,26 @@ impl Format for PostgresFormat {
                 return Some(listing);
             }
             Some(_) => {}
-            None => listing.warnings.push((
+            // Without a usable pg_control the cluster's block and segment sizes are unknown:
+            // an error (nothing here can be called clean), and the relation files are still
+            // verified with the sizes the user named or PostgreSQL's defaults.
+            None if !control_path.exists() => listing.errors.push((
                 control_path.clone(),
                 format!(
-                    "pg_control could not be read; assuming {DEFAULT_BLCKSZ}-byte blocks and \
-                     {DEFAULT_RELSEG}-block segments"
+                    "global/pg_control is missing (an interrupted base backup, or a damaged \
+                     copy): the cluster's block size is unknown, so its relation files are \
+                     verified with {}-byte blocks and {DEFAULT_RELSEG}-block segments; name \
+                     another block size with --pg-block-size",
+                    self.blcksz()
+                ),
+            )),
+            None => listing.errors.push((
+                control_path.clone(),
+                format!(
+                    "pg_control could not be read or fails its CRC: its relation files are \
+                     verified with {}-byte blocks and {DEFAULT_RELSEG}-block segments; name \
+                     another block size with --pg-block-size",
+                    self.blcksz()
                 ),
             )),
         }
@@ -147,7 +177,9 @@ impl Format for PostgresFormat {
             ));
         }
         if dir == data_dir {
-            listing.files.push(control_path);
+            if control_path.exists() {
+                listing.files.push(control_path);
+            }
             for sub in ["global", "base"] {
                 walk(&dir.join(sub), &mut listing);
             }
@@ -183,7 +215,7 @@ impl Format for PostgresFormat {
                 reason: "data checksums are disabled in this cluster (pg_control data_checksum_version is 0)".into(),
             });
         }
-        let blcksz = u64::from(control.map_or(DEFAULT_BLCKSZ, |c| c.blcksz));
+        let blcksz = u64::from(control.map_or(self.blcksz(), |c| c.blcksz));
         let relseg = control.map_or(DEFAULT_RELSEG, |c| c.relseg_size);
         let len = source.len();
         let whole = len / blcksz;

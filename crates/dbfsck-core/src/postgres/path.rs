@@ -84,7 +84,9 @@ pub fn parse_relfile_name(name: &str) -> Option<RelFileName> {
 
 /// Whether `dir` is a data directory: `PG_VERSION` and `global/pg_control` are there.
 pub fn is_data_dir(dir: &Path) -> bool {
-    dir.join("PG_VERSION").is_file() && dir.join("global").join("pg_control").is_file()
+    // pg_control may be missing (an interrupted base backup): the markers are PG_VERSION and
+    // the global and base folders; the listing then says pg_control is missing.
+    dir.join("PG_VERSION").is_file() && dir.join("global").is_dir() && dir.join("base").is_dir()
 }
 
 /// The data directory a file or directory belongs to, looking up to four levels above it.
