@@ -338,56 +338,32 @@ impl Report {
 
     /// The JSON document of the output contract (schema_version 1), `--output json`.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut doc = serde_json::json!({
-            "schema_version": SCHEMA_VERSION,
-            "tool": tool(),
-            "roots": self.roots,
-            "findings": self.findings,
-            "errors": self.errors,
-            "skipped": self.skipped,
-            "warnings": self.warnings,
-            "repairs": self.repairs,
-            "summary": self.summary,
-            "exit_code": self.exit_code(),
-        });
-        if let Some(obj) = doc.as_object_mut() {
-            if let Some(s) = obj.get_mut("summary").and_then(|s| s.as_object_mut()) {
-                self.insert_cycle(s);
-            }
-            self.insert_repair_paths(obj);
-            for (key, files) in [
-                (
-                    "findings",
-                    self.findings.iter().map(|f| &f.file).collect::<Vec<_>>(),
-                ),
-                ("repairs", self.repairs.iter().map(|r| &r.file).collect()),
-            ] {
-                if let Some(list) = obj.get_mut(key).and_then(|v| v.as_array_mut()) {
-                    for (item, file) in list.iter_mut().zip(files) {
-                        if let (Some(o), Some(file)) = (item.as_object_mut(), file) {
-                            insert_path_bytes(o, "path_bytes", file);
-                        }
-                    }
-                }
-            }
-        }
-        doc
+        serde_json::to_value(JsonDoc(self)).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Writes the JSON document (pretty-printed) to `out` as it is serialized, finding by
+    /// finding: no copy of the report is built in memory, whatever its size.
+    pub fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, &JsonDoc(self)).map_err(std::io::Error::from)
+    }
+
+    /// The `cycle` object of the summary, for a piece that continued earlier ones.
+    fn cycle_json(&self) -> Option<serde_json::Value> {
+        let c = self.cycle.as_ref().filter(|c| c.pieces > 1)?;
+        Some(serde_json::json!({
+            "pieces": c.pieces,
+            "started": c.started,
+            "findings": c.findings,
+            "damaged_units": c.damaged_units,
+            "by_kind": c.by_kind,
+            "exit_bits": c.exit_bits,
+        }))
     }
 
     /// `cycle` in the summary, for a piece that continued earlier ones (`--resume`).
     fn insert_cycle(&self, summary: &mut serde_json::Map<String, serde_json::Value>) {
-        if let Some(c) = self.cycle.as_ref().filter(|c| c.pieces > 1) {
-            summary.insert(
-                "cycle".into(),
-                serde_json::json!({
-                    "pieces": c.pieces,
-                    "started": c.started,
-                    "findings": c.findings,
-                    "damaged_units": c.damaged_units,
-                    "by_kind": c.by_kind,
-                    "exit_bits": c.exit_bits,
-                }),
-            );
+        if let Some(c) = self.cycle_json() {
+            summary.insert("cycle".into(), c);
         }
     }
 
@@ -496,6 +472,103 @@ pub(crate) fn coalesce_from(findings: &mut Vec<Finding>, from: usize) {
         if !joined {
             findings.push(f);
         }
+    }
+}
+
+/// The JSON document, serialized as it is written (`Report::write_json`).
+struct JsonDoc<'a>(&'a Report);
+
+/// A finding or repair with its `path_bytes` twin.
+#[derive(Serialize)]
+struct WithPath<'a, T: Serialize> {
+    #[serde(flatten)]
+    item: &'a T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_bytes: Option<String>,
+}
+
+fn path_bytes(path: Option<&std::path::Path>) -> Option<String> {
+    use base64::Engine as _;
+    use std::os::unix::ffi::OsStrExt;
+    let p = path?;
+    p.to_str()
+        .is_none()
+        .then(|| base64::engine::general_purpose::STANDARD.encode(p.as_os_str().as_bytes()))
+}
+
+/// A sequence serialized element by element from an iterator.
+struct Seq<I>(std::cell::RefCell<Option<I>>);
+
+impl<I: Iterator<Item = T>, T: Serialize> Serialize for Seq<I> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(None)?;
+        if let Some(it) = self.0.borrow_mut().take() {
+            for x in it {
+                seq.serialize_element(&x)?;
+            }
+        }
+        seq.end()
+    }
+}
+
+fn seq<I: Iterator>(it: I) -> Seq<I> {
+    Seq(std::cell::RefCell::new(Some(it)))
+}
+
+#[derive(Serialize)]
+struct SummaryOut<'a> {
+    #[serde(flatten)]
+    s: &'a Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cycle: Option<serde_json::Value>,
+}
+
+impl Serialize for JsonDoc<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("schema_version", &SCHEMA_VERSION)?;
+        m.serialize_entry("tool", &tool())?;
+        m.serialize_entry("roots", &r.roots)?;
+        m.serialize_entry(
+            "findings",
+            &seq(r.findings.iter().map(|f| WithPath {
+                item: f,
+                path_bytes: path_bytes(f.file.as_deref()),
+            })),
+        )?;
+        m.serialize_entry("errors", &r.errors)?;
+        m.serialize_entry("skipped", &r.skipped)?;
+        m.serialize_entry("warnings", &r.warnings)?;
+        m.serialize_entry(
+            "repairs",
+            &seq(r.repairs.iter().map(|x| WithPath {
+                item: x,
+                path_bytes: path_bytes(x.file.as_deref()),
+            })),
+        )?;
+        m.serialize_entry(
+            "summary",
+            &SummaryOut {
+                s: &r.summary,
+                cycle: r.cycle_json(),
+            },
+        )?;
+        m.serialize_entry("exit_code", &r.exit_code())?;
+        for (key, path) in [
+            ("undo_log", &r.undo_log),
+            ("quarantine_dir", &r.quarantine_dir),
+        ] {
+            if let Some(p) = path {
+                m.serialize_entry(key, &p.to_string_lossy())?;
+                if let Some(b) = path_bytes(Some(p)) {
+                    m.serialize_entry(&format!("{key}_bytes"), &b)?;
+                }
+            }
+        }
+        m.end()
     }
 }
 

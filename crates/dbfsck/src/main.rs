@@ -515,7 +515,7 @@ fn print_report(
             human::render(&mut out, report, &ctx)?;
         }
         Output::Json => {
-            serde_json::to_writer_pretty(&mut out, &report.to_json())?;
+            report.write_json(&mut out)?;
             writeln!(out)?;
         }
         Output::Jsonl => {
