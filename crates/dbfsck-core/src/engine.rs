@@ -999,31 +999,28 @@ impl Scanner {
                 )),
                 None => {}
             }
-            for f in result.findings.get_mut(before..).unwrap_or_default() {
+            // This piece's findings, named, and folded into runs first: a run of like findings
+            // (a zeroed hole) stays one finding however many pages and chunks it spans, so
+            // memory is bounded by the runs, not by the damaged pages.
+            let mut new = result.findings.split_off(before);
+            for f in &mut new {
                 f.path.clone_from(&file.display);
                 f.file = Some(file.path.clone());
                 f.format = file.format.to_owned();
             }
+            crate::report::coalesce_from(&mut new, 0);
             result.bytes += piece.len;
             // The range is recorded as verified together with what was found in it.
-            state.piece_done(
-                &file.display,
-                piece,
-                result.findings.get(before..).unwrap_or_default(),
-                self.checkpoint.as_ref(),
-            );
+            state.piece_done(&file.display, piece, &new, self.checkpoint.as_ref());
             if let (Some(cb), Some(fp)) = (&self.file_done, state.per_file.get(piece.file)) {
-                fp.add(
-                    piece.offset,
-                    result.findings.get(before..).unwrap_or_default(),
-                    cb.as_ref(),
-                );
+                fp.add(piece.offset, &new, cb.as_ref());
             }
-            let new = (result.findings.len() - before) as u64;
-            // A run of like findings (a zeroed hole) stays one finding however many chunks it
-            // spans: memory is bounded by the runs, not by the damaged pages.
+            let count = new.len() as u64;
+            result.findings.extend(new);
             crate::report::coalesce_from(&mut result.findings, before);
-            let found = state.findings.fetch_add(new, Ordering::Relaxed) + new;
+            // The room the piece's page findings took is not kept: a task holds its runs only.
+            result.findings.shrink_to_fit();
+            let found = state.findings.fetch_add(count, Ordering::Relaxed) + count;
             let done = state.done.fetch_add(piece.len, Ordering::Relaxed) + piece.len;
             if let Some(cb) = &self.progress {
                 cb(&Progress {
@@ -1339,8 +1336,19 @@ impl RunState<'_> {
         if let Some(f) = st.files.get_mut(display) {
             f.add(piece.offset, piece.offset + piece.len);
         }
-        st.pending
-            .extend(found.iter().map(crate::resume::StateFinding::keep));
+        // Kept only when someone saves the state; folded into the run before where it
+        // continues it.
+        if checkpoint.is_some() {
+            for f in found {
+                let joined = st
+                    .pending
+                    .last_mut()
+                    .is_some_and(|last| last.finding.try_extend(f));
+                if !joined {
+                    st.pending.push(crate::resume::StateFinding::keep(f));
+                }
+            }
+        }
         if let Some((every, cb)) = checkpoint {
             let mut last = self
                 .last_checkpoint

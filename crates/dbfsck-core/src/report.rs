@@ -159,9 +159,12 @@ pub struct Repair {
     pub offset: u64,
     /// Length of the range changed.
     pub length: u64,
-    /// The page or record index, when the finding has one.
+    /// The page or record index, when the finding has one (the first, for a run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<u64>,
+    /// For a run of pages acted on together (a zeroed hole quarantined): how many from `unit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<u64>,
     /// What is done.
     pub action: RepairAction,
     /// Where the new bytes come from (a journal image), or where the old bytes went (quarantine).

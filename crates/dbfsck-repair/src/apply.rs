@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use dbfsck_core::innodb::{self, InnodbFormat};
-use dbfsck_core::native::{encode_page, verify_page, PageMeta, PageType, PageVerdict};
+use dbfsck_core::native::{encode_page, verify_page, FileParams, PageMeta, PageType, PageVerdict};
 use dbfsck_core::{FileId, PathError, Repair, RepairAction, RepairResult, Report};
 use sha2::{Digest, Sha256};
 
@@ -229,7 +229,7 @@ fn sweeping_files<S: Storage>(plan: &Plan, storage: &S) -> Vec<(PathBuf, u64, u6
             );
         if replaces {
             let e = per_file.entry(&a.path).or_insert((0, a.spec.page_size()));
-            e.0 += 1;
+            e.0 += a.units.unwrap_or(1);
         }
     }
     per_file
@@ -469,6 +469,24 @@ impl<S: Storage> Run<'_, S> {
     fn original(&self, a: &Action) -> std::io::Result<(u64, Vec<u8>)> {
         let f = self.file(&a.path)?;
         let len = f.len()?;
+        // A run of zero pages is checked page by page and kept nowhere: its bytes are zeros.
+        if a.zero_run {
+            let ps = a.spec.page_size();
+            let mut page = vec![0u8; ps];
+            let mut at = a.offset;
+            while at < a.offset + a.length {
+                let n = f.read_full_at(&mut page, at)?;
+                if n < ps || page.iter().any(|&b| b != 0) {
+                    return Err(std::io::Error::other(format!(
+                        "page {} of {} is no longer all zero; nothing is changed",
+                        at / ps as u64,
+                        a.display
+                    )));
+                }
+                at += ps as u64;
+            }
+            return Ok((len, Vec::new()));
+        }
         // A cut never grows a file, nor cuts more than the torn piece the scan found.
         if a.action == RepairAction::TruncateTail && (len <= a.offset || len > a.offset + a.length)
         {
@@ -507,6 +525,34 @@ impl<S: Storage> Run<'_, S> {
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         for (a, (_, bytes)) in plan.actions.iter().zip(originals) {
             if a.action.is_restore() {
+                continue;
+            }
+            if a.zero_run {
+                // Zeros: nothing to keep, no copy; the line says what was cut out.
+                let mut h = Sha256::new();
+                let zeros = vec![0u8; 1 << 16];
+                let mut left = a.length;
+                while left > 0 {
+                    let n = left.min(zeros.len() as u64) as usize;
+                    h.update(zeros.get(..n).unwrap_or_default());
+                    left -= n as u64;
+                }
+                let sha: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                let finding = self.report.findings.get(a.finding);
+                let entry = serde_json::json!({
+                    "path": absolute(&a.path).to_string_lossy(),
+                    "offset": a.offset,
+                    "length": a.length,
+                    "page": a.unit,
+                    "pages": a.units.unwrap_or(1),
+                    "kind": finding.map(|f| f.kind.as_str()),
+                    "action": a.action.as_str(),
+                    "sha256": sha,
+                    "zero": true,
+                    "time": now,
+                });
+                lines.push_str(&entry.to_string());
+                lines.push('\n');
                 continue;
             }
             let sha: String = Sha256::digest(bytes)
@@ -586,6 +632,8 @@ impl<S: Storage> Run<'_, S> {
                 Ok(read_source(self.storage, src, &a.spec)?
                     .filter(|img| a.spec.verifies(img, a.unit.unwrap_or(0), src.lsn())))
             }
+            // A run's markers are made page by page as they are written.
+            RepairAction::Quarantine if a.zero_run => Ok(None),
             RepairAction::Quarantine => Ok(Some(marker(a)?)),
             _ => Ok(None),
         }
@@ -631,6 +679,26 @@ impl<S: Storage> Run<'_, S> {
             }
             let abs = absolute(&a.path);
             // Each file once, as it is now: undo writes only into this very file.
+            if a.zero_run {
+                if !named.contains(&a.path.as_path()) {
+                    named.push(&a.path);
+                    if let Some(id) = self.file(&a.path).and_then(|f| f.id()).map_err(io)? {
+                        w.append(&UndoEntry::File {
+                            path: abs.clone(),
+                            id,
+                        })?;
+                    }
+                }
+                if let PageSpec::Native(params) = a.spec {
+                    w.append(&UndoEntry::ZeroPages {
+                        path: abs,
+                        offset: a.offset,
+                        pages: a.units.unwrap_or(1),
+                        params,
+                    })?;
+                }
+                continue;
+            }
             if !named.contains(&a.path.as_path()) {
                 named.push(&a.path);
                 if let Some(id) = self.file(&a.path).and_then(|f| f.id()).map_err(io)? {
@@ -678,6 +746,17 @@ impl<S: Storage> Run<'_, S> {
             .files
             .get_mut(&a.path)
             .ok_or_else(|| std::io::Error::other("file not locked for repair"))?;
+        if a.zero_run {
+            let PageSpec::Native(params) = a.spec else {
+                return Ok(false);
+            };
+            let ps = params.page_size as u64;
+            for k in 0..a.units.unwrap_or(1) {
+                let at = a.offset + k * ps;
+                f.write_all_at(&quarantine_marker(&params, at / ps)?, at)?;
+            }
+            return Ok(true);
+        }
         match replacement {
             Some(b) => f.write_all_at(b, a.offset)?,
             None => f.set_len(a.offset)?,
@@ -700,6 +779,26 @@ impl<S: Storage> Run<'_, S> {
             }));
         }
         if changes_nothing(a) {
+            return Ok(None);
+        }
+        if let (true, PageSpec::Native(params)) = (a.zero_run, a.spec) {
+            let ps = params.page_size as u64;
+            let mut page = vec![0u8; params.page_size];
+            for k in 0..a.units.unwrap_or(1) {
+                let at = a.offset + k * ps;
+                let n = f.read_full_at(&mut page, at)?;
+                let ok = n == page.len()
+                    && matches!(
+                        verify_page(&page, &params, at / ps),
+                        PageVerdict::Quarantined { .. }
+                    );
+                if !ok {
+                    return Ok(Some(format!(
+                        "page {} does not verify as a quarantine marker after the write",
+                        at / ps
+                    )));
+                }
+            }
             return Ok(None);
         }
         let mut page = vec![0u8; a.spec.page_size()];
@@ -746,12 +845,18 @@ fn marker(a: &Action) -> std::io::Result<Vec<u8>> {
             "no quarantine marker exists in this format",
         ));
     };
+    quarantine_marker(&params, a.unit.unwrap_or(0))
+}
+
+/// The quarantine marker of page `page_no` of a native file with `params` (`docs/format.md`
+/// §10.2): what a repair writes over a page it quarantines, and what undo expects there.
+pub(crate) fn quarantine_marker(params: &FileParams, page_no: u64) -> std::io::Result<Vec<u8>> {
     let mut page = vec![0u8; params.page_size];
     let meta = PageMeta {
         page_type: PageType::QUARANTINED,
         flags: 0,
         file_id: params.file_id,
-        page_no: a.unit.unwrap_or(0),
+        page_no,
         lsn: 0,
     };
     encode_page(&mut page, &meta, &[], params.algo).map_err(std::io::Error::other)?;
@@ -774,6 +879,7 @@ fn repair_entry(a: &Action, result: RepairResult, detail: String) -> Repair {
         offset: a.offset,
         length: a.length,
         unit: a.unit,
+        units: a.units,
         action: a.action,
         source: a.source_text(),
         result,

@@ -119,14 +119,19 @@ pub struct Action {
     pub offset: u64,
     /// Bytes changed (a page, or the piece cut off).
     pub length: u64,
-    /// The page.
+    /// The page (the first, for a run).
     pub unit: Option<u64>,
+    /// For a run: how many consecutive all-zero pages from `unit` are quarantined together
+    /// (nothing to copy, one marker each); `None` for one page.
+    pub units: Option<u64>,
     /// What is done.
     pub action: RepairAction,
     /// How the file's pages verify.
     pub spec: PageSpec,
     /// For a restore, the image.
     pub source: Option<Source>,
+    /// The pages are all zero (a zeroed hole): quarantined without a copy, undone as zeros.
+    pub zero_run: bool,
     /// Why this action, in words.
     pub detail: String,
 }
@@ -466,21 +471,27 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
                 .unwrap_or(Path::new("."));
             let store = stores.store(storage, dir, &mut plan);
             match plan_page(storage, store, &finding, &file.path, unit, &params) {
-                Ok(Decision::Act(action, source, detail)) => plan.actions.push(Action {
-                    finding: i,
-                    path: file.path.clone(),
-                    display: finding.path.clone(),
-                    offset: unit * params.page_size as u64,
-                    length: match action {
-                        RepairAction::TruncateTail => finding.length,
-                        _ => params.page_size as u64,
+                Ok(Decision::Act(action, source, detail, zeroed)) => push_action(
+                    &mut plan.actions,
+                    Action {
+                        finding: i,
+                        path: file.path.clone(),
+                        display: finding.path.clone(),
+                        offset: unit * params.page_size as u64,
+                        length: match action {
+                            RepairAction::TruncateTail => finding.length,
+                            _ => params.page_size as u64,
+                        },
+                        unit: Some(unit),
+                        units: None,
+                        action,
+                        spec: PageSpec::Native(params),
+                        source,
+                        detail,
+                        zero_run: false,
                     },
-                    unit: Some(unit),
-                    action,
-                    spec: PageSpec::Native(params),
-                    source,
-                    detail,
-                }),
+                    zeroed,
+                ),
                 Ok(Decision::Leave(reason)) => leave(reason),
                 Err(e) => leave(format!("reading the page failed: {e}")),
             }
@@ -489,6 +500,37 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
     left.sort_by_key(|l| (l.finding, l.unit));
     plan.left = left;
     plan
+}
+
+/// Adds `a` to the plan, folding it into the previous action when both quarantine all-zero
+/// pages of one file, one after the other: a hole of any size is one action (a few bytes of
+/// memory, one undo entry, no copy), not one per page.
+fn push_action(actions: &mut Vec<Action>, a: Action, zeroed: bool) {
+    if zeroed && a.action == RepairAction::Quarantine && matches!(a.spec, PageSpec::Native(_)) {
+        if let Some(last) = actions.last_mut() {
+            let next = last
+                .unit
+                .zip(a.unit)
+                .is_some_and(|(l, u)| l + last.units.unwrap_or(1) == u);
+            if next
+                && last.zero_run
+                && last.path == a.path
+                && last.finding == a.finding
+                && last.action == RepairAction::Quarantine
+                && last.offset + last.length == a.offset
+            {
+                last.units = Some(last.units.unwrap_or(1) + 1);
+                last.length += a.length;
+                return;
+            }
+        }
+        actions.push(Action {
+            zero_run: true,
+            ..a
+        });
+        return;
+    }
+    actions.push(a);
 }
 
 /// The pages of a finding, one finding each: itself, or each page of a run.
@@ -530,7 +572,8 @@ fn push_left(left: &mut Vec<Left>, finding: usize, unit: Option<u64>, reason: St
 }
 
 enum Decision {
-    Act(RepairAction, Option<Source>, String),
+    /// The action, its source, why, and whether the page is all zero now.
+    Act(RepairAction, Option<Source>, String, bool),
     Leave(String),
 }
 
@@ -602,6 +645,7 @@ fn plan_page<S: Storage>(
             RepairAction::RestoreFromJournal,
             Some(Source::Journal(c.clone())),
             format!("rebuilt from a committed journal image (LSN {lsn}) whose checksum verifies"),
+            false,
         ));
     }
     let mut why = match (candidates.len(), older, evidence) {
@@ -634,6 +678,7 @@ fn plan_page<S: Storage>(
             RepairAction::TruncateTail,
             None,
             format!("{why}: the torn trailing piece is copied to the quarantine and cut off"),
+            false,
         ));
     }
     // A page that verifies on its own is a whole page of somewhere: never replaced by a marker
@@ -643,10 +688,19 @@ fn plan_page<S: Storage>(
             "{why}; the page verifies on its own (page {page_no} of file id 0x{file_id:016x}), so it is left as it is; restore this page from a backup"
         )));
     }
+    if let Some(PageVerdict::Zeroed) = verdict {
+        return Ok(Decision::Act(
+            RepairAction::Quarantine,
+            None,
+            format!("{why}: the page is all zero, so there is nothing to copy; it is replaced by a quarantine marker"),
+            true,
+        ));
+    }
     Ok(Decision::Act(
         RepairAction::Quarantine,
         None,
         format!("{why}: the page is copied to the quarantine and replaced by a quarantine marker"),
+        false,
     ))
 }
 
@@ -864,6 +918,8 @@ impl InnodbPlanner {
             }
         }
         let base = Action {
+            units: None,
+            zero_run: false,
             finding: index,
             path: file.path.clone(),
             display: finding.path.clone(),

@@ -44,6 +44,8 @@ pub const ENTRY_BYTES: u8 = 1;
 pub const ENTRY_LENGTH: u8 = 2;
 /// Entry kind: the identity (device, inode) of a file the repair changed (version 2).
 pub const ENTRY_FILE: u8 = 3;
+/// Entry kind: a run of all-zero pages the repair replaced by quarantine markers (version 2).
+pub const ENTRY_ZERO_PAGES: u8 = 4;
 
 /// One thing to put back, or to check before putting anything back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +69,19 @@ pub enum UndoEntry {
         len: u64,
         /// Its length after the repair; `None` in a version 1 log.
         after: Option<u64>,
+    },
+    /// A run of pages that were all zero, replaced by the quarantine markers of a native file
+    /// with `params`: what to put back (zeros) and what to find first (the markers) both
+    /// follow from these fields, so a hole of any size is one entry.
+    ZeroPages {
+        /// The file (absolute).
+        path: PathBuf,
+        /// The first page's offset.
+        offset: u64,
+        /// Pages in the run.
+        pages: u64,
+        /// The file's page parameters (page size, algorithm, file id).
+        params: dbfsck_core::native::FileParams,
     },
     /// The file the repair changed, as it was then (version 2 logs name every file once,
     /// before its other entries).
@@ -109,6 +124,7 @@ impl UndoEntry {
         match self {
             UndoEntry::Bytes { path, .. }
             | UndoEntry::Length { path, .. }
+            | UndoEntry::ZeroPages { path, .. }
             | UndoEntry::File { path, .. } => path,
         }
     }
@@ -226,6 +242,7 @@ impl<F: StorageFile> UndoWriter<F> {
 
     /// Appends one entry.
     pub fn append(&mut self, entry: &UndoEntry) -> Result<(), UndoError> {
+        let mut zp = [0u8; 16];
         let (kind, path, a, data, b, c): (u8, &Path, u64, &[u8], u64, u64) = match entry {
             UndoEntry::Bytes {
                 path,
@@ -240,6 +257,23 @@ impl<F: StorageFile> UndoWriter<F> {
                 (ENTRY_LENGTH, path, *len, &[], after.unwrap_or(*len), 0)
             }
             UndoEntry::File { path, id } => (ENTRY_FILE, path, id.dev, &[], id.ino, 0),
+            UndoEntry::ZeroPages {
+                path,
+                offset,
+                pages,
+                params,
+            } => {
+                put(&mut zp, 0, &params.file_id.to_le_bytes());
+                put(&mut zp, 8, &[params.algo.code()]);
+                (
+                    ENTRY_ZERO_PAGES,
+                    path,
+                    *offset,
+                    &zp[..],
+                    *pages,
+                    params.page_size as u64,
+                )
+            }
         };
         let pb = path.as_os_str().as_bytes();
         // What the reader accepts, the writer enforces: a log it could not read back would
@@ -366,7 +400,10 @@ fn read_log_from<F: StorageFile>(file: &F, path: &Path) -> Result<UndoLog, UndoE
         };
         let known = match version {
             1 => matches!(kind, ENTRY_BYTES | ENTRY_LENGTH),
-            _ => matches!(kind, ENTRY_BYTES | ENTRY_LENGTH | ENTRY_FILE),
+            _ => matches!(
+                kind,
+                ENTRY_BYTES | ENTRY_LENGTH | ENTRY_FILE | ENTRY_ZERO_PAGES
+            ),
         };
         let written_len = if kind == ENTRY_BYTES {
             b.unwrap_or(0)
@@ -377,8 +414,14 @@ fn read_log_from<F: StorageFile>(file: &F, path: &Path) -> Result<UndoLog, UndoE
             && path_len <= MAX_PATH_LEN
             && data_len <= MAX_ENTRY_DATA
             && written_len <= MAX_ENTRY_DATA
-            && (kind == ENTRY_BYTES || data_len == 0)
-            && c.is_none_or(|c| c == 0);
+            && match kind {
+                ENTRY_BYTES => c.is_none_or(|c| c == 0),
+                // A valid page size, and 16 bytes of parameters.
+                ENTRY_ZERO_PAGES => {
+                    data_len == 16 && c.is_some_and(dbfsck_core::native::layout::is_valid_page_size)
+                }
+                _ => data_len == 0 && c.is_none_or(|c| c == 0),
+            };
         if !sane {
             return Err(unsealed(pos));
         }
@@ -421,6 +464,25 @@ fn read_log_from<F: StorageFile>(file: &F, path: &Path) -> Result<UndoLog, UndoE
                 len: a,
                 after: b,
             },
+            ENTRY_ZERO_PAGES => {
+                let d = e.get(p_end..d_end).unwrap_or_default();
+                let algo = d
+                    .get(8)
+                    .and_then(|&code| dbfsck_core::native::ChecksumAlgo::from_code(code));
+                let (Some(algo), Some(file_id)) = (algo, le_u64(d, 0)) else {
+                    return Err(unsealed(pos));
+                };
+                UndoEntry::ZeroPages {
+                    path: p,
+                    offset: a,
+                    pages: b.unwrap_or(0),
+                    params: dbfsck_core::native::FileParams {
+                        page_size: c.unwrap_or(0) as usize,
+                        algo,
+                        file_id,
+                    },
+                }
+            }
             _ => UndoEntry::File {
                 path: p,
                 id: FileId {
@@ -563,6 +625,19 @@ pub fn undo<S: Storage>(storage: &S, log: &Path, force: bool) -> Result<UndoOutc
                 f.set_len(*len).map_err(io_err(path))?;
                 outcome.lengths += 1;
             }
+            UndoEntry::ZeroPages {
+                path,
+                offset,
+                pages,
+                params,
+            } => {
+                let zeros = vec![0u8; params.page_size];
+                for k in 0..*pages {
+                    let at = offset + k * params.page_size as u64;
+                    f.write_all_at(&zeros, at).map_err(io_err(path))?;
+                }
+                outcome.ranges += 1;
+            }
             UndoEntry::File { .. } => {}
         }
     }
@@ -578,6 +653,30 @@ fn changed_since_repair<F: StorageFile>(f: &F, e: &UndoEntry) -> io::Result<Opti
     Ok(match e {
         // Checked by `undo` itself, always.
         UndoEntry::File { .. } => None,
+        UndoEntry::ZeroPages {
+            offset,
+            pages,
+            params,
+            ..
+        } => {
+            let ps = params.page_size;
+            let mut page = vec![0u8; ps];
+            let mut changed = None;
+            for k in 0..*pages {
+                let at = offset + k * ps as u64;
+                let n = f.read_full_at(&mut page, at)?;
+                let unit = at / ps as u64;
+                let marker = crate::apply::quarantine_marker(params, unit)?;
+                if n != ps || (page != marker && page.iter().any(|&b| b != 0)) {
+                    changed = Some(format!(
+                        "page {unit} (bytes {at}..{}) holds neither the quarantine marker the repair wrote nor the zeros that were there",
+                        at + ps as u64
+                    ));
+                    break;
+                }
+            }
+            changed
+        }
         UndoEntry::Length { len, after, .. } => {
             let now = f.len()?;
             let after = after.unwrap_or(*len);

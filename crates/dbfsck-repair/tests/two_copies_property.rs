@@ -185,10 +185,14 @@ fn run(h: &History) {
     let after = std::fs::read(&data).unwrap();
     let mut all_restored = true;
     for &(p, _) in &h.damage {
+        // The repair covering page p (a zeroed run is one action over its pages).
         let r = report
             .repairs
             .iter()
-            .find(|r| r.unit == Some(p))
+            .find(|r| {
+                r.unit
+                    .is_some_and(|u| u <= p && p < u + r.units.unwrap_or(1))
+            })
             .unwrap_or_else(|| panic!("page {p} has no repair: {:?}", report.repairs));
         assert_eq!(r.result, RepairResult::Applied, "{r:?}");
         let page = &after[p as usize * PS..(p as usize + 1) * PS];

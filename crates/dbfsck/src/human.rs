@@ -237,7 +237,11 @@ fn render_repairs(
             RepairResult::Planned => style.paint("36", r.result.as_str()),
             _ => style.paint("1;31", r.result.as_str()),
         };
-        let unit = r.unit.map(|u| format!(" page {u}")).unwrap_or_default();
+        let unit = match (r.unit, r.units) {
+            (Some(u), Some(n)) => format!(" pages {u}-{}", u + n - 1),
+            (Some(u), None) => format!(" page {u}"),
+            _ => String::new(),
+        };
         writeln!(
             out,
             "  {}{unit}: {} {result}  {}",

@@ -524,3 +524,81 @@ fn a_postgres_directory_without_pg_control_is_an_error_and_still_verified() {
         16
     );
 }
+
+/// Case 7. Memory and output grow with the runs of damage, not with the damaged pages: a
+/// valid header followed by a 16 MiB sparse tail (4 088 zeroed pages) is one finding (with
+/// `units`), one repair action, one constant-size undo entry and one manifest line without a
+/// copy; undo puts the zeros back exactly. (Peak memory against size: benches/memory.sh.)
+#[test]
+fn a_zeroed_hole_is_one_finding_one_action_and_one_undo_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("t.dbfp");
+    page_file(&data, 8);
+    let len = 16u64 << 20;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&data)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+    let before = std::fs::read(&data).unwrap();
+    let o = dbfsck(&[os("scan"), os("--output"), os("json"), data.as_os_str()]);
+    let v = json(&o);
+    let pages = len / PS as u64 - 8;
+    assert_eq!(
+        v["findings"].as_array().unwrap().len(),
+        1,
+        "{}",
+        v["summary"]
+    );
+    assert_eq!(v["findings"][0]["units"], pages);
+    assert_eq!(v["summary"]["damaged_units"], pages);
+    let log = dir.path().join("undo.log");
+    let o = dbfsck(&[
+        os("scan"),
+        os("--repair"),
+        os("--force"),
+        os("--undo-log"),
+        log.as_os_str(),
+        os("--output"),
+        os("json"),
+        data.as_os_str(),
+    ]);
+    let v = json(&o);
+    assert_eq!(rc(&o), 4, "{v}");
+    assert_eq!(v["repairs"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["repairs"][0]["units"], pages);
+    assert!(
+        std::fs::metadata(&log).unwrap().len() < 1024,
+        "the undo log grows with pages"
+    );
+    let manifest =
+        std::fs::read_to_string(dir.path().join(".dbfsck/quarantine/manifest.jsonl")).unwrap();
+    assert_eq!(manifest.lines().count(), 1, "{manifest}");
+    assert!(manifest.contains("\"zero\":true"), "{manifest}");
+    let copies = std::fs::read_dir(dir.path().join(".dbfsck/quarantine"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".bin")
+        })
+        .count();
+    assert_eq!(copies, 0, "zeros are not copied");
+    let again = json(&dbfsck(&[
+        os("scan"),
+        os("--output"),
+        os("json"),
+        data.as_os_str(),
+    ]));
+    assert_eq!(again["findings"][0]["kind"], "quarantined");
+    assert_eq!(
+        again["findings"][0]["units"], pages,
+        "the markers are one run too"
+    );
+    let u = dbfsck(&[os("undo"), log.as_os_str()]);
+    assert_eq!(rc(&u), 0, "{}", String::from_utf8_lossy(&u.stderr));
+    assert!(std::fs::read(&data).unwrap() == before, "undo is not exact");
+}
