@@ -158,17 +158,10 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
         }
     }
     if !options.dry_run && !options.force && !sweeping.is_empty() {
-        report.repairs = plan
-            .actions
-            .iter()
-            .map(|a| {
-                repair_entry(
-                    a,
-                    RepairResult::Failed,
-                    "not applied: the plan would replace most of a file (see the errors); nothing was changed".into(),
-                )
-            })
-            .collect();
+        report.repairs = all_failed(
+            &plan,
+            "the plan would replace most of a file (see the errors); nothing was changed",
+        );
         return plan;
     }
     if options.dry_run || plan.actions.is_empty() {
@@ -193,18 +186,10 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
         })
         .collect();
     if !refused.is_empty() {
-        report.repairs = plan
-            .actions
-            .iter()
-            .map(|a| {
-                repair_entry(
-                    a,
-                    RepairResult::Failed,
-                    "not applied: a file to repair could not be locked, so nothing was changed"
-                        .into(),
-                )
-            })
-            .collect();
+        report.repairs = all_failed(
+            &plan,
+            "a file to repair could not be locked, so nothing was changed",
+        );
         return plan;
     }
     let mut run = Run {
@@ -281,11 +266,7 @@ enum State {
 impl<S: Storage> Run<'_, S> {
     fn apply(&mut self, plan: &Plan) {
         let fail_all = |report: &mut Report, why: String| {
-            report.repairs = plan
-                .actions
-                .iter()
-                .map(|a| repair_entry(a, RepairResult::Failed, format!("not applied: {why}")))
-                .collect();
+            report.repairs = all_failed(plan, &why);
             report.errors.push(PathError {
                 path: self.options.undo_log.display().to_string(),
                 message: format!("nothing was repaired: {why}"),
@@ -871,6 +852,14 @@ fn innodb_system_file(path: &Path, format: &str) -> Option<PathBuf> {
     innodb::data_dir_of(path)
         .map(|d| d.join("ibdata1"))
         .filter(|p| p.as_path() != path)
+}
+
+/// Every action of the plan as `failed`, "not applied: `why`".
+fn all_failed(plan: &Plan, why: &str) -> Vec<Repair> {
+    plan.actions
+        .iter()
+        .map(|a| repair_entry(a, RepairResult::Failed, format!("not applied: {why}")))
+        .collect()
 }
 
 fn repair_entry(a: &Action, result: RepairResult, detail: String) -> Repair {

@@ -3,10 +3,13 @@
 //! resumable windows, live datastores), named after what it proves. The rules behind them are
 //! in docs/output.md and docs/nightly.md.
 
+mod common;
+
+use common::*;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dbfsck_core::native::{ChecksumAlgo, CreateOptions, PageFile, PageType};
@@ -14,34 +17,6 @@ use dbfsck_repair::{FsStorage, JournalOptions, JournaledStore, PageWrite};
 use serde_json::Value;
 
 const PS: usize = 4096;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dbfsck"));
-    c.env("NO_COLOR", "1");
-    c
-}
-
-fn dbfsck(args: &[&OsStr]) -> Output {
-    bin().args(args).output().unwrap()
-}
-
-fn os(s: &str) -> &OsStr {
-    OsStr::new(s)
-}
-
-fn rc(o: &Output) -> i32 {
-    o.status.code().expect("exited normally")
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
 
 /// A native page file of `pages` pages (file id 5) at `path`, every page at LSN 1.
 fn page_file(path: &Path, pages: u64) {

@@ -2,10 +2,13 @@
 //! broke (a careful operator or a hostile local user, from outside, with the binary), named
 //! after what it proves. The rules behind them are in docs/format.md §10–§11 ("Trust model").
 
+mod common;
+
+use common::*;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use dbfsck_core::native::{
     verify_page, ChecksumAlgo, CreateOptions, FileParams, PageFile, PageType, PageVerdict,
@@ -14,32 +17,6 @@ use dbfsck_repair::{FsStorage, JournalOptions, JournaledStore, PageWrite};
 use serde_json::Value;
 
 const PS: usize = 4096;
-
-fn dbfsck(args: &[&OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dbfsck"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-fn os(s: &str) -> &OsStr {
-    OsStr::new(s)
-}
-
-fn rc(o: &Output) -> i32 {
-    o.status.code().expect("exited normally")
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
 
 /// `dbfsck ARGS… --output json`: (exit code, report).
 fn scan_json(args: &[&OsStr]) -> (i32, Value) {

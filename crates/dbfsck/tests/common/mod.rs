@@ -1,0 +1,40 @@
+//! What the CLI tests share: running the binary and reading what it printed.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The `dbfsck` binary, colour off.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dbfsck"));
+    c.env("NO_COLOR", "1");
+    c
+}
+
+/// Runs `dbfsck ARGS…` to completion.
+pub fn dbfsck(args: &[&OsStr]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+/// A `&str` as an argument.
+pub fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// The exit code (the process must have exited, not been killed).
+pub fn rc(o: &Output) -> i32 {
+    o.status.code().expect("exited normally")
+}
+
+/// stdout as one JSON document.
+pub fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
