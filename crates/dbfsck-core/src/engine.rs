@@ -649,7 +649,7 @@ impl Scanner {
                 .filter(|f| {
                     files
                         .iter()
-                        .any(|o| o.display == f.path && o.resumed.is_some())
+                        .any(|o| f.file.as_ref() == Some(&o.path) && o.resumed.is_some())
                 })
                 .collect();
             scan_state
@@ -672,7 +672,7 @@ impl Scanner {
             if f.verified_at_open > 0 {
                 fs.add(0, f.len);
             }
-            scan_state.files.insert(f.display.clone(), fs);
+            scan_state.files.insert(f.key.clone(), fs);
         }
         let at_open: u64 = files.iter().map(|f| f.verified_at_open).sum();
         let total: u64 = tasks.iter().flatten().map(|p| p.len).sum::<u64>() + at_open;
@@ -856,7 +856,8 @@ impl Scanner {
         // (device, inode, size, mtime, ctime) and every range fits its layout. Otherwise the
         // file is scanned afresh, and the report says why.
         let mut resume_note = None;
-        let mut resumed = resume.and_then(|s| s.files.get(&t.display)).cloned();
+        let key = crate::resume::file_key(&t.path);
+        let mut resumed = resume.and_then(|s| s.files.get(&key)).cloned();
         if let Some(prev) = &resumed {
             let same = prev.id == id.pair()
                 && prev.len == len
@@ -920,6 +921,7 @@ impl Scanner {
             handle,
             id,
             path: t.path,
+            key,
             explicit: t.explicit,
             display: t.display,
             format: format.name(),
@@ -1011,7 +1013,7 @@ impl Scanner {
             crate::report::coalesce_from(&mut new, 0);
             result.bytes += piece.len;
             // The range is recorded as verified together with what was found in it.
-            state.piece_done(&file.display, piece, &new, self.checkpoint.as_ref());
+            state.piece_done(&file.key, piece, &new, self.checkpoint.as_ref());
             if let (Some(cb), Some(fp)) = (&self.file_done, state.per_file.get(piece.file)) {
                 fp.add(piece.offset, &new, cb.as_ref());
             }
@@ -1276,6 +1278,8 @@ struct OpenFile {
     /// (within the descriptor budget).
     handle: Option<Arc<File>>,
     path: PathBuf,
+    /// Its key in the scan state ([`crate::resume::file_key`] of `path`).
+    key: String,
     explicit: bool,
     display: String,
     format: &'static str,
@@ -1327,13 +1331,13 @@ impl RunState<'_> {
     /// the state over: what a checkpoint says is done always comes with what was found there.
     fn piece_done(
         &self,
-        display: &str,
+        key: &str,
         piece: &Piece,
         found: &[Finding],
         checkpoint: Option<&(std::time::Duration, Arc<CheckpointFn>)>,
     ) {
         let mut st = self.scan_state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = st.files.get_mut(display) {
+        if let Some(f) = st.files.get_mut(key) {
             f.add(piece.offset, piece.offset + piece.len);
         }
         // Kept only when someone saves the state; folded into the run before where it

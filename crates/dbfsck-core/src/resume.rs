@@ -27,7 +27,8 @@ pub struct ScanState {
     pub root_ids: Vec<[u64; 2]>,
     /// True when the scan reached the end: a resume then starts a new full scan.
     pub complete: bool,
-    /// Per file (as reports name it), what is done.
+    /// Per file, keyed by [`file_key`] of its real path (lossless: two names that print alike
+    /// are two keys), what is done.
     pub files: BTreeMap<String, FileState>,
     /// Findings recorded with the ranges they were found in and not yet reported by a piece
     /// that reached its end (one killed after a checkpoint): the next piece reports them.
@@ -36,6 +37,22 @@ pub struct ScanState {
     /// What the pieces of this cycle (since the last complete scan) reported.
     #[serde(default)]
     pub cycle: Cycle,
+}
+
+/// The key of a file in [`ScanState::files`]: its real path when that is UTF-8, otherwise a
+/// NUL (which no path holds, so no UTF-8 path collides with it), `b64:` and the path's bytes in
+/// base64. Reports print non-UTF-8 bytes as U+FFFD, so `a\xfe` and `a\xff` look alike there;
+/// a key by that printed name would credit one file's verified ranges to the other.
+pub fn file_key(path: &std::path::Path) -> String {
+    use base64::Engine as _;
+    use std::os::unix::ffi::OsStrExt;
+    match path.to_str() {
+        Some(s) => s.to_owned(),
+        None => format!(
+            "\0b64:{}",
+            base64::engine::general_purpose::STANDARD.encode(path.as_os_str().as_bytes())
+        ),
+    }
 }
 
 /// What is done in one file, and which file it is.
