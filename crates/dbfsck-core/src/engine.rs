@@ -641,8 +641,9 @@ impl Scanner {
                 |s| s.cycle.clone(),
             ),
         };
+        let mut carried: Vec<Finding> = Vec::new();
         if let Some(prev) = resume {
-            let carried: Vec<Finding> = prev
+            carried = prev
                 .pending
                 .iter()
                 .map(crate::resume::StateFinding::restore)
@@ -655,7 +656,7 @@ impl Scanner {
             scan_state
                 .pending
                 .extend(carried.iter().map(crate::resume::StateFinding::keep));
-            report.findings.extend(carried);
+            report.findings.extend(carried.iter().cloned());
         }
         for f in &files {
             let mut fs = f.resumed.clone().unwrap_or_default();
@@ -688,7 +689,16 @@ impl Scanner {
             .zip(pieces_of)
             .map(|(f, mut pieces)| {
                 pieces.sort_unstable();
+                // Carried findings stream with the file's own: a run the killed piece
+                // recorded up to its checkpoint is continued by this piece's, never printed
+                // twice.
                 let mut queue = f.findings.clone();
+                queue.extend(
+                    carried
+                        .iter()
+                        .filter(|c| c.file.as_ref() == Some(&f.path))
+                        .cloned(),
+                );
                 crate::report::normalize_file(&mut queue);
                 FileProgress {
                     inner: std::sync::Mutex::new(FileStream {

@@ -625,3 +625,47 @@ fn two_names_that_print_alike_keep_separate_scan_states() {
     assert_eq!(units, [(2047, "zeroed_page")], "{v}");
     assert_eq!(second.status.code(), Some(4), "{v}");
 }
+
+/// Review 2, break 2. A piece killed after a checkpoint in the middle of a zeroed run leaves
+/// the run's first part pending; the resumed piece continues that run in its stream, so its
+/// JSON Lines hold the run once (no two finding lines cover the same page).
+#[test]
+fn a_run_continued_after_a_kill_is_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("big.dbfp");
+    page_file(&data, 8192); // 32 MiB
+    let hole: Vec<u64> = (256..7936).collect(); // 1 MiB .. 31 MiB
+    zero_pages(&data, &hole);
+    let state = dir.path().join("s.json");
+    let piece = |extra: &[&str]| {
+        let mut c = bin();
+        c.args(["scan", "--output", "jsonl", "--threads", "1", "--state"])
+            .arg(&state)
+            .args(["--state-every", "100ms"])
+            .args(extra)
+            .arg(&data)
+            .stdout(Stdio::piped());
+        c
+    };
+    let mut child = piece(&["--max-rate", "8MiB/s"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap();
+    let _ = child.wait();
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let pending = saved["pending"].as_array().unwrap();
+    assert_eq!(pending.len(), 1, "killed inside the run: {saved}");
+    assert_eq!(pending[0]["finding"]["unit"], 256);
+    let o = piece(&["--resume"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(4));
+    let found: Vec<(u64, u64)> = lines(&o.stdout)
+        .iter()
+        .filter(|l| l["type"] == "finding")
+        .map(|l| {
+            (
+                l["unit"].as_u64().unwrap(),
+                l["units"].as_u64().unwrap_or(1),
+            )
+        })
+        .collect();
+    assert_eq!(found, [(256, 7680)], "one line for the whole run");
+}
