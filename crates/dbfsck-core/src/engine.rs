@@ -1404,12 +1404,12 @@ impl FileProgress {
                 let Some(f) = s.done.remove(&o) else {
                     break;
                 };
-                let from = s.queue.len();
                 s.queue.extend(f);
-                crate::report::coalesce_from(&mut s.queue, from);
                 s.next += 1;
             }
-            s.queue.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+            // Sorted, then merged: an open-time finding further on (a partial last page)
+            // sits in the queue after the run a new piece continues, and must not split it.
+            crate::report::normalize_file(&mut s.queue);
         }
         self.flush(cb);
     }

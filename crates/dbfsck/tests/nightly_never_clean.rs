@@ -669,3 +669,43 @@ fn a_run_continued_after_a_kill_is_printed_once() {
         .collect();
     assert_eq!(found, [(256, 7680)], "one line for the whole run");
 }
+
+/// Review 2, break 3. A file that grew by a partial page (a sparse tail of 3 MiB + 1000 bytes):
+/// the open-time `partial_page` finding lies after the zeroed run in the stream, and must not
+/// split it at a chunk boundary — JSON Lines hold exactly the JSON document's findings, on one
+/// thread or two.
+#[test]
+fn a_partial_last_page_never_splits_a_streamed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("grown.dbfp");
+    page_file(&data, 4096); // 16 MiB
+    let f = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
+    f.set_len(16 * 1024 * 1024 + 3 * 1024 * 1024 + 1000).unwrap();
+    drop(f);
+    let doc = bin()
+        .args(["scan", "--output", "json"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&doc.stdout).unwrap();
+    let want: Vec<Value> = v["findings"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = want.iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["zeroed_page", "partial_page"], "{v}");
+    for threads in ["1", "2"] {
+        let o = bin()
+            .args(["scan", "--output", "jsonl", "--threads", threads])
+            .arg(&data)
+            .output()
+            .unwrap();
+        let got: Vec<(Value, Value, Value)> = lines(&o.stdout)
+            .into_iter()
+            .filter(|l| l["type"] == "finding")
+            .map(|l| (l["offset"].clone(), l["length"].clone(), l["kind"].clone()))
+            .collect();
+        let want: Vec<(Value, Value, Value)> = want
+            .iter()
+            .map(|l| (l["offset"].clone(), l["length"].clone(), l["kind"].clone()))
+            .collect();
+        assert_eq!(got, want, "--threads {threads}");
+    }
+}
