@@ -547,10 +547,31 @@ impl Scanner {
         // Each file once, however many roots or links reach it: the same device and inode is
         // the same file (a root named twice, a file inside a root also named, a hard link).
         let mut seen: std::collections::HashMap<FileId, String> = Default::default();
+        // Files this piece does not read, with what earlier pieces did in them.
+        let mut not_reached: Vec<(PathBuf, String, Option<FileState>)> = Vec::new();
+        let mut verified: Vec<VerifiedFile> = Vec::new();
         for outcome in opened {
             match outcome {
                 OpenOutcome::Error(e) => report.errors.push(e),
                 OpenOutcome::Skipped(s) => report.skipped.push(s),
+                OpenOutcome::NotReached(t) => {
+                    let key = crate::resume::file_key(&t.path);
+                    let prev = resume.and_then(|s| s.files.get(&key)).cloned();
+                    not_reached.push((t.path, key, prev));
+                }
+                OpenOutcome::Verified(v) => {
+                    if let Some(first) = seen.get(&v.id) {
+                        report.skipped.push(Skipped {
+                            path: v.display,
+                            reason: format!(
+                                "the same file as {first} (same device and inode): scanned once"
+                            ),
+                        });
+                        continue;
+                    }
+                    seen.insert(v.id, v.display.clone());
+                    verified.push(*v);
+                }
                 OpenOutcome::Opened(file) => {
                     let file = *file;
                     if let Some(first) = seen.get(&file.id) {
@@ -651,12 +672,33 @@ impl Scanner {
                     files
                         .iter()
                         .any(|o| f.file.as_ref() == Some(&o.path) && o.resumed.is_some())
+                        || verified.iter().any(|v| f.file.as_ref() == Some(&v.path))
                 })
                 .collect();
             scan_state
                 .pending
                 .extend(carried.iter().map(crate::resume::StateFinding::keep));
             report.findings.extend(carried.iter().cloned());
+            // A file not reached keeps its pending findings for the piece that reaches it.
+            scan_state.pending.extend(
+                prev.pending
+                    .iter()
+                    .filter(|p| {
+                        let f = p.restore();
+                        not_reached
+                            .iter()
+                            .any(|(path, _, st)| st.is_some() && f.file.as_ref() == Some(path))
+                    })
+                    .cloned(),
+            );
+        }
+        for v in &verified {
+            scan_state.files.insert(v.key.clone(), v.state.clone());
+        }
+        for (_, key, st) in &not_reached {
+            if let Some(st) = st {
+                scan_state.files.insert(key.clone(), st.clone());
+            }
         }
         for f in &files {
             let mut fs = f.resumed.clone().unwrap_or_default();
@@ -732,7 +774,7 @@ impl Scanner {
                 |reader, task| self.run_task(reader, &files, task, &state),
             )
             .collect();
-        let mut stopped = false;
+        let mut stopped = !not_reached.is_empty();
         for r in results {
             report.findings.extend(r.findings);
             report.summary.units += r.units;
@@ -752,6 +794,18 @@ impl Scanner {
             .into_inner()
             .unwrap_or_else(|p| p.into_inner());
         final_state.complete = !stopped;
+        // A file whose every range is verified need not be read again in this cycle.
+        for f in &files {
+            if let Some(st) = final_state.files.get_mut(&f.key) {
+                st.verified = match f.check.as_deref() {
+                    Some(c) => {
+                        let l = c.layout();
+                        st.uncovered(l.start, l.end).is_empty()
+                    }
+                    None => true,
+                };
+            }
+        }
         report.scan_state = final_state;
     }
 
@@ -768,6 +822,10 @@ impl Scanner {
                 message,
             })
         };
+        // The open phase reads every file's head: it stops at the time limit like the rest.
+        if stop.now() {
+            return OpenOutcome::NotReached(t);
+        }
         let file = match open_for_scan(&t.path, !t.explicit) {
             Ok(f) => f,
             Err(e) => return err(io_message(&e)),
@@ -785,6 +843,24 @@ impl Scanner {
             Ok(m) => return err(format!("not a regular file ({}); not read", kind_of(&m))),
             Err(e) => return err(io_message(&e)),
         };
+        let key = crate::resume::file_key(&t.path);
+        let prev = resume.and_then(|s| s.files.get(&key));
+        if let Some(prev) = prev.filter(|p| {
+            p.verified
+                && p.opened
+                && p.id == id.pair()
+                && p.len == len
+                && p.mtime == mtime
+                && p.ctime == ctime
+        }) {
+            return OpenOutcome::Verified(Box::new(VerifiedFile {
+                path: t.path,
+                key,
+                display: t.display,
+                id,
+                state: prev.clone(),
+            }));
+        }
         // One read of the head serves detection, the format's header parsing and, for a file
         // that fits in it, the whole verification: a small file costs one open and one read.
         let want = len.min(Probe::HEAD_LEN as u64) as usize;
@@ -866,8 +942,7 @@ impl Scanner {
         // (device, inode, size, mtime, ctime) and every range fits its layout. Otherwise the
         // file is scanned afresh, and the report says why.
         let mut resume_note = None;
-        let key = crate::resume::file_key(&t.path);
-        let mut resumed = resume.and_then(|s| s.files.get(&key)).cloned();
+        let mut resumed = prev.cloned();
         if let Some(prev) = &resumed {
             let same = prev.id == id.pair()
                 && prev.len == len
@@ -1317,6 +1392,20 @@ enum OpenOutcome {
     Opened(Box<OpenFile>),
     Skipped(Skipped),
     Error(PathError),
+    /// The scan stopped (time limit, cancel) before this file was opened: what an earlier
+    /// piece did in it is kept as it is.
+    NotReached(Target),
+    /// An earlier piece verified all of it, and it is unchanged: not read again.
+    Verified(Box<VerifiedFile>),
+}
+
+/// A file an earlier piece of a resumed scan verified whole.
+struct VerifiedFile {
+    path: PathBuf,
+    key: String,
+    display: String,
+    id: FileId,
+    state: FileState,
 }
 
 #[derive(Debug, Clone, Copy)]

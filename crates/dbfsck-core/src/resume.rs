@@ -73,6 +73,10 @@ pub struct FileState {
     /// Status change time, `[seconds, nanoseconds]`.
     #[serde(default)]
     pub ctime: [i64; 2],
+    /// Every range of the file is verified: a resumed piece that finds the file unchanged
+    /// (by `fstat`) does not read it again, not even its head.
+    #[serde(default)]
+    pub verified: bool,
 }
 
 /// A finding kept in the state, with its file's real path (base64 of its bytes).
