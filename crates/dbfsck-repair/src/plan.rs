@@ -8,7 +8,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use dbfsck_core::innodb::{self, InnodbFormat, PageVerdict as InnodbVerdict, Slot, SpaceParams};
+use dbfsck_core::innodb::redo::{self, RedoBounds};
+use dbfsck_core::innodb::{
+    self, InnodbFormat, PageVerdict as InnodbVerdict, Slot, SpaceFormat, SpaceParams,
+};
 use dbfsck_core::native::journal::{looks_like_journal, read_journal, JournalImage};
 use dbfsck_core::native::layout::{
     FILE_ID_OFF, LSN_OFF, MAGIC_OFF, PAGE_HEADER_LEN, PAGE_MAGIC, PAGE_NO_OFF, TYPE_OFF,
@@ -783,9 +786,20 @@ pub(crate) fn read_source<S: Storage>(
 
 /// Plans InnoDB findings from the doublewrite buffers of the scanned system tablespaces.
 struct InnodbPlanner {
-    /// (data directory, system tablespace file, populated slots).
-    buffers: Vec<(Option<PathBuf>, PathBuf, Vec<Slot>)>,
+    buffers: Vec<Buffer>,
     params: HashMap<PathBuf, Result<SpaceParams, String>>,
+    /// Per data directory: how many scanned tablespace files claim each space id.
+    claims: HashMap<Option<PathBuf>, HashMap<u32, usize>>,
+}
+
+/// One data directory's doublewrite buffer and what its redo log says about the slots' LSNs.
+struct Buffer {
+    dir: Option<PathBuf>,
+    /// The system tablespace file that holds the slots (`ibdata1`).
+    sys: PathBuf,
+    slots: Vec<Slot>,
+    /// The checkpoint and end LSNs of `ib_logfile0`, or why they cannot be known.
+    redo: Result<RedoBounds, String>,
 }
 
 impl InnodbPlanner {
@@ -812,7 +826,14 @@ impl InnodbPlanner {
             match slots {
                 Ok(Some((_, slots))) => {
                     plan.doublewrite.push((f.path.clone(), slots.len()));
-                    buffers.push((innodb::data_dir_of(&f.path), f.path.clone(), slots));
+                    let dir = innodb::data_dir_of(&f.path);
+                    let redo = read_redo(storage, dir.as_deref().unwrap_or(Path::new(".")));
+                    buffers.push(Buffer {
+                        dir,
+                        sys: f.path.clone(),
+                        slots,
+                        redo,
+                    });
                 }
                 Ok(None) => {}
                 Err(e) => plan.errors.push((
@@ -824,6 +845,7 @@ impl InnodbPlanner {
         InnodbPlanner {
             buffers,
             params: HashMap::new(),
+            claims: HashMap::new(),
         }
     }
 
@@ -846,10 +868,7 @@ impl InnodbPlanner {
         let params = self
             .params
             .entry(file.path.clone())
-            .or_insert_with(|| {
-                let head = read_head(storage, &file.path, 4 * 65536).map_err(|e| e.to_string())?;
-                innodb::space_params(&head).map_err(|e| e.to_string())
-            })
+            .or_insert_with(|| innodb_params(storage, &file.path))
             .clone()
             .map_err(|e| format!("the tablespace's parameters cannot be read: {e}"))?;
         let spec = PageSpec::Innodb(params);
@@ -884,21 +903,34 @@ impl InnodbPlanner {
                     .unwrap_or([0; 8]),
             )
         });
+        // The trailer keeps the low 32 bits of the LSN of the page's last write; it survives
+        // damage to the header (a zeroed first sector, say).
+        // A misdirected page is another page, trailer included: no evidence about this one.
+        let trailer = (finding.kind != FindingKind::MisdirectedWrite)
+            .then(|| innodb_trailer_lsn(&page, &params.format))
+            .flatten();
         let dir = innodb::data_dir_of(&file.path);
+        let claims = self
+            .claims
+            .entry(dir.clone())
+            .or_insert_with(|| space_claims(storage, report, dir.as_deref()));
+        let shared_id = claims.get(&params.space_id).copied().unwrap_or(0) > 1;
+        // Page 0's LSN 0: a tablespace imported and not written since; slots of that space id
+        // are of the incarnation before the import (or of another file).
+        let imported = unit != 0 && page0_lsn(storage, &file.path, &params) == Some(0);
         let mut candidates = 0;
         let mut older = None::<u64>;
+        let mut refused: Option<String> = None;
         let mut best: Option<Source> = None;
-        for (bdir, sys, slots) in &self.buffers {
-            if *bdir != dir {
-                continue;
-            }
-            for slot in slots
+        for b in self.buffers.iter().filter(|b| b.dir == dir) {
+            for slot in b
+                .slots
                 .iter()
                 .filter(|s| s.space_id == params.space_id && u64::from(s.page_no) == page_no)
             {
                 candidates += 1;
                 let source = Source::Doublewrite(SlotSource {
-                    file: sys.clone(),
+                    file: b.sys.clone(),
                     slot: *slot,
                 });
                 let ok = read_source(storage, &source, &spec)
@@ -908,8 +940,31 @@ impl InnodbPlanner {
                 if !ok {
                     continue;
                 }
-                if evidence.is_some_and(|e| slot.lsn < e) {
+                if evidence.is_some_and(|e| slot.lsn < e)
+                    || trailer.is_some_and(|t| trailer_is_newer(t, slot.lsn))
+                {
                     older = Some(older.map_or(slot.lsn, |o| o.max(slot.lsn)));
+                    continue;
+                }
+                let why = match &b.redo {
+                    Err(e) => Some(format!("the redo log {e}, so no doublewrite image can be proven current")),
+                    Ok(r) if slot.lsn < r.checkpoint_lsn => Some(format!(
+                        "the doublewrite image (LSN {}) is older than the redo log's checkpoint (LSN {}): changes after it may be lost, and the server ignores such a slot too",
+                        slot.lsn, r.checkpoint_lsn
+                    )),
+                    Ok(r) if slot.lsn > r.end_lsn => Some(format!(
+                        "the doublewrite image (LSN {}) is newer than the end of this data directory's redo log (LSN {}): it is not this server's",
+                        slot.lsn, r.end_lsn
+                    )),
+                    Ok(_) if shared_id => Some(format!(
+                        "space id {} is claimed by more than one tablespace file in this data directory, so the image cannot be proven to be this file's",
+                        params.space_id
+                    )),
+                    Ok(_) if imported => Some("page 0 of the tablespace has LSN 0 (imported and not written since): the image may be of the tablespace before the import".into()),
+                    Ok(_) => None,
+                };
+                if let Some(why) = why {
+                    refused.get_or_insert(why);
                     continue;
                 }
                 if best.as_ref().is_none_or(|b| slot.lsn > b.lsn()) {
@@ -940,9 +995,11 @@ impl InnodbPlanner {
                 ..base
             });
         }
-        let why = match (candidates, older, evidence) {
-            (0, _, _) => "no doublewrite slot holds this page".to_owned(),
-            (_, Some(o), Some(e)) => format!("the newest doublewrite image (LSN {o}) is older than the LSN {e} the damaged page still shows"),
+        let why = match (candidates, refused, older, evidence) {
+            (0, _, _, _) => "no doublewrite slot holds this page".to_owned(),
+            (_, Some(r), _, _) => r,
+            (_, None, Some(o), Some(e)) => format!("the newest doublewrite image (LSN {o}) is older than the LSN {e} the damaged page still shows"),
+            (_, None, Some(o), None) => format!("the newest doublewrite image (LSN {o}) is older than the page's last write, whose LSN its trailer still shows"),
             _ => "no doublewrite image of this page verifies".to_owned(),
         };
         Ok(Action {
@@ -950,6 +1007,107 @@ impl InnodbPlanner {
             ..base
         })
     }
+}
+
+/// The checkpoint and end LSNs of a data directory's redo log, read through `storage`.
+fn read_redo<S: Storage>(storage: &S, dir: &Path) -> Result<RedoBounds, String> {
+    let path = dir.join("ib_logfile0");
+    let file = storage
+        .open_read(&path)
+        .map_err(|e| format!("{} cannot be opened ({e})", path.display()))?;
+    let len = file
+        .len()
+        .map_err(|e| format!("{} cannot be read ({e})", path.display()))?;
+    redo::read_bounds(&StorageSource { file: &file, len })
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The low 32 bits of the LSN in an InnoDB page's trailer, where its format keeps one.
+fn innodb_trailer_lsn(page: &[u8], fmt: &SpaceFormat) -> Option<u32> {
+    let n = page.len();
+    // Compressed pages keep no LSN at the end (full_crc32 flags bits 5-7: page_compressed).
+    let compressed =
+        fmt.zip || fmt.page_compression || (fmt.full_crc32 && (fmt.flags >> 5) & 7 != 0);
+    if compressed || n < 8 {
+        return None;
+    }
+    let off = if fmt.full_crc32 { n - 8 } else { n - 4 };
+    page.get(off..off + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_be_bytes)
+}
+
+/// Whether a trailer's low 32 LSN bits name a write newer than `slot_lsn`: the nearest LSN
+/// with those low bits at or below `slot_lsn` + 2^32, taken in `slot_lsn`'s 4 GiB epoch.
+/// Ambiguous cases count as newer: they can only make a repair more careful.
+fn trailer_is_newer(trailer: u32, slot_lsn: u64) -> bool {
+    let candidate = (slot_lsn & !0xffff_ffff) | u64::from(trailer);
+    candidate > slot_lsn
+}
+
+/// Page 0's LSN when page 0 verifies, else `None`.
+fn page0_lsn<S: Storage>(storage: &S, path: &Path, params: &SpaceParams) -> Option<u64> {
+    if params.first_page != 0 {
+        return None;
+    }
+    let head = read_head(storage, path, params.format.physical_size).ok()?;
+    match innodb::judge_page(&head, &params.format, params.space_id, 0) {
+        InnodbVerdict::Ok { lsn, .. } => Some(lsn),
+        _ => None,
+    }
+}
+
+/// How many scanned tablespace files of data directory `dir` claim each space id.
+fn space_claims<S: Storage>(
+    storage: &S,
+    report: &Report,
+    dir: Option<&Path>,
+) -> HashMap<u32, usize> {
+    let mut claims = HashMap::new();
+    for f in report.files.iter().filter(|f| {
+        f.format == InnodbFormat::NAME && innodb::data_dir_of(&f.path).as_deref() == dir
+    }) {
+        let name = f.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if innodb::is_system_name(name) && name != "ibdata1" {
+            continue; // continues ibdata1's space 0
+        }
+        if let Ok(p) = innodb_params(storage, &f.path) {
+            *claims.entry(p.space_id).or_insert(0) += 1;
+        }
+    }
+    claims
+}
+
+/// A tablespace file's parameters, as the scan decides them: `ibdataN` (N > 1) continues
+/// `ibdata1`, whose header gives the format, its pages numbered after those of the files
+/// before it.
+fn innodb_params<S: Storage>(storage: &S, path: &Path) -> Result<SpaceParams, String> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let index = name
+        .strip_prefix("ibdata")
+        .and_then(|n| n.parse::<u32>().ok())
+        .filter(|_| innodb::is_system_name(name));
+    let Some(index) = index.filter(|&i| i > 1) else {
+        let head = read_head(storage, path, 4 * 65536).map_err(|e| e.to_string())?;
+        return innodb::space_params(&head).map_err(|e| e.to_string());
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let head = read_head(storage, &dir.join("ibdata1"), 4 * 65536)
+        .map_err(|e| format!("ibdata1, which says how to read {name}, cannot be read: {e}"))?;
+    let first = innodb::space_params(&head).map_err(|e| format!("ibdata1: {e}"))?;
+    let ps = first.format.physical_size as u64;
+    let mut first_page = 0;
+    for i in 1..index {
+        let len = storage
+            .open_read(&dir.join(format!("ibdata{i}")))
+            .and_then(|f| f.len())
+            .map_err(|e| format!("ibdata{i}, which comes before {name}, cannot be read: {e}"))?;
+        first_page += len / ps;
+    }
+    Ok(SpaceParams {
+        first_page,
+        ..first
+    })
 }
 
 /// Why the file is no longer the one the scan judged, if it is not: another file at its path,

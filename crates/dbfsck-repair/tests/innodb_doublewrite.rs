@@ -3,7 +3,10 @@
 //! `ibdata1` holds a doublewrite buffer filled by the test: a damaged page is restored from the
 //! newest slot whose header names it, whose checksum verifies in the table's format and whose
 //! LSN is not older than the damaged page's own; otherwise its bytes are quarantined and the
-//! page is left as it is. The end-to-end test with a real server is in
+//! page is left as it is. A slot counts only when its LSN lies between the checkpoint and the
+//! end of the data directory's redo log (`ib_logfile0`), the damaged page's trailer shows no
+//! newer write, its tablespace was not imported since (page 0's LSN is not 0) and no other
+//! file claims its space id. The end-to-end test with a real server is in
 //! `crates/dbfsck/tests/innodb_oracle.rs`.
 
 use std::fs;
@@ -12,6 +15,7 @@ use std::path::{Path, PathBuf};
 use dbfsck_core::innodb::{space_params, stamp_page, SpaceFormat};
 use dbfsck_core::{FindingKind, RepairAction, RepairResult, Scanner};
 use dbfsck_repair::{repair, FsStorage, RepairOptions};
+use dbfsck_testkit::mariadb::redo_log;
 
 const PS: usize = 16384;
 
@@ -72,6 +76,9 @@ impl Datadir {
             stamp_page(p5, &fmt);
         }
         fs::write(root.join("ibdata1"), &sys).unwrap();
+        // A redo log whose checkpoint is older than every page and whose end is far ahead:
+        // every slot is current unless a test says otherwise.
+        fs::write(root.join("ib_logfile0"), redo_log(12288, 1 << 40)).unwrap();
         Datadir {
             _tmp: tmp,
             root,
@@ -264,6 +271,141 @@ fn a_misdirected_page_is_restored_whatever_lsn_it_shows() {
         "{r:?}"
     );
     assert_eq!(d.table_page(N), here);
+}
+
+/// The page's only slot is older than the redo log's checkpoint: the server would not use it
+/// (recovery replays the log from the checkpoint, so changes between the slot and the
+/// checkpoint would be lost), and neither does a repair — even though the damaged page shows no
+/// LSN of its own (its first sector is zeroed, so the header is gone).
+#[test]
+fn a_slot_older_than_the_redo_checkpoint_is_not_used() {
+    let mut d = Datadir::new();
+    let new = d.newer(N, 5);
+    d.add_slot(&new);
+    fs::write(d.root.join("ib_logfile0"), redo_log(lsn(&new) + 1, 1 << 40)).unwrap();
+    let mut damaged = new.clone();
+    damaged[..512].fill(0);
+    d.write_page(N, &damaged);
+    let report = d.repair(false);
+    let r = &report.repairs[0];
+    assert_eq!(r.action, RepairAction::Quarantine, "{r:?}");
+    assert!(
+        r.detail.contains("older than the redo log's checkpoint"),
+        "{r:?}"
+    );
+    assert_eq!(d.table_page(N), damaged);
+    assert_eq!(report.exit_code(), 4);
+}
+
+/// A slot newer than the end of the redo log (a doublewrite buffer of another server, an
+/// ibdata1 copied from elsewhere) is not this data directory's.
+#[test]
+fn a_slot_newer_than_the_end_of_the_redo_log_is_not_used() {
+    let mut d = Datadir::new();
+    let old = d.page(N);
+    let new = d.newer(N, 5);
+    d.add_slot(&new);
+    fs::write(d.root.join("ib_logfile0"), redo_log(12288, lsn(&new) - 1)).unwrap();
+    d.write_page(N, &torn(&new, &old));
+    let report = d.repair(true);
+    let r = &report.repairs[0];
+    assert_eq!(r.action, RepairAction::Quarantine, "{r:?}");
+    assert!(r.detail.contains("newer than the end of"), "{r:?}");
+}
+
+/// Without a redo log to bound them (missing, damaged, another format) no slot is proven
+/// current: quarantine, saying why.
+#[test]
+fn without_a_readable_redo_log_no_slot_is_used() {
+    for log in [
+        None,
+        Some(vec![7u8; 20000]),
+        Some(redo_log(12288, 1 << 40)[..5000].to_vec()),
+    ] {
+        let mut d = Datadir::new();
+        let old = d.page(N);
+        let new = d.newer(N, 5);
+        d.add_slot(&new);
+        let path = d.root.join("ib_logfile0");
+        match &log {
+            None => fs::remove_file(&path).unwrap(),
+            Some(b) => fs::write(&path, b).unwrap(),
+        }
+        d.write_page(N, &torn(&new, &old));
+        let report = d.repair(true);
+        let r = &report.repairs[0];
+        assert_eq!(r.action, RepairAction::Quarantine, "{r:?}");
+        assert!(r.detail.contains("ib_logfile0"), "{r:?}");
+        assert!(
+            r.detail
+                .contains("no doublewrite image can be proven current"),
+            "{r:?}"
+        );
+    }
+}
+
+/// The damaged page's header is gone but its trailer still holds the low bits of a write newer
+/// than the slot: the slot would roll the page back.
+#[test]
+fn a_trailer_newer_than_the_slot_refuses_it() {
+    let mut d = Datadir::new();
+    let old = d.page(N);
+    d.add_slot(&old);
+    let mut damaged = d.newer(N, 5);
+    damaged[..512].fill(0);
+    d.write_page(N, &damaged);
+    let report = d.repair(false);
+    let r = &report.repairs[0];
+    assert_eq!(r.action, RepairAction::Quarantine, "{r:?}");
+    assert!(r.detail.contains("its trailer still shows"), "{r:?}");
+    assert_eq!(d.table_page(N), damaged);
+}
+
+/// A tablespace imported and not written since (page 0's LSN is 0): the slots of its space id
+/// are of the incarnation before the import.
+#[test]
+fn an_imported_tablespace_gets_no_slot() {
+    let mut d = Datadir::new();
+    let old = d.page(N);
+    let new = d.newer(N, 5);
+    d.add_slot(&new);
+    let mut p0 = d.page(0);
+    set_lsn(&mut p0, 0);
+    stamp_page(&mut p0, &d.fmt);
+    d.write_page(0, &p0);
+    d.write_page(N, &torn(&new, &old));
+    let report = d.repair(true);
+    let r = &report.repairs[0];
+    assert_eq!(r.action, RepairAction::Quarantine, "{r:?}");
+    assert!(r.detail.contains("LSN 0 (imported"), "{r:?}");
+}
+
+/// Two files claim the table's space id (an .ibd copied in for an import, a stray copy): the
+/// scan warns, and no slot of that space id is used for either.
+#[test]
+fn a_space_id_claimed_twice_gets_no_slot() {
+    let mut d = Datadir::new();
+    let old = d.page(N);
+    let new = d.newer(N, 5);
+    d.add_slot(&new);
+    fs::create_dir_all(d.root.join("other")).unwrap();
+    fs::write(d.root.join("other/copy.ibd"), &d.original).unwrap();
+    d.write_page(N, &torn(&new, &old));
+    let report = d.repair(true);
+    assert!(
+        report.warnings.iter().any(|w| w
+            .message
+            .contains(&format!("space id {} is claimed by", d.space))),
+        "{:?}",
+        report.warnings
+    );
+    let r = &report.repairs[0];
+    assert_eq!(r.action, RepairAction::Quarantine, "{r:?}");
+    assert!(
+        r.detail
+            .contains("claimed by more than one tablespace file"),
+        "{r:?}"
+    );
 }
 
 #[test]

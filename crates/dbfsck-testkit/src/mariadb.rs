@@ -319,3 +319,22 @@ pub fn innochecksum_failures(file: &Path, log: &Path) -> Result<Vec<u64>, String
     }
     Ok(pages)
 }
+
+/// A MariaDB 10.8+ redo log (`ib_logfile0`) with no records: a valid header and one checkpoint
+/// block saying the checkpoint is at `checkpoint_lsn` and the log ended at `end_lsn` — for a
+/// synthetic data directory whose doublewrite slots should (or should not) count as current.
+pub fn redo_log(checkpoint_lsn: u64, end_lsn: u64) -> Vec<u8> {
+    let first: u64 = 12288;
+    let mut f = vec![0u8; 12288 + 65536];
+    f[..4].copy_from_slice(&0x5068_7973u32.to_be_bytes());
+    f[8..16].copy_from_slice(&first.to_be_bytes());
+    f[16..29].copy_from_slice(b"dbfsck tests\0");
+    let crc = crc32c::crc32c(&f[..508]);
+    f[508..512].copy_from_slice(&crc.to_be_bytes());
+    let c = 4096;
+    f[c..c + 8].copy_from_slice(&checkpoint_lsn.max(first).to_be_bytes());
+    f[c + 8..c + 16].copy_from_slice(&end_lsn.max(checkpoint_lsn).to_be_bytes());
+    let crc = crc32c::crc32c(&f[c..c + 60]);
+    f[c + 60..c + 64].copy_from_slice(&crc.to_be_bytes());
+    f
+}

@@ -324,9 +324,11 @@ struct Torn {
     bytes: Vec<u8>,
 }
 
-/// The pages of `file` whose newest doublewrite image (in `sys`) verifies as the page and is
-/// not older than the page on disk.
-fn rebuildable(sys: &[u8], file: &Path) -> Vec<Rebuildable> {
+/// The pages of `file` whose newest doublewrite image (in `sys`) verifies as the page, is
+/// not older than the page on disk and lies within the redo log (`log`): at or after its
+/// checkpoint, not beyond its end.
+fn rebuildable(sys: &[u8], log: &[u8], file: &Path) -> Vec<Rebuildable> {
+    let redo = innodb::redo::read_bounds(&BytesSource(log)).unwrap();
     let bytes = fs::read(file).unwrap();
     let params = innodb::space_params(&bytes).unwrap();
     let fmt = params.format;
@@ -342,7 +344,8 @@ fn rebuildable(sys: &[u8], file: &Path) -> Vec<Rebuildable> {
             innodb::judge_page(image, &fmt, params.space_id, n as u64),
             PageVerdict::Ok { lsn, .. } if lsn == s.lsn
         );
-        if verifies && newest.get(&n).is_none_or(|(l, _)| s.lsn > *l) {
+        let current = (redo.checkpoint_lsn..=redo.end_lsn).contains(&s.lsn);
+        if verifies && current && newest.get(&n).is_none_or(|(l, _)| s.lsn > *l) {
             newest.insert(n, (s.lsn, image.to_vec()));
         }
     }
@@ -427,11 +430,12 @@ fn torn_pages_rebuilt_from_the_doublewrite_buffer() {
         let (code, v) = dbfsck(&["scan", root]);
         assert_eq!(code, 0, "the crashed datadir already holds damage: {v}");
         let sys = fs::read(data.join("ibdata1")).unwrap();
+        let log = fs::read(data.join("ib_logfile0")).unwrap();
         candidates = tables
             .iter()
             .zip(&before)
             .map(|(f, old)| {
-                rebuildable(&sys, f)
+                rebuildable(&sys, &log, f)
                     .into_iter()
                     .filter(|r| {
                         // An older version of the page, with an LSN that differs in the bits

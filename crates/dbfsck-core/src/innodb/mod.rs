@@ -13,6 +13,7 @@ mod checksum;
 pub mod doublewrite;
 mod page;
 mod path;
+pub mod redo;
 
 use std::collections::HashMap;
 use std::fs;
@@ -140,6 +141,8 @@ struct DataDir {
     system: Vec<(PathBuf, u64)>,
     /// Whether the server holds its lock on `ibdata1`.
     live: bool,
+    /// Space ids claimed by more than one tablespace file, with the files.
+    shared_ids: Vec<(u32, Vec<PathBuf>)>,
 }
 
 impl InnodbFormat {
@@ -187,6 +190,7 @@ impl DataDir {
             let ps = system_fmt.map_or(16384, |f| f.physical_size) as u64;
             system_next += len / ps;
         }
+        let mut claims: HashMap<u32, Vec<PathBuf>> = HashMap::new();
         for p in &listing.files {
             let is_system = p
                 .file_name()
@@ -201,10 +205,17 @@ impl DataDir {
             let Some(h) = read_prefix(p, fil::FSP_SPACE_FLAGS as u64 + 4) else {
                 continue;
             };
+            let id = be32(&h, fil::SPACE_ID);
             if let Ok(format) = SpaceFormat::from_flags(be32(&h, fil::FSP_SPACE_FLAGS)) {
-                d.spaces.insert(be32(&h, fil::SPACE_ID), format);
+                d.spaces.insert(id, format);
+            }
+            // An all-zero header (a table not written yet) claims nothing.
+            if h.iter().any(|&b| b != 0) {
+                claims.entry(id).or_default().push(p.clone());
             }
         }
+        d.shared_ids = claims.into_iter().filter(|(_, v)| v.len() > 1).collect();
+        d.shared_ids.sort();
         d
     }
 }
@@ -443,6 +454,19 @@ impl Format for InnodbFormat {
                  look torn, so each failing page is re-read once after a short pause before it \
                  is reported; stop the server before a repair"
                     .into(),
+            ));
+        }
+        for (id, files) in &d.shared_ids {
+            let names: Vec<String> = files
+                .iter()
+                .map(|f| f.strip_prefix(dir).unwrap_or(f).display().to_string())
+                .collect();
+            listing.warnings.push((
+                dir.to_path_buf(),
+                format!(
+                    "space id {id} is claimed by {}: the server opens only one file per space id (a copy left for an import?), and a repair restores no page of them from the doublewrite buffer",
+                    names.join(" and ")
+                ),
             ));
         }
         listing.files.sort();

@@ -1,0 +1,326 @@
+//! InnoDB repair rules checked against a real MariaDB server (`docs/innodb.md` §7): a
+//! doublewrite slot is a source only when the redo log still covers it (its LSN between the
+//! checkpoint and the end of `ib_logfile0`), when the damaged page shows no newer write, and
+//! when it belongs to the tablespace incarnation on disk. Each test makes the history with the
+//! server itself — clean shutdowns, crashes, doublewrite switched off, DISCARD/IMPORT — so the
+//! slots and pages are what production leaves.
+//!
+//! Needs root (the server runs as `mysql` through runuser). Skipped where MariaDB is missing,
+//! except when the run must be complete (`CI` or `DBFSCK_TEST_REQUIRE_ALL`).
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use dbfsck_core::innodb::{self, doublewrite, redo, PageVerdict, Slot};
+use dbfsck_core::BytesSource;
+use dbfsck_testkit::mariadb::{available, MariaDb};
+use serde_json::Value;
+
+const PS: usize = 16384;
+
+fn dbfsck(args: &[&str]) -> (i32, Value) {
+    let o = Command::new(env!("CARGO_BIN_EXE_dbfsck"))
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o.status.code().unwrap_or(-1), v)
+}
+
+fn be64(b: &[u8], off: usize) -> u64 {
+    u64::from_be_bytes(b[off..off + 8].try_into().unwrap())
+}
+
+fn bounds(data: &Path) -> redo::RedoBounds {
+    let log = fs::read(data.join("ib_logfile0")).unwrap();
+    redo::read_bounds(&BytesSource(&log)).unwrap()
+}
+
+/// The last number after `prefix` in the server's error log.
+fn logged(db: &MariaDb, prefix: &str) -> Option<u64> {
+    let log = db.error_log();
+    let at = log.rfind(prefix)? + prefix.len();
+    log[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+/// Slots of `file`'s tablespace that verify as their page: (page number, slot).
+fn verifying_slots(data: &Path, file: &Path) -> Vec<(usize, Slot)> {
+    let sys = fs::read(data.join("ibdata1")).unwrap();
+    let bytes = fs::read(file).unwrap();
+    let params = innodb::space_params(&bytes).unwrap();
+    let (_, slots) = doublewrite::read_slots(&BytesSource(&sys), PS)
+        .unwrap()
+        .unwrap();
+    slots
+        .into_iter()
+        .filter(|s| s.space_id == params.space_id)
+        .filter(|s| {
+            let image = &sys[s.offset as usize..s.offset as usize + PS];
+            matches!(
+                innodb::judge_page(image, &params.format, params.space_id, u64::from(s.page_no)),
+                PageVerdict::Ok { lsn, .. } if lsn == s.lsn
+            )
+        })
+        .map(|s| (s.page_no as usize, s))
+        .collect()
+}
+
+fn create_table(db: &MariaDb, rows: u32) {
+    db.sql(&format!(
+        "create database if not exists shop; use shop; \
+         create table shop.t (id int primary key, a varchar(200), b int) engine=innodb; \
+         insert into shop.t select seq, repeat(md5(seq), 6), seq from seq_1_to_{rows};"
+    ))
+    .unwrap();
+}
+
+/// Flushing as eagerly as the server can, so every batch goes through the doublewrite buffer.
+const AGGRESSIVE_FLUSHING: [&str; 4] = [
+    "--innodb-max-dirty-pages-pct=0",
+    "--innodb-max-dirty-pages-pct-lwm=0.001",
+    "--innodb-adaptive-flushing-lwm=0",
+    "--innodb-io-capacity=20000",
+];
+
+/// Runs an update workload on `shop.t` for `ms` milliseconds with eager flushing, then kills
+/// the server (SIGKILL): the doublewrite buffer holds the table's last flushed pages.
+fn work_then_crash(db: &mut MariaDb, ms: u64) {
+    db.sql(
+        "delimiter //\n\
+         create procedure if not exists shop.work() begin declare i int default 0; \
+           while true do update shop.t set b = b + 1 where id % 97 = i % 97; set i = i + 1; \
+           end while; end//",
+    )
+    .unwrap();
+    db.stop().unwrap();
+    db.start(&AGGRESSIVE_FLUSHING).unwrap();
+    let client = db.spawn_sql("call shop.work()").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    db.kill().unwrap();
+    let _ = { client }.wait();
+}
+
+/// The checkpoint and end LSNs dbfsck reads from `ib_logfile0` of a crashed server are the
+/// ones the server's own crash recovery then reports ("Starting crash recovery from
+/// checkpoint LSN=…", "End of log at LSN=…"), and after a clean shutdown both are the LSN the
+/// server logged at shutdown.
+#[test]
+fn redo_bounds_agree_with_the_servers_recovery() {
+    if !available("the redo log bounds test") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut db = MariaDb::install(tmp.path()).unwrap();
+    db.start(&[]).unwrap();
+    create_table(&db, 20000);
+    db.sql(
+        "delimiter //\n\
+         create procedure shop.work() begin declare i int default 0; while true do \
+           update shop.t set b = b + 1 where id % 97 = i % 97; set i = i + 1; end while; end//",
+    )
+    .unwrap();
+    for round in 0..2 {
+        let client = db.spawn_sql("call shop.work()").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500 + 1000 * round));
+        db.kill().unwrap();
+        let _ = { client }.wait();
+        let b = bounds(&db.data);
+        db.start(&[]).unwrap();
+        let checkpoint = logged(&db, "Starting crash recovery from checkpoint LSN=");
+        let end = logged(&db, "End of log at LSN=");
+        assert_eq!(
+            (Some(b.checkpoint_lsn), Some(b.end_lsn)),
+            (checkpoint, end),
+            "round {round}: dbfsck's bounds differ from the server's recovery"
+        );
+        assert!(b.end_lsn > b.checkpoint_lsn, "{b:?}");
+    }
+    db.stop().unwrap();
+    let b = bounds(&db.data);
+    let shutdown = logged(&db, "Shutdown completed; log sequence number ").unwrap();
+    assert_eq!(b.end_lsn, shutdown, "{b:?}");
+    assert!(b.checkpoint_lsn <= shutdown, "{b:?}");
+}
+
+/// Case 1 of the review: the page's only slot holds an image older than the page's last
+/// write (made here as production makes it: slots filled with doublewrite on, then every page
+/// rewritten with it off, clean shutdown). The damaged page — its first 512 bytes zeroed, or a
+/// valid copy of another page written over it — must be quarantined, not rolled back: the
+/// slot is older than the redo log's checkpoint and, for the zeroed header, than the LSN the
+/// trailer still shows. The server then still has every committed row of the other pages.
+#[test]
+fn a_doublewrite_slot_older_than_the_pages_last_write_is_never_restored() {
+    if !available("the stale doublewrite slot test") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut db = MariaDb::install(tmp.path()).unwrap();
+    db.start(&[]).unwrap();
+    create_table(&db, 20000);
+    // Slots of the table: flushes under a write workload, ended by a crash.
+    work_then_crash(&mut db, 3000);
+    db.start(&["--innodb-doublewrite=0"]).unwrap();
+    db.sql("update shop.t set b = b * 1001").unwrap();
+    let want = db.sql("select sum(b) from shop.t").unwrap();
+    db.stop().unwrap();
+    let data = db.data.clone();
+    let table = data.join("shop/t.ibd");
+    let clean = fs::read(&table).unwrap();
+    // Pages whose newest verifying slot is older than the page (in the trailer's bits too).
+    let mut newest: std::collections::BTreeMap<usize, Slot> = Default::default();
+    for (n, s) in verifying_slots(&data, &table) {
+        if newest.get(&n).is_none_or(|o| s.lsn > o.lsn) {
+            newest.insert(n, s);
+        }
+    }
+    let stale: Vec<(usize, Slot)> = newest
+        .into_iter()
+        .filter(|(n, s)| {
+            let p = &clean[n * PS..(n + 1) * PS];
+            be64(p, 16) > s.lsn && p[PS - 8..PS - 4] != s.lsn.to_be_bytes()[4..]
+        })
+        .collect();
+    assert!(
+        !stale.is_empty(),
+        "no slot of shop.t older than its page: the history did not leave one"
+    );
+    let (n, slot) = stale[0];
+    let other = (1..clean.len() / PS)
+        .find(|&m| m != n && clean[m * PS..(m + 1) * PS].iter().any(|&b| b != 0))
+        .unwrap();
+    let root = data.to_str().unwrap();
+    for variant in ["first 512 bytes zeroed", "a valid copy of another page"] {
+        let mut bytes = clean.clone();
+        if variant.starts_with("first") {
+            bytes[n * PS..n * PS + 512].fill(0);
+        } else {
+            let copy = clean[other * PS..(other + 1) * PS].to_vec();
+            bytes[n * PS..(n + 1) * PS].copy_from_slice(&copy);
+        }
+        fs::write(&table, &bytes).unwrap();
+        let (code, v) = dbfsck(&["scan", root, "--repair"]);
+        assert_eq!(code, 4, "{variant}: {v}");
+        let repairs = v["repairs"].as_array().unwrap();
+        assert_eq!(repairs.len(), 1, "{variant}: {v}");
+        assert_eq!(repairs[0]["action"], "quarantine", "{variant}: {v}");
+        let detail = repairs[0]["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("LSN {}", slot.lsn)) && detail.contains("older than"),
+            "{variant}: {detail}"
+        );
+        assert_eq!(
+            fs::read(&table).unwrap(),
+            bytes,
+            "{variant}: the repair wrote the old image"
+        );
+        let _ = fs::remove_dir_all(tmp.path().join("data.dbfsck"));
+        let _ = fs::remove_dir_all(data.join(".dbfsck"));
+    }
+    // Put the page back: the server reads every row as committed.
+    fs::write(&table, &clean).unwrap();
+    db.start(&[]).unwrap();
+    assert_eq!(db.sql("select sum(b) from shop.t").unwrap(), want);
+    db.stop().unwrap();
+}
+
+/// Case 2 of the review: after DISCARD TABLESPACE + IMPORT TABLESPACE the slots of the table's
+/// space id hold pages of the discarded data. A torn page of the imported table is
+/// quarantined, never rebuilt from them; and an .ibd copied into the data directory for an
+/// import, sharing a local table's space id, is warned about.
+#[test]
+fn a_slot_of_the_tablespace_before_an_import_is_never_restored() {
+    if !available("the import incarnation test") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut db = MariaDb::install(tmp.path()).unwrap();
+    db.start(&[]).unwrap();
+    create_table(&db, 20000);
+    let export = tmp.path().join("export");
+    fs::create_dir_all(&export).unwrap();
+    let data = db.data.clone();
+    // Export while the table is locked for it (the client holds the lock until it is told to
+    // unlock); the files copied are then a consistent image.
+    let mut lock = Command::new("mariadb")
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", tmp.path().join("sock").display()))
+        .args(["-uroot", "--batch"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = lock.stdin.take().unwrap();
+    use std::io::Write;
+    writeln!(stdin, "flush tables shop.t for export;").unwrap();
+    stdin.flush().unwrap();
+    let cfg = data.join("shop/t.cfg");
+    let started = std::time::Instant::now();
+    while !cfg.exists() {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "FLUSH TABLES FOR EXPORT made no t.cfg"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for f in ["t.ibd", "t.cfg"] {
+        fs::copy(data.join("shop").join(f), export.join(f)).unwrap();
+    }
+    writeln!(stdin, "unlock tables;").unwrap();
+    drop(stdin);
+    assert!(lock.wait().unwrap().success());
+    // The discarded incarnation goes on changing: its pages reach the doublewrite buffer.
+    db.sql("update shop.t set b = b + 7").unwrap();
+    db.stop().unwrap();
+    db.start(&[]).unwrap();
+    db.sql("alter table shop.t discard tablespace").unwrap();
+    for f in ["t.ibd", "t.cfg"] {
+        fs::copy(export.join(f), data.join("shop").join(f)).unwrap();
+    }
+    db.chown_data().unwrap();
+    db.sql("alter table shop.t import tablespace").unwrap();
+    db.stop().unwrap();
+    let table = data.join("shop/t.ibd");
+    let clean = fs::read(&table).unwrap();
+    let slots = verifying_slots(&data, &table);
+    assert!(
+        !slots.is_empty(),
+        "no slot of the discarded incarnation left: the history did not make the case"
+    );
+    let (n, _) = slots[0];
+    let mut bytes = clean.clone();
+    bytes[n * PS..n * PS + 4096].fill(0);
+    fs::write(&table, &bytes).unwrap();
+    let root = data.to_str().unwrap();
+    let (code, v) = dbfsck(&["scan", root, "--repair"]);
+    assert_eq!(code, 4, "{v}");
+    let repairs = v["repairs"].as_array().unwrap();
+    assert!(
+        repairs.iter().all(|r| r["action"] == "quarantine"),
+        "a page was rebuilt from another incarnation's slot: {v}"
+    );
+    assert_eq!(fs::read(&table).unwrap(), bytes);
+    fs::write(&table, &clean).unwrap();
+
+    // A copy of the table's file left in another database folder claims the same space id.
+    fs::create_dir_all(data.join("spare")).unwrap();
+    fs::copy(&table, data.join("spare/t_copy.ibd")).unwrap();
+    let (_, v) = dbfsck(&["scan", root]);
+    let warnings = v["warnings"].to_string();
+    assert!(
+        warnings.contains("is claimed by shop/t.ibd and spare/t_copy.ibd"),
+        "{warnings}"
+    );
+}
