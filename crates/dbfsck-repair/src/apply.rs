@@ -36,7 +36,18 @@ impl RepairOptions {
     /// Options that keep dbfsck's files in `DIR/.dbfsck/`: the undo log
     /// `undo-<UTC time>-<pid>.log` and the quarantine `quarantine/`. Dry run.
     pub fn in_dir(dir: &Path) -> Self {
-        let base = dir.join(dbfsck_core::DBFSCK_DIR);
+        Self::in_base(dir.join(dbfsck_core::DBFSCK_DIR))
+    }
+
+    /// The defaults for a scan whose first root is `root` (a directory, or a file's folder):
+    /// `ROOT/.dbfsck/`, except for an InnoDB data directory (`root` is one, or a folder in
+    /// one), which takes every folder in it for a database: there `PARENT/.dbfsck/NAME/`,
+    /// beside the data directory. Dry run.
+    pub fn for_root(root: &Path) -> Self {
+        Self::in_base(default_dir(root))
+    }
+
+    fn in_base(base: PathBuf) -> Self {
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
             .to_string()
             .replace(['-', ':'], "");
@@ -842,6 +853,41 @@ pub(crate) fn quarantine_marker(params: &FileParams, page_no: u64) -> std::io::R
     };
     encode_page(&mut page, &meta, &[], params.algo).map_err(std::io::Error::other)?;
     Ok(page)
+}
+
+/// Where dbfsck keeps its undo logs and quarantine by default for a scan of `root`
+/// ([`RepairOptions::for_root`]).
+pub fn default_dir(root: &Path) -> PathBuf {
+    let datadir = if innodb::is_data_dir(root) {
+        Some(root.to_path_buf())
+    } else {
+        root.parent()
+            .filter(|p| {
+                innodb::is_data_dir(if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                })
+            })
+            .map(Path::to_path_buf)
+    };
+    let beside = datadir
+        .and_then(|d| {
+            std::fs::canonicalize(if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                &d
+            })
+            .ok()
+        })
+        .and_then(|d| {
+            Some(
+                d.parent()?
+                    .join(dbfsck_core::DBFSCK_DIR)
+                    .join(d.file_name()?),
+            )
+        });
+    beside.unwrap_or_else(|| root.join(dbfsck_core::DBFSCK_DIR))
 }
 
 /// The system tablespace file (`ibdata1`) of an InnoDB file's data directory, when it has one.

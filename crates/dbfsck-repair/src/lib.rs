@@ -59,7 +59,7 @@ pub mod plan;
 pub mod storage;
 pub mod undo;
 
-pub use apply::{repair, RepairOptions};
+pub use apply::{default_dir, repair, RepairOptions};
 pub use journal::{FileHandle, JournalOptions, JournalWriteError, JournaledStore, PageWrite};
 pub use storage::{FileMeta, FsStorage, Storage, StorageFile};
 pub use undo::{undo, UndoError, UndoOutcome};

@@ -563,6 +563,22 @@ pub fn undo<S: Storage>(storage: &S, log: &Path, force: bool) -> Result<UndoOutc
         }
         handles.push(f);
     }
+    // InnoDB: a running server holds its fcntl lock on its data directory's ibdata1 and none on
+    // the table files, so an undo takes that lock too, as a repair does; held until the end.
+    let mut system_locks = Vec::new();
+    for p in &outcome.files {
+        let Some(sys) = innodb_system_file(p) else {
+            continue;
+        };
+        if outcome.files.contains(&sys) || system_locks.iter().any(|(q, _)| *q == sys) {
+            continue;
+        }
+        let f = storage.open_rw(&sys).map_err(io_err(&sys))?;
+        if !f.try_lock().map_err(io_err(&sys))? && !force {
+            return Err(UndoError::Locked(sys));
+        }
+        system_locks.push((sys, f));
+    }
     let handle = |p: &Path| {
         outcome
             .files
@@ -744,4 +760,17 @@ fn le_u64(b: &[u8], off: usize) -> Option<u64> {
 
 fn le_u32(b: &[u8], off: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+/// The `ibdata1` of the InnoDB data directory an InnoDB file (`*.ibd`, `ibdataN`, `undoNNN`)
+/// belongs to, when it has one.
+fn innodb_system_file(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    let innodb = name.ends_with(".ibd")
+        || dbfsck_core::innodb::is_system_name(name)
+        || dbfsck_core::innodb::is_undo_name(name);
+    innodb
+        .then(|| dbfsck_core::innodb::data_dir_of(path))
+        .flatten()
+        .map(|d| d.join("ibdata1"))
 }

@@ -535,3 +535,30 @@ fn an_innodb_repair_crashed_anywhere_converges_and_undo_restores_it_exactly() {
         }
     }
 }
+
+/// Case 3 of the review: undo locks what a repair locks. A running server holds its lock on
+/// the data directory's `ibdata1` and none on the table files; an undo of a repair of a table
+/// must see that lock and write nothing (here another open file description holds it, as
+/// `mariadbd` would).
+#[test]
+fn undo_takes_the_servers_lock_on_ibdata1() {
+    let mut d = Datadir::new();
+    let old = d.page(N);
+    let new = d.newer(N, 5);
+    d.add_slot(&new);
+    d.write_page(N, &torn(&new, &old));
+    let report = d.repair(false);
+    assert_eq!(report.repairs[0].result, RepairResult::Applied);
+    let log = PathBuf::from(report.undo_log.as_deref().unwrap());
+    let server = fs::File::open(d.root.join("ibdata1")).unwrap();
+    server.try_lock().unwrap();
+    let err = dbfsck_repair::undo(&FsStorage, &log, false).unwrap_err();
+    assert!(
+        matches!(&err, dbfsck_repair::UndoError::Locked(p) if p.ends_with("ibdata1")),
+        "{err}"
+    );
+    assert_eq!(d.table_page(N), new, "undo wrote while ibdata1 was locked");
+    drop(server);
+    dbfsck_repair::undo(&FsStorage, &log, false).unwrap();
+    assert_eq!(d.table_page(N), torn(&new, &old));
+}

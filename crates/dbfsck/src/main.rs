@@ -140,10 +140,12 @@ struct ScanArgs {
     /// With --repair: print the plan and change nothing.
     #[arg(long, requires = "repair")]
     dry_run: bool,
-    /// With --repair: the undo log to write [default: ROOT/.dbfsck/undo-TIME-PID.log].
+    /// With --repair: the undo log to write [default: ROOT/.dbfsck/undo-TIME-PID.log; for an
+    /// InnoDB data directory PARENT/.dbfsck/NAME/undo-TIME-PID.log, beside it].
     #[arg(long, requires = "repair", value_name = "FILE")]
     undo_log: Option<PathBuf>,
-    /// With --repair: where damaged bytes are copied [default: ROOT/.dbfsck/quarantine].
+    /// With --repair: where damaged bytes are copied [default: ROOT/.dbfsck/quarantine; for an
+    /// InnoDB data directory PARENT/.dbfsck/NAME/quarantine].
     #[arg(long, requires = "repair", value_name = "DIR")]
     quarantine: Option<PathBuf>,
     /// With --repair: repair even if the datastore appears to be running (its files are locked).
@@ -432,7 +434,7 @@ fn scan(args: &ScanArgs) -> ExitCode {
                 }
             })
             .unwrap_or_default();
-        let defaults = RepairOptions::in_dir(&base);
+        let defaults = RepairOptions::for_root(&base);
         // A repair is never killed by a second signal: it stops at its next safe point (between
         // ranges, after the undo log is sealed) and reports what it did.
         for id in hard_stops.drain(..) {

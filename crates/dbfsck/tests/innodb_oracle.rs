@@ -539,7 +539,7 @@ fn torn_pages_rebuilt_from_the_doublewrite_buffer() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     check_pages(|t| &t.bytes, "undo left it different");
-    repair();
+    let second_undo = repair();
 
     // The server recovers the repaired datadir to the rows of the untouched crashed copy.
     crashed.start(&[]).unwrap();
@@ -549,6 +549,22 @@ fn torn_pages_rebuilt_from_the_doublewrite_buffer() {
     assert_eq!((sums(&db, "fc"), sums(&db, "c32")), want);
     let check = db.sql("check table shop.fc, shop.c32").unwrap();
     assert_eq!(check.matches("\tOK").count(), 2, "{check}");
+
+    // Nor does an undo (it takes the server's lock on ibdata1 too): the repaired pages stay.
+    let o = Command::new(env!("CARGO_BIN_EXE_dbfsck"))
+        .args(["undo", &second_undo])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "an undo wrote while the server ran");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("ibdata1 is locked"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    check_pages(
+        |t| &t.page.image,
+        "an undo under the running server changed it",
+    );
 
     // While the server runs, a repair refuses to write (it holds its lock on ibdata1).
     let idle = data.join("shop/idle.ibd");

@@ -226,13 +226,33 @@ fn a_doublewrite_slot_older_than_the_pages_last_write_is_never_restored() {
             bytes,
             "{variant}: the repair wrote the old image"
         );
-        let _ = fs::remove_dir_all(tmp.path().join("data.dbfsck"));
-        let _ = fs::remove_dir_all(data.join(".dbfsck"));
+        // Case 10: dbfsck's own folder is beside the data directory, never in it.
+        let beside = fs::canonicalize(tmp.path()).unwrap().join(".dbfsck/data");
+        assert_eq!(
+            v["quarantine_dir"].as_str().map(Path::new),
+            Some(beside.join("quarantine").as_path()),
+            "{v}"
+        );
+        assert!(!data.join(".dbfsck").exists());
     }
     // Put the page back: the server reads every row as committed.
     fs::write(&table, &clean).unwrap();
     db.start(&[]).unwrap();
     assert_eq!(db.sql("select sum(b) from shop.t").unwrap(), want);
+    // The server sees no stray database after the repairs (it would with .dbfsck inside).
+    let check = Command::new("mariadb-check")
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", tmp.path().join("sock").display()))
+        .args(["-uroot", "--all-databases"])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(!db.sql("show databases").unwrap().contains("dbfsck"));
     db.stop().unwrap();
 }
 
