@@ -195,10 +195,35 @@ fn damaged_page_zero_is_reported_and_the_rest_still_checked() {
     }
 }
 
+/// Case 4 of the second review: the first 64 KiB (pages 0-3) zeroed in a fully written
+/// tablespace. The format is found further in the file (the probe no longer stops at page 3),
+/// page 0 is reported as the lost header, and further damage is not hidden — while a file in
+/// which no page verifies anywhere is still one never written.
+#[test]
+fn a_lost_header_with_the_pages_after_it_hides_nothing() {
+    for name in ["full_crc32.ibd", "crc32.ibd"] {
+        let mut bytes = fixture(name);
+        bytes[..65536].fill(0);
+        let n = *written(&bytes, 16384).last().unwrap();
+        assert!(n >= 5, "{name}");
+        bytes[n * 16384 + 700] ^= 1;
+        let (f, _, _d) = scan_one(name, &bytes);
+        let got: Vec<_> = f.iter().map(|f| (f.unit, f.kind)).collect();
+        assert_eq!(
+            got,
+            [
+                (Some(0), FindingKind::ZeroedPage),
+                (Some(n as u64), FindingKind::ChecksumMismatch)
+            ],
+            "{name}: {f:?}"
+        );
+    }
+}
+
 #[test]
 fn nothing_verifiable_is_a_bad_header_not_a_panic() {
     let mut bytes = fixture("full_crc32.ibd");
-    for b in bytes.iter_mut().take(4 * 16384) {
+    for b in bytes.iter_mut() {
         *b ^= 0x5a;
     }
     let (f, _, _d) = scan_one("full_crc32.ibd", &bytes);

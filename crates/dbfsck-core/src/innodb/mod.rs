@@ -125,6 +125,51 @@ pub fn space_params(head: &[u8]) -> Result<SpaceParams, SpaceError> {
     })
 }
 
+/// When page 0 and the pages in the head do not say what a tablespace is, the rest of the file
+/// is searched, chunk by chunk, for the first page that verifies as itself under one of the
+/// probed formats (a header lost with the pages after it, say the first 64 KiB zeroed). Only
+/// an uncompressed page names its space id reliably. `None` when no page verifies.
+fn probe_further(source: &dyn FileSource, from: u64) -> Option<SpaceParams> {
+    const CHUNK: usize = 1 << 20; // a multiple of every page size
+    let len = source.len();
+    let mut buf = vec![0u8; CHUNK];
+    let mut offset = from - from % CHUNK as u64;
+    while offset < len {
+        let n = source.read_full_at(offset, &mut buf).ok()?;
+        let chunk = buf.get(..n)?;
+        for flags in PROBE_FLAGS {
+            let Ok(fmt) = SpaceFormat::from_flags(flags) else {
+                continue;
+            };
+            for (i, p) in chunk.chunks_exact(fmt.physical_size).enumerate() {
+                let page_no = (offset / fmt.physical_size as u64) + i as u64;
+                if page_no == 0 || p.iter().all(|&b| b == 0) {
+                    continue;
+                }
+                let compressed = fmt.full_crc32 && be16(p, fil::TYPE) & 0x8000 != 0;
+                let claimed = be32(p, fil::SPACE_ID);
+                if !compressed
+                    && matches!(
+                        judge_page(p, &fmt, claimed, page_no),
+                        PageVerdict::Ok { .. }
+                    )
+                {
+                    return Some(SpaceParams {
+                        space_id: claimed,
+                        format: fmt,
+                        first_page: 0,
+                    });
+                }
+            }
+        }
+        if n < CHUNK {
+            break;
+        }
+        offset += CHUNK as u64;
+    }
+    None
+}
+
 /// The InnoDB format, for `--format innodb` and detection of data directories.
 #[derive(Debug, Default)]
 pub struct InnodbFormat {
@@ -508,7 +553,14 @@ impl Format for InnodbFormat {
                     }
                 }
             }
-            _ => match space_params(head) {
+            _ => match space_params(head).or_else(|e| match e {
+                SpaceError::NeverWritten | SpaceError::Unrecognised(_)
+                    if len > head.len() as u64 =>
+                {
+                    probe_further(source, head.len() as u64).ok_or(e)
+                }
+                e => Err(e),
+            }) {
                 Ok(p) => p,
                 Err(SpaceError::NeverWritten) if live => {
                     // A table just created: its pages are still only in the buffer pool.
@@ -570,6 +622,24 @@ impl Format for InnodbFormat {
                     params.first_page + whole,
                     None,
                 )),
+            );
+        }
+        // Page 0 all zero in a tablespace whose other pages verify: the header was lost (an
+        // all-zero page elsewhere is one never written; page 0 is written first).
+        if system_index.is_none_or(|i| i == 1)
+            && head
+                .get(..ps as usize)
+                .is_some_and(|p0| p0.len() as u64 == ps && p0.iter().all(|&b| b == 0))
+        {
+            findings.push(
+                Finding::new(
+                    FindingKind::ZeroedPage,
+                    0,
+                    ps,
+                    "page 0 (the tablespace header) is all zero, but other pages of the tablespace verify: the header was lost".to_owned(),
+                )
+                .unit(0)
+                .owner(path::owner(path, Some(params.space_id), 0, Some(0))),
             );
         }
         let mut notes = Vec::new();
