@@ -562,3 +562,53 @@ fn undo_takes_the_servers_lock_on_ibdata1() {
     dbfsck_repair::undo(&FsStorage, &log, false).unwrap();
     assert_eq!(d.table_page(N), torn(&new, &old));
 }
+
+/// Case 9 of the review: `innodb_data_file_path=ibdata1:…;ibdata2:…`. A torn page of `ibdata2`
+/// (space 0, numbered after ibdata1's pages) with a valid slot is restored: the planner knows,
+/// as the scan does, that ibdata2 has no header of its own and continues ibdata1.
+#[test]
+fn a_torn_page_of_ibdata2_is_restored_from_its_slot() {
+    let mut d = Datadir::new();
+    let sys_fmt = SpaceFormat::from_flags(0x15).unwrap();
+    let first = 192u32; // ibdata1 holds pages 0..192
+    let page = |page_no: u32, lsn_: u64, fill: u8| {
+        let mut p = vec![fill; PS];
+        p[..38].fill(0);
+        p[4..8].copy_from_slice(&page_no.to_be_bytes());
+        set_lsn(&mut p, lsn_);
+        p[24..26].copy_from_slice(&17855u16.to_be_bytes());
+        stamp_page(&mut p, &sys_fmt);
+        p
+    };
+    let mut ibdata2 = Vec::new();
+    for i in 0..8u32 {
+        ibdata2.extend(page(first + i, 20_000, 0x11));
+    }
+    let n = 3usize;
+    let old = page(first + n as u32, 20_000, 0x11);
+    let new = page(first + n as u32, 30_000, 0x22);
+    d.add_slot(&new);
+    ibdata2[n * PS..(n + 1) * PS].copy_from_slice(&torn(&new, &old));
+    let path = d.root.join("ibdata2");
+    fs::write(&path, &ibdata2).unwrap();
+    let report = d.repair(false);
+    let f: Vec<_> = report
+        .findings
+        .iter()
+        .map(|f| (f.path.clone(), f.unit, f.kind))
+        .collect();
+    assert_eq!(
+        f,
+        [(path.display().to_string(), Some(n as u64), FindingKind::TornWrite)],
+        "{:?}",
+        report.findings
+    );
+    let r = &report.repairs[0];
+    assert_eq!(
+        (r.action, r.result),
+        (RepairAction::RestoreFromDoublewrite, RepairResult::Applied),
+        "{r:?}"
+    );
+    assert_eq!(&fs::read(&path).unwrap()[n * PS..(n + 1) * PS], &new[..]);
+    assert!(Scanner::new().scan(&[&d.root]).unwrap().findings.is_empty());
+}
