@@ -362,7 +362,21 @@ impl Scanner {
             deadline: self.time_limit.map(|l| started + l),
             fds: std::sync::atomic::AtomicIsize::new(descriptor_budget()),
         };
+        let resumed = resume.is_some();
         pool.install(|| self.run(targets, &mut report, &stop, resume, root_ids));
+        // A path that yielded no file to verify (everything skipped, a format not recognised,
+        // an empty folder) was not checked: never "clean". A resumed piece may have verified
+        // its files in earlier pieces of the cycle, so only a fresh, complete scan says so.
+        if !resumed && report.summary.complete && !report.cancelled {
+            for root in report.root_paths.clone() {
+                if !report.files.iter().any(|f| f.path.starts_with(&root)) {
+                    report.errors.push(PathError {
+                        path: root.to_string_lossy().into_owned(),
+                        message: "nothing here was verified (the skipped entries say what was found and why): a scan that checks nothing cannot call it clean".into(),
+                    });
+                }
+            }
+        }
         report.summary.elapsed_s = started.elapsed().as_secs_f64();
         report.normalize();
         // This piece reported what it found: the cycle adds it, and what it had recorded as

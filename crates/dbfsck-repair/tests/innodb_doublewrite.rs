@@ -599,7 +599,11 @@ fn a_torn_page_of_ibdata2_is_restored_from_its_slot() {
         .collect();
     assert_eq!(
         f,
-        [(path.display().to_string(), Some(n as u64), FindingKind::TornWrite)],
+        [(
+            path.display().to_string(),
+            Some(n as u64),
+            FindingKind::TornWrite
+        )],
         "{:?}",
         report.findings
     );

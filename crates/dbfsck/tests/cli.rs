@@ -231,10 +231,13 @@ fn directory_of_unrelated_files_is_not_corruption() {
     fs::write(dir.path().join("a.txt"), "hello").unwrap();
     fs::write(dir.path().join("b.bin"), vec![1u8; 10000]).unwrap();
     let o = dbfsck(&["scan", s(dir.path())]);
-    assert_eq!(rc(&o), 0);
+    // Not corruption (no damage bit), but not clean either: nothing there was verified.
+    assert_eq!(rc(&o), 8);
     let out = String::from_utf8(o.stdout).unwrap();
     assert!(out.contains("not a recognised format"), "{out}");
     assert!(out.contains("skipped   2"), "{out}");
+    assert!(out.contains("nothing here was verified"), "{out}");
+    assert!(!out.contains("clean: no damage found"), "{out}");
 }
 
 #[test]

@@ -409,3 +409,214 @@ fn verdicts_match_pg_checksums_on_a_real_cluster() {
         [(bk_accounts, 9)].into_iter().collect()
     );
 }
+
+/// Issue 16, cases 12 and 13, on a real cluster: a tablespace location scanned on its own is
+/// recognised and verified (its damaged block reported, not "files 0, clean"); a base backup in
+/// tar format, which this version does not read, is "nothing verified" (exit 8), never clean;
+/// and a damaged block of an UNLOGGED table in a crashed cluster is a note, not damage — the
+/// server's crash recovery then resets the table from its init fork, as the note says, while the
+/// logged table's damaged block is still there for the server to refuse.
+#[test]
+fn tablespaces_tar_backups_and_unlogged_tables_are_judged_as_postgresql_does() {
+    let Some(bin) = prerequisites() else { return };
+    let tmp = tempfile::Builder::new()
+        .prefix("dbfsck-pg-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let top = tmp.path();
+    let ts = top.join("ts");
+    fs::create_dir_all(&ts).unwrap();
+    for d in [top, ts.as_path()] {
+        ok(
+            Command::new("chown")
+                .args(["postgres", d.to_str().unwrap()])
+                .output()
+                .unwrap(),
+            "chown",
+        );
+    }
+    let data = top.join("data").to_str().unwrap().to_owned();
+    let sock = top.to_str().unwrap().to_owned();
+    ok(
+        as_postgres(
+            &bin,
+            "initdb",
+            &["-k", "-D", &data, "-A", "trust", "-U", "postgres"],
+        ),
+        "initdb -k",
+    );
+    let opts = format!("-k {sock} -c listen_addresses='' -c fsync=off");
+    let start = || {
+        ok(
+            as_postgres(
+                &bin,
+                "pg_ctl",
+                &[
+                    "-D",
+                    &data,
+                    "-o",
+                    &opts,
+                    "-l",
+                    &format!("{sock}/log"),
+                    "-w",
+                    "start",
+                ],
+            ),
+            "pg_ctl start",
+        )
+    };
+    start();
+    let mut server = Server {
+        bin: &bin,
+        data: data.clone(),
+        running: true,
+    };
+    psql(
+        &bin,
+        &sock,
+        &format!("create tablespace ts location '{}'", ts.display()),
+    );
+    psql(&bin, &sock, "create table spaced (id int, a text) tablespace ts; insert into spaced select g, md5(g::text) from generate_series(1, 20000) g");
+    psql(&bin, &sock, "create unlogged table scratch (id int, a text); insert into scratch select g, md5(g::text) from generate_series(1, 20000) g");
+    psql(&bin, &sock, "checkpoint");
+    let rel = |name: &str| {
+        let p = format!(
+            "{data}/{}",
+            psql(
+                &bin,
+                &sock,
+                &format!("select pg_relation_filepath('{name}')")
+            )
+        );
+        fs::canonicalize(p).unwrap()
+    };
+    let spaced = rel("spaced");
+    let scratch = rel("scratch");
+    assert!(
+        spaced.starts_with(fs::canonicalize(&ts).unwrap()),
+        "{}",
+        spaced.display()
+    );
+    assert!(Path::new(&format!("{}_init", scratch.display())).is_file());
+    let tar = top.join("tarbackup").to_str().unwrap().to_owned();
+    ok(
+        as_postgres(
+            &bin,
+            "pg_basebackup",
+            &[
+                "-h", &sock, "-U", "postgres", "-D", &tar, "-Ft", "-X", "fetch", "-c", "fast",
+            ],
+        ),
+        "pg_basebackup -Ft",
+    );
+    // A crash: the next start runs recovery.
+    ok(
+        as_postgres(&bin, "pg_ctl", &["-D", &data, "-m", "immediate", "stop"]),
+        "pg_ctl stop -m immediate",
+    );
+    server.running = false;
+    let controldata = ok(
+        as_postgres(&bin, "pg_controldata", &["-D", &data]),
+        "pg_controldata",
+    );
+    let state = String::from_utf8_lossy(&controldata.stdout)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Database cluster state:")
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap();
+    let control = dbfsck_core::postgres::parse_control(
+        &fs::read(format!("{data}/global/pg_control")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (state.as_str(), control.shut_down_cleanly()),
+        ("in production", false),
+        "pg_control's state as dbfsck reads it: {}",
+        control.state
+    );
+    let spaced_s = spaced.to_str().unwrap();
+    let scratch_s = scratch.to_str().unwrap();
+    patch(spaced_s, 8192, |b| b[4000] ^= 1);
+    patch(scratch_s, 8192, |b| b[4000] ^= 1);
+
+    // The tablespace location alone.
+    let (rc, v) = dbfsck(&["scan", ts.to_str().unwrap()]);
+    assert_eq!(rc, 4, "{v}");
+    assert_eq!(
+        findings(&v, "checksum_mismatch"),
+        BTreeSet::from([(spaced_s.to_owned(), 1)]),
+        "{v}"
+    );
+    assert!(
+        v["warnings"]
+            .to_string()
+            .contains("tablespace location scanned without its data directory"),
+        "{v}"
+    );
+
+    // The data directory: the tablespace's block is damage, the unlogged table's a note.
+    let (rc, v) = dbfsck(&["scan", &data]);
+    assert_eq!(rc, 4, "{v}");
+    let damaged: Vec<_> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(damaged.len(), 1, "{v}");
+    assert!(fs::canonicalize(&damaged[0]).unwrap() == spaced, "{v}");
+    assert!(
+        v["warnings"].as_array().unwrap().iter().any(|w| {
+            w["message"].as_str().unwrap().contains("UNLOGGED relation")
+                && fs::canonicalize(w["path"].as_str().unwrap()).is_ok_and(|p| p == scratch)
+        }),
+        "{v}"
+    );
+
+    // A tar-format base backup: nothing in it is read by this version, so it is not clean.
+    let (rc, v) = dbfsck(&["scan", &tar]);
+    assert_eq!(rc & 8, 8, "{v}");
+    assert!(
+        v["errors"]
+            .to_string()
+            .contains("nothing here was verified"),
+        "{v}"
+    );
+    let human = Command::new(env!("CARGO_BIN_EXE_dbfsck"))
+        .args(["scan", &tar])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&human.stdout).contains("clean: no damage found"),
+        "{}",
+        String::from_utf8_lossy(&human.stdout)
+    );
+
+    // The server agrees: recovery resets the unlogged table; the logged block is refused.
+    start();
+    server.running = true;
+    assert_eq!(psql(&bin, &sock, "select count(*) from scratch"), "0");
+    let o = as_postgres(
+        &bin,
+        "psql",
+        &[
+            "-h",
+            &sock,
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-Atq",
+            "-c",
+            "select count(*) from spaced",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("invalid page"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    server.stop();
+}

@@ -3,6 +3,7 @@
 
 /// Offsets in PostgreSQL 15's `ControlFileData` (pg_control_version 1300; also PG 16).
 const VERSION_OFF: usize = 8;
+const STATE_OFF: usize = 16;
 const BLCKSZ_OFF: usize = 216;
 const RELSEG_OFF: usize = 220;
 const CHECKSUM_VERSION_OFF: usize = 252;
@@ -21,6 +22,9 @@ pub struct Control {
     pub relseg_size: u32,
     /// 0 when data checksums are disabled.
     pub data_checksum_version: u32,
+    /// The cluster's state (`DBState`): 1 shut down, 2 shut down in recovery, 6 in
+    /// production (also what a crashed cluster says)…
+    pub state: u32,
     /// Where the CRC was found, and whether it matched.
     pub crc: ControlCrc,
 }
@@ -61,11 +65,18 @@ pub fn parse_control(bytes: &[u8]) -> Option<Control> {
         blcksz: u32_at(bytes, BLCKSZ_OFF)?,
         relseg_size: u32_at(bytes, RELSEG_OFF)?,
         data_checksum_version: u32_at(bytes, CHECKSUM_VERSION_OFF)?,
+        state: u32_at(bytes, STATE_OFF)?,
         crc,
     })
 }
 
 impl Control {
+    /// Whether the cluster was shut down cleanly (`DB_SHUTDOWNED`, `DB_SHUTDOWNED_IN_RECOVERY`):
+    /// otherwise the next start runs crash recovery.
+    pub fn shut_down_cleanly(&self) -> bool {
+        matches!(self.state, 1 | 2)
+    }
+
     /// Whether block and segment sizes are ones PostgreSQL can be built with.
     pub fn sizes_plausible(&self) -> bool {
         self.blcksz.is_power_of_two()

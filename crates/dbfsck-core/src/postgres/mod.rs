@@ -121,11 +121,31 @@ impl Format for PostgresFormat {
     }
 
     fn detect_dir(&self, dir: &Path) -> bool {
-        is_data_dir(dir) || is_database_dir(dir)
+        is_data_dir(dir) || is_database_dir(dir) || !version_dirs(dir).is_empty()
     }
 
     fn list_dir(&self, dir: &Path) -> Option<DirListing> {
         let mut listing = DirListing::default();
+        if !is_data_dir(dir) && data_dir_of(dir).is_none() {
+            // A tablespace location (`CREATE TABLESPACE … LOCATION`), scanned without the data
+            // directory whose pg_tblspc links to it: its `PG_<major>_<catversion>` folders.
+            let versions = version_dirs(dir);
+            if versions.is_empty() {
+                return None;
+            }
+            listing.warnings.push((
+                dir.to_path_buf(),
+                format!(
+                    "a tablespace location scanned without its data directory: the cluster's                      pg_control is not here, so data checksums are taken to be enabled and blocks                      to be {}-byte (name another size with --pg-block-size); scan the data                      directory too for its own settings",
+                    self.blcksz()
+                ),
+            ));
+            for v in versions {
+                walk(&v, &mut listing);
+            }
+            listing.files.sort();
+            return Some(listing);
+        }
         let data_dir = if is_data_dir(dir) {
             dir.to_path_buf()
         } else {
@@ -214,6 +234,27 @@ impl Format for PostgresFormat {
                 format: Self::NAME,
                 reason: "data checksums are disabled in this cluster (pg_control data_checksum_version is 0)".into(),
             });
+        }
+        // An UNLOGGED relation (it has an init fork) of a stopped cluster that was not shut down
+        // cleanly: the next start's recovery replaces its other forks with the init fork, so
+        // what they hold now — damage included — is gone then, not something to restore.
+        let crashed = cluster
+            .as_ref()
+            .is_some_and(|c| !c.live && c.control.is_some_and(|c| !c.shut_down_cleanly()));
+        if crashed && rel.fork != Fork::Init && rel.temp_backend.is_none() {
+            let init = path.with_file_name(format!("{}_init", rel.relfilenode));
+            if init.is_file() {
+                return Ok(Opened {
+                    findings: Vec::new(),
+                    check: None,
+                    units: 0,
+                    recheck_after: None,
+                    notes: vec![format!(
+                        "the {} fork of an UNLOGGED relation in a cluster that was not shut down cleanly: PostgreSQL's crash recovery resets it from its init fork at the next start, so its contents are not checked (any damage in it is discarded with them)",
+                        rel.fork.name()
+                    )],
+                });
+            }
         }
         let blcksz = u64::from(control.map_or(self.blcksz(), |c| c.blcksz));
         let relseg = control.map_or(DEFAULT_RELSEG, |c| c.relseg_size);
@@ -337,6 +378,35 @@ fn walk_tablespaces(dir: &Path, listing: &mut DirListing) {
             walk(&v, listing);
         }
     }
+}
+
+/// The `PG_<major>_<catversion>` folders of a tablespace location: `dir` itself when it is
+/// one, else those in it.
+fn version_dirs(dir: &Path) -> Vec<PathBuf> {
+    let is_version = |name: &std::ffi::OsStr| {
+        name.to_str()
+            .and_then(|n| n.strip_prefix("PG_"))
+            .and_then(|n| n.split_once('_'))
+            .is_some_and(|(major, cat)| {
+                !major.is_empty()
+                    && !cat.is_empty()
+                    && major.bytes().all(|b| b.is_ascii_digit())
+                    && cat.bytes().all(|b| b.is_ascii_digit())
+            })
+    };
+    if dir.file_name().is_some_and(is_version) {
+        return vec![dir.to_path_buf()];
+    }
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()) && is_version(&e.file_name()))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
 }
 
 fn open_control(source: &dyn FileSource) -> Result<Opened, OpenError> {
