@@ -418,6 +418,7 @@ impl Scanner {
                 display,
                 format: self.forced.clone(),
                 explicit: true,
+                live: false,
             });
         } else if meta.is_dir() {
             let real = fs::canonicalize(root)
@@ -454,11 +455,13 @@ impl Scanner {
         {
             if let Some(format) = claimant {
                 if let Some(listing) = format.list_dir(dir) {
+                    let live = listing.live;
                     targets.extend(listing.files.into_iter().map(|path| Target {
                         display: s(&path),
                         path,
                         format: Some(format.clone()),
                         explicit: false,
+                        live,
                     }));
                     report
                         .skipped
@@ -526,6 +529,7 @@ impl Scanner {
                     display,
                     format: self.forced.clone(),
                     explicit: false,
+                    live: false,
                 });
             } else {
                 let reason = match entry.metadata() {
@@ -842,6 +846,14 @@ impl Scanner {
         }
         let file = match open_for_scan(&t.path, !t.explicit) {
             Ok(f) => f,
+            // A running datastore drops files (DROP, TRUNCATE): one listed and gone since is
+            // its doing, not an error.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && (self.online || t.live) => {
+                return OpenOutcome::Skipped(Skipped {
+                    path: t.display.clone(),
+                    reason: "removed after it was listed: the running datastore dropped it (not checked)".into(),
+                })
+            }
             Err(e) => return err(io_message(&e)),
         };
         let (len, id, mtime, ctime) = match file.metadata() {
@@ -1099,6 +1111,23 @@ impl Scanner {
                     ),
                 )),
                 None => {}
+            }
+            // A running datastore shrinks and drops files (TRUNCATE, DROP): bytes gone from under
+            // the scan were changed during it, not damaged.
+            if self.online || file.recheck_after.is_some() {
+                for f in result.findings.iter_mut().skip(before) {
+                    let gone = f.kind == FindingKind::Truncated
+                        || (f.kind == FindingKind::IoError
+                            && f.detail
+                                .starts_with("could not read the file as it was opened"));
+                    if gone {
+                        f.kind = FindingKind::ChangedDuringScan;
+                        f.detail = format!(
+                            "{} (the running datastore truncated or dropped the file)",
+                            f.detail
+                        );
+                    }
+                }
             }
             // This piece's findings, named, and folded into runs first: a run of like findings
             // (a zeroed hole) stays one finding however many pages and chunks it spans, so
@@ -1368,6 +1397,8 @@ struct Target {
     display: String,
     format: Option<Arc<dyn Format>>,
     explicit: bool,
+    /// Listed from a datastore whose server runs ([`crate::format::DirListing::live`]).
+    live: bool,
 }
 
 struct OpenFile {

@@ -173,6 +173,9 @@ pub struct DirListing {
     pub errors: Vec<(PathBuf, String)>,
     /// Conditions the operator must know about (a running server, say), and why.
     pub warnings: Vec<(PathBuf, String)>,
+    /// The datastore is running (its server holds its lock): a listed file that disappears or
+    /// shrinks before the scan reads it was dropped or truncated by the server, not damaged.
+    pub live: bool,
 }
 
 /// Why a format could not open a file (the file is reported as an error, exit bit 8).

@@ -620,3 +620,104 @@ fn tablespaces_tar_backups_and_unlogged_tables_are_judged_as_postgresql_does() {
     );
     server.stop();
 }
+
+/// Issue 16, case 11: live DDL on a running PostgreSQL. While pgbench creates, fills,
+/// truncates and drops tables, scans of the data directory (with and without `--online`) never
+/// report a file the server removed or shrank as an error or damage: it is
+/// `changed_during_scan` or skipped, so no scan exits with bit 4 or 8.
+#[test]
+fn live_ddl_is_never_an_error_or_damage() {
+    let Some(bin) = prerequisites() else { return };
+    let tmp = tempfile::Builder::new()
+        .prefix("dbfsck-pg-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let top = tmp.path();
+    ok(
+        Command::new("chown")
+            .args(["postgres", top.to_str().unwrap()])
+            .output()
+            .unwrap(),
+        "chown",
+    );
+    let data = top.join("data").to_str().unwrap().to_owned();
+    let sock = top.to_str().unwrap().to_owned();
+    ok(
+        as_postgres(
+            &bin,
+            "initdb",
+            &["-k", "-D", &data, "-A", "trust", "-U", "postgres"],
+        ),
+        "initdb -k",
+    );
+    let opts = format!("-k {sock} -c listen_addresses='' -c fsync=off");
+    ok(
+        as_postgres(
+            &bin,
+            "pg_ctl",
+            &[
+                "-D",
+                &data,
+                "-o",
+                &opts,
+                "-l",
+                &format!("{sock}/log"),
+                "-w",
+                "start",
+            ],
+        ),
+        "pg_ctl start",
+    );
+    let mut server = Server {
+        bin: &bin,
+        data: data.clone(),
+        running: true,
+    };
+    let script = top.join("churn.sql");
+    fs::write(
+        &script,
+        "create table c_:client_id (id int, a text);\n\
+         insert into c_:client_id select g, md5(g::text) from generate_series(1, 5000) g;\n\
+         truncate c_:client_id;\n\
+         insert into c_:client_id values (1, 'x');\n\
+         drop table c_:client_id;\n",
+    )
+    .unwrap();
+    let mut churn = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(bin.join("pgbench"))
+        .args([
+            "-h", &sock, "-U", "postgres", "-n", "-c", "2", "-T", "30", "-f",
+        ])
+        .arg(&script)
+        .arg("postgres")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut bad = Vec::new();
+    for i in 0..30 {
+        let args: Vec<&str> = if i % 2 == 0 {
+            vec!["scan", &data]
+        } else {
+            vec!["scan", "--online", &data]
+        };
+        let (code, v) = dbfsck(&args);
+        if code & 12 != 0 {
+            bad.push(format!(
+                "{args:?} exit {code}: {} {}",
+                v["findings"], v["errors"]
+            ));
+        }
+    }
+    let _ = churn.kill();
+    let _ = churn.wait();
+    server.stop();
+    assert!(
+        bad.is_empty(),
+        "{} of 30 scans failed:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}

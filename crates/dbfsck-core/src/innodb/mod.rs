@@ -492,6 +492,7 @@ impl Format for InnodbFormat {
     fn list_dir(&self, dir: &Path) -> Option<DirListing> {
         let mut listing = list(dir);
         let d = self.datadir(dir);
+        listing.live = d.live;
         if d.live {
             listing.warnings.push((
                 dir.join("ibdata1"),

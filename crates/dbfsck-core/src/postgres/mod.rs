@@ -188,6 +188,7 @@ impl Format for PostgresFormat {
                 ),
             )),
         }
+        listing.live = cluster.live;
         if cluster.live {
             listing.warnings.push((
                 data_dir.join("postmaster.pid"),
