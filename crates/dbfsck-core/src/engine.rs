@@ -113,7 +113,8 @@ impl Stop<'_> {
 /// use dbfsck_core::Scanner;
 /// let dir = tempfile::tempdir().unwrap();
 /// let report = Scanner::new().threads(2).scan(&[dir.path()]).unwrap();
-/// assert_eq!(report.exit_code(), 0);
+/// // An empty folder: nothing was verified, which is never "clean" (exit 8).
+/// assert_eq!(report.exit_code(), 8);
 /// ```
 #[derive(Clone)]
 pub struct Scanner {
@@ -369,7 +370,12 @@ impl Scanner {
         // its files in earlier pieces of the cycle, so only a fresh, complete scan says so.
         if !resumed && report.summary.complete && !report.cancelled {
             for root in report.root_paths.clone() {
-                if !report.files.iter().any(|f| f.path.starts_with(&root)) {
+                // A path whose own error already says why nothing was checked needs no second.
+                let explained = report.errors.iter().any(|e| {
+                    let p = Path::new(&e.path);
+                    p.starts_with(&root) || fs::canonicalize(p).is_ok_and(|p| p.starts_with(&root))
+                });
+                if !explained && !report.files.iter().any(|f| f.path.starts_with(&root)) {
                     report.errors.push(PathError {
                         path: root.to_string_lossy().into_owned(),
                         message: "nothing here was verified (the skipped entries say what was found and why): a scan that checks nothing cannot call it clean".into(),

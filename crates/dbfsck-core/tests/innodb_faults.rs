@@ -220,6 +220,29 @@ fn a_lost_header_with_the_pages_after_it_hides_nothing() {
     }
 }
 
+/// Case 8 of the second review: a ROW_FORMAT=COMPRESSED tablespace whose page 0 is damaged
+/// is identified from its other pages (the probe tries the zip page sizes too), so page 0 is
+/// reported and a second damaged page is not hidden behind "nothing can be checked".
+#[test]
+fn a_compressed_tablespace_with_a_damaged_page_zero_is_still_checked() {
+    let mut bytes = fixture("compressed.ibd");
+    let ps = fmt_of(&bytes).physical_size;
+    assert_eq!(ps, 4096);
+    let n = *written(&bytes, ps).last().unwrap();
+    bytes[54..58].copy_from_slice(&0xdead_0000u32.to_be_bytes());
+    bytes[n * ps + 700] ^= 1;
+    let (f, _, _d) = scan_one("compressed.ibd", &bytes);
+    let got: Vec<_> = f.iter().map(|f| (f.unit, f.kind)).collect();
+    assert_eq!(
+        got,
+        [
+            (Some(0), FindingKind::ChecksumMismatch),
+            (Some(n as u64), FindingKind::ChecksumMismatch)
+        ],
+        "{f:?}"
+    );
+}
+
 #[test]
 fn nothing_verifiable_is_a_bad_header_not_a_panic() {
     let mut bytes = fixture("full_crc32.ibd");

@@ -398,13 +398,19 @@ fn unrelated_files_in_a_directory_are_skipped_not_corrupt() {
     fs::create_dir(dir.path().join("sub")).unwrap();
     fs::write(dir.path().join("sub/blob.bin"), vec![7u8; 70_000]).unwrap();
     let r = scan(dir.path());
-    assert!(r.findings.is_empty() && r.errors.is_empty(), "{r:#?}");
+    // Not corrupt, but not clean either: nothing there was verified (exit 8, one error).
+    assert!(r.findings.is_empty(), "{r:#?}");
+    assert_eq!(r.errors.len(), 1, "{r:#?}");
+    assert!(
+        r.errors[0].message.contains("nothing here was verified"),
+        "{r:#?}"
+    );
+    assert_eq!(r.exit_code(), 8);
     assert_eq!(r.skipped.len(), 3);
     assert!(r
         .skipped
         .iter()
         .all(|s| s.reason == "not a recognised format"));
-    assert_eq!(r.exit_code(), 0);
 }
 
 #[test]

@@ -69,9 +69,10 @@ pub enum SpaceError {
 }
 
 /// Formats tried, in order, when page 0 cannot be trusted: full_crc32 then the old format,
-/// 16 KiB first (the default), then the other page sizes.
-const PROBE_FLAGS: [u32; 10] = [
-    0x15, 0x00, 0x13, 0x14, 0x16, 0x17, 0xC0, 0x100, 0x180, 0x1C0,
+/// 16 KiB first (the default), then the other page sizes, then ROW_FORMAT=COMPRESSED with
+/// 8, 4, 2 and 1 KiB physical pages (16 KiB logical).
+const PROBE_FLAGS: [u32; 14] = [
+    0x15, 0x00, 0x13, 0x14, 0x16, 0x17, 0xC0, 0x100, 0x180, 0x1C0, 0x29, 0x27, 0x25, 0x23,
 ];
 
 /// The space id and format of a tablespace from its first bytes (page 0, and pages 1-3 when
