@@ -68,6 +68,15 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
     resolve_paths(report, storage);
     // Lock first, so the plan is made from bytes no one else is changing.
     let mut locked: BTreeMap<PathBuf, S::File> = BTreeMap::new();
+    // The InnoDB data directories scanned (where an ibdata1 was), for tables outside theirs.
+    let known_dirs: Vec<PathBuf> = report
+        .files
+        .iter()
+        .filter(|f| {
+            f.format == InnodbFormat::NAME && f.path.file_name().is_some_and(|n| n == "ibdata1")
+        })
+        .filter_map(|f| f.path.parent().map(Path::to_path_buf))
+        .collect();
     if !options.dry_run {
         let mut targets: Vec<(PathBuf, Option<FileId>)> = Vec::new();
         for s in report
@@ -79,7 +88,7 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
             targets.push((s.path.clone(), Some(s.id)));
             // InnoDB: a running server always holds its lock on ibdata1 (it opens table files
             // lazily), and the doublewrite images are read from it.
-            if let Some(sys) = innodb_system_file(&s.path, &s.format) {
+            if let Some(sys) = innodb_system_file(&s.path, &s.format, &known_dirs) {
                 let id = report.files.iter().find(|f| f.path == sys).map(|f| f.id);
                 targets.push((sys, id));
             }
@@ -192,7 +201,7 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
         .filter(|a| {
             !locked.contains_key(&a.path)
                 || matches!(a.spec, PageSpec::Innodb(_))
-                    && innodb_system_file(&a.path, InnodbFormat::NAME)
+                    && innodb_system_file(&a.path, InnodbFormat::NAME, &known_dirs)
                         .is_some_and(|sys| !locked.contains_key(&sys))
         })
         .collect();
@@ -890,12 +899,13 @@ pub fn default_dir(root: &Path) -> PathBuf {
     beside.unwrap_or_else(|| root.join(dbfsck_core::DBFSCK_DIR))
 }
 
-/// The system tablespace file (`ibdata1`) of an InnoDB file's data directory, when it has one.
-fn innodb_system_file(path: &Path, format: &str) -> Option<PathBuf> {
+/// The system tablespace file (`ibdata1`) of an InnoDB file's data directory, when it has one
+/// (`known`: the data directories scanned, for tables outside theirs).
+fn innodb_system_file(path: &Path, format: &str, known: &[PathBuf]) -> Option<PathBuf> {
     if format != InnodbFormat::NAME {
         return None;
     }
-    innodb::data_dir_of(path)
+    innodb::owning_data_dir(path, known)
         .map(|d| d.join("ibdata1"))
         .filter(|p| p.as_path() != path)
 }

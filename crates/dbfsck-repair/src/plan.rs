@@ -909,17 +909,18 @@ impl InnodbPlanner {
         let trailer = (finding.kind != FindingKind::MisdirectedWrite)
             .then(|| innodb_trailer_lsn(&page, &params.format))
             .flatten();
-        let dir = innodb::data_dir_of(&file.path);
+        let known: Vec<PathBuf> = self.buffers.iter().filter_map(|b| b.dir.clone()).collect();
+        let dir = innodb::owning_data_dir(&file.path, &known);
         let claims = self
             .claims
             .entry(dir.clone())
-            .or_insert_with(|| space_claims(storage, report, dir.as_deref()));
+            .or_insert_with(|| space_claims(storage, report, dir.as_deref(), &known));
         let shared_id = claims.get(&params.space_id).copied().unwrap_or(0) > 1;
         // Page 0's LSN 0: a tablespace imported and not written since; slots of that space id
         // are of the incarnation before the import (or of another file).
         let imported = unit != 0 && page0_lsn(storage, &file.path, &params) == Some(0);
         let mut candidates = 0;
-        let mut older = None::<u64>;
+        let mut older = None::<(u64, String)>;
         let mut refused: Option<String> = None;
         let mut best: Option<Source> = None;
         for b in self.buffers.iter().filter(|b| b.dir == dir) {
@@ -940,10 +941,17 @@ impl InnodbPlanner {
                 if !ok {
                     continue;
                 }
-                if evidence.is_some_and(|e| slot.lsn < e)
-                    || trailer.is_some_and(|t| trailer_is_newer(t, slot.lsn))
-                {
-                    older = Some(older.map_or(slot.lsn, |o| o.max(slot.lsn)));
+                let stale = match (evidence, trailer) {
+                    (Some(e), _) if slot.lsn < e => Some(format!("the LSN {e} the damaged page still shows")),
+                    (_, Some(t)) if trailer_is_newer(t, slot.lsn) => Some(format!(
+                        "the page's last write, whose LSN its trailer still shows (low 32 bits {t}; a damaged trailer counts too)"
+                    )),
+                    _ => None,
+                };
+                if let Some(what) = stale {
+                    if older.as_ref().is_none_or(|(o, _)| slot.lsn > *o) {
+                        older = Some((slot.lsn, what));
+                    }
                     continue;
                 }
                 let why = match &b.redo {
@@ -995,11 +1003,12 @@ impl InnodbPlanner {
                 ..base
             });
         }
-        let why = match (candidates, refused, older, evidence) {
-            (0, _, _, _) => "no doublewrite slot holds this page".to_owned(),
-            (_, Some(r), _, _) => r,
-            (_, None, Some(o), Some(e)) => format!("the newest doublewrite image (LSN {o}) is older than the LSN {e} the damaged page still shows"),
-            (_, None, Some(o), None) => format!("the newest doublewrite image (LSN {o}) is older than the page's last write, whose LSN its trailer still shows"),
+        let why = match (candidates, refused, older) {
+            (0, _, _) => "no doublewrite slot holds this page".to_owned(),
+            (_, Some(r), _) => r,
+            (_, None, Some((o, what))) => {
+                format!("the newest doublewrite image (LSN {o}) is older than {what}")
+            }
             _ => "no doublewrite image of this page verifies".to_owned(),
         };
         Ok(Action {
@@ -1062,10 +1071,11 @@ fn space_claims<S: Storage>(
     storage: &S,
     report: &Report,
     dir: Option<&Path>,
+    known: &[PathBuf],
 ) -> HashMap<u32, usize> {
     let mut claims = HashMap::new();
     for f in report.files.iter().filter(|f| {
-        f.format == InnodbFormat::NAME && innodb::data_dir_of(&f.path).as_deref() == dir
+        f.format == InnodbFormat::NAME && innodb::owning_data_dir(&f.path, known).as_deref() == dir
     }) {
         let name = f.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if innodb::is_system_name(name) && name != "ibdata1" {

@@ -442,3 +442,99 @@ fn live_ddl_is_never_an_error_or_damage() {
         bad.join("\n")
     );
 }
+
+/// Case 7 of the review: a table created with `DATA DIRECTORY` belongs to its data directory
+/// in every rule. Just created on a running server it is judged as an internal table is (no
+/// `zeroed_page`); a torn page with a current slot is restored from the data directory's
+/// doublewrite buffer (when the external folder is scanned too); a repair refuses while the
+/// server runs (it holds ibdata1); and a copy of the data directory warns that the table's data
+/// is not in it.
+#[test]
+fn data_directory_tables_follow_their_data_directorys_rules() {
+    if !available("the DATA DIRECTORY test") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut db = MariaDb::install(tmp.path()).unwrap();
+    let ext = tmp.path().join("ext");
+    fs::create_dir_all(&ext).unwrap();
+    let o = Command::new("chown")
+        .args(["mysql:mysql"])
+        .arg(&ext)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    db.start(&[]).unwrap();
+    let e = ext.display();
+    db.sql(&format!(
+        "create database shop; use shop; \
+         create table shop.t (id int primary key, a varchar(200), b int) engine=innodb data directory='{e}'; \
+         insert into shop.t select seq, repeat(md5(seq), 6), seq from seq_1_to_20000; \
+         create table shop.fresh (id int primary key) engine=innodb data directory='{e}';"
+    ))
+    .unwrap();
+    let root = db.data.to_str().unwrap().to_owned();
+    let ext_s = ext.to_str().unwrap().to_owned();
+    let (code, v) = dbfsck(&["scan", &root]);
+    assert_eq!(
+        code & 4,
+        0,
+        "a just-created DATA DIRECTORY table is not damage: {v}"
+    );
+    assert!(v["warnings"].to_string().contains("DATA DIRECTORY"), "{v}");
+
+    // Slots of the external table, then a tear of a page whose newest slot is current.
+    work_then_crash(&mut db, 3000);
+    let table = ext.join("shop/t.ibd");
+    let b = bounds(&db.data);
+    let bytes = fs::read(&table).unwrap();
+    let mut newest: std::collections::BTreeMap<usize, Slot> = Default::default();
+    for (n, s) in verifying_slots(&db.data, &table) {
+        if (b.checkpoint_lsn..=b.end_lsn).contains(&s.lsn)
+            && newest.get(&n).is_none_or(|o| s.lsn > o.lsn)
+        {
+            newest.insert(n, s);
+        }
+    }
+    let (n, slot) = newest
+        .into_iter()
+        .find(|(n, s)| be64(&bytes[n * PS..(n + 1) * PS], 16) <= s.lsn)
+        .expect("no current slot of the external table after the crash");
+    let sys = fs::read(db.data.join("ibdata1")).unwrap();
+    let image = sys[slot.offset as usize..slot.offset as usize + PS].to_vec();
+    let mut torn = bytes.clone();
+    torn[n * PS + 4096..n * PS + 8192].fill(0x5a); // a lost sector in the middle
+    fs::write(&table, &torn).unwrap();
+    let (code, v) = dbfsck(&["scan", "--repair", &root, &ext_s]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["repairs"][0]["action"], "restore_from_doublewrite", "{v}");
+    assert_eq!(&fs::read(&table).unwrap()[n * PS..(n + 1) * PS], &image[..]);
+
+    // While the server runs, a repair of the external table refuses (it holds ibdata1).
+    db.start(&[]).unwrap();
+    db.sql("select count(*) from shop.t").unwrap();
+    let now = fs::read(&table).unwrap();
+    let mut bad = now.clone();
+    bad[n * PS + 9000] ^= 1;
+    fs::write(&table, &bad).unwrap();
+    let (code, v) = dbfsck(&["scan", "--repair", &root, &ext_s]);
+    assert_eq!(code & 8, 8, "{v}");
+    assert_eq!(
+        fs::read(&table).unwrap(),
+        bad,
+        "a repair wrote while the server ran"
+    );
+    fs::write(&table, &now).unwrap();
+    db.stop().unwrap();
+
+    // A copy of the data directory: the external table's data is not in it, and it says so.
+    let copy = tempfile::tempdir().unwrap();
+    let backup = db.copy_to(copy.path()).unwrap();
+    let (_, v) = dbfsck(&["scan", backup.data.to_str().unwrap()]);
+    assert!(
+        v["warnings"]
+            .to_string()
+            .contains("a copy of the directory (a backup) does not hold its data"),
+        "{v}"
+    );
+}

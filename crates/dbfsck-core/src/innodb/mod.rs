@@ -176,6 +176,9 @@ fn probe_further(source: &dyn FileSource, from: u64) -> Option<SpaceParams> {
 pub struct InnodbFormat {
     /// What each data directory met says about its tablespaces, read once.
     datadirs: Mutex<HashMap<PathBuf, Arc<DataDir>>>,
+    /// Tablespaces outside their data directory (`DATA DIRECTORY`, through a `.isl`), as
+    /// listed: the data directory each belongs to.
+    external: Mutex<HashMap<PathBuf, PathBuf>>,
 }
 
 /// What one data directory says about its tablespaces.
@@ -438,6 +441,29 @@ fn isl_target(isl: &Path, db_dir: &Path) -> Result<PathBuf, String> {
 
 type Entry = (String, PathBuf, fs::FileType);
 
+/// The data directory a tablespace file belongs to: [`data_dir_of`], or — for a table created
+/// with `DATA DIRECTORY` (its file at `DIR/<db>/<table>.ibd`) — the data directory among
+/// `known` whose `<db>/<table>.isl` names this very file. Its rules (live server, doublewrite
+/// slots, the lock on `ibdata1`) are that data directory's.
+pub fn owning_data_dir(file: &Path, known: &[PathBuf]) -> Option<PathBuf> {
+    if let Some(d) = data_dir_of(file) {
+        return Some(d);
+    }
+    let table = file.file_stem()?.to_str()?;
+    let db = file.parent()?.file_name()?;
+    let real = fs::canonicalize(file).ok()?;
+    known
+        .iter()
+        .find(|d| {
+            let isl = d.join(db).join(format!("{table}.isl"));
+            isl_target(&isl, &d.join(db))
+                .ok()
+                .and_then(|t| fs::canonicalize(t).ok())
+                .is_some_and(|t| t == real)
+        })
+        .cloned()
+}
+
 fn sorted_entries(dir: &Path) -> std::io::Result<Vec<Entry>> {
     let mut out = Vec::new();
     for e in fs::read_dir(dir)? {
@@ -492,6 +518,23 @@ impl Format for InnodbFormat {
 
     fn list_dir(&self, dir: &Path) -> Option<DirListing> {
         let mut listing = list(dir);
+        {
+            let real_dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            let mut external = self.external.lock().unwrap_or_else(|e| e.into_inner());
+            for f in &listing.files {
+                let inside = fs::canonicalize(f).is_ok_and(|r| r.starts_with(&real_dir));
+                if !inside {
+                    external.insert(f.clone(), dir.to_path_buf());
+                    listing.warnings.push((
+                        f.clone(),
+                        format!(
+                            "a table created with DATA DIRECTORY: its .isl in {} names this file, outside the data directory; it is checked as that directory's table, but a copy of the directory (a backup) does not hold its data, and a repair writes it only when it lies inside the scanned paths",
+                            dir.display()
+                        ),
+                    ));
+                }
+            }
+        }
         let d = self.datadir(dir);
         listing.live = d.live;
         if d.live {
@@ -526,7 +569,13 @@ impl Format for InnodbFormat {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_owned();
-        let datadir = data_dir_of(path).map(|d| self.datadir(&d));
+        let external = self
+            .external
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+            .cloned();
+        let datadir = data_dir_of(path).or(external).map(|d| self.datadir(&d));
         let live = datadir.as_ref().is_some_and(|d| d.live);
         let len = source.len();
         let mut head_buf = Vec::new();
