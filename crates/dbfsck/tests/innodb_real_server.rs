@@ -538,3 +538,102 @@ fn data_directory_tables_follow_their_data_directorys_rules() {
         "{v}"
     );
 }
+
+/// Case 6 of the review: encrypted tables (file_key_management). Their pages are checked by
+/// what the format keeps in the clear — the full_crc32 CRC over the encrypted page (whose
+/// space id is encrypted, so not compared), the old format's checksum of the encrypted bytes
+/// at offset 30 — so a clean encrypted table is clean (the server reads every row), and a
+/// flipped byte in one page is that page's `checksum_mismatch`, nothing more.
+#[test]
+fn encrypted_tables_are_judged_by_their_encrypted_checksums() {
+    if !available("the encrypted tables test") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut db = MariaDb::install(tmp.path()).unwrap();
+    let keys = tmp.path().join("keys.txt");
+    fs::write(
+        &keys,
+        "1;a7addd9adea9978fda19f21e6be987880e68ac92632ca052e5bb42b1a506939a\n",
+    )
+    .unwrap();
+    let o = Command::new("chown")
+        .arg("mysql")
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let key_opt = format!("--file-key-management-filename={}", keys.display());
+    let opts = ["--plugin-load-add=file_key_management", key_opt.as_str()];
+    db.start(&opts).unwrap();
+    db.sql(
+        "create database shop; use shop; \
+         create table shop.fc (id int primary key, a varchar(200)) engine=innodb encrypted=yes; \
+         insert into shop.fc select seq, repeat(md5(seq), 6) from seq_1_to_5000; \
+         set global innodb_checksum_algorithm=crc32; \
+         create table shop.c32 (id int primary key, a varchar(200)) engine=innodb encrypted=yes; \
+         insert into shop.c32 select seq, repeat(md5(seq), 6) from seq_1_to_5000;",
+    )
+    .unwrap();
+    let want = db.sql("select count(*), sum(crc32(a)) from shop.fc; select count(*), sum(crc32(a)) from shop.c32").unwrap();
+    db.stop().unwrap();
+    let root = db.data.to_str().unwrap().to_owned();
+    let (code, v) = dbfsck(&["scan", &root]);
+    assert_eq!(code, 0, "{v}");
+    assert!(v["findings"].as_array().unwrap().is_empty(), "{v}");
+    let mut expect = Vec::new();
+    for t in ["fc", "c32"] {
+        let f = db.data.join(format!("shop/{t}.ibd"));
+        let mut bytes = fs::read(&f).unwrap();
+        assert_ne!(
+            &bytes[4 * PS + 26..4 * PS + 30],
+            &[0u8; 4][..],
+            "{t}: page 4 is not encrypted"
+        );
+        bytes[4 * PS + 9000] ^= 0x20;
+        fs::write(&f, &bytes).unwrap();
+        expect.push((
+            format!("shop/{t}.ibd"),
+            4u64,
+            "checksum_mismatch".to_owned(),
+        ));
+    }
+    let (code, v) = dbfsck(&["scan", &root]);
+    assert_eq!(code, 4, "{v}");
+    let got: Vec<(String, u64, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let p = f["path"].as_str().unwrap();
+            let rel = Path::new(p)
+                .strip_prefix(&db.data)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (
+                rel,
+                f["unit"].as_u64().unwrap(),
+                f["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut expect_sorted = expect.clone();
+    expect_sorted.sort();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    assert_eq!(got_sorted, expect_sorted, "{v}");
+    // Undamaged again, the server reads every row: the verdict "clean" was the server's.
+    for t in ["fc", "c32"] {
+        let f = db.data.join(format!("shop/{t}.ibd"));
+        let mut bytes = fs::read(&f).unwrap();
+        bytes[4 * PS + 9000] ^= 0x20;
+        fs::write(&f, &bytes).unwrap();
+    }
+    db.start(&opts).unwrap();
+    assert_eq!(
+        db.sql("select count(*), sum(crc32(a)) from shop.fc; select count(*), sum(crc32(a)) from shop.c32").unwrap(),
+        want
+    );
+    db.stop().unwrap();
+}

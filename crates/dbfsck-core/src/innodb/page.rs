@@ -231,7 +231,7 @@ pub fn judge_page(page: &[u8], fmt: &SpaceFormat, space_id: u32, page_no: u64) -
             Err(v) => return v,
         }
     } else {
-        match judge_old(page, fmt) {
+        match judge_old(page, fmt, page_no) {
             Ok(c) => c,
             Err(v) => return v,
         }
@@ -240,7 +240,13 @@ pub fn judge_page(page: &[u8], fmt: &SpaceFormat, space_id: u32, page_no: u64) -
     // A full_crc32 page_compressed page keeps its header only up to byte 26: the space id
     // is inside the compressed payload (the server checks it after decompressing).
     let fcrc_compressed = fmt.full_crc32 && be16(page, fil::TYPE) & 0x8000 != 0;
-    if u64::from(stored_page) != page_no || (stored_space != space_id && !fcrc_compressed) {
+    // An encrypted full_crc32 page (key version at 0) keeps its page number and LSN in the
+    // clear, but its space id is encrypted: the CRC, computed over the encrypted bytes, is
+    // what can be checked.
+    let fcrc_encrypted = fmt.full_crc32 && be32(page, fil::SPACE_OR_CHKSUM) != 0;
+    if u64::from(stored_page) != page_no
+        || (stored_space != space_id && !fcrc_compressed && !fcrc_encrypted)
+    {
         return fail(
             FindingKind::MisdirectedWrite,
             format!(
@@ -331,7 +337,7 @@ fn judge_zip(page: &[u8]) -> Result<&'static str, PageVerdict> {
     ))
 }
 
-fn judge_old(page: &[u8], fmt: &SpaceFormat) -> Result<&'static str, PageVerdict> {
+fn judge_old(page: &[u8], fmt: &SpaceFormat, page_no: u64) -> Result<&'static str, PageVerdict> {
     let n = page.len();
     let t = be16(page, fil::TYPE);
     if fmt.page_compression && (t == 34354 || t == 37401) {
@@ -362,6 +368,25 @@ fn judge_old(page: &[u8], fmt: &SpaceFormat) -> Result<&'static str, PageVerdict
             .all(|(i, &b)| b == 0 || (26..34).contains(&i))
     {
         return Ok("none (empty page)");
+    }
+    // An encrypted page (file_key_management, old format): key version at 26, and at 30 the
+    // checksum of the encrypted bytes (`fil_space_verify_crypt_checksum`); fields 1 and 2 hold
+    // the checksum from before encryption, which cannot be checked without the key. Page 0 is
+    // never encrypted (ibdata1's keeps its flush LSN there).
+    // MySQL's own compressed and encrypted page types (14, 15, 16) use these bytes otherwise.
+    let key_version = be32(page, 26);
+    if page_no != 0 && key_version != 0 && !(14..=16).contains(&t) {
+        let post = be32(page, 30);
+        if post == crc || post == legacy_new(page) {
+            return Ok("crc32 (encrypted: the checksum of the encrypted page)");
+        }
+        return Err(fail(
+            FindingKind::ChecksumMismatch,
+            format!(
+                "encrypted page (key version {key_version}): the checksum of the encrypted bytes does not match"
+            ),
+            Some((post, crc)),
+        ));
     }
     if field1 == NO_CHECKSUM_MAGIC && field2 == NO_CHECKSUM_MAGIC {
         return Ok("none");
@@ -448,6 +473,8 @@ mod tests {
         p[4..8].copy_from_slice(&page_no.to_be_bytes());
         p[16..24].copy_from_slice(&lsn.to_be_bytes());
         p[24..26].copy_from_slice(&17855u16.to_be_bytes());
+        // FIL_PAGE_FILE_FLUSH_LSN_OR_KEY_VERSION: zero on an unencrypted page other than 0.
+        p[26..34].fill(0);
         p[34..38].copy_from_slice(&space.to_be_bytes());
         p
     }
@@ -546,6 +573,37 @@ mod tests {
         p[24..26].copy_from_slice(&(0x8000u16 | 0x40).to_be_bytes());
         assert!(
             matches!(judge_page(&p, &fcrc(), 5, 3), PageVerdict::Bad(f) if f.kind == FindingKind::BadHeader)
+        );
+    }
+
+    #[test]
+    fn encrypted_pages_are_judged_by_their_encrypted_checksum() {
+        // Old format: key version at 26, the checksum of the encrypted bytes at 30.
+        let mut p = body(9, 6, 1234);
+        p[26..30].copy_from_slice(&1u32.to_be_bytes());
+        p[PS - 4..].copy_from_slice(&1234u32.to_be_bytes());
+        let crc = page_crc32(&p);
+        p[30..34].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            judge_page(&p, &c32(), 6, 9),
+            PageVerdict::Ok { .. }
+        ));
+        p[9000] ^= 1;
+        assert!(
+            matches!(judge_page(&p, &c32(), 6, 9), PageVerdict::Bad(f) if f.kind == FindingKind::ChecksumMismatch)
+        );
+        // full_crc32: key version at 0, space id encrypted; the CRC covers the encrypted page.
+        let mut f = body(9, 0x5a5a_5a5a, 1234);
+        f[0..4].copy_from_slice(&1u32.to_be_bytes());
+        let c = full_crc32(&f[..PS - 4]);
+        f[PS - 4..].copy_from_slice(&c.to_be_bytes());
+        assert!(matches!(
+            judge_page(&f, &fcrc(), 6, 9),
+            PageVerdict::Ok { .. }
+        ));
+        assert!(
+            matches!(judge_page(&f, &fcrc(), 6, 10), PageVerdict::Bad(b) if b.kind == FindingKind::MisdirectedWrite),
+            "the page number is in the clear and still checked"
         );
     }
 
