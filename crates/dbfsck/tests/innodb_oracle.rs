@@ -22,21 +22,8 @@ use serde_json::Value;
 
 const PS: usize = 16384;
 
-fn dbfsck(args: &[&str]) -> (i32, Value) {
-    let o = Command::new(env!("CARGO_BIN_EXE_dbfsck"))
-        .args(args)
-        .args(["--output", "json"])
-        .output()
-        .unwrap();
-    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
-    (o.status.code().unwrap_or(-1), v)
-}
+mod common;
+use common::json_run as dbfsck;
 
 /// (file name relative to the data directory, page) → kind, for every finding.
 fn findings(v: &Value, data: &Path) -> BTreeMap<(String, u64), String> {

@@ -107,16 +107,8 @@ impl Drop for Server<'_> {
     }
 }
 
-fn dbfsck(args: &[&str]) -> (i32, Value) {
-    let o = Command::new(env!("CARGO_BIN_EXE_dbfsck"))
-        .args(args)
-        .args(["--output", "json"])
-        .output()
-        .unwrap();
-    let v = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)));
-    (o.status.code().unwrap(), v)
-}
+mod common;
+use common::json_run as dbfsck;
 
 fn pg_checksums_bad_blocks(bin: &Path, data: &str) -> (i32, BTreeSet<(String, u64)>, String) {
     let o = as_postgres(bin, "pg_checksums", &["--check", "-D", data]);
@@ -176,6 +168,56 @@ fn psql(bin: &Path, sock: &str, sql: &str) -> String {
     String::from_utf8(o.stdout).unwrap().trim().to_owned()
 }
 
+/// A fresh cluster made by `initdb -k` in a temporary directory owned by `postgres` (its unix
+/// socket in the same directory): (the directory, the data directory, the socket directory).
+fn new_cluster(bin: &Path) -> (tempfile::TempDir, String, String) {
+    let tmp = tempfile::Builder::new()
+        .prefix("dbfsck-pg-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let top = tmp.path();
+    ok(
+        Command::new("chown")
+            .args(["postgres", top.to_str().unwrap()])
+            .output()
+            .unwrap(),
+        "chown",
+    );
+    let data = top.join("data").to_str().unwrap().to_owned();
+    let sock = top.to_str().unwrap().to_owned();
+    ok(
+        as_postgres(
+            bin,
+            "initdb",
+            &["-k", "-D", &data, "-A", "trust", "-U", "postgres"],
+        ),
+        "initdb -k",
+    );
+    (tmp, data, sock)
+}
+
+/// Starts the cluster's server on its socket, with `extra` server options.
+fn start_cluster(bin: &Path, data: &str, sock: &str, extra: &str) {
+    let opts = format!("-k {sock} -c listen_addresses='' -c fsync=off {extra}");
+    ok(
+        as_postgres(
+            bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data,
+                "-o",
+                &opts,
+                "-l",
+                &format!("{sock}/log"),
+                "-w",
+                "start",
+            ],
+        ),
+        "pg_ctl start",
+    );
+}
+
 /// Reads the 8 KiB block at `offset`, lets `f` change it, writes it back.
 fn patch(path: &str, offset: u64, f: impl FnOnce(&mut [u8])) {
     use std::os::unix::fs::FileExt;
@@ -194,46 +236,9 @@ fn patch(path: &str, offset: u64, f: impl FnOnce(&mut [u8])) {
 #[test]
 fn verdicts_match_pg_checksums_on_a_real_cluster() {
     let Some(bin) = prerequisites() else { return };
-    let tmp = tempfile::Builder::new()
-        .prefix("dbfsck-pg-")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let (tmp, data, sock) = new_cluster(&bin);
     let top = tmp.path();
-    ok(
-        Command::new("chown")
-            .args(["postgres", top.to_str().unwrap()])
-            .output()
-            .unwrap(),
-        "chown",
-    );
-    let data = top.join("data").to_str().unwrap().to_owned();
-    let sock = top.to_str().unwrap().to_owned();
-    ok(
-        as_postgres(
-            &bin,
-            "initdb",
-            &["-k", "-D", &data, "-A", "trust", "-U", "postgres"],
-        ),
-        "initdb -k",
-    );
-    let opts = format!("-k {sock} -c listen_addresses='' -c fsync=off -c max_wal_size=4GB");
-    ok(
-        as_postgres(
-            &bin,
-            "pg_ctl",
-            &[
-                "-D",
-                &data,
-                "-o",
-                &opts,
-                "-l",
-                &format!("{sock}/log"),
-                "-w",
-                "start",
-            ],
-        ),
-        "pg_ctl start",
-    );
+    start_cluster(&bin, &data, &sock, "-c max_wal_size=4GB");
     let mut server = Server {
         bin: &bin,
         data: data.clone(),
@@ -419,52 +424,18 @@ fn verdicts_match_pg_checksums_on_a_real_cluster() {
 #[test]
 fn tablespaces_tar_backups_and_unlogged_tables_are_judged_as_postgresql_does() {
     let Some(bin) = prerequisites() else { return };
-    let tmp = tempfile::Builder::new()
-        .prefix("dbfsck-pg-")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let (tmp, data, sock) = new_cluster(&bin);
     let top = tmp.path();
     let ts = top.join("ts");
     fs::create_dir_all(&ts).unwrap();
-    for d in [top, ts.as_path()] {
-        ok(
-            Command::new("chown")
-                .args(["postgres", d.to_str().unwrap()])
-                .output()
-                .unwrap(),
-            "chown",
-        );
-    }
-    let data = top.join("data").to_str().unwrap().to_owned();
-    let sock = top.to_str().unwrap().to_owned();
     ok(
-        as_postgres(
-            &bin,
-            "initdb",
-            &["-k", "-D", &data, "-A", "trust", "-U", "postgres"],
-        ),
-        "initdb -k",
+        Command::new("chown")
+            .args(["postgres", ts.to_str().unwrap()])
+            .output()
+            .unwrap(),
+        "chown",
     );
-    let opts = format!("-k {sock} -c listen_addresses='' -c fsync=off");
-    let start = || {
-        ok(
-            as_postgres(
-                &bin,
-                "pg_ctl",
-                &[
-                    "-D",
-                    &data,
-                    "-o",
-                    &opts,
-                    "-l",
-                    &format!("{sock}/log"),
-                    "-w",
-                    "start",
-                ],
-            ),
-            "pg_ctl start",
-        )
-    };
+    let start = || start_cluster(&bin, &data, &sock, "");
     start();
     let mut server = Server {
         bin: &bin,
@@ -628,46 +599,9 @@ fn tablespaces_tar_backups_and_unlogged_tables_are_judged_as_postgresql_does() {
 #[test]
 fn live_ddl_is_never_an_error_or_damage() {
     let Some(bin) = prerequisites() else { return };
-    let tmp = tempfile::Builder::new()
-        .prefix("dbfsck-pg-")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let (tmp, data, sock) = new_cluster(&bin);
     let top = tmp.path();
-    ok(
-        Command::new("chown")
-            .args(["postgres", top.to_str().unwrap()])
-            .output()
-            .unwrap(),
-        "chown",
-    );
-    let data = top.join("data").to_str().unwrap().to_owned();
-    let sock = top.to_str().unwrap().to_owned();
-    ok(
-        as_postgres(
-            &bin,
-            "initdb",
-            &["-k", "-D", &data, "-A", "trust", "-U", "postgres"],
-        ),
-        "initdb -k",
-    );
-    let opts = format!("-k {sock} -c listen_addresses='' -c fsync=off");
-    ok(
-        as_postgres(
-            &bin,
-            "pg_ctl",
-            &[
-                "-D",
-                &data,
-                "-o",
-                &opts,
-                "-l",
-                &format!("{sock}/log"),
-                "-w",
-                "start",
-            ],
-        ),
-        "pg_ctl start",
-    );
+    start_cluster(&bin, &data, &sock, "");
     let mut server = Server {
         bin: &bin,
         data: data.clone(),

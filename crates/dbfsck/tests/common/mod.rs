@@ -38,3 +38,13 @@ pub fn json(o: &Output) -> Value {
         )
     })
 }
+
+/// Runs `dbfsck ARGS… --output json`: its exit code and the JSON report.
+pub fn json_run(args: &[&str]) -> (i32, Value) {
+    let o = bin()
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    (o.status.code().unwrap_or(-1), json(&o))
+}
