@@ -404,21 +404,7 @@ fn live_ddl_is_never_an_error_or_damage() {
     .unwrap();
     let mut churn = db.spawn_sql("call shop.churn()").unwrap();
     let root = db.data.to_str().unwrap().to_owned();
-    let mut bad = Vec::new();
-    for i in 0..24 {
-        let args: Vec<&str> = if i % 2 == 0 {
-            vec!["scan", &root]
-        } else {
-            vec!["scan", "--online", &root]
-        };
-        let (code, v) = dbfsck(&args);
-        if code & 12 != 0 {
-            bad.push(format!(
-                "{args:?} exit {code}: {} {}",
-                v["findings"], v["errors"]
-            ));
-        }
-    }
+    let bad = common::failing_scans(&root, 24);
     let _ = churn.kill();
     let _ = churn.wait();
     db.stop().unwrap();

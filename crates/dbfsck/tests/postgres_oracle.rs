@@ -630,21 +630,7 @@ fn live_ddl_is_never_an_error_or_damage() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let mut bad = Vec::new();
-    for i in 0..30 {
-        let args: Vec<&str> = if i % 2 == 0 {
-            vec!["scan", &data]
-        } else {
-            vec!["scan", "--online", &data]
-        };
-        let (code, v) = dbfsck(&args);
-        if code & 12 != 0 {
-            bad.push(format!(
-                "{args:?} exit {code}: {} {}",
-                v["findings"], v["errors"]
-            ));
-        }
-    }
+    let bad = common::failing_scans(&data, 30);
     let _ = churn.kill();
     let _ = churn.wait();
     server.stop();

@@ -48,3 +48,24 @@ pub fn json_run(args: &[&str]) -> (i32, Value) {
         .unwrap();
     (o.status.code().unwrap_or(-1), json(&o))
 }
+
+/// Scans `root` `n` times, every other time with `--online`; each scan that set the damage or
+/// error bit, with what it reported (for tests of a datastore changing under the scans).
+pub fn failing_scans(root: &str, n: usize) -> Vec<String> {
+    let mut bad = Vec::new();
+    for i in 0..n {
+        let args: Vec<&str> = if i % 2 == 0 {
+            vec!["scan", root]
+        } else {
+            vec!["scan", "--online", root]
+        };
+        let (code, v) = json_run(&args);
+        if code & 12 != 0 {
+            bad.push(format!(
+                "{args:?} exit {code}: {} {}",
+                v["findings"], v["errors"]
+            ));
+        }
+    }
+    bad
+}
