@@ -584,30 +584,16 @@ impl Scanner {
                     not_reached.push((t.path, key, prev));
                 }
                 OpenOutcome::Verified(v) => {
-                    if let Some(first) = seen.get(&v.id) {
-                        report.skipped.push(Skipped {
-                            path: v.display,
-                            reason: format!(
-                                "the same file as {first} (same device and inode): scanned once"
-                            ),
-                        });
+                    if !first_sight(&mut seen, v.id, &v.display, &mut report.skipped) {
                         continue;
                     }
-                    seen.insert(v.id, v.display.clone());
                     verified.push(*v);
                 }
                 OpenOutcome::Opened(file) => {
                     let file = *file;
-                    if let Some(first) = seen.get(&file.id) {
-                        report.skipped.push(Skipped {
-                            path: file.display,
-                            reason: format!(
-                                "the same file as {first} (same device and inode): scanned once"
-                            ),
-                        });
+                    if !first_sight(&mut seen, file.id, &file.display, &mut report.skipped) {
                         continue;
                     }
-                    seen.insert(file.id, file.display.clone());
                     if let Some(note) = &file.resume_note {
                         report.warnings.push(PathError {
                             path: file.display.clone(),
@@ -1303,6 +1289,25 @@ fn verify_piece(
         }
         Err(e) => result.findings.push(read_error(piece, &e)),
     }
+}
+
+/// Records that the file `id` was reached as `display`; false (and a skipped entry naming the
+/// first path) when it was reached before under another path: every file is scanned once.
+fn first_sight(
+    seen: &mut std::collections::HashMap<FileId, String>,
+    id: FileId,
+    display: &str,
+    skipped: &mut Vec<Skipped>,
+) -> bool {
+    if let Some(first) = seen.get(&id) {
+        skipped.push(Skipped {
+            path: display.to_owned(),
+            reason: format!("the same file as {first} (same device and inode): scanned once"),
+        });
+        return false;
+    }
+    seen.insert(id, display.to_owned());
+    true
 }
 
 fn read_error(piece: &Piece, e: &io::Error) -> Finding {
