@@ -680,16 +680,16 @@ impl<S: Storage> Run<'_, S> {
             }
             let abs = absolute(&a.path);
             // Each file once, as it is now: undo writes only into this very file.
-            if a.zero_run {
-                if !named.contains(&a.path.as_path()) {
-                    named.push(&a.path);
-                    if let Some(id) = self.file(&a.path).and_then(|f| f.id()).map_err(io)? {
-                        w.append(&UndoEntry::File {
-                            path: abs.clone(),
-                            id,
-                        })?;
-                    }
+            if !named.contains(&a.path.as_path()) {
+                named.push(&a.path);
+                if let Some(id) = self.file(&a.path).and_then(|f| f.id()).map_err(io)? {
+                    w.append(&UndoEntry::File {
+                        path: abs.clone(),
+                        id,
+                    })?;
                 }
+            }
+            if a.zero_run {
                 if let PageSpec::Native(params) = a.spec {
                     w.append(&UndoEntry::ZeroPages {
                         path: abs,
@@ -699,15 +699,6 @@ impl<S: Storage> Run<'_, S> {
                     })?;
                 }
                 continue;
-            }
-            if !named.contains(&a.path.as_path()) {
-                named.push(&a.path);
-                if let Some(id) = self.file(&a.path).and_then(|f| f.id()).map_err(io)? {
-                    w.append(&UndoEntry::File {
-                        path: abs.clone(),
-                        id,
-                    })?;
-                }
             }
             let written = new.as_deref().unwrap_or_default();
             // Only an action that changes the file's length needs it put back.
