@@ -66,6 +66,10 @@ impl FileSource for HeadSource<'_> {
         self.head
     }
 
+    fn read_again_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.rest.read_at(offset, buf)
+    }
+
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         let in_head = start

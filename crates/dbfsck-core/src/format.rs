@@ -56,6 +56,12 @@ pub trait FileSource {
         &[]
     }
 
+    /// Reads up to `buf.len()` bytes at `offset` from the file itself, never from a copy read
+    /// earlier (such as the cached head): what a running datastore has written since.
+    fn read_again_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.read_at(offset, buf)
+    }
+
     /// Reads until `buf` is full or the file ends; returns how many bytes were read.
     fn read_full_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
         let mut done = 0;
@@ -129,6 +135,12 @@ pub trait UnitCheck: Send + Sync {
     /// Verifies every unit in `chunk`, pushes a finding for each damaged one, and returns the
     /// number of units verified. Must not panic on any input.
     fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64;
+
+    /// Conditions met while verifying that are not damage (units that could not be checked,
+    /// say), reported as warnings on the file once every piece of it is verified. Default: none.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// The header fields of the one unit in `chunk`, decoded for people (`dbfsck inspect`):
     /// `(name, value)` pairs, stored and computed checksums included. Default: none.

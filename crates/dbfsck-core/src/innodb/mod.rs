@@ -10,6 +10,7 @@
 //! checksums are valid (the server reads them), and populated doublewrite slots are not damage.
 
 mod checksum;
+mod compress;
 pub mod doublewrite;
 mod page;
 mod path;
@@ -70,9 +71,11 @@ pub enum SpaceError {
 
 /// Formats tried, in order, when page 0 cannot be trusted: full_crc32 then the old format,
 /// 16 KiB first (the default), then the other page sizes, then ROW_FORMAT=COMPRESSED with
-/// 8, 4, 2 and 1 KiB physical pages (16 KiB logical).
-const PROBE_FLAGS: [u32; 14] = [
-    0x15, 0x00, 0x13, 0x14, 0x16, 0x17, 0xC0, 0x100, 0x180, 0x1C0, 0x29, 0x27, 0x25, 0x23,
+/// 8, 4, 2 and 1 KiB physical pages (16 KiB logical), then full_crc32 16 KiB page_compressed
+/// with zlib, LZ4, LZMA, bzip2 and Snappy (whose pages are judged after decompression).
+const PROBE_FLAGS: [u32; 19] = [
+    0x15, 0x00, 0x13, 0x14, 0x16, 0x17, 0xC0, 0x100, 0x180, 0x1C0, 0x29, 0x27, 0x25, 0x23, 0x35,
+    0x55, 0x95, 0xB5, 0xD5,
 ];
 
 /// The space id and format of a tablespace from its first bytes (page 0, and pages 1-3 when
@@ -93,6 +96,7 @@ pub fn space_params(head: &[u8]) -> Result<SpaceParams, SpaceError> {
                 }
                 PageVerdict::Zero => None,
                 PageVerdict::Bad(f) => Some(f.detail),
+                PageVerdict::Unchecked(why) => Some(why),
             },
             None => Some("it is cut short".into()),
         },
@@ -107,7 +111,9 @@ pub fn space_params(head: &[u8]) -> Result<SpaceParams, SpaceError> {
             let Some(p) = head.get(start..start + fmt.physical_size) else {
                 break;
             };
-            let claimed = be32(p, fil::SPACE_ID);
+            let Some(claimed) = page::claimed_space_id(p, &fmt) else {
+                continue;
+            };
             if let PageVerdict::Ok { .. } = judge_page(p, &fmt, claimed, page_no) {
                 return Ok(SpaceParams {
                     space_id: claimed,
@@ -128,8 +134,9 @@ pub fn space_params(head: &[u8]) -> Result<SpaceParams, SpaceError> {
 
 /// When page 0 and the pages in the head do not say what a tablespace is, the rest of the file
 /// is searched, chunk by chunk, for the first page that verifies as itself under one of the
-/// probed formats (a header lost with the pages after it, say the first 64 KiB zeroed). Only
-/// an uncompressed page names its space id reliably. `None` when no page verifies.
+/// probed formats (a header lost with the pages after it, say the first 64 KiB zeroed). A
+/// full_crc32 page_compressed page names its space id only once decompressed. `None` when no
+/// page verifies.
 fn probe_further(source: &dyn FileSource, from: u64) -> Option<SpaceParams> {
     const CHUNK: usize = 1 << 20; // a multiple of every page size
     let len = source.len();
@@ -147,14 +154,13 @@ fn probe_further(source: &dyn FileSource, from: u64) -> Option<SpaceParams> {
                 if page_no == 0 || p.iter().all(|&b| b == 0) {
                     continue;
                 }
-                let compressed = fmt.full_crc32 && be16(p, fil::TYPE) & 0x8000 != 0;
-                let claimed = be32(p, fil::SPACE_ID);
-                if !compressed
-                    && matches!(
-                        judge_page(p, &fmt, claimed, page_no),
-                        PageVerdict::Ok { .. }
-                    )
-                {
+                let Some(claimed) = page::claimed_space_id(p, &fmt) else {
+                    continue;
+                };
+                if matches!(
+                    judge_page(p, &fmt, claimed, page_no),
+                    PageVerdict::Ok { .. }
+                ) {
                     return Some(SpaceParams {
                         space_id: claimed,
                         format: fmt,
@@ -575,7 +581,8 @@ impl Format for InnodbFormat {
             .unwrap_or_else(|e| e.into_inner())
             .get(path)
             .cloned();
-        let datadir = data_dir_of(path).or(external).map(|d| self.datadir(&d));
+        let dir = data_dir_of(path).or(external);
+        let datadir = dir.as_ref().map(|d| self.datadir(d));
         let live = datadir.as_ref().is_some_and(|d| d.live);
         let len = source.len();
         let mut head_buf = Vec::new();
@@ -675,25 +682,41 @@ impl Format for InnodbFormat {
                 )),
             );
         }
-        // Page 0 all zero in a tablespace whose other pages verify: the header was lost (an
-        // all-zero page elsewhere is one never written; page 0 is written first).
+        let mut notes = Vec::new();
+        // Page 0 all zero in a tablespace whose other pages verify: the header was lost, unless
+        // the server has not written it yet (an all-zero page elsewhere is one never written).
         if system_index.is_none_or(|i| i == 1)
             && head
                 .get(..ps as usize)
                 .is_some_and(|p0| p0.len() as u64 == ps && p0.iter().all(|&b| b == 0))
         {
-            findings.push(
-                Finding::new(
-                    FindingKind::ZeroedPage,
+            let zeroed = |kind, detail: String| {
+                Finding::new(kind, 0, ps, detail).unit(0).owner(path::owner(
+                    path,
+                    Some(params.space_id),
                     0,
-                    ps,
-                    "page 0 (the tablespace header) is all zero, but other pages of the tablespace verify: the header was lost".to_owned(),
-                )
-                .unit(0)
-                .owner(path::owner(path, Some(params.space_id), 0, Some(0))),
-            );
+                    Some(0),
+                ))
+            };
+            match zero_header(source, &params, dir.as_deref()) {
+                ZeroHeader::WrittenSince => {}
+                ZeroHeader::Unproven(why) if live => {
+                    findings.push(zeroed(FindingKind::ChangedDuringScan, format!(
+                        "page 0 (the tablespace header) is all zero while other pages verify, and the running server may not have written it yet: {why}; scan again after the server's next checkpoint, and if page 0 is still zero then, it was lost"
+                    )));
+                }
+                ZeroHeader::Unproven(why) => {
+                    findings.push(zeroed(FindingKind::ZeroedPage, format!(
+                        "page 0 (the tablespace header) is all zero, but other pages of the tablespace verify: the header was lost, unless crash recovery rebuilds it from the redo log ({why})"
+                    )));
+                }
+                ZeroHeader::Lost(why) => {
+                    findings.push(zeroed(FindingKind::ZeroedPage, format!(
+                        "page 0 (the tablespace header) is all zero, but other pages of the tablespace verify: the header was lost{why}"
+                    )));
+                }
+            }
         }
-        let mut notes = Vec::new();
         let mut units = 0;
         let mut dblwr = None;
         if system_index == Some(1) {
@@ -713,6 +736,7 @@ impl Format for InnodbFormat {
             end: whole * ps,
             path: path.to_path_buf(),
             dblwr,
+            unchecked: Mutex::new((0, None)),
         };
         Ok(Opened {
             findings,
@@ -722,6 +746,89 @@ impl Format for InnodbFormat {
             notes,
         })
     }
+}
+
+/// What an all-zero page 0 of a tablespace whose other pages verify means.
+enum ZeroHeader {
+    /// Read again, page 0 is no longer all zero: the server wrote it since (the page checks
+    /// judge it as they read it).
+    WrittenSince,
+    /// Page 0 was written before the redo log's checkpoint and is gone (with why, as a clause
+    /// after "the header was lost", or empty when the log could not tell).
+    Lost(String),
+    /// Nothing proves page 0 was ever written: the tablespace may have been created after the
+    /// checkpoint, its header still in the server's memory and in its redo log (why, as a
+    /// clause).
+    Unproven(String),
+}
+
+/// Judges an all-zero page 0 (`docs/innodb.md` §4). A checkpoint is written only once every
+/// page modified before it is in its file, and page 0 is modified when the tablespace is
+/// created, before any other page. So the checkpoint is read first and page 0 again after it:
+/// if a page that verifies was written at or before that checkpoint, page 0 had been written
+/// and is lost; if every page is newer, the tablespace may have been created after it
+/// (MariaDB 10.6+ writes page 0 through the buffer pool, not at creation).
+fn zero_header(source: &dyn FileSource, params: &SpaceParams, dir: Option<&Path>) -> ZeroHeader {
+    let log = dir.map(|d| d.join("ib_logfile0"));
+    let checkpoint = log
+        .as_deref()
+        .and_then(|p| read_prefix(p, redo::START_OFFSET))
+        .map(|b| redo::read_checkpoint(&crate::format::BytesSource(&b)));
+    let ps = params.format.physical_size;
+    let mut p0 = vec![0u8; ps];
+    let mut n = 0;
+    while let Some(rest) = p0.get_mut(n..).filter(|r| !r.is_empty()) {
+        match source.read_again_at(n as u64, rest) {
+            Ok(k) if k > 0 => n += k,
+            _ => break,
+        }
+    }
+    if p0.iter().any(|&b| b != 0) {
+        return ZeroHeader::WrittenSince;
+    }
+    let Some((page, lsn)) = first_written(source, params) else {
+        return ZeroHeader::Lost(String::new());
+    };
+    match checkpoint {
+        Some(Ok(c)) if lsn <= c => ZeroHeader::Lost(format!(
+            ": page {page} was written at LSN {lsn}, before the redo log's checkpoint at LSN {c}, by which the server had written page 0"
+        )),
+        Some(Ok(c)) => ZeroHeader::Unproven(format!(
+            "every page that verifies from page {page} on may be newer than the redo log's checkpoint at LSN {c} (page {page} has LSN {lsn}), so the tablespace may have been created after it"
+        )),
+        Some(Err(e)) => ZeroHeader::Lost(format!(
+            " (the redo log, which could tell a header not written yet, is unreadable: {e})"
+        )),
+        None => ZeroHeader::Lost(String::new()),
+    }
+}
+
+/// The first page after page 0 that verifies, with its LSN.
+fn first_written(source: &dyn FileSource, params: &SpaceParams) -> Option<(u64, u64)> {
+    const CHUNK: usize = 1 << 20;
+    let ps = params.format.physical_size;
+    let mut buf = vec![0u8; CHUNK - CHUNK % ps];
+    let mut offset = 0u64;
+    while offset < source.len() {
+        let n = source.read_full_at(offset, &mut buf).ok()?;
+        for (i, p) in buf.get(..n)?.chunks_exact(ps).enumerate() {
+            let page_no = offset / ps as u64 + i as u64;
+            if page_no == 0 {
+                continue;
+            }
+            let page = params.first_page + page_no;
+            if let PageVerdict::Ok { lsn, .. } =
+                judge_page(p, &params.format, params.space_id, page)
+            {
+                return Some((page_no, lsn));
+            }
+        }
+        if n < buf.len() {
+            break;
+        }
+        offset += n as u64;
+    }
+    None
 }
 
 /// Verifies each populated doublewrite slot against its target tablespace's format; returns a
@@ -775,6 +882,9 @@ struct InnodbCheck {
     end: u64,
     path: PathBuf,
     dblwr: Option<Doublewrite>,
+    /// Pages that could not be checked (neither damage nor verified): how many, and the
+    /// first by page number with why.
+    unchecked: Mutex<(u64, Option<(u64, String)>)>,
 }
 
 impl UnitCheck for InnodbCheck {
@@ -796,10 +906,17 @@ impl UnitCheck for InnodbCheck {
             if self.dblwr.is_some_and(|d| d.contains(page_no)) {
                 continue; // a doublewrite slot, verified at open against its own tablespace
             }
+            let verdict = judge_page(page, &self.params.format, self.params.space_id, page_no);
+            if let PageVerdict::Unchecked(why) = verdict {
+                let mut u = self.unchecked.lock().unwrap_or_else(|e| e.into_inner());
+                u.0 += 1;
+                if u.1.as_ref().is_none_or(|(p, _)| page_no < *p) {
+                    u.1 = Some((page_no, why));
+                }
+                continue;
+            }
             n += 1;
-            if let PageVerdict::Bad(f) =
-                judge_page(page, &self.params.format, self.params.space_id, page_no)
-            {
+            if let PageVerdict::Bad(f) = verdict {
                 let mut finding = Finding::new(f.kind, index * ps as u64, ps as u64, f.detail)
                     .unit(index)
                     .owner(path::owner(
@@ -893,8 +1010,20 @@ impl UnitCheck for InnodbCheck {
             PageVerdict::Ok { checksum, .. } => format!("valid ({checksum})"),
             PageVerdict::Zero => "all zero: a page never written (valid)".into(),
             PageVerdict::Bad(f) => format!("{}: {}", f.kind, f.detail),
+            PageVerdict::Unchecked(why) => format!("not checked: {why}"),
         };
         rows.push(("server's verdict".into(), verdict));
         rows
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let u = self.unchecked.lock().unwrap_or_else(|e| e.into_inner());
+        match &u.1 {
+            Some((first, why)) => vec![format!(
+                "{} page(s) could not be checked and are not counted as verified (the first, page {first}: {why})",
+                u.0
+            )],
+            None => Vec::new(),
+        }
     }
 }

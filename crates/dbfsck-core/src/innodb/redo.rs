@@ -72,9 +72,38 @@ fn be64(b: &[u8], off: usize) -> u64 {
 /// checkpoint to find where the log ends.
 pub fn read_bounds(log: &dyn FileSource) -> Result<RedoBounds, RedoError> {
     let len = log.len();
+    let head = read_head(log)?;
     if len < START_OFFSET + 16 {
         return Err(RedoError::TooShort(len));
     }
+    let ring = Ring {
+        log,
+        first_lsn: head.first_lsn,
+        capacity: len - START_OFFSET,
+        cache: std::cell::RefCell::new((u64::MAX, Vec::new())),
+    };
+    let end = ring.walk(head.checkpoint_lsn);
+    Ok(RedoBounds {
+        checkpoint_lsn: head.checkpoint_lsn,
+        end_lsn: end.max(head.checkpoint_end),
+    })
+}
+
+/// Reads only the header and the latest valid checkpoint: the LSN up to which every page the
+/// server modified has been written to its file (a checkpoint is written only after that).
+pub fn read_checkpoint(log: &dyn FileSource) -> Result<u64, RedoError> {
+    read_head(log).map(|h| h.checkpoint_lsn)
+}
+
+/// What the first [`START_OFFSET`] bytes of a redo log say.
+struct Head {
+    first_lsn: u64,
+    checkpoint_lsn: u64,
+    /// The end LSN the checkpoint block records.
+    checkpoint_end: u64,
+}
+
+fn read_head(log: &dyn FileSource) -> Result<Head, RedoError> {
     let mut head = vec![0u8; START_OFFSET as usize];
     let n = log
         .read_full_at(0, &mut head)
@@ -114,16 +143,10 @@ pub fn read_bounds(log: &dyn FileSource) -> Result<RedoBounds, RedoError> {
         }
     }
     let (checkpoint_lsn, checkpoint_end) = best.ok_or(RedoError::NoCheckpoint)?;
-    let ring = Ring {
-        log,
+    Ok(Head {
         first_lsn,
-        capacity: len - START_OFFSET,
-        cache: std::cell::RefCell::new((u64::MAX, Vec::new())),
-    };
-    let end = ring.walk(checkpoint_lsn);
-    Ok(RedoBounds {
         checkpoint_lsn,
-        end_lsn: end.max(checkpoint_end),
+        checkpoint_end,
     })
 }
 
