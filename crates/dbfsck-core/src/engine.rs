@@ -791,6 +791,16 @@ impl Scanner {
             report.summary.bytes += r.bytes;
             stopped |= r.cancelled;
         }
+        for f in &files {
+            if let Some(c) = f.check.as_deref() {
+                report
+                    .warnings
+                    .extend(c.notes().into_iter().map(|message| PathError {
+                        path: f.display.clone(),
+                        message,
+                    }));
+            }
+        }
         if stopped {
             if self.cancel.load(Ordering::Relaxed) {
                 report.cancelled = true;

@@ -890,6 +890,11 @@ impl InnodbPlanner {
                 "the page verifies now; it changed since the scan and is left alone".into(),
             );
         }
+        if let InnodbVerdict::Unchecked(why) = verdict {
+            return Err(format!(
+                "the page cannot be checked now ({why}); it changed since the scan and is left alone"
+            ));
+        }
         // The LSN the damaged page still shows for itself, when its header says it is this page.
         let identity = innodb::fil::PAGE_NO;
         let says_itself = page.get(identity..identity + 4)

@@ -4,6 +4,7 @@
 use super::checksum::{
     full_crc32, legacy_new, legacy_old, page_crc32, zip_adler32, zip_crc32, NO_CHECKSUM_MAGIC,
 };
+use super::compress;
 use crate::finding::FindingKind;
 
 /// FIL header offsets (all fields big-endian).
@@ -180,6 +181,9 @@ pub enum PageVerdict {
     Zero,
     /// The server rejects the page.
     Bad(PageFailure),
+    /// The page cannot be checked without what dbfsck does not have (a key, a decompressor):
+    /// neither damage nor verified; why.
+    Unchecked(String),
 }
 
 /// Why the server rejects a page.
@@ -220,6 +224,10 @@ pub fn judge_page(page: &[u8], fmt: &SpaceFormat, space_id: u32, page_no: u64) -
     if page.iter().all(|&b| b == 0) {
         return PageVerdict::Zero;
     }
+    let t = be16(page, fil::TYPE);
+    if !fmt.full_crc32 && !fmt.zip && fmt.page_compression && (t == 34354 || t == 37401) {
+        return judge_old_compressed(page, fmt, space_id, page_no);
+    }
     let checksum = if fmt.full_crc32 {
         match judge_full_crc32(page) {
             Ok(c) => c,
@@ -231,7 +239,7 @@ pub fn judge_page(page: &[u8], fmt: &SpaceFormat, space_id: u32, page_no: u64) -
             Err(v) => return v,
         }
     } else {
-        match judge_old(page, fmt, page_no) {
+        match judge_old(page, page_no) {
             Ok(c) => c,
             Err(v) => return v,
         }
@@ -244,9 +252,23 @@ pub fn judge_page(page: &[u8], fmt: &SpaceFormat, space_id: u32, page_no: u64) -
     // clear, but its space id is encrypted: the CRC, computed over the encrypted bytes, is
     // what can be checked.
     let fcrc_encrypted = fmt.full_crc32 && be32(page, fil::SPACE_OR_CHKSUM) != 0;
-    if u64::from(stored_page) != page_no
-        || (stored_space != space_id && !fcrc_compressed && !fcrc_encrypted)
-    {
+    // Its space id is checked once it is decompressed, as the server checks it (an encrypted
+    // one is decrypted first, which needs the key).
+    let inflate = fcrc_compressed && !fcrc_encrypted;
+    let stored_space = match inflate.then(|| full_crc32_inflate(page, fmt)) {
+        Some(Ok(inner)) => be32(&inner, fil::SPACE_ID),
+        Some(Err(compress::Inflate::Bad(why))) => {
+            return fail(
+                FindingKind::BadHeader,
+                format!("the checksum matches but {why}: the server rejects the page"),
+                None,
+            )
+        }
+        Some(Err(compress::Inflate::Unsupported(_))) | None => stored_space,
+    };
+    let space_hidden =
+        fcrc_encrypted || (fcrc_compressed && compress::algorithm_name(fcrc_algo(fmt)) == "lzo");
+    if u64::from(stored_page) != page_no || (stored_space != space_id && !space_hidden) {
         return fail(
             FindingKind::MisdirectedWrite,
             format!(
@@ -259,6 +281,130 @@ pub fn judge_page(page: &[u8], fmt: &SpaceFormat, space_id: u32, page_no: u64) -
     PageVerdict::Ok {
         lsn: be64(page, fil::LSN),
         checksum,
+    }
+}
+
+/// The space id a page claims: for a full_crc32 page_compressed page, the one inside it once
+/// decompressed (`None` when it does not decompress under `fmt`).
+pub(crate) fn claimed_space_id(page: &[u8], fmt: &SpaceFormat) -> Option<u32> {
+    if fmt.full_crc32 && be16(page, fil::TYPE) & 0x8000 != 0 {
+        return full_crc32_inflate(page, fmt)
+            .ok()
+            .map(|inner| be32(&inner, fil::SPACE_ID));
+    }
+    Some(be32(page, fil::SPACE_ID))
+}
+
+/// The page_compressed algorithm of a full_crc32 tablespace (flags bits 5-7).
+fn fcrc_algo(fmt: &SpaceFormat) -> u16 {
+    (fmt.flags >> 5 & 7) as u16
+}
+
+/// The page a full_crc32 page_compressed page inflates to (`docs/innodb.md` §4): the stream
+/// from byte 26 to the size in the type field; for LZ4, LZO and Snappy the byte before the
+/// CRC gives the exact length.
+pub(crate) fn full_crc32_inflate(
+    page: &[u8],
+    fmt: &SpaceFormat,
+) -> Result<Vec<u8>, compress::Inflate> {
+    let algo = fcrc_algo(fmt);
+    let mut size = usize::from(be16(page, fil::TYPE) & 0x7fff) << 8;
+    if matches!(algo, 2 | 3 | 6) {
+        let lsb = usize::from(page.get(size.wrapping_sub(5)).copied().unwrap_or(0));
+        if lsb != 0 {
+            size = (size + lsb).saturating_sub(0x100);
+        }
+        size = size.saturating_sub(5);
+    }
+    let input = page
+        .get(fil::FLUSH_LSN_OR_KEY_VERSION..size.min(page.len()))
+        .unwrap_or_default();
+    compress::inflate(algo, input, page.len())
+}
+
+/// An old-format page_compressed page: its container checked as the server does
+/// (`fil_page_decompress_for_non_full_crc32`), then the page it inflates to judged as any
+/// page of the tablespace, its identity included. Type 37401 is encrypted after compression:
+/// without the key it cannot be checked.
+fn judge_old_compressed(
+    page: &[u8],
+    fmt: &SpaceFormat,
+    space_id: u32,
+    page_no: u64,
+) -> PageVerdict {
+    let n = page.len();
+    if be16(page, fil::TYPE) == 37401 {
+        return PageVerdict::Unchecked(
+            "page_compressed and encrypted (PAGE_COMPRESSED_ENCRYPTED): its checksum is checked only after decryption, which needs the key".into(),
+        );
+    }
+    let header = |why: String| fail(FindingKind::BadHeader, why, None);
+    let field1 = be32(page, fil::SPACE_OR_CHKSUM);
+    if field1 != NO_CHECKSUM_MAGIC {
+        return header(format!(
+            "a page_compressed page whose checksum field is 0x{field1:08x}, not DEADBEEF: the server rejects it"
+        ));
+    }
+    if page.get(26..32).is_some_and(|z| z.iter().any(|&b| b != 0)) {
+        return header("a page_compressed page whose bytes 26-31, before its algorithm, are not zero: the server rejects it".into());
+    }
+    let algo = be16(page, 32);
+    let len = usize::from(be16(page, fil::DATA));
+    if len == 0 || len > n - (fil::DATA + 2) {
+        return header(format!(
+            "a page_compressed page that claims {len} compressed bytes in a {n}-byte page"
+        ));
+    }
+    let input = page
+        .get(fil::DATA + 2..fil::DATA + 2 + len)
+        .unwrap_or_default();
+    let inner = match compress::inflate(algo, input, n) {
+        Ok(p) => p,
+        Err(compress::Inflate::Bad(why)) => {
+            return fail(
+                FindingKind::ChecksumMismatch,
+                format!("a page_compressed page: {why}"),
+                None,
+            )
+        }
+        Err(compress::Inflate::Unsupported(name)) => {
+            return PageVerdict::Unchecked(format!(
+                "page_compressed with {name}, which dbfsck does not decompress"
+            ))
+        }
+    };
+    let t = be16(&inner, fil::TYPE);
+    if t == 34354 || t == 37401 {
+        return header(
+            "a page_compressed page that decompresses to another compressed page".into(),
+        );
+    }
+    let plain = SpaceFormat {
+        page_compression: false,
+        ..*fmt
+    };
+    match judge_page(&inner, &plain, space_id, page_no) {
+        PageVerdict::Ok { lsn, checksum } => PageVerdict::Ok {
+            lsn,
+            checksum: match checksum {
+                "crc32" => "crc32 (after page_compressed decompression)",
+                "innodb" => "innodb (after page_compressed decompression)",
+                _ => "none (after page_compressed decompression)",
+            },
+        },
+        PageVerdict::Zero => PageVerdict::Ok {
+            lsn: 0,
+            checksum: "none (page_compressed: decompresses to an all-zero page)",
+        },
+        PageVerdict::Bad(mut f) => {
+            f.detail = format!(
+                "after page_compressed decompression ({}): {}",
+                compress::algorithm_name(algo),
+                f.detail
+            );
+            PageVerdict::Bad(f)
+        }
+        u @ PageVerdict::Unchecked(_) => u,
     }
 }
 
@@ -337,14 +483,9 @@ fn judge_zip(page: &[u8]) -> Result<&'static str, PageVerdict> {
     ))
 }
 
-fn judge_old(page: &[u8], fmt: &SpaceFormat, page_no: u64) -> Result<&'static str, PageVerdict> {
+fn judge_old(page: &[u8], page_no: u64) -> Result<&'static str, PageVerdict> {
     let n = page.len();
     let t = be16(page, fil::TYPE);
-    if fmt.page_compression && (t == 34354 || t == 37401) {
-        // Old-format page_compressed pages carry no checksum; the server trusts the type in a
-        // tablespace whose flags say PAGE_COMPRESSION, and checks after decompression.
-        return Ok("none (page_compressed: no checksum stored)");
-    }
     let field1 = be32(page, fil::SPACE_OR_CHKSUM);
     let field2 = be32(page, n - 8);
     let crc = page_crc32(page);
@@ -557,22 +698,50 @@ mod tests {
         assert_eq!(judge_page(&vec![0; PS], &fcrc(), 5, 3), PageVerdict::Zero);
     }
 
-    #[test]
-    fn full_crc32_page_compressed() {
-        let mut p = body(3, 5, 7);
-        let size = 0x20usize << 8; // 8 KiB of data
-        p[24..26].copy_from_slice(&(0x8000u16 | 0x20).to_be_bytes());
-        p[size..].fill(0);
+    /// A full_crc32 zlib page_compressed page (flags 0x35) made the server's way: the page's
+    /// first 26 bytes, the stream, zeros up to the 256-byte size in the type, the CRC.
+    fn fcrc_compressed(page_no: u32, space: u32) -> Vec<u8> {
+        use std::io::Write as _;
+        let inner = body(page_no, space, 7);
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&inner).unwrap();
+        let stream = e.finish().unwrap();
+        let size = (26 + stream.len() + 4 + 255) & !255;
+        let mut p = vec![0u8; PS];
+        p[4..26].copy_from_slice(&inner[4..26]); // 0..4: key version 0, not encrypted
+        p[24..26].copy_from_slice(&(0x8000u16 | (size >> 8) as u16).to_be_bytes());
+        p[26..26 + stream.len()].copy_from_slice(&stream);
         let c = full_crc32(&p[..size - 4]);
         p[size - 4..size].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn full_crc32_page_compressed() {
+        let zlib = SpaceFormat::from_flags(0x35).unwrap();
+        let mut p = fcrc_compressed(3, 5);
         assert!(matches!(
-            judge_page(&p, &fcrc(), 5, 3),
+            judge_page(&p, &zlib, 5, 3),
             PageVerdict::Ok { .. }
         ));
+        // The space id is the one inside the page once decompressed.
+        assert_eq!(claimed_space_id(&p, &zlib), Some(5));
+        let other = fcrc_compressed(3, 6);
+        assert!(
+            matches!(judge_page(&other, &zlib, 5, 3), PageVerdict::Bad(f) if f.kind == FindingKind::MisdirectedWrite)
+        );
+        // In a tablespace without page compression, a compressed page is rejected.
+        assert!(
+            matches!(judge_page(&p, &fcrc(), 5, 3), PageVerdict::Bad(f) if f.kind == FindingKind::BadHeader)
+        );
         // The size field claims more than the page.
         p[24..26].copy_from_slice(&(0x8000u16 | 0x40).to_be_bytes());
         assert!(
-            matches!(judge_page(&p, &fcrc(), 5, 3), PageVerdict::Bad(f) if f.kind == FindingKind::BadHeader)
+            matches!(judge_page(&p, &zlib, 5, 3), PageVerdict::Bad(f) if f.kind == FindingKind::ChecksumMismatch || f.kind == FindingKind::BadHeader)
+        );
+        p[24..26].copy_from_slice(&(0x8000u16 | 0x7fff).to_be_bytes());
+        assert!(
+            matches!(judge_page(&p, &zlib, 5, 3), PageVerdict::Bad(f) if f.kind == FindingKind::BadHeader)
         );
     }
 
