@@ -39,12 +39,18 @@ fn lsn(p: &[u8]) -> u64 {
 
 impl Datadir {
     fn new() -> Datadir {
+        Datadir::with("full_crc32.ibd")
+    }
+
+    /// A data directory whose `shop/t.ibd` is the fixture `name`.
+    fn with(name: &str) -> Datadir {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("data");
         fs::create_dir_all(root.join("shop")).unwrap();
         let original = fs::read(
             Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../testdata/innodb/fixtures/full_crc32.ibd"),
+                .join("../../testdata/innodb/fixtures")
+                .join(name),
         )
         .unwrap();
         let params = space_params(&original).unwrap();
@@ -614,5 +620,30 @@ fn a_torn_page_of_ibdata2_is_restored_from_its_slot() {
         "{r:?}"
     );
     assert_eq!(&fs::read(&path).unwrap()[n * PS..(n + 1) * PS], &new[..]);
+    assert!(Scanner::new().scan(&[&d.root]).unwrap().findings.is_empty());
+}
+
+/// Issue 16 case 8: page 0 of a full_crc32 page_compressed tablespace, damaged, is restored
+/// from its doublewrite slot: the space id that finds the slot comes from inside the
+/// decompressed pages, not from bytes of a compressed stream.
+#[test]
+fn page_zero_of_a_page_compressed_tablespace_is_restored_from_its_slot() {
+    let mut d = Datadir::with("page_compressed.ibd");
+    assert!(d.fmt.page_compression);
+    let p0 = d.page(0);
+    d.add_slot(&p0);
+    let mut damaged = p0.clone();
+    damaged[54..58].copy_from_slice(&0xdead_0000u32.to_be_bytes());
+    d.write_page(0, &damaged);
+    let report = d.repair(false);
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    assert_eq!(report.findings[0].unit, Some(0));
+    let r = &report.repairs[0];
+    assert_eq!(
+        (r.action, r.result),
+        (RepairAction::RestoreFromDoublewrite, RepairResult::Applied),
+        "{r:?}"
+    );
+    assert_eq!(d.table_page(0), p0);
     assert!(Scanner::new().scan(&[&d.root]).unwrap().findings.is_empty());
 }

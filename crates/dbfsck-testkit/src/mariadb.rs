@@ -32,6 +32,42 @@ pub fn prerequisites() -> Result<(), String> {
     }
 }
 
+/// The compression providers MariaDB packages separately (`mariadb-plugin-provider-*`), for
+/// page_compressed tables with `innodb_compression_algorithm` other than zlib.
+pub const PROVIDERS: [&str; 5] = ["lz4", "lzo", "lzma", "bzip2", "snappy"];
+
+/// Where `mariadbd` looks for plugins by default.
+const PLUGIN_DIR: &str = "/usr/lib/mysql/plugin";
+
+/// The server arguments that load every provider of [`PROVIDERS`].
+pub fn provider_args() -> Vec<String> {
+    PROVIDERS
+        .iter()
+        .map(|p| format!("--plugin-load-add=provider_{p}.so"))
+        .collect()
+}
+
+/// Like [`available`], for a test that also needs every compression provider plugin.
+pub fn available_with_providers(test: &str) -> bool {
+    let missing: Vec<&str> = PROVIDERS
+        .iter()
+        .filter(|p| {
+            !Path::new(PLUGIN_DIR)
+                .join(format!("provider_{p}.so"))
+                .is_file()
+        })
+        .copied()
+        .collect();
+    let providers = if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "needs MariaDB's compression providers (mariadb-plugin-provider-*): missing {missing:?}"
+        ))
+    };
+    crate::can_run(test, prerequisites().and(providers))
+}
+
 /// Returns true when the test can run; otherwise skips it or fails it ([`crate::can_run`]).
 pub fn available(test: &str) -> bool {
     crate::can_run(test, prerequisites())

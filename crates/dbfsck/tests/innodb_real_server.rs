@@ -14,7 +14,7 @@ use std::process::Command;
 
 use dbfsck_core::innodb::{self, doublewrite, redo, PageVerdict, Slot};
 use dbfsck_core::BytesSource;
-use dbfsck_testkit::mariadb::{available, MariaDb};
+use dbfsck_testkit::mariadb::{available, available_with_providers, provider_args, MariaDb};
 use serde_json::Value;
 
 const PS: usize = 16384;
@@ -608,5 +608,104 @@ fn encrypted_tables_are_judged_by_their_encrypted_checksums() {
         db.sql("select count(*), sum(crc32(a)) from shop.fc; select count(*), sum(crc32(a)) from shop.c32").unwrap(),
         want
     );
+    db.stop().unwrap();
+}
+
+/// Case 5 of the review: page_compressed tables, old format (`innodb_checksum_algorithm=crc32`
+/// at creation, pages of type 34354 with no checksum of their own) and full_crc32, with every
+/// algorithm the server offers. Clean, they scan clean with every page counted; an old-format
+/// LZO table (which dbfsck does not decompress) gets a warning and its compressed pages are
+/// not counted. With 64 bytes of one compressed page's stream flipped in each table, every
+/// table but the LZO one has exactly that page reported — and the server fails to read every
+/// damaged table (innochecksum calls the old-format ones clean).
+#[test]
+fn page_compressed_tables_are_judged_as_the_server_reads_them() {
+    if !available_with_providers("the page_compressed test") {
+        return;
+    }
+    const ALGOS: [&str; 6] = ["zlib", "lz4", "lzma", "bzip2", "snappy", "lzo"];
+    let tmp = tempfile::tempdir().unwrap();
+    let mut db = MariaDb::install(tmp.path()).unwrap();
+    let mut args = provider_args();
+    args.push("--innodb-checksum-algorithm=crc32".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    db.start(&args).unwrap();
+    let mut tables = Vec::new();
+    for checksum in ["crc32", "full_crc32"] {
+        for a in ALGOS {
+            let t = format!("{}_{a}", &checksum[..1]);
+            // FLUSH … FOR EXPORT writes the table's pages now, compressed with this algorithm.
+            db.sql(&format!(
+                "create database if not exists shop; use shop; \
+                 set global innodb_checksum_algorithm={checksum}; \
+                 set global innodb_compression_algorithm={a}; \
+                 create table shop.{t} (id int primary key, a varchar(200), b int) \
+                   engine=innodb page_compressed=1; \
+                 insert into shop.{t} select seq, repeat(md5(seq), 5), seq from seq_1_to_600; \
+                 flush tables shop.{t} for export; unlock tables;"
+            ))
+            .unwrap();
+            tables.push(t);
+        }
+    }
+    db.stop().unwrap();
+    let root = db.data.to_str().unwrap().to_owned();
+    let (code, v) = dbfsck(&["scan", &root]);
+    assert_eq!(code, 0, "{v}");
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("c_lzo.ibd"), "{warnings}");
+    assert!(warnings.contains("could not be checked"), "{warnings}");
+    assert_eq!(
+        warnings.matches("could not be checked").count(),
+        1,
+        "only the old-format LZO table: {warnings}"
+    );
+    let mut damaged = Vec::new();
+    for t in &tables {
+        let path = db.data.join(format!("shop/{t}.ibd"));
+        let mut bytes = fs::read(&path).unwrap();
+        let n = (3..bytes.len() / PS)
+            .find(|&n| {
+                let ty = u16::from_be_bytes([bytes[n * PS + 24], bytes[n * PS + 25]]);
+                ty == 34354 || ty & 0x8000 != 0
+            })
+            .unwrap_or_else(|| panic!("{t}: no compressed page"));
+        for b in &mut bytes[n * PS + 200..n * PS + 264] {
+            *b ^= 0x5a;
+        }
+        fs::write(&path, &bytes).unwrap();
+        damaged.push((t.clone(), n as u64));
+    }
+    let (code, v) = dbfsck(&["scan", &root]);
+    assert_eq!(code, 4, "{v}");
+    let mut found: Vec<(String, u64)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let p = f["path"].as_str().unwrap();
+            let name = Path::new(p)
+                .file_stem()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (name, f["unit"].as_u64().unwrap())
+        })
+        .collect();
+    found.sort();
+    let mut want: Vec<(String, u64)> = damaged
+        .iter()
+        .filter(|(t, _)| t != "c_lzo")
+        .cloned()
+        .collect();
+    want.sort();
+    assert_eq!(found, want, "{v}");
+    // The server agrees: not one damaged table can be read.
+    db.start(&args).unwrap();
+    for (t, _) in &damaged {
+        let r = db.sql(&format!("select sum(b) from shop.{t}"));
+        assert!(r.is_err(), "the server read the damaged {t}: {r:?}");
+    }
     db.stop().unwrap();
 }

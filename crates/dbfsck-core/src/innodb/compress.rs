@@ -52,14 +52,7 @@ pub(crate) fn inflate(algo: u16, input: &[u8], page_size: usize) -> Result<Vec<u
             out.truncate(n);
             out
         }
-        4 => {
-            let mut w = Bounded {
-                out: Vec::new(),
-                limit: limit as usize,
-            };
-            lzma_rs::xz_decompress(&mut &input[..], &mut w).map_err(|e| bad(&e))?;
-            w.out
-        }
+        4 => xz(input, limit as usize).map_err(|e| bad(&e))?,
         5 => read_bounded(bzip2::read::BzDecoder::new(input), limit).map_err(|e| bad(&e))?,
         6 => {
             let claimed = snap::raw::decompress_len(input).map_err(|e| bad(&e))?;
@@ -94,6 +87,30 @@ pub(crate) fn inflate(algo: u16, input: &[u8], page_size: usize) -> Result<Vec<u
         )));
     }
     Ok(out)
+}
+
+/// Decodes one xz stream at the start of `input`. A full_crc32 page gives the stream with its
+/// padding and CRC after it, which liblzma (the server's decoder) ignores and lzma-rs refuses:
+/// so the stream is tried up to each place it may end (its footer ends with "YZ" at a multiple
+/// of 4 bytes), first to last, a few at most.
+fn xz(input: &[u8], limit: usize) -> Result<Vec<u8>, lzma_rs::error::Error> {
+    let ends = (12..=input.len())
+        .step_by(4)
+        .filter(|&k| input.get(k - 2..k) == Some(b"YZ"))
+        .take(8)
+        .chain(std::iter::once(input.len()));
+    let mut last = None;
+    for end in ends {
+        let mut w = Bounded {
+            out: Vec::new(),
+            limit,
+        };
+        match lzma_rs::xz_decompress(&mut input.get(..end).unwrap_or_default(), &mut w) {
+            Ok(()) => return Ok(w.out),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| lzma_rs::error::Error::XzError("no stream".into())))
 }
 
 /// Reads at most `limit` bytes from a decoder (a stream that would inflate further is cut).
