@@ -818,10 +818,10 @@ impl Scanner {
         for f in &files {
             if let Some(st) = final_state.files.get_mut(&f.key) {
                 st.verified = match f.check.as_deref() {
-                    Some(c) => {
-                        let l = c.layout();
-                        st.uncovered(l.start, l.end).is_empty()
-                    }
+                    Some(c) => c
+                        .extents()
+                        .iter()
+                        .all(|l| st.uncovered(l.start, l.end).is_empty()),
                     None => true,
                 };
             }
@@ -947,7 +947,7 @@ impl Scanner {
             check,
             units,
             recheck_after,
-            notes,
+            mut notes,
         } = opened;
         for f in &mut findings {
             f.path.clone_from(&t.display);
@@ -957,7 +957,7 @@ impl Scanner {
         // Bytes examined while opening: everything outside the layout or, when nothing past
         // the header could be checked, only the ranges the findings cover.
         let bytes_at_open = match &check {
-            Some(c) => len.saturating_sub(c.layout().len()),
+            Some(c) => len.saturating_sub(c.extents().iter().map(Layout::len).sum()),
             // A file judged whole while opening (a journal): all of it, unless the findings say
             // only their ranges could be looked at.
             None if findings.is_empty() => len,
@@ -993,8 +993,10 @@ impl Scanner {
                 findings.clear(); // reported by the piece that opened it first
             }
             if let Some(c) = check.as_deref() {
-                let l = c.layout();
-                if prev.uncovered(l.start, l.end).is_empty() {
+                if c.extents()
+                    .iter()
+                    .all(|l| prev.uncovered(l.start, l.end).is_empty())
+                {
                     check = None;
                 }
             }
@@ -1010,20 +1012,23 @@ impl Scanner {
             let go = fits && !stop.now();
             if go {
                 let before = findings.len();
-                let bytes = head
-                    .get(layout.start as usize..layout.end as usize)
-                    .unwrap_or_default();
-                let chunk = Chunk {
-                    offset: layout.start,
-                    bytes,
-                };
-                units += c.verify(&chunk, &mut findings);
+                for e in c.extents() {
+                    let bytes = head
+                        .get(e.start as usize..e.end as usize)
+                        .unwrap_or_default();
+                    let chunk = Chunk {
+                        offset: e.start,
+                        bytes,
+                    };
+                    units += c.verify(&chunk, &mut findings);
+                    verified_at_open += e.len();
+                }
                 for f in findings.get_mut(before..).unwrap_or_default() {
                     f.path.clone_from(&t.display);
                     f.file = Some(t.path.clone());
                     f.format = format.name().to_owned();
                 }
-                verified_at_open = layout.len();
+                notes.extend(c.notes());
                 check = None;
             }
         }
@@ -1369,48 +1374,63 @@ fn verify_piece_with(
     Ok(false)
 }
 
-/// Cuts every file's layout into chunk-sized pieces on alignment boundaries; files smaller than a
+/// Cuts every file's extents into chunk-sized pieces on alignment boundaries; extents smaller than a
 /// chunk are batched together so that many small files make tasks of a useful size.
 fn plan(files: &[OpenFile], chunk_size: u64) -> Vec<Vec<Piece>> {
-    let mut tasks = Vec::new();
-    let mut batch = Vec::new();
-    let mut batch_bytes = 0u64;
+    let mut planner = Planner {
+        tasks: Vec::new(),
+        batch: Vec::new(),
+        batch_bytes: 0,
+        chunk_size,
+    };
     for (i, file) in files.iter().enumerate() {
         let Some(check) = &file.check else { continue };
-        let Layout { start, end, align } = check.layout();
+        for extent in check.extents() {
+            planner.add(i, extent);
+        }
+    }
+    if !planner.batch.is_empty() {
+        planner.tasks.push(planner.batch);
+    }
+    planner.tasks
+}
+
+/// The tasks planned so far, and the batch of small extents being filled.
+struct Planner {
+    tasks: Vec<Vec<Piece>>,
+    batch: Vec<Piece>,
+    batch_bytes: u64,
+    chunk_size: u64,
+}
+
+impl Planner {
+    /// Cuts one extent of file `file` into pieces, or adds it whole to the batch.
+    fn add(&mut self, file: usize, Layout { start, end, align }: Layout) {
         if end <= start {
-            continue;
+            return;
         }
         let align = align.max(1);
-        let step = (chunk_size / align).max(1).saturating_mul(align);
-        if end - start < chunk_size {
-            batch.push(Piece {
-                file: i,
+        let step = (self.chunk_size / align).max(1).saturating_mul(align);
+        if end - start < self.chunk_size {
+            self.batch.push(Piece {
+                file,
                 offset: start,
                 len: end - start,
             });
-            batch_bytes += end - start;
-            if batch_bytes >= chunk_size {
-                tasks.push(std::mem::take(&mut batch));
-                batch_bytes = 0;
+            self.batch_bytes += end - start;
+            if self.batch_bytes >= self.chunk_size {
+                self.tasks.push(std::mem::take(&mut self.batch));
+                self.batch_bytes = 0;
             }
-            continue;
+            return;
         }
         let mut offset = start;
         while offset < end {
             let len = step.min(end - offset);
-            tasks.push(vec![Piece {
-                file: i,
-                offset,
-                len,
-            }]);
+            self.tasks.push(vec![Piece { file, offset, len }]);
             offset += len;
         }
     }
-    if !batch.is_empty() {
-        tasks.push(batch);
-    }
-    tasks
 }
 
 struct Target {

@@ -132,6 +132,13 @@ pub trait UnitCheck: Send + Sync {
     /// The range to check and how it may be cut.
     fn layout(&self) -> Layout;
 
+    /// The ranges actually checked, in order and disjoint, each inside [`UnitCheck::layout`]
+    /// and cut on its own `align` (the members of an archive, say, each starting where its
+    /// header ends). Default: the layout.
+    fn extents(&self) -> Vec<Layout> {
+        vec![self.layout()]
+    }
+
     /// Verifies every unit in `chunk`, pushes a finding for each damaged one, and returns the
     /// number of units verified. Must not panic on any input.
     fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64;

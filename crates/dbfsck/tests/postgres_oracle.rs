@@ -129,6 +129,40 @@ fn pg_checksums_bad_blocks(bin: &Path, data: &str) -> (i32, BTreeSet<(String, u6
     )
 }
 
+/// A relation member of `archive` with at least two blocks (the one whose file name is `name`,
+/// when given), and the offset of its bytes, as GNU tar lists them (`tar -tvR`: the block
+/// number of each member's header; its bytes start at the next 512-byte block).
+fn gnu_tar_member(archive: &Path, name: Option<&str>) -> (String, u64) {
+    let o = ok(
+        Command::new("tar")
+            .args(["-tvRf"])
+            .arg(archive)
+            .output()
+            .unwrap(),
+        "tar -tvR",
+    );
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        // block 12: -rw------- postgres/postgres 16384 2026-12-02 06:00 base/5/1259
+        let Some(rest) = line.strip_prefix("block ") else {
+            continue;
+        };
+        let (block, rest) = rest.split_once(": ").unwrap();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if !fields[0].starts_with('-') || fields.len() < 6 {
+            continue;
+        }
+        let size: u64 = fields[2].parse().unwrap();
+        let member = fields[5..].join(" ");
+        let file = member.rsplit('/').next().unwrap();
+        let relation = file.bytes().all(|b| b.is_ascii_digit())
+            && (member.starts_with("base/") || member.starts_with("PG_"));
+        if relation && size >= 16384 && name.is_none_or(|n| n == file) {
+            return (member, (block.parse::<u64>().unwrap() + 1) * 512);
+        }
+    }
+    panic!("no relation member in {}", archive.display());
+}
+
 fn findings(v: &Value, kind: &str) -> BTreeSet<(String, u64)> {
     v["findings"]
         .as_array()
@@ -417,7 +451,8 @@ fn verdicts_match_pg_checksums_on_a_real_cluster() {
 
 /// Issue 16, cases 12 and 13, on a real cluster: a tablespace location scanned on its own is
 /// recognised and verified (its damaged block reported, not "files 0, clean"); a base backup in
-/// tar format, which this version does not read, is "nothing verified" (exit 8), never clean;
+/// tar format has its relation members verified in place, a flipped block in base.tar and in
+/// the tablespace's archive found at the offsets GNU tar gives and as on the extracted files;
 /// and a damaged block of an UNLOGGED table in a crashed cluster is a note, not damage — the
 /// server's crash recovery then resets the table from its init fork, as the note says, while the
 /// logged table's damaged block is still there for the server to refuse.
@@ -546,15 +581,82 @@ fn tablespaces_tar_backups_and_unlogged_tables_are_judged_as_postgresql_does() {
         "{v}"
     );
 
-    // A tar-format base backup: nothing in it is read by this version, so it is not clean.
+    // A tar-format base backup: its relation members are verified in place, clean.
     let (rc, v) = dbfsck(&["scan", &tar]);
-    assert_eq!(rc & 8, 8, "{v}");
-    assert!(
-        v["errors"]
-            .to_string()
-            .contains("nothing here was verified"),
-        "{v}"
-    );
+    assert_eq!(rc, 0, "{v}");
+    assert!(v["summary"]["units"].as_u64().unwrap() > 100, "{v}");
+    // One block flipped in a member of base.tar and one in the tablespace's archive, found
+    // where GNU tar says the members' bytes are (`-R`: the header's block number).
+    let ts_tar = fs::read_dir(&tar)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_stem()
+                .is_some_and(|s| s.to_str().unwrap().bytes().all(|b| b.is_ascii_digit()))
+        })
+        .expect("the tablespace's <oid>.tar");
+    let spaced_node = spaced.file_name().unwrap().to_str().unwrap().to_owned();
+    let mut damaged = BTreeSet::new();
+    for (archive, pick) in [
+        (Path::new(&tar).join("base.tar"), None),
+        (ts_tar.clone(), Some(spaced_node.as_str())),
+    ] {
+        let (member, data) = gnu_tar_member(&archive, pick);
+        let text = archive.to_str().unwrap().to_owned();
+        patch(&text, data + 8192, |b| b[4000] ^= 1);
+        damaged.insert((text, member, data + 8192));
+    }
+    let (rc, v) = dbfsck(&["scan", &tar]);
+    assert_eq!(rc, 4, "{v}");
+    let got: BTreeSet<(String, String, u64)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            assert_eq!(f["unit"], 1, "{f}");
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["owner"]["member"].as_str().unwrap().to_owned(),
+                f["offset"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, damaged, "{v}");
+    // The same verdict as on the files GNU tar extracts: the data directory, and the
+    // tablespace location.
+    let mut roots = Vec::new();
+    for (i, (archive, _, _)) in damaged.iter().enumerate() {
+        let x = top.join(format!("extracted{i}"));
+        fs::create_dir_all(&x).unwrap();
+        ok(
+            Command::new("tar")
+                .args(["-xf", archive, "-C"])
+                .arg(&x)
+                .output()
+                .unwrap(),
+            "tar -x",
+        );
+        roots.push(x.to_str().unwrap().to_owned());
+    }
+    let mut args = vec!["scan"];
+    args.extend(roots.iter().map(String::as_str));
+    let (rc, v) = dbfsck(&args);
+    assert_eq!(rc, 4, "{v}");
+    let extracted: BTreeSet<String> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let p = f["path"].as_str().unwrap();
+            roots
+                .iter()
+                .find_map(|r| p.strip_prefix(&format!("{r}/")))
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let members: BTreeSet<String> = damaged.iter().map(|(_, m, _)| m.clone()).collect();
+    assert_eq!(extracted, members, "{v}");
     let human = Command::new(env!("CARGO_BIN_EXE_dbfsck"))
         .args(["scan", &tar])
         .output()

@@ -6,6 +6,7 @@
 mod checksum;
 mod control;
 mod path;
+mod tar;
 
 use std::collections::HashMap;
 use std::fs;
@@ -117,15 +118,22 @@ impl Format for PostgresFormat {
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| parse_relfile_name(n).is_some() || n == "pg_control");
-        name_ok && data_dir_of(probe.path).is_some()
+        (name_ok && data_dir_of(probe.path).is_some()) || tar::is_backup_archive(probe.path)
     }
 
     fn detect_dir(&self, dir: &Path) -> bool {
-        is_data_dir(dir) || is_database_dir(dir) || !version_dirs(dir).is_empty()
+        is_data_dir(dir)
+            || is_database_dir(dir)
+            || !version_dirs(dir).is_empty()
+            || tar::is_tar_backup(dir)
     }
 
     fn list_dir(&self, dir: &Path) -> Option<DirListing> {
         let mut listing = DirListing::default();
+        if tar::is_tar_backup(dir) && !is_data_dir(dir) {
+            list_tar_backup(dir, &mut listing);
+            return Some(listing);
+        }
         if !is_data_dir(dir) && data_dir_of(dir).is_none() {
             // A tablespace location (`CREATE TABLESPACE … LOCATION`), scanned without the data
             // directory whose pg_tblspc links to it: its `PG_<major>_<catversion>` folders.
@@ -136,7 +144,10 @@ impl Format for PostgresFormat {
             listing.warnings.push((
                 dir.to_path_buf(),
                 format!(
-                    "a tablespace location scanned without its data directory: the cluster's                      pg_control is not here, so data checksums are taken to be enabled and blocks                      to be {}-byte (name another size with --pg-block-size); scan the data                      directory too for its own settings",
+                    "a tablespace location scanned without its data directory: the cluster's \
+                     pg_control is not here, so data checksums are taken to be enabled and blocks \
+                     to be {}-byte (name another size with --pg-block-size); scan the data \
+                     directory too for its own settings",
                     self.blcksz()
                 ),
             ));
@@ -217,6 +228,9 @@ impl Format for PostgresFormat {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
+        if tar::is_backup_archive(path) {
+            return self.open_tar(path, source);
+        }
         let cluster = data_dir_of(path).map(|d| self.cluster(&d));
         if name == "pg_control" {
             return open_control(source);
@@ -262,29 +276,20 @@ impl Format for PostgresFormat {
         let len = source.len();
         let whole = len / blcksz;
         let rest = len % blcksz;
-        let placement = placement(path);
-        let owner = |block: u64| owner(&rel, placement.as_ref(), block, relseg);
-        let mut findings = Vec::new();
-        if rest != 0 {
-            findings.push(
-                Finding::new(
-                    FindingKind::PartialPage,
-                    whole * blcksz,
-                    rest,
-                    format!("the file ends {} into block {whole}; PostgreSQL reads whole {blcksz}-byte blocks", crate::bytes(rest)),
-                )
-                .unit(whole)
-                .owner(owner(whole)),
-            );
-        }
         let check = PgCheck {
             blcksz: blcksz as usize,
             first_block: u64::from(rel.segment) * u64::from(relseg),
             rel,
-            placement,
+            placement: placement(path),
             relseg,
             end: whole * blcksz,
+            base: 0,
+            member: None,
         };
+        let mut findings = Vec::new();
+        if rest != 0 {
+            findings.push(check.partial_page(whole, rest));
+        }
         Ok(Opened {
             findings,
             check: Some(Box::new(check)),
@@ -292,6 +297,88 @@ impl Format for PostgresFormat {
             recheck_after: cluster.filter(|c| c.live).map(|_| RECHECK_PAUSE),
             notes: Vec::new(),
         })
+    }
+}
+
+impl PostgresFormat {
+    /// A base backup archive (`docs/postgres.md`): its relation members verified in place.
+    fn open_tar(&self, path: &Path, source: &dyn FileSource) -> Result<Opened, OpenError> {
+        let members = tar::members(source).map_err(|reason| OpenError::NotThisFormat {
+            format: Self::NAME,
+            reason,
+        })?;
+        let control = tar::control_of(path, source);
+        let mut notes = Vec::new();
+        let usable = control.filter(Control::sizes_plausible);
+        match usable {
+            Some(c) if c.data_checksum_version == 0 => {
+                return Err(OpenError::NotThisFormat {
+                    format: Self::NAME,
+                    reason: "data checksums are disabled in the backed-up cluster (its pg_control data_checksum_version is 0)".into(),
+                })
+            }
+            Some(_) => {}
+            None => notes.push(format!(
+                "the backup's global/pg_control (in base.tar) is missing or unreadable: its members are verified with {}-byte blocks and {DEFAULT_RELSEG}-block segments",
+                self.blcksz()
+            )),
+        }
+        let blcksz = u64::from(usable.map_or(self.blcksz(), |c| c.blcksz));
+        let relseg = usable.map_or(DEFAULT_RELSEG, |c| c.relseg_size);
+        let (check, findings) = tar::TarCheck::new(path, &members, blcksz, relseg);
+        if check.members.is_empty() && findings.is_empty() {
+            return Err(OpenError::NotThisFormat {
+                format: Self::NAME,
+                reason: format!(
+                    "the archive holds no relation file ({} members, none under base/, global/ or PG_<major>_<catversion>/)",
+                    members.len()
+                ),
+            });
+        }
+        Ok(Opened {
+            findings,
+            check: Some(Box::new(check)),
+            units: 0,
+            recheck_after: None,
+            notes,
+        })
+    }
+}
+
+/// Lists a `pg_basebackup -Ft` directory: `base.tar` and each tablespace's `<oid>.tar`.
+fn list_tar_backup(dir: &Path, listing: &mut DirListing) {
+    let mut entries = match fs::read_dir(dir).and_then(|rd| rd.collect::<std::io::Result<Vec<_>>>())
+    {
+        Ok(e) => e,
+        Err(e) => {
+            listing.errors.push((
+                dir.to_path_buf(),
+                format!("could not list the directory: {e}"),
+            ));
+            return;
+        }
+    };
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if tar::is_backup_archive(&path) && e.file_type().is_ok_and(|t| t.is_file()) {
+            listing.files.push(path);
+        } else if name == "pg_wal.tar" {
+            listing.skipped.push((
+                path,
+                "the backup's WAL: not verified by this version".into(),
+            ));
+        } else if name.contains(".tar.") {
+            listing.skipped.push((
+                path,
+                "a compressed archive: not read (pg_basebackup -Ft without compression is)".into(),
+            ));
+        } else {
+            listing
+                .skipped
+                .push((path, "not a relation archive of the backup".into()));
+        }
     }
 }
 
@@ -487,6 +574,36 @@ struct PgCheck {
     placement: Option<Placement>,
     relseg: u32,
     end: u64,
+    /// Where block 0 of the segment is in the file: 0, or a tar member's data offset.
+    base: u64,
+    /// The tar member holding the segment, when it is one (`owner.member`).
+    member: Option<String>,
+}
+
+impl PgCheck {
+    fn owner(&self, block: u64) -> Owner {
+        let mut o = owner(&self.rel, self.placement.as_ref(), block, self.relseg);
+        if let Some(m) = &self.member {
+            o.insert("member".into(), m.clone().into());
+        }
+        o
+    }
+
+    /// The finding for a segment that ends `rest` bytes into block `whole`.
+    fn partial_page(&self, whole: u64, rest: u64) -> Finding {
+        let bs = self.blcksz as u64;
+        Finding::new(
+            FindingKind::PartialPage,
+            self.base + whole * bs,
+            rest,
+            format!(
+                "the file ends {} into block {whole}; PostgreSQL reads whole {bs}-byte blocks",
+                crate::bytes(rest)
+            ),
+        )
+        .unit(whole)
+        .owner(self.owner(whole))
+    }
 }
 
 fn u16_at(b: &[u8], off: usize) -> u16 {
@@ -559,7 +676,7 @@ impl UnitCheck for PgCheck {
 
     fn describe(&self, chunk: &Chunk<'_>) -> Vec<(String, String)> {
         let page = chunk.bytes;
-        let block = chunk.offset / self.blcksz as u64;
+        let block = chunk.offset.saturating_sub(self.base) / self.blcksz as u64;
         let absolute = self.first_block + block;
         let u32_at = |off: usize| {
             page.get(off..off + 4)
@@ -595,20 +712,15 @@ impl UnitCheck for PgCheck {
 
     fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64 {
         let bs = self.blcksz;
-        let first = chunk.offset / bs as u64;
+        let first = chunk.offset.saturating_sub(self.base) / bs as u64;
         let mut n = 0;
         for (i, page) in chunk.bytes.chunks_exact(bs).enumerate() {
             n += 1;
             let block = first + i as u64;
             if let Some((kind, detail, sums)) = judge(page, self.first_block + block) {
-                let mut f = Finding::new(kind, block * bs as u64, bs as u64, detail)
+                let mut f = Finding::new(kind, self.base + block * bs as u64, bs as u64, detail)
                     .unit(block)
-                    .owner(owner(
-                        &self.rel,
-                        self.placement.as_ref(),
-                        block,
-                        self.relseg,
-                    ));
+                    .owner(self.owner(block));
                 if let Some((stored, computed)) = sums {
                     f = f.checksums(format!("0x{stored:04x}"), format!("0x{computed:04x}"));
                 }
