@@ -566,8 +566,9 @@ pub fn undo<S: Storage>(storage: &S, log: &Path, force: bool) -> Result<UndoOutc
     // InnoDB: a running server holds its fcntl lock on its data directory's ibdata1 and none on
     // the table files, so an undo takes that lock too, as a repair does; held until the end.
     let mut system_locks = Vec::new();
+    let known = known_data_dirs(log, &outcome.files);
     for p in &outcome.files {
-        let Some(sys) = innodb_system_file(p) else {
+        let Some(sys) = innodb_system_file(p, &known) else {
             continue;
         };
         if outcome.files.contains(&sys) || system_locks.iter().any(|(q, _)| *q == sys) {
@@ -762,15 +763,41 @@ fn le_u32(b: &[u8], off: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
 }
 
+/// The InnoDB data directories an undo may concern, for tables created with `DATA DIRECTORY`
+/// (outside theirs): those of the log's other files, and the one the log's own place implies —
+/// `D/.dbfsck/` inside it, or `PARENT/.dbfsck/NAME/` beside it (`docs/innodb.md` §7).
+fn known_data_dirs(log: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
+    let mut known: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|p| dbfsck_core::innodb::data_dir_of(p))
+        .collect();
+    let dir = log.parent();
+    let is_ours = |d: &Path| d.file_name().is_some_and(|n| n == dbfsck_core::DBFSCK_DIR);
+    if let Some(d) = dir.filter(|d| is_ours(d)).and_then(Path::parent) {
+        known.push(d.to_path_buf()); // D/.dbfsck/<log>
+    }
+    if let (Some(name), Some(ours)) = (dir.and_then(Path::file_name), dir.and_then(Path::parent)) {
+        if is_ours(ours) {
+            if let Some(parent) = ours.parent() {
+                known.push(parent.join(name)); // PARENT/.dbfsck/NAME/<log>
+            }
+        }
+    }
+    known.retain(|d| dbfsck_core::innodb::is_data_dir(d));
+    known.sort();
+    known.dedup();
+    known
+}
+
 /// The `ibdata1` of the InnoDB data directory an InnoDB file (`*.ibd`, `ibdataN`, `undoNNN`)
-/// belongs to, when it has one.
-fn innodb_system_file(path: &Path) -> Option<PathBuf> {
+/// belongs to, when it has one (`known`: data directories for a `DATA DIRECTORY` table).
+fn innodb_system_file(path: &Path, known: &[PathBuf]) -> Option<PathBuf> {
     let name = path.file_name()?.to_str()?;
     let innodb = name.ends_with(".ibd")
         || dbfsck_core::innodb::is_system_name(name)
         || dbfsck_core::innodb::is_undo_name(name);
     innodb
-        .then(|| dbfsck_core::innodb::data_dir_of(path))
+        .then(|| dbfsck_core::innodb::owning_data_dir(path, known))
         .flatten()
         .map(|d| d.join("ibdata1"))
 }

@@ -569,6 +569,51 @@ fn undo_takes_the_servers_lock_on_ibdata1() {
     assert_eq!(d.table_page(N), torn(&new, &old));
 }
 
+/// Case 7 and 3 of the review together: a table created with `DATA DIRECTORY` (its file
+/// outside the data directory, named by `<db>/<table>.isl`) belongs to its data directory in
+/// undo too — an undo of its repair takes the lock on that data directory's `ibdata1`, found
+/// from the undo log's place beside or inside the data directory.
+#[test]
+fn undo_of_a_data_directory_table_takes_its_data_directorys_lock() {
+    let mut d = Datadir::new();
+    let ext = d._tmp.path().join("ext/shop");
+    fs::create_dir_all(&ext).unwrap();
+    let outside = ext.join("t.ibd");
+    fs::rename(&d.table, &outside).unwrap();
+    fs::write(d.root.join("shop/t.isl"), outside.to_str().unwrap()).unwrap();
+    d.table = outside;
+    let old = d.page(N);
+    let new = d.newer(N, 5);
+    d.add_slot(&new);
+    d.write_page(N, &torn(&new, &old));
+    // Scanned with its data directory, as an operator scans both.
+    let mut report = Scanner::new().scan(&[&d.root, &ext]).unwrap();
+    let options = RepairOptions {
+        dry_run: false,
+        ..RepairOptions::in_dir(&d.root)
+    };
+    repair(&mut report, &FsStorage, &options);
+    assert_eq!(report.repairs.len(), 1, "{report:?}");
+    assert_eq!(
+        report.repairs[0].result,
+        RepairResult::Applied,
+        "{report:?}"
+    );
+    assert_eq!(d.table_page(N), new);
+    let log = PathBuf::from(report.undo_log.as_deref().unwrap());
+    let server = fs::File::open(d.root.join("ibdata1")).unwrap();
+    server.try_lock().unwrap();
+    let err = dbfsck_repair::undo(&FsStorage, &log, false).unwrap_err();
+    assert!(
+        matches!(&err, dbfsck_repair::UndoError::Locked(p) if p.ends_with("ibdata1")),
+        "{err}"
+    );
+    assert_eq!(d.table_page(N), new, "undo wrote while ibdata1 was locked");
+    drop(server);
+    dbfsck_repair::undo(&FsStorage, &log, false).unwrap();
+    assert_eq!(d.table_page(N), torn(&new, &old));
+}
+
 /// Case 9 of the review: `innodb_data_file_path=ibdata1:…;ibdata2:…`. A torn page of `ibdata2`
 /// (space 0, numbered after ibdata1's pages) with a valid slot is restored: the planner knows,
 /// as the scan does, that ibdata2 has no header of its own and continues ibdata1.
