@@ -88,6 +88,9 @@ struct ScanArgs {
     /// Read with positional reads instead of memory maps.
     #[arg(long)]
     no_mmap: bool,
+    /// Read with memory maps (the default today; forces it should the default change).
+    #[arg(long, conflicts_with = "no_mmap")]
+    mmap: bool,
     /// Report format.
     #[arg(long, value_enum, default_value_t = Output::Human)]
     output: Output,
@@ -309,7 +312,8 @@ fn scan(args: &ScanArgs) -> ExitCode {
             );
         }
     }
-    let strategy = if args.no_mmap {
+    // --mmap and --no-mmap conflict (clap); without either, maps.
+    let strategy = if args.no_mmap && !args.mmap {
         ReadStrategy::Pread
     } else {
         ReadStrategy::Mmap

@@ -768,7 +768,10 @@ fn innodb_tablespaces_are_detected_and_damage_names_the_table() {
     let v = json(&o);
     assert_eq!(v["summary"]["files"], 6, "{v}");
     // The LZO fixture's compressed pages are not decompressed: said, not counted as verified.
-    assert!(v["warnings"].to_string().contains("could not be checked"), "{v}");
+    assert!(
+        v["warnings"].to_string().contains("could not be checked"),
+        "{v}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shop");
     fs::create_dir(&db).unwrap();
