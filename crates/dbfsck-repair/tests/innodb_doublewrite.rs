@@ -542,6 +542,33 @@ fn an_innodb_repair_crashed_anywhere_converges_and_undo_restores_it_exactly() {
     }
 }
 
+/// While another open file description holds the lock on `ibdata1` (as `mariadbd` does), an
+/// undo of `report`'s repair fails with `Locked(ibdata1)` and page `N` keeps `repaired`; once
+/// it is released the undo puts back `original`.
+fn undo_waits_for_ibdata1(
+    d: &Datadir,
+    report: &dbfsck_core::Report,
+    repaired: &[u8],
+    original: &[u8],
+) {
+    let log = PathBuf::from(report.undo_log.as_deref().unwrap());
+    let server = fs::File::open(d.root.join("ibdata1")).unwrap();
+    server.try_lock().unwrap();
+    let err = dbfsck_repair::undo(&FsStorage, &log, false).unwrap_err();
+    assert!(
+        matches!(&err, dbfsck_repair::UndoError::Locked(p) if p.ends_with("ibdata1")),
+        "{err}"
+    );
+    assert_eq!(
+        d.table_page(N),
+        repaired,
+        "undo wrote while ibdata1 was locked"
+    );
+    drop(server);
+    dbfsck_repair::undo(&FsStorage, &log, false).unwrap();
+    assert_eq!(d.table_page(N), original);
+}
+
 /// Case 3 of the review: undo locks what a repair locks. A running server holds its lock on
 /// the data directory's `ibdata1` and none on the table files; an undo of a repair of a table
 /// must see that lock and write nothing (here another open file description holds it, as
@@ -555,18 +582,7 @@ fn undo_takes_the_servers_lock_on_ibdata1() {
     d.write_page(N, &torn(&new, &old));
     let report = d.repair(false);
     assert_eq!(report.repairs[0].result, RepairResult::Applied);
-    let log = PathBuf::from(report.undo_log.as_deref().unwrap());
-    let server = fs::File::open(d.root.join("ibdata1")).unwrap();
-    server.try_lock().unwrap();
-    let err = dbfsck_repair::undo(&FsStorage, &log, false).unwrap_err();
-    assert!(
-        matches!(&err, dbfsck_repair::UndoError::Locked(p) if p.ends_with("ibdata1")),
-        "{err}"
-    );
-    assert_eq!(d.table_page(N), new, "undo wrote while ibdata1 was locked");
-    drop(server);
-    dbfsck_repair::undo(&FsStorage, &log, false).unwrap();
-    assert_eq!(d.table_page(N), torn(&new, &old));
+    undo_waits_for_ibdata1(&d, &report, &new, &torn(&new, &old));
 }
 
 /// Case 7 and 3 of the review together: a table created with `DATA DIRECTORY` (its file
@@ -600,18 +616,7 @@ fn undo_of_a_data_directory_table_takes_its_data_directorys_lock() {
         "{report:?}"
     );
     assert_eq!(d.table_page(N), new);
-    let log = PathBuf::from(report.undo_log.as_deref().unwrap());
-    let server = fs::File::open(d.root.join("ibdata1")).unwrap();
-    server.try_lock().unwrap();
-    let err = dbfsck_repair::undo(&FsStorage, &log, false).unwrap_err();
-    assert!(
-        matches!(&err, dbfsck_repair::UndoError::Locked(p) if p.ends_with("ibdata1")),
-        "{err}"
-    );
-    assert_eq!(d.table_page(N), new, "undo wrote while ibdata1 was locked");
-    drop(server);
-    dbfsck_repair::undo(&FsStorage, &log, false).unwrap();
-    assert_eq!(d.table_page(N), torn(&new, &old));
+    undo_waits_for_ibdata1(&d, &report, &new, &torn(&new, &old));
 }
 
 /// Case 9 of the review: `innodb_data_file_path=ibdata1:…;ibdata2:…`. A torn page of `ibdata2`

@@ -347,8 +347,7 @@ impl PostgresFormat {
 
 /// Lists a `pg_basebackup -Ft` directory: `base.tar` and each tablespace's `<oid>.tar`.
 fn list_tar_backup(dir: &Path, listing: &mut DirListing) {
-    let mut entries = match fs::read_dir(dir).and_then(|rd| rd.collect::<std::io::Result<Vec<_>>>())
-    {
+    let entries = match sorted_entries(dir) {
         Ok(e) => e,
         Err(e) => {
             listing.errors.push((
@@ -358,7 +357,6 @@ fn list_tar_backup(dir: &Path, listing: &mut DirListing) {
             return;
         }
     };
-    entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
@@ -382,6 +380,13 @@ fn list_tar_backup(dir: &Path, listing: &mut DirListing) {
     }
 }
 
+/// The entries of `dir`, by name.
+fn sorted_entries(dir: &Path) -> std::io::Result<Vec<fs::DirEntry>> {
+    let mut entries = fs::read_dir(dir)?.collect::<std::io::Result<Vec<_>>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries)
+}
+
 fn is_database_dir(dir: &Path) -> bool {
     let parent = dir.parent();
     let under_base = parent.is_some_and(|p| p.file_name().is_some_and(|n| n == "base"));
@@ -392,8 +397,7 @@ fn is_database_dir(dir: &Path) -> bool {
 /// Lists the files pg_checksums would check under `dir` (recursively, pgsql_tmp excluded);
 /// names that are not relation files are skipped with a note instead of aborting the run.
 fn walk(dir: &Path, listing: &mut DirListing) {
-    let mut entries = match fs::read_dir(dir).and_then(|rd| rd.collect::<std::io::Result<Vec<_>>>())
-    {
+    let entries = match sorted_entries(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
         Err(e) => {
@@ -404,7 +408,6 @@ fn walk(dir: &Path, listing: &mut DirListing) {
             return;
         }
     };
-    entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let name = entry.file_name();
         let name = name.to_string_lossy();
