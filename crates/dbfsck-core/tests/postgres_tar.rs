@@ -33,6 +33,11 @@ fn files(dir: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
 /// `base.tar` of the fixture cluster, in `<tmp>/backup/`, with `edit` applied to each file's
 /// bytes first (by relative path).
 fn backup(edit: impl Fn(&Path, &mut Vec<u8>)) -> (tempfile::TempDir, PathBuf) {
+    backup_named(edit, Path::new(""))
+}
+
+/// The same, each member named `prefix` + its relative path.
+fn backup_named(edit: impl Fn(&Path, &mut Vec<u8>), prefix: &Path) -> (tempfile::TempDir, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("backup");
     fs::create_dir_all(&dir).unwrap();
@@ -45,8 +50,12 @@ fn backup(edit: impl Fn(&Path, &mut Vec<u8>)) -> (tempfile::TempDir, PathBuf) {
         let mut h = tar::Header::new_ustar();
         h.set_size(bytes.len() as u64);
         h.set_mode(0o600);
+        // The name as raw bytes: the builder's own path setter would drop a leading "./".
+        let name = prefix.join(&rel);
+        let name = name.to_str().unwrap().as_bytes();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
         h.set_cksum();
-        b.append_data(&mut h, &rel, &bytes[..]).unwrap();
+        b.append(&h, &bytes[..]).unwrap();
     }
     b.into_inner().unwrap();
     (t, dir)
@@ -134,4 +143,15 @@ fn a_cut_or_garbage_archive_is_an_error_not_a_panic() {
         "{:?}",
         report.errors
     );
+}
+
+/// `tar -cf base.tar .` names the members `./base/…`: they are the same files, and the
+/// backup's `./global/pg_control` is its control file (no warning that it is missing).
+#[test]
+fn members_named_from_dot_are_the_same_files() {
+    let (_t, dir) = backup_named(|_, _| {}, Path::new("./"));
+    let report = scan(&dir);
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(report.summary.units, scan(&fixture()).summary.units - 1);
 }

@@ -86,6 +86,12 @@ pub(crate) fn members(src: &dyn FileSource) -> Result<Vec<Member>, String> {
             .map_err(|e| format!("a member's name cannot be read: {e}"))?
             .to_string_lossy()
             .into_owned();
+        // `tar -cf base.tar .` names its members `./base/…`: the same files.
+        let mut name = name.as_str();
+        while let Some(rest) = name.strip_prefix("./") {
+            name = rest;
+        }
+        let name = name.to_owned();
         let (data, size) = (entry.raw_file_position(), entry.size());
         if data.checked_add(size).is_none_or(|end| end > src.len()) {
             return Err(format!(
