@@ -52,6 +52,26 @@ fn kernels(c: &mut Criterion) {
         });
     }
     g.finish();
+    // PostgreSQL's page checksum: one page a pass against several (issue 17).
+    let mut g = c.benchmark_group("pg_checksum");
+    let pages: Vec<Vec<u8>> = (0..dbfsck_core::postgres::PAGES_PER_PASS)
+        .map(|k| {
+            page(8192, ChecksumAlgo::Xxh3)
+                .into_iter()
+                .map(|b| b ^ k as u8)
+                .collect()
+        })
+        .collect();
+    let refs: [&[u8]; dbfsck_core::postgres::PAGES_PER_PASS] =
+        std::array::from_fn(|k| pages[k].as_slice());
+    g.throughput(Throughput::Bytes((8192 * refs.len()) as u64));
+    g.bench_function("one_page_a_pass", |b| {
+        b.iter(|| refs.map(|p| dbfsck_core::postgres::pg_checksum_page(std::hint::black_box(p), 3)))
+    });
+    g.bench_function("pages_per_pass", |b| {
+        b.iter(|| dbfsck_core::postgres::pg_checksum_pages(std::hint::black_box(&refs), [3; 4]))
+    });
+    g.finish();
 }
 
 criterion_group!(benches, kernels);

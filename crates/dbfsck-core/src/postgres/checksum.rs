@@ -62,6 +62,105 @@ fn lanes(page: &[u8]) -> u32 {
     sums.iter().fold(0, |acc, s| acc ^ s)
 }
 
+/// How many pages [`pg_checksum_pages`] computes in one pass.
+pub const PAGES_PER_PASS: usize = 4;
+
+/// [`lanes`] of several pages of the same length at once, row by row: one page's 32 lanes are
+/// bound by the multiply's latency (each round depends on the one before), so interleaving the
+/// rounds of independent pages keeps the multiplier busy.
+#[inline(always)]
+#[expect(
+    clippy::indexing_slicing,
+    reason = "constant indices into fixed-size arrays: checked at compile time, and free of the bounds checks that stop vectorisation"
+)]
+fn lanes_multi(pages: &[&[u8]; PAGES_PER_PASS]) -> [u32; PAGES_PER_PASS] {
+    let mut sums = [BASE; PAGES_PER_PASS];
+    let rows = pages[0].len() / (N_SUMS * 4);
+    let mut words = [[0u32; N_SUMS]; PAGES_PER_PASS];
+    for row in 0..rows {
+        for k in 0..PAGES_PER_PASS {
+            let Some(block) = pages[k].get(row * N_SUMS * 4..(row + 1) * N_SUMS * 4) else {
+                continue;
+            };
+            let Ok(block) = <&[u8; N_SUMS * 4]>::try_from(block) else {
+                continue;
+            };
+            for j in 0..N_SUMS {
+                words[k][j] = u32::from_ne_bytes([
+                    block[4 * j],
+                    block[4 * j + 1],
+                    block[4 * j + 2],
+                    block[4 * j + 3],
+                ]);
+            }
+            if row == 0 {
+                let mut b = words[k][2].to_ne_bytes();
+                b[0] = 0;
+                b[1] = 0;
+                words[k][2] = u32::from_ne_bytes(b);
+            }
+        }
+        for k in 0..PAGES_PER_PASS {
+            round(&mut sums[k], &words[k]);
+        }
+    }
+    let zeros = [0u32; N_SUMS];
+    let mut out = [0u32; PAGES_PER_PASS];
+    for k in 0..PAGES_PER_PASS {
+        round(&mut sums[k], &zeros);
+        round(&mut sums[k], &zeros);
+        out[k] = sums[k].iter().fold(0, |acc, s| acc ^ s);
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lanes_multi_avx2(pages: &[&[u8]; PAGES_PER_PASS]) -> [u32; PAGES_PER_PASS] {
+    lanes_multi(pages)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn lanes_multi_avx512(pages: &[&[u8]; PAGES_PER_PASS]) -> [u32; PAGES_PER_PASS] {
+    lanes_multi(pages)
+}
+
+fn lanes_multi_dispatch(pages: &[&[u8]; PAGES_PER_PASS]) -> [u32; PAGES_PER_PASS] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            return unsafe { lanes_multi_avx512(pages) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { lanes_multi_avx2(pages) };
+        }
+    }
+    lanes_multi(pages)
+}
+
+/// [`pg_checksum_page`] of [`PAGES_PER_PASS`] pages of one length at once (the same values).
+pub fn pg_checksum_pages(
+    pages: &[&[u8]; PAGES_PER_PASS],
+    blknos: [u32; PAGES_PER_PASS],
+) -> [u16; PAGES_PER_PASS] {
+    let mut out = [0u16; PAGES_PER_PASS];
+    let same = pages.windows(2).all(|w| matches!(w, [a, b] if a.len() == b.len()));
+    if same {
+        let c = lanes_multi_dispatch(pages);
+        for ((o, c), b) in out.iter_mut().zip(c).zip(blknos) {
+            *o = finish(c, b);
+        }
+    } else {
+        for ((o, p), b) in out.iter_mut().zip(pages).zip(blknos) {
+            *o = pg_checksum_page(p, b);
+        }
+    }
+    out
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn lanes_avx2(page: &[u8]) -> u32 {
@@ -127,6 +226,45 @@ mod tests {
         p[8] = 0x12;
         p[9] = 0x34;
         assert_eq!(pg_checksum_page(&p, 0), 0xAA4C);
+    }
+
+    /// Several pages per pass give each page's own checksum, on every path this CPU has.
+    #[test]
+    fn pages_per_pass_match_one_page_at_a_time() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for len in [1024usize, 8192, 32768] {
+            let pages: Vec<Vec<u8>> = (0..PAGES_PER_PASS)
+                .map(|_| {
+                    (0..len)
+                        .map(|_| {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            x as u8
+                        })
+                        .collect()
+                })
+                .collect();
+            let refs: [&[u8]; PAGES_PER_PASS] = std::array::from_fn(|k| pages[k].as_slice());
+            let blk = [0u32, 1, 131072, u32::MAX];
+            let want: [u16; PAGES_PER_PASS] =
+                std::array::from_fn(|k| pg_checksum_page_scalar(refs[k], blk[k]));
+            assert_eq!(pg_checksum_pages(&refs, blk), want, "{len}");
+            assert_eq!(lanes_multi(&refs), std::array::from_fn(|k| lanes(refs[k])));
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 is present, checked just above.
+                    let got = unsafe { lanes_multi_avx2(&refs) };
+                    assert_eq!(got, std::array::from_fn(|k| lanes(refs[k])));
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: AVX-512F is present, checked just above.
+                    let got = unsafe { lanes_multi_avx512(&refs) };
+                    assert_eq!(got, std::array::from_fn(|k| lanes(refs[k])));
+                }
+            }
+        }
     }
 
     /// Each fast path this CPU has, tested on its own against the plain code (the dispatcher

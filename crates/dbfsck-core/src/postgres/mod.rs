@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use checksum::{pg_checksum_page, pg_checksum_page_scalar};
+pub use checksum::{pg_checksum_page, pg_checksum_page_scalar, pg_checksum_pages, PAGES_PER_PASS};
 pub use control::{parse_control, Control, ControlCrc};
 pub use path::{
     data_dir_of, is_data_dir, parse_relfile_name, placement, Fork, Placement, RelFileName,
@@ -626,13 +626,17 @@ pub fn judge_block(page: &[u8], absolute_block: u64) -> Option<BlockVerdict> {
 }
 
 fn judge(page: &[u8], absolute_block: u64) -> Option<BlockVerdict> {
+    judge_with(page, pg_checksum_page(page, absolute_block as u32))
+}
+
+/// [`judge`] with the page's checksum already computed (several pages per pass).
+fn judge_with(page: &[u8], computed: u16) -> Option<BlockVerdict> {
     let stored = u16_at(page, checksum::CHECKSUM_OFF);
     let pd_upper = u16_at(page, 14);
     if pd_upper == 0 {
         if page.iter().all(|&b| b == 0) {
             return None; // a new page: accepted by the server and skipped by pg_checksums
         }
-        let computed = pg_checksum_page(page, absolute_block as u32);
         return Some((
             FindingKind::BadHeader,
             "pd_upper is 0 but the block is not all zero: the server rejects it as an invalid \
@@ -641,7 +645,6 @@ fn judge(page: &[u8], absolute_block: u64) -> Option<BlockVerdict> {
             Some((stored, computed)),
         ));
     }
-    let computed = pg_checksum_page(page, absolute_block as u32);
     if computed != stored {
         return Some((
             FindingKind::ChecksumMismatch,
@@ -716,11 +719,29 @@ impl UnitCheck for PgCheck {
     fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64 {
         let bs = self.blcksz;
         let first = chunk.offset.saturating_sub(self.base) / bs as u64;
+        let pages: Vec<&[u8]> = chunk.bytes.chunks_exact(bs).collect();
+        // Checksums several pages per pass (the kernel is latency-bound one page at a time).
+        let mut sums = Vec::with_capacity(pages.len());
+        for group in pages.chunks(PAGES_PER_PASS) {
+            let at = (first + sums.len() as u64 + self.first_block) as u32;
+            match <&[&[u8]; PAGES_PER_PASS]>::try_from(group) {
+                Ok(four) => sums.extend(pg_checksum_pages(
+                    four,
+                    std::array::from_fn(|k| at.wrapping_add(k as u32)),
+                )),
+                Err(_) => sums.extend(
+                    group
+                        .iter()
+                        .enumerate()
+                        .map(|(k, p)| pg_checksum_page(p, at.wrapping_add(k as u32))),
+                ),
+            }
+        }
         let mut n = 0;
-        for (i, page) in chunk.bytes.chunks_exact(bs).enumerate() {
+        for (i, (page, &computed)) in pages.iter().zip(&sums).enumerate() {
             n += 1;
             let block = first + i as u64;
-            if let Some((kind, detail, sums)) = judge(page, self.first_block + block) {
+            if let Some((kind, detail, sums)) = judge_with(page, computed) {
                 let mut f = Finding::new(kind, self.base + block * bs as u64, bs as u64, detail)
                     .unit(block)
                     .owner(self.owner(block));
