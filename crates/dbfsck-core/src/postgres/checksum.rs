@@ -147,7 +147,9 @@ pub fn pg_checksum_pages(
     blknos: [u32; PAGES_PER_PASS],
 ) -> [u16; PAGES_PER_PASS] {
     let mut out = [0u16; PAGES_PER_PASS];
-    let same = pages.windows(2).all(|w| matches!(w, [a, b] if a.len() == b.len()));
+    let same = pages
+        .windows(2)
+        .all(|w| matches!(w, [a, b] if a.len() == b.len()));
     if same {
         let c = lanes_multi_dispatch(pages);
         for ((o, c), b) in out.iter_mut().zip(c).zip(blknos) {
