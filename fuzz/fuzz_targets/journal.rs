@@ -18,7 +18,11 @@ fn check(bytes: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     check(data);
-    let mut framed = encode_header(&JournalHeader { journal_id: 1, generation: 0 }).to_vec();
+    let mut framed = encode_header(&JournalHeader {
+        journal_id: 1,
+        generation: 0,
+    })
+    .to_vec();
     framed.extend_from_slice(data);
     check(&framed);
 });

@@ -26,8 +26,16 @@ fuzz_target!(|data: &[u8]| {
         if let Some(check) = opened.check {
             let mut out = Vec::new();
             for e in check.extents() {
-                let bytes = data.get(e.start as usize..e.end as usize).unwrap_or_default();
-                check.verify(&Chunk { offset: e.start, bytes }, &mut out);
+                let bytes = data
+                    .get(e.start as usize..e.end as usize)
+                    .unwrap_or_default();
+                check.verify(
+                    &Chunk {
+                        offset: e.start,
+                        bytes,
+                    },
+                    &mut out,
+                );
             }
             let _ = check.notes();
         }

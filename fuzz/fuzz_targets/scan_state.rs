@@ -7,7 +7,9 @@ use dbfsck_core::ScanState;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(state) = ScanState::parse(text) {
         let again = ScanState::parse(&state.to_json()).unwrap();
         assert_eq!(again, state);
