@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Whole-process comparison on one warm MariaDB data directory: innochecksum (the reference,
-# one file per run, single-threaded) over every tablespace, cat of the same files, and dbfsck
-# scan --format innodb with all threads and with one. Prints wall times, GB/s and ratios.
+# Whole-process comparison on one warm MariaDB data directory: innochecksum (the reference tool,
+# one file per run, single-threaded) over every tablespace, the floor (xxhsum -H3 over the same
+# files, one process per core: bound by the largest file, which one process hashes alone), and
+# dbfsck scan --format innodb with all threads and with one. Prints wall times, GB/s and ratios.
 #
 #   benches/compare-innodb.sh [DATADIR]
 #
@@ -39,8 +40,12 @@ fi
 FILES=$(find "$DATA" -name '*.ibd' -o -name 'ibdata*' -o -name 'undo[0-9]*' | sort)
 BYTES=$(du -cb $FILES | tail -1 | cut -f1)
 cat $FILES > /dev/null   # warm the cache
-# Both tools must pass the clean data, or the times compare nothing.
-for f in $FILES; do innochecksum "$f" || { echo "innochecksum rejects $f" >&2; exit 1; }; done
+# Both tools must pass the clean data, or the times compare nothing. innochecksum judges the
+# doublewrite slots in ibdata1 (images of other tablespaces' pages) as ibdata1's own pages and
+# fails them (MariaDB 10.11.19): it is run over ibdata* with --allow-mismatches, so it reads
+# the whole file there too.
+ic() { case "$1" in */ibdata*) innochecksum --allow-mismatches=1000000 "$1" ;; *) innochecksum "$1" ;; esac; }
+for f in $FILES; do ic "$f" > /dev/null || { echo "innochecksum rejects $f" >&2; exit 1; }; done
 "$DBFSCK" scan --format innodb --quiet "$DATA" || { echo "dbfsck reports damage in $DATA" >&2; exit 1; }
 
 best() {  # best wall time of 3 runs, in seconds
@@ -54,8 +59,10 @@ best() {  # best wall time of 3 runs, in seconds
 }
 
 # shellcheck disable=SC2016
-t_ic=$(best sh -c 'for f in "$@"; do innochecksum "$f" || exit 1; done' sh $FILES)
-t_cat=$(best sh -c "cat $(echo $FILES | tr '\n' ' ') | cat > /dev/null")
+t_ic=$(best sh -c 'for f in "$@"; do case "$f" in */ibdata*) innochecksum --allow-mismatches=1000000 "$f" ;; *) innochecksum "$f" ;; esac || exit 1; done' sh $FILES)
+CPUS=$(nproc)
+NFILES=$(echo "$FILES" | wc -l)
+t_floor=$(best sh -c "echo \"\$1\" | xargs -d '\n' -P $CPUS -n $(( (NFILES + CPUS - 1) / CPUS )) xxhsum -H3 > /dev/null" sh "$FILES")
 t_all=$(best "$DBFSCK" scan --format innodb --quiet "$DATA")
 t_one=$(best "$DBFSCK" scan --format innodb --quiet --threads 1 "$DATA")
 rss=$( { /usr/bin/time -f %M "$DBFSCK" scan --format innodb --quiet "$DATA" >/dev/null; } 2>&1 | tail -1)
@@ -63,8 +70,8 @@ rss=$( { /usr/bin/time -f %M "$DBFSCK" scan --format innodb --quiet "$DATA" >/de
 gbs() { echo "scale=2; $BYTES / $1 / 1000000000" | bc -l; }
 printf 'data: %s bytes in %s files (warm cache), %s CPUs\n' "$BYTES" "$(echo "$FILES" | wc -l)" "$(nproc)"
 printf '%-34s %8.3f s  %6s GB/s\n' "innochecksum (every file)" "$t_ic" "$(gbs "$t_ic")"
-printf '%-34s %8.3f s  %6s GB/s\n' "cat files | cat" "$t_cat" "$(gbs "$t_cat")"
+printf '%-34s %8.3f s  %6s GB/s\n' "floor: xxhsum -H3, $CPUS processes" "$t_floor" "$(gbs "$t_floor")"
 printf '%-34s %8.3f s  %6s GB/s\n' "dbfsck scan (all threads)" "$t_all" "$(gbs "$t_all")"
 printf '%-34s %8.3f s  %6s GB/s\n' "dbfsck scan --threads 1" "$t_one" "$(gbs "$t_one")"
-printf 'per core: dbfsck --threads 1 vs innochecksum %.2fx; all threads vs innochecksum %.2fx; 1 -> all threads %.2fx; peak RSS %s KiB\n' \
-  "$(echo "$t_ic / $t_one" | bc -l)" "$(echo "$t_ic / $t_all" | bc -l)" "$(echo "$t_one / $t_all" | bc -l)" "$rss"
+printf 'per core: dbfsck --threads 1 vs innochecksum %.2fx; all threads vs innochecksum %.2fx (target >= 2); 1 -> all threads %.2fx; dbfsck / floor %.2f; peak RSS %s KiB\n' \
+  "$(echo "$t_ic / $t_one" | bc -l)" "$(echo "$t_ic / $t_all" | bc -l)" "$(echo "$t_one / $t_all" | bc -l)" "$(echo "$t_all / $t_floor" | bc -l)" "$rss"
