@@ -273,23 +273,15 @@ impl Format for PostgresFormat {
         }
         let blcksz = u64::from(control.map_or(self.blcksz(), |c| c.blcksz));
         let relseg = control.map_or(DEFAULT_RELSEG, |c| c.relseg_size);
-        let len = source.len();
-        let whole = len / blcksz;
-        let rest = len % blcksz;
-        let check = PgCheck {
-            blcksz: blcksz as usize,
-            first_block: u64::from(rel.segment) * u64::from(relseg),
+        let (check, partial) = PgCheck::segment(
             rel,
-            placement: placement(path),
+            placement(path),
+            blcksz,
             relseg,
-            end: whole * blcksz,
-            base: 0,
-            member: None,
-        };
-        let mut findings = Vec::new();
-        if rest != 0 {
-            findings.push(check.partial_page(whole, rest));
-        }
+            (0, source.len()),
+            None,
+        );
+        let findings: Vec<Finding> = partial.into_iter().collect();
         Ok(Opened {
             findings,
             check: Some(Box::new(check)),
@@ -584,6 +576,32 @@ struct PgCheck {
 }
 
 impl PgCheck {
+    /// The check of a segment of `len` bytes whose block 0 is at `base` in its file, and the
+    /// finding for a partial last block, if it has one.
+    fn segment(
+        rel: RelFileName,
+        placement: Option<Placement>,
+        blcksz: u64,
+        relseg: u32,
+        (base, len): (u64, u64),
+        member: Option<String>,
+    ) -> (PgCheck, Option<Finding>) {
+        let whole = len / blcksz;
+        let rest = len % blcksz;
+        let check = PgCheck {
+            blcksz: blcksz as usize,
+            first_block: u64::from(rel.segment) * u64::from(relseg),
+            rel,
+            placement,
+            relseg,
+            end: base + whole * blcksz,
+            base,
+            member,
+        };
+        let partial = (rest != 0).then(|| check.partial_page(whole, rest));
+        (check, partial)
+    }
+
     fn owner(&self, block: u64) -> Owner {
         let mut o = owner(&self.rel, self.placement.as_ref(), block, self.relseg);
         if let Some(m) = &self.member {

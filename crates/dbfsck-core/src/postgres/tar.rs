@@ -167,25 +167,19 @@ impl TarCheck {
             if is_skipped_name(file) || path.iter().any(|c| c == "pgsql_tmp") {
                 continue;
             }
-            let whole = m.size / blcksz;
-            let rest = m.size % blcksz;
-            let check = PgCheck {
-                blcksz: blcksz as usize,
-                first_block: u64::from(rel.segment) * u64::from(relseg),
+            let (check, partial) = PgCheck::segment(
                 rel,
-                placement: Some(place),
+                Some(place),
+                blcksz,
                 relseg,
-                end: m.data + whole * blcksz,
-                base: m.data,
-                member: Some(m.name.clone()),
-            };
-            if rest != 0 {
-                findings.push(check.partial_page(whole, rest));
-            }
-            if whole > 0 {
+                (m.data, m.size),
+                Some(m.name.clone()),
+            );
+            findings.extend(partial);
+            if check.end > m.data {
                 let extent = Layout {
                     start: m.data,
-                    end: m.data + whole * blcksz,
+                    end: check.end,
                     align: blcksz,
                 };
                 checks.push((extent, check));
