@@ -337,10 +337,12 @@ impl Scanner {
                 .collect(),
             ..Report::default()
         };
-        let mut targets = Vec::new();
-        for root in roots {
-            self.walk_root(root.as_ref(), &mut targets, &mut report);
-        }
+        // The roots are resolved first: what a saved state is for is known before any file is
+        // opened.
+        let resolved: Vec<Root> = roots
+            .iter()
+            .filter_map(|root| self.resolve_root(root.as_ref(), &mut report))
+            .collect();
         let root_ids: Vec<[u64; 2]> = report
             .root_paths
             .iter()
@@ -364,7 +366,51 @@ impl Scanner {
             fds: std::sync::atomic::AtomicIsize::new(descriptor_budget()),
         };
         let resumed = resume.is_some();
-        pool.install(|| self.run(targets, &mut report, &stop, resume, root_ids));
+        // Phase 1: walk the roots on this thread while the pool opens what the walk has listed
+        // so far (every file's head read, its format's header parsed), a batch at a time: the
+        // walk of a directory of 100 000 files no longer runs before the first open.
+        let batches = std::sync::Mutex::new(Vec::new());
+        pool.in_place_scope(|scope| {
+            let stop = &stop;
+            let batches = &batches;
+            let open_batch = |i: usize, batch: Vec<Target>| {
+                scope.spawn(move |_| {
+                    // One head buffer per worker thread: no allocation or zeroing per file.
+                    let mut buf = HEAD_BUF.with(std::cell::Cell::take);
+                    if buf.len() < Probe::HEAD_LEN {
+                        buf = vec![0u8; Probe::HEAD_LEN];
+                    }
+                    let out: Vec<OpenOutcome> = batch
+                        .into_iter()
+                        .map(|t| self.open(t, &mut buf, stop, resume))
+                        .collect();
+                    HEAD_BUF.with(|c| c.set(buf));
+                    batches
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((i, out));
+                });
+            };
+            let mut batch = Vec::new();
+            let mut spawned = 0;
+            let mut push = |t: Target| {
+                batch.push(t);
+                if batch.len() >= OPEN_BATCH {
+                    open_batch(spawned, std::mem::take(&mut batch));
+                    spawned += 1;
+                }
+            };
+            for root in resolved {
+                self.walk_resolved(root, &mut push, &mut report);
+            }
+            if !batch.is_empty() {
+                open_batch(spawned, batch);
+            }
+        });
+        let mut batches = batches.into_inner().unwrap_or_else(|p| p.into_inner());
+        batches.sort_unstable_by_key(|(i, _)| *i);
+        let opened: Vec<OpenOutcome> = batches.into_iter().flat_map(|(_, b)| b).collect();
+        pool.install(|| self.run(opened, &mut report, &stop, resume, root_ids));
         // A path that yielded no file to verify (everything skipped, a format not recognised,
         // an empty folder) was not checked: never "clean". A resumed piece may have verified
         // its files in earlier pieces of the cycle, so only a fresh, complete scan says so.
@@ -394,7 +440,9 @@ impl Scanner {
         Ok(report)
     }
 
-    fn walk_root(&self, root: &Path, targets: &mut Vec<Target>, report: &mut Report) {
+    /// Resolves a root to its real path (recorded in `report.root_paths`), or records why it
+    /// cannot be scanned.
+    fn resolve_root(&self, root: &Path, report: &mut Report) -> Option<Root> {
         let display = root.to_string_lossy().into_owned();
         let meta = match fs::metadata(root) {
             Ok(m) => m,
@@ -403,7 +451,7 @@ impl Scanner {
                     path: display,
                     message: io_message(&e),
                 });
-                return;
+                return None;
             }
         };
         // Files are opened by their real path: the root's directories resolved once, here, so
@@ -419,19 +467,22 @@ impl Scanner {
                 _ => root.to_path_buf(),
             };
             report.root_paths.push(real.clone());
-            targets.push(Target {
+            Some(Root::File(Target {
                 path: real,
                 display,
                 format: self.forced.clone(),
                 explicit: true,
                 live: false,
-            });
+            }))
         } else if meta.is_dir() {
             let real = fs::canonicalize(root)
                 .map(|r| usable(r, root))
                 .unwrap_or_else(|_| root.to_path_buf());
             report.root_paths.push(real.clone());
-            self.walk_dir(&real, root, targets, report);
+            Some(Root::Dir {
+                real,
+                shown: root.to_path_buf(),
+            })
         } else {
             report.errors.push(PathError {
                 path: display,
@@ -440,11 +491,20 @@ impl Scanner {
                     kind_of(&meta)
                 ),
             });
+            None
+        }
+    }
+
+    /// Lists the files of a resolved root, handing each to `out` in walk order.
+    fn walk_resolved(&self, root: Root, out: &mut dyn FnMut(Target), report: &mut Report) {
+        match root {
+            Root::File(t) => out(t),
+            Root::Dir { real, shown } => self.walk_dir(&real, &shown, out, report),
         }
     }
 
     /// Walks directory `dir` (its real path), shown in reports as `shown`.
-    fn walk_dir(&self, dir: &Path, shown: &Path, targets: &mut Vec<Target>, report: &mut Report) {
+    fn walk_dir(&self, dir: &Path, shown: &Path, out: &mut dyn FnMut(Target), report: &mut Report) {
         // How a path under `dir` is shown: below `shown`; a path elsewhere (a tablespace a
         // link file points to) as it is.
         let s = |p: &Path| match p.strip_prefix(dir) {
@@ -462,13 +522,15 @@ impl Scanner {
             if let Some(format) = claimant {
                 if let Some(listing) = format.list_dir(dir) {
                     let live = listing.live;
-                    targets.extend(listing.files.into_iter().map(|path| Target {
-                        display: s(&path),
-                        path,
-                        format: Some(format.clone()),
-                        explicit: false,
-                        live,
-                    }));
+                    for path in listing.files {
+                        out(Target {
+                            display: s(&path),
+                            path,
+                            format: Some(format.clone()),
+                            explicit: false,
+                            live,
+                        });
+                    }
                     report
                         .skipped
                         .extend(listing.skipped.into_iter().map(|(p, reason)| Skipped {
@@ -491,8 +553,13 @@ impl Scanner {
                 }
             }
         }
-        let mut entries = match fs::read_dir(dir).and_then(|rd| rd.collect::<io::Result<Vec<_>>>())
-        {
+        // Each name fetched once: sorting by `DirEntry::file_name` would allocate two names per
+        // comparison (millions for a directory of 100 000 files).
+        let listed = fs::read_dir(dir).and_then(|rd| {
+            rd.map(|e| e.map(|e| (e.file_name(), e)))
+                .collect::<io::Result<Vec<_>>>()
+        });
+        let mut entries = match listed {
             Ok(entries) => entries,
             Err(e) => {
                 report.errors.push(PathError {
@@ -502,11 +569,19 @@ impl Scanner {
                 return;
             }
         };
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // What `shown.join(name).to_string_lossy()` gives, one allocation per entry: the
+        // separator is ASCII, so no invalid sequence spans it.
+        let mut prefix = shown.to_string_lossy().into_owned();
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        for (name, entry) in entries {
             let path = entry.path();
-            let shown_child = shown.join(entry.file_name());
-            let display = shown_child.to_string_lossy().into_owned();
+            let lossy = name.to_string_lossy();
+            let mut display = String::with_capacity(prefix.len() + lossy.len());
+            display.push_str(&prefix);
+            display.push_str(&lossy);
             let file_type = match entry.file_type() {
                 Ok(t) => t,
                 Err(e) => {
@@ -528,9 +603,9 @@ impl Scanner {
                     reason: DBFSCK_DIR_REASON.into(),
                 });
             } else if file_type.is_dir() {
-                self.walk_dir(&path, &shown_child, targets, report);
+                self.walk_dir(&path, &shown.join(&name), out, report);
             } else if file_type.is_file() {
-                targets.push(Target {
+                out(Target {
                     path,
                     display,
                     format: self.forced.clone(),
@@ -552,28 +627,23 @@ impl Scanner {
 
     fn run(
         &self,
-        targets: Vec<Target>,
+        opened: Vec<OpenOutcome>,
         report: &mut Report,
         stop: &Stop<'_>,
         resume: Option<&ScanState>,
         root_ids: Vec<[u64; 2]>,
     ) {
-        // Phase 1: open every file and let its format read its header, in parallel.
-        // Each thread reuses one head buffer: no allocation or zeroing per file.
-        let opened: Vec<OpenOutcome> = targets
-            .into_par_iter()
-            .map_init(
-                || vec![0u8; Probe::HEAD_LEN],
-                |buf, t| self.open(t, buf, stop, resume),
-            )
-            .collect();
         let mut files = Vec::new();
         // Each file once, however many roots or links reach it: the same device and inode is
         // the same file (a root named twice, a file inside a root also named, a hard link).
-        let mut seen: std::collections::HashMap<FileId, String> = Default::default();
+        let mut seen: std::collections::HashMap<FileId, FirstSight> = Default::default();
         // Files this piece does not read, with what earlier pieces did in them.
         let mut not_reached: Vec<(PathBuf, String, Option<FileState>)> = Vec::new();
         let mut verified: Vec<VerifiedFile> = Vec::new();
+        // Files judged whole while opening: their state, then built into the map in one go.
+        let mut done_states: Vec<(String, FileState)> = Vec::new();
+        let mut done_pending: Vec<crate::resume::StateFinding> = Vec::new();
+        report.files.reserve(opened.len());
         for outcome in opened {
             match outcome {
                 OpenOutcome::Error(e) => report.errors.push(e),
@@ -584,14 +654,57 @@ impl Scanner {
                     not_reached.push((t.path, key, prev));
                 }
                 OpenOutcome::Verified(v) => {
-                    if !first_sight(&mut seen, v.id, &v.display, &mut report.skipped) {
+                    let first = FirstSight::Verified(verified.len());
+                    if !first_sight(&mut seen, v.id, &v.display, first, report, &verified) {
                         continue;
                     }
                     verified.push(*v);
                 }
+                OpenOutcome::Done(done) => {
+                    let DoneFile {
+                        scanned,
+                        key,
+                        mut findings,
+                        notes,
+                        units,
+                        bytes,
+                        state,
+                    } = *done;
+                    let first = FirstSight::Scanned(report.files.len());
+                    if !first_sight(
+                        &mut seen,
+                        scanned.id,
+                        &scanned.display,
+                        first,
+                        report,
+                        &verified,
+                    ) {
+                        continue;
+                    }
+                    report.summary.files += 1;
+                    report.summary.units += units;
+                    report.summary.bytes += bytes;
+                    report
+                        .warnings
+                        .extend(notes.into_iter().map(|message| PathError {
+                            path: scanned.display.clone(),
+                            message,
+                        }));
+                    if !findings.is_empty() {
+                        crate::report::normalize_file(&mut findings);
+                        done_pending.extend(findings.iter().map(crate::resume::StateFinding::keep));
+                        if let Some(cb) = &self.file_done {
+                            cb(&findings);
+                        }
+                        report.findings.append(&mut findings);
+                    }
+                    done_states.push((key, state));
+                    report.files.push(scanned);
+                }
                 OpenOutcome::Opened(file) => {
                     let file = *file;
-                    if !first_sight(&mut seen, file.id, &file.display, &mut report.skipped) {
+                    let first = FirstSight::Scanned(report.files.len());
+                    if !first_sight(&mut seen, file.id, &file.display, first, report, &verified) {
                         continue;
                     }
                     if let Some(note) = &file.resume_note {
@@ -603,7 +716,7 @@ impl Scanner {
                     report.files.push(ScannedFile {
                         path: file.path.clone(),
                         display: file.display.clone(),
-                        format: file.format.to_owned(),
+                        format: file.format,
                         id: file.id,
                         len: file.len,
                     });
@@ -702,14 +815,18 @@ impl Scanner {
                     .cloned(),
             );
         }
-        for v in &verified {
-            scan_state.files.insert(v.key.clone(), v.state.clone());
-        }
-        for (_, key, st) in &not_reached {
-            if let Some(st) = st {
-                scan_state.files.insert(key.clone(), st.clone());
-            }
-        }
+        scan_state.pending.append(&mut done_pending);
+        // Built from one list (sorted once, then bulk-loaded): inserting 100 000 keys one by
+        // one costs a tree walk and a string comparison per level each. As inserting in this
+        // order would, a later entry for the same key wins.
+        let mut states = done_states;
+        states.extend(verified.iter().map(|v| (v.key.clone(), v.state.clone())));
+        states.extend(
+            not_reached
+                .iter()
+                .filter_map(|(_, key, st)| st.as_ref().map(|st| (key.clone(), st.clone()))),
+        );
+        scan_state.files = states.into_iter().collect();
         for f in &files {
             let mut fs = f.resumed.clone().unwrap_or_default();
             fs.len = f.len;
@@ -1032,6 +1149,37 @@ impl Scanner {
                 check = None;
             }
         }
+        // Nothing left for the pieces, and nothing to fold into an earlier piece's state: what
+        // the report and the state keep of it is all there is.
+        if check.is_none() && resumed.is_none() && resume_note.is_none() {
+            let mut state = FileState {
+                len,
+                opened: true,
+                id: id.pair(),
+                mtime,
+                ctime,
+                verified: true,
+                ..FileState::default()
+            };
+            if verified_at_open > 0 {
+                state.add(0, len);
+            }
+            return OpenOutcome::Done(Box::new(DoneFile {
+                scanned: ScannedFile {
+                    path: t.path,
+                    display: t.display,
+                    format: format.name(),
+                    id,
+                    len,
+                },
+                key,
+                findings,
+                notes,
+                units,
+                bytes: bytes_at_open + verified_at_open,
+                state,
+            }));
+        }
         // Keep the descriptor for the pieces to come, within the budget.
         let keep = check.is_some() && stop.fds.fetch_sub(1, Ordering::Relaxed) > 0;
         let handle = keep.then(|| Arc::new(file));
@@ -1308,21 +1456,42 @@ fn verify_piece(
 
 /// Records that the file `id` was reached as `display`; false (and a skipped entry naming the
 /// first path) when it was reached before under another path: every file is scanned once.
+/// Where the first path that reached a file is kept: `seen` holds only an index, so a scan
+/// of many files copies no name for it.
+#[derive(Clone, Copy)]
+enum FirstSight {
+    /// In `report.files`.
+    Scanned(usize),
+    /// In the files an earlier piece verified.
+    Verified(usize),
+}
+
+/// True the first time file `id` is seen (reached by `display`, to be kept at `first`); after
+/// that, records it as skipped, naming the path that reached it first.
 fn first_sight(
-    seen: &mut std::collections::HashMap<FileId, String>,
+    seen: &mut std::collections::HashMap<FileId, FirstSight>,
     id: FileId,
     display: &str,
-    skipped: &mut Vec<Skipped>,
+    first: FirstSight,
+    report: &mut Report,
+    verified: &[VerifiedFile],
 ) -> bool {
-    if let Some(first) = seen.get(&id) {
-        skipped.push(Skipped {
-            path: display.to_owned(),
-            reason: format!("the same file as {first} (same device and inode): scanned once"),
-        });
-        return false;
-    }
-    seen.insert(id, display.to_owned());
-    true
+    let Some(&was) = seen.get(&id) else {
+        seen.insert(id, first);
+        return true;
+    };
+    let first = match was {
+        FirstSight::Scanned(i) => report.files.get(i).map(|f| f.display.as_str()),
+        FirstSight::Verified(i) => verified.get(i).map(|v| v.display.as_str()),
+    };
+    report.skipped.push(Skipped {
+        path: display.to_owned(),
+        reason: format!(
+            "the same file as {} (same device and inode): scanned once",
+            first.unwrap_or("another path")
+        ),
+    });
+    false
 }
 
 fn read_error(piece: &Piece, e: &io::Error) -> Finding {
@@ -1433,6 +1602,23 @@ impl Planner {
     }
 }
 
+/// Files listed per batch handed to the pool while the walk goes on: large enough that a
+/// batch costs far more than its spawn, small enough that both threads start at once.
+const OPEN_BATCH: usize = 64;
+
+thread_local! {
+    /// Each worker's head buffer, kept from batch to batch.
+    static HEAD_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A root, resolved.
+enum Root {
+    /// A file named on the command line.
+    File(Target),
+    /// A directory: its real path, and the path reports show.
+    Dir { real: PathBuf, shown: PathBuf },
+}
+
 struct Target {
     path: PathBuf,
     display: String,
@@ -1476,6 +1662,9 @@ struct OpenFile {
 
 enum OpenOutcome {
     Opened(Box<OpenFile>),
+    /// Judged whole while opening (it fits in the head, or its format reads it whole): nothing
+    /// is left for the pieces, so only what the report and the state keep of it.
+    Done(Box<DoneFile>),
     Skipped(Skipped),
     Error(PathError),
     /// The scan stopped (time limit, cancel) before this file was opened: what an earlier
@@ -1483,6 +1672,17 @@ enum OpenOutcome {
     NotReached(Target),
     /// An earlier piece verified all of it, and it is unchanged: not read again.
     Verified(Box<VerifiedFile>),
+}
+
+/// A file judged whole while it was opened, as the report and the scan state keep it.
+struct DoneFile {
+    scanned: ScannedFile,
+    key: String,
+    findings: Vec<Finding>,
+    notes: Vec<String>,
+    units: u64,
+    bytes: u64,
+    state: FileState,
 }
 
 /// A file an earlier piece of a resumed scan verified whole.

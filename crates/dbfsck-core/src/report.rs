@@ -52,7 +52,7 @@ pub struct ScannedFile {
     /// The path as reports show it (root joined with the relative path).
     pub display: String,
     /// The name of the format that judged it.
-    pub format: String,
+    pub format: &'static str,
     /// The device and inode it had when the scan opened it: what a repair checks before it
     /// writes, so a file replaced since the scan is never written.
     pub id: FileId,

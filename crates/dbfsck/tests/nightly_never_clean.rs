@@ -714,7 +714,9 @@ fn a_partial_last_page_never_splits_a_streamed_run() {
 /// Review 2, break 4. Many small files under `--max-rate` and `--time-limit` (the docs/nightly.md
 /// recipe): the open phase, which reads every file's head, stops at the time limit too, and a
 /// resumed night does not read the files earlier nights verified — so every night verifies new
-/// files, the cycle completes, and the zeroed page in the last file is found.
+/// files, the cycle completes, and the zeroed page in the last file is found exactly once. Files
+/// are opened in parallel batches, so the night that reaches the last file is not fixed: a night
+/// exits 4 exactly when it (or an earlier piece of its cycle) found the page.
 #[test]
 fn short_nights_over_many_small_files_complete_the_cycle() {
     let dir = tempfile::tempdir().unwrap();
@@ -726,6 +728,7 @@ fn short_nights_over_many_small_files_complete_the_cycle() {
     zero_pages(&d.join("f099.dbfp"), &[5]);
     let state = dir.path().join("s.json");
     let mut nights = 0;
+    let mut found: Vec<(String, u64)> = Vec::new();
     let last = loop {
         nights += 1;
         assert!(nights <= 8, "the cycle never completes");
@@ -744,20 +747,21 @@ fn short_nights_over_many_small_files_complete_the_cycle() {
             started.elapsed()
         );
         let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        found.extend(v["findings"].as_array().unwrap().iter().map(|f| {
+            let path = f["path"].as_str().unwrap().to_owned();
+            (path, f["unit"].as_u64().unwrap())
+        }));
+        let want = if found.is_empty() { 0 } else { 4 };
+        assert_eq!(o.status.code(), Some(want), "night {nights}: {v}");
         if v["summary"]["complete"] == true {
-            break (o, v);
+            break v;
         }
-        assert_eq!(o.status.code(), Some(0), "night {nights}: {v}");
     };
     assert!(nights >= 2, "one night read all: the test proves nothing");
-    let (o, v) = last;
-    let found: Vec<(&str, u64)> = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["path"].as_str().unwrap(), f["unit"].as_u64().unwrap()))
-        .collect();
-    assert_eq!(found.len(), 1, "{v}");
-    assert!(found[0].0.ends_with("f099.dbfp") && found[0].1 == 5, "{v}");
-    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(found.len(), 1, "found over the cycle: {found:?}");
+    assert!(
+        found[0].0.ends_with("f099.dbfp") && found[0].1 == 5,
+        "{found:?}"
+    );
+    assert_eq!(last["summary"]["cycle"]["findings"], 1, "{last}");
 }
