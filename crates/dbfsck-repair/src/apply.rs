@@ -88,7 +88,7 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
             targets.push((s.path.clone(), Some(s.id)));
             // InnoDB: a running server always holds its lock on ibdata1 (it opens table files
             // lazily), and the doublewrite images are read from it.
-            if let Some(sys) = innodb_system_file(&s.path, &s.format, &known_dirs) {
+            if let Some(sys) = innodb_system_file(&s.path, s.format, &known_dirs) {
                 let id = report.files.iter().find(|f| f.path == sys).map(|f| f.id);
                 targets.push((sys, id));
             }
