@@ -926,6 +926,7 @@ impl Scanner {
             }
         }
         report.summary.complete = !stopped;
+        self.conclude(report, !stopped);
         let mut final_state = state
             .scan_state
             .into_inner()
@@ -944,6 +945,50 @@ impl Scanner {
             }
         }
         report.scan_state = final_state;
+    }
+
+    /// Each format's conclusion over the files it verified (a log whose records cross files):
+    /// its findings named as the scan reached their files, streamed like any file's.
+    fn conclude(&self, report: &mut Report, complete: bool) {
+        let display: std::collections::HashMap<PathBuf, String> = report
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.display.clone()))
+            .collect();
+        let mut findings = Vec::new();
+        let mut warnings = Vec::new();
+        let mut recovery = Vec::new();
+        for format in &self.formats {
+            let c = format.conclude(complete);
+            for mut f in c.findings {
+                let real = f.file.clone().unwrap_or_default();
+                f.path = display
+                    .get(real.as_path())
+                    .map_or_else(|| real.to_string_lossy().into_owned(), Clone::clone);
+                f.format = format.name().to_owned();
+                findings.push(f);
+            }
+            warnings.extend(c.warnings.into_iter().map(|(p, message)| {
+                PathError {
+                    path: display
+                        .get(p.as_path())
+                        .map_or_else(|| p.to_string_lossy().into_owned(), Clone::clone),
+                    message,
+                }
+            }));
+            recovery.extend(c.recovery);
+            report.summary.units += c.units;
+        }
+        crate::report::normalize_file(&mut findings);
+        if !findings.is_empty() {
+            if let Some(cb) = &self.file_done {
+                cb(&findings);
+            }
+        }
+        report.findings.append(&mut findings);
+        report.warnings.append(&mut warnings);
+        recovery.sort_by(|a, b| a.path.cmp(&b.path));
+        report.summary.recovery = recovery;
     }
 
     fn open(

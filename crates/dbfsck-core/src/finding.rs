@@ -32,11 +32,14 @@ pub enum FindingKind {
     ChangedDuringScan,
     /// A page that a repair replaced with a quarantine marker: a known hole, its data is lost.
     Quarantined,
+    /// The end of a log is cut inside a record: the crash's last, unflushed write, which the
+    /// engine's recovery discards by design (no exit bit; `docs/output.md` §7).
+    TornTail,
 }
 
 impl FindingKind {
     /// Every kind, in the order reports list them.
-    pub const ALL: [FindingKind; 10] = [
+    pub const ALL: [FindingKind; 11] = [
         FindingKind::ChecksumMismatch,
         FindingKind::TornWrite,
         FindingKind::MisdirectedWrite,
@@ -47,6 +50,7 @@ impl FindingKind {
         FindingKind::IoError,
         FindingKind::ChangedDuringScan,
         FindingKind::Quarantined,
+        FindingKind::TornTail,
     ];
 
     /// The snake_case name used in every output.
@@ -62,13 +66,17 @@ impl FindingKind {
             FindingKind::IoError => "io_error",
             FindingKind::ChangedDuringScan => "changed_during_scan",
             FindingKind::Quarantined => "quarantined",
+            FindingKind::TornTail => "torn_tail",
         }
     }
 
     /// Whether this kind means data is damaged (exit bit 4), as opposed to an operational problem
     /// (`io_error`, exit bit 8) or a live-system effect (`changed_during_scan`).
     pub fn is_damage(self) -> bool {
-        !matches!(self, FindingKind::IoError | FindingKind::ChangedDuringScan)
+        !matches!(
+            self,
+            FindingKind::IoError | FindingKind::ChangedDuringScan | FindingKind::TornTail
+        )
     }
 }
 

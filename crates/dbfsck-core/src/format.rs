@@ -197,6 +197,22 @@ pub struct DirListing {
     pub live: bool,
 }
 
+/// What a format concludes once every file of a scan is verified: findings and verdicts that
+/// need several files at once (a log whose records cross files, whose end is told from damage
+/// only by what follows it).
+#[derive(Debug, Default)]
+pub struct Conclusion {
+    /// Findings, each with [`Finding::file`] set to the real path of the file it is about (the
+    /// engine names it as the scan reached it).
+    pub findings: Vec<Finding>,
+    /// Conditions the operator should know about, by path.
+    pub warnings: Vec<(PathBuf, String)>,
+    /// Replay verdicts (`summary.recovery`).
+    pub recovery: Vec<crate::report::RecoveryVerdict>,
+    /// Units verified while concluding (records that cross files), counted in the summary.
+    pub units: u64,
+}
+
 /// Why a format could not open a file (the file is reported as an error, exit bit 8).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -238,4 +254,11 @@ pub trait Format: Send + Sync {
 
     /// Opens a file: reads its header and returns the file-level findings and the unit check.
     fn open(&self, path: &Path, source: &dyn FileSource) -> Result<Opened, OpenError>;
+
+    /// Called once after every file of a scan is verified: what needs several files at once.
+    /// `complete` is false when the scan stopped early (time limit, cancel): a format then judges
+    /// only what it saw whole, or says why it does not. Default: nothing.
+    fn conclude(&self, _complete: bool) -> Conclusion {
+        Conclusion::default()
+    }
 }

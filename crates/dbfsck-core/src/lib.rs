@@ -61,12 +61,13 @@ pub use engine::{
 };
 pub use finding::{Finding, FindingKind, Owner};
 pub use format::{
-    BytesSource, Chunk, DirListing, FileSource, Format, Layout, OpenError, Opened, Probe, UnitCheck,
+    BytesSource, Chunk, Conclusion, DirListing, FileSource, Format, Layout, OpenError, Opened,
+    Probe, UnitCheck,
 };
 pub use inspect::{inspect, InspectError, Inspection};
 pub use report::{
-    exit, finding_json_line, previous_clean_timestamp, FileId, PathError, Repair, RepairAction,
-    RepairResult, Report, ScannedFile, Skipped, Summary, SCHEMA_VERSION,
+    exit, finding_json_line, previous_clean_timestamp, FileId, PathError, RecoveryVerdict, Repair,
+    RepairAction, RepairResult, Report, ScannedFile, Skipped, Summary, SCHEMA_VERSION,
 };
 pub use resume::{FileState, ScanState, StateError, STATE_VERSION};
 pub use throttle::{io_priority, set_idle_priority, RateLimiter};

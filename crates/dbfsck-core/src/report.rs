@@ -203,6 +203,41 @@ pub struct Summary {
     pub elapsed_s: f64,
     /// False when the scan stopped before the end (cancelled or out of time).
     pub complete: bool,
+    /// The replay verdict for each log an engine replays at start-up (`docs/output.md` §5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery: Vec<RecoveryVerdict>,
+}
+
+/// Where an engine's start-up replay of a log would stop, and what it would silently discard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryVerdict {
+    /// The format that judged the log.
+    pub format: String,
+    /// The log directory.
+    pub path: String,
+    /// Where replay starts (PostgreSQL: pg_control's checkpoint redo LSN).
+    pub start: String,
+    /// Where replay would stop: the first record that fails, or the end of the log.
+    pub stops_at: String,
+    /// The start of the last record replay applies (PostgreSQL's "redo done at").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_replayed: Option<String>,
+    /// The end of the last valid record of the log.
+    pub end: String,
+    /// Replay reaches the real end of the log: nothing valid follows `stops_at`.
+    pub reaches_end: bool,
+    /// Valid records after `stops_at` that replay would silently discard.
+    pub lost_records: u64,
+    /// Commit records among them.
+    pub lost_commits: u64,
+    /// The first discarded commit's time (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_lost_commit: Option<String>,
+    /// The last discarded commit's time (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_lost_commit: Option<String>,
+    /// One sentence for a person.
+    pub detail: String,
 }
 
 /// Everything one scan found, sorted by path then offset whatever the thread count.

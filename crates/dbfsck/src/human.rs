@@ -93,6 +93,24 @@ pub fn render(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::R
             writeln!(out, "  {}: {}", safe(&e.path), safe(&e.message))?;
         }
     }
+    // Where the engine's start-up replay would stop: said before anyone starts the server.
+    for r in &report.summary.recovery {
+        if quiet && r.reaches_end {
+            continue;
+        }
+        let (code, head) = if r.reaches_end {
+            ("32", "recovery:")
+        } else {
+            ("1;31", "recovery would lose data:")
+        };
+        writeln!(
+            out,
+            "{} {}: {}",
+            style.paint(code, head),
+            safe(&r.path),
+            safe(&r.detail)
+        )?;
+    }
     if quiet {
         return undo_line(out, report);
     }

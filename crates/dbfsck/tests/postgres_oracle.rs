@@ -13,102 +13,14 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use serde_json::Value;
 
-fn bindir() -> Option<PathBuf> {
-    let from_pg_config = Command::new("pg_config")
-        .arg("--bindir")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| PathBuf::from(s.trim()));
-    // Debian's pg_config may come from libpq-dev alone; the server's programs live here.
-    let debian = PathBuf::from("/usr/lib/postgresql/15/bin");
-    [from_pg_config, Some(debian)]
-        .into_iter()
-        .flatten()
-        .find(|d| d.join("initdb").is_file())
-}
-
-fn prerequisites() -> Option<PathBuf> {
-    let root = dbfsck_testkit::is_root();
-    let bin = bindir();
-    let have_user = Command::new("id")
-        .arg("postgres")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let found = if root && have_user && bin.is_some() {
-        Ok(())
-    } else {
-        Err(format!(
-            "needs root, the postgres user and PostgreSQL 15: root={root}, postgres user={have_user}, PostgreSQL bindir={bin:?}"
-        ))
-    };
-    dbfsck_testkit::can_run("the PostgreSQL oracle test", found)
-        .then_some(bin)
-        .flatten()
-}
-
-fn as_postgres(bin: &Path, prog: &str, args: &[&str]) -> Output {
-    let o = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(bin.join(prog))
-        .args(args)
-        .output()
-        .unwrap();
-    o
-}
-
-fn ok(o: Output, what: &str) -> Output {
-    assert!(
-        o.status.success(),
-        "{what} failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-/// Stops the server when the test ends, however it ends.
-struct Server<'a> {
-    bin: &'a Path,
-    data: String,
-    running: bool,
-}
-
-impl Server<'_> {
-    fn stop(&mut self) {
-        if self.running {
-            ok(
-                as_postgres(
-                    self.bin,
-                    "pg_ctl",
-                    &["-D", &self.data, "-m", "fast", "-w", "stop"],
-                ),
-                "pg_ctl stop",
-            );
-            self.running = false;
-        }
-    }
-}
-
-impl Drop for Server<'_> {
-    fn drop(&mut self) {
-        if self.running {
-            let _ = as_postgres(
-                self.bin,
-                "pg_ctl",
-                &["-D", &self.data, "-m", "immediate", "stop"],
-            );
-        }
-    }
-}
-
 mod common;
 use common::json_run as dbfsck;
+use common::pg::*;
 
 fn pg_checksums_bad_blocks(bin: &Path, data: &str) -> (i32, BTreeSet<(String, u64)>, String) {
     let o = as_postgres(bin, "pg_checksums", &["--check", "-D", data]);
@@ -176,80 +88,6 @@ fn findings(v: &Value, kind: &str) -> BTreeSet<(String, u64)> {
             )
         })
         .collect()
-}
-
-fn psql(bin: &Path, sock: &str, sql: &str) -> String {
-    let o = ok(
-        as_postgres(
-            bin,
-            "psql",
-            &[
-                "-h",
-                sock,
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-Atq",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ],
-        ),
-        sql,
-    );
-    String::from_utf8(o.stdout).unwrap().trim().to_owned()
-}
-
-/// A fresh cluster made by `initdb -k` in a temporary directory owned by `postgres` (its unix
-/// socket in the same directory): (the directory, the data directory, the socket directory).
-fn new_cluster(bin: &Path) -> (tempfile::TempDir, String, String) {
-    let tmp = tempfile::Builder::new()
-        .prefix("dbfsck-pg-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let top = tmp.path();
-    ok(
-        Command::new("chown")
-            .args(["postgres", top.to_str().unwrap()])
-            .output()
-            .unwrap(),
-        "chown",
-    );
-    let data = top.join("data").to_str().unwrap().to_owned();
-    let sock = top.to_str().unwrap().to_owned();
-    ok(
-        as_postgres(
-            bin,
-            "initdb",
-            &["-k", "-D", &data, "-A", "trust", "-U", "postgres"],
-        ),
-        "initdb -k",
-    );
-    (tmp, data, sock)
-}
-
-/// Starts the cluster's server on its socket, with `extra` server options.
-fn start_cluster(bin: &Path, data: &str, sock: &str, extra: &str) {
-    let opts = format!("-k {sock} -c listen_addresses='' -c fsync=off {extra}");
-    ok(
-        as_postgres(
-            bin,
-            "pg_ctl",
-            &[
-                "-D",
-                data,
-                "-o",
-                &opts,
-                "-l",
-                &format!("{sock}/log"),
-                "-w",
-                "start",
-            ],
-        ),
-        "pg_ctl start",
-    );
 }
 
 /// Reads the 8 KiB block at `offset`, lets `f` change it, writes it back.
@@ -359,13 +197,22 @@ fn verdicts_match_pg_checksums_on_a_real_cluster() {
     };
     let (rc, clean) = dbfsck(&["scan", &data]);
     assert_eq!(rc, 0, "{}", clean["findings"]);
+    // The data directory's scan is pg_checksums' files and blocks, pg_control, and the WAL
+    // (counted by a scan of pg_wal/ alone: its files, and its records as units).
+    let (rc, wal) = dbfsck(&["scan", &format!("{data}/pg_wal")]);
+    assert_eq!(rc, 0, "{wal}");
+    let (wal_files, wal_units) = (
+        wal["summary"]["files"].as_u64().unwrap(),
+        wal["summary"]["units"].as_u64().unwrap(),
+    );
+    assert!(wal_files > 0 && wal_units > 0, "{wal}");
     assert_eq!(
         clean["summary"]["files"].as_u64(),
-        Some(count("Files scanned") + 1)
+        Some(count("Files scanned") + 1 + wal_files)
     );
     assert_eq!(
         clean["summary"]["units"].as_u64(),
-        Some(count("Blocks scanned") + 1)
+        Some(count("Blocks scanned") + 1 + wal_units)
     );
 
     // Damage of many kinds across files, forks and segments.

@@ -25,6 +25,9 @@ pub struct Control {
     /// The cluster's state (`DBState`): 1 shut down, 2 shut down in recovery, 6 in
     /// production (also what a crashed cluster says)…
     pub state: u32,
+    /// The WAL fields (PostgreSQL 13–16 layout, `pg_control_version` 1300); `None` for other
+    /// layouts, whose offsets differ.
+    pub wal: Option<ControlWal>,
     /// Where the CRC was found, and whether it matched.
     pub crc: ControlCrc,
 }
@@ -66,8 +69,48 @@ pub fn parse_control(bytes: &[u8]) -> Option<Control> {
         relseg_size: u32_at(bytes, RELSEG_OFF)?,
         data_checksum_version: u32_at(bytes, CHECKSUM_VERSION_OFF)?,
         state: u32_at(bytes, STATE_OFF)?,
+        wal: (u32_at(bytes, VERSION_OFF)? == 1300)
+            .then(|| ControlWal::parse(bytes))
+            .flatten(),
         crc,
     })
+}
+
+/// What pg_control says about the WAL (`src/include/catalog/pg_control.h`, PostgreSQL 13–16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlWal {
+    /// `system_identifier`: every WAL segment's long header carries it.
+    pub system_id: u64,
+    /// `checkPoint`: the start LSN of the latest checkpoint record.
+    pub checkpoint: u64,
+    /// `checkPointCopy.redo`: where crash recovery starts replaying.
+    pub redo: u64,
+    /// `checkPointCopy.ThisTimeLineID`.
+    pub timeline: u32,
+    /// `minRecoveryPoint`: WAL a recovering server must reach before it is consistent (0: none).
+    pub min_recovery_point: u64,
+    /// `xlog_blcksz`: the WAL page size.
+    pub wal_page_size: u32,
+    /// `xlog_seg_size`: `wal_segment_size`.
+    pub wal_segment_size: u32,
+}
+
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+impl ControlWal {
+    fn parse(b: &[u8]) -> Option<ControlWal> {
+        Some(ControlWal {
+            system_id: u64_at(b, 0)?,
+            checkpoint: u64_at(b, 32)?,
+            redo: u64_at(b, 40)?,
+            timeline: u32_at(b, 48)?,
+            min_recovery_point: u64_at(b, 136)?,
+            wal_page_size: u32_at(b, 224)?,
+            wal_segment_size: u32_at(b, 228)?,
+        })
+    }
 }
 
 impl Control {

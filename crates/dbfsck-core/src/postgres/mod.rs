@@ -7,6 +7,7 @@ mod checksum;
 mod control;
 mod path;
 mod tar;
+mod wal;
 
 use std::collections::HashMap;
 use std::fs;
@@ -38,6 +39,8 @@ pub struct PostgresFormat {
     clusters: Mutex<HashMap<PathBuf, Arc<Cluster>>>,
     /// The block size to assume where no usable pg_control says (default 8192).
     block_size: Option<u32>,
+    /// What the WAL segments of this scan said, joined once all are verified.
+    wal: Arc<wal::Registry>,
 }
 
 /// What one data directory says about how to read its files.
@@ -105,6 +108,10 @@ impl Format for PostgresFormat {
         Self::NAME
     }
 
+    fn conclude(&self, complete: bool) -> crate::format::Conclusion {
+        self.wal.conclude(complete)
+    }
+
     fn description(&self) -> &'static str {
         "PostgreSQL data directories (initdb -k): every block of every fork and segment under \
          base/, global/ and pg_tblspc/ with PostgreSQL's page checksum (absolute block number), \
@@ -118,7 +125,9 @@ impl Format for PostgresFormat {
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| parse_relfile_name(n).is_some() || n == "pg_control");
-        (name_ok && data_dir_of(probe.path).is_some()) || tar::is_backup_archive(probe.path)
+        (name_ok && data_dir_of(probe.path).is_some())
+            || tar::is_backup_archive(probe.path)
+            || is_wal_file(probe)
     }
 
     fn detect_dir(&self, dir: &Path) -> bool {
@@ -126,10 +135,15 @@ impl Format for PostgresFormat {
             || is_database_dir(dir)
             || !version_dirs(dir).is_empty()
             || tar::is_tar_backup(dir)
+            || is_wal_dir(dir)
     }
 
     fn list_dir(&self, dir: &Path) -> Option<DirListing> {
         let mut listing = DirListing::default();
+        if !is_data_dir(dir) && is_wal_dir(dir) {
+            self.list_wal(dir, &mut listing);
+            return Some(listing);
+        }
         if tar::is_tar_backup(dir) && !is_data_dir(dir) {
             list_tar_backup(dir, &mut listing);
             return Some(listing);
@@ -216,6 +230,10 @@ impl Format for PostgresFormat {
                 walk(&dir.join(sub), &mut listing);
             }
             walk_tablespaces(&dir.join("pg_tblspc"), &mut listing);
+            let pg_wal = dir.join("pg_wal");
+            if pg_wal.is_dir() {
+                self.list_wal(&pg_wal, &mut listing);
+            }
         } else {
             walk(dir, &mut listing);
         }
@@ -232,6 +250,18 @@ impl Format for PostgresFormat {
             return self.open_tar(path, source);
         }
         let cluster = data_dir_of(path).map(|d| self.cluster(&d));
+        if let Some(w) = wal::WalName::parse(name) {
+            let dir = path.parent().unwrap_or(Path::new(""));
+            let control = cluster.as_ref().and_then(|c| c.control).and_then(|c| c.wal);
+            let live = cluster.as_ref().is_some_and(|c| c.live);
+            return wal::open(
+                &self.wal,
+                path,
+                w,
+                source,
+                wal::dir_kind(dir, control, live),
+            );
+        }
         if name == "pg_control" {
             return open_control(source);
         }
@@ -293,6 +323,59 @@ impl Format for PostgresFormat {
 }
 
 impl PostgresFormat {
+    /// Lists a WAL directory (`pg_wal/`, or a directory of archived segments): segments,
+    /// `.partial`, `.history` and `.backup` files; the rest skipped, saying why.
+    fn list_wal(&self, dir: &Path, listing: &mut DirListing) {
+        let entries = match sorted_entries(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                listing.errors.push((
+                    dir.to_path_buf(),
+                    format!("could not list the WAL directory: {e}"),
+                ));
+                return;
+            }
+        };
+        let mut segments = Vec::new();
+        for e in entries {
+            let path = e.path();
+            let name = e.file_name();
+            let parsed = name.to_str().and_then(wal::WalName::parse);
+            let is_file = e.file_type().is_ok_and(|t| t.is_file());
+            match parsed {
+                Some(w) if is_file => {
+                    if matches!(w, wal::WalName::Segment { .. }) {
+                        segments.push(path.clone());
+                    }
+                    listing.files.push(path);
+                }
+                _ if name == "archive_status" => listing.skipped.push((
+                    path,
+                    "the archiver's bookkeeping (.ready and .done markers), not WAL".into(),
+                )),
+                _ if e.file_type().is_ok_and(|t| t.is_dir()) => listing
+                    .skipped
+                    .push((path, "a directory inside a WAL directory: not WAL".into())),
+                Some(_) => listing
+                    .skipped
+                    .push((path, "not a regular file, not opened".into())),
+                None => listing.skipped.push((
+                    path,
+                    "not a WAL segment, history or backup-history file name: PostgreSQL never reads it as WAL".into(),
+                )),
+            }
+        }
+        let data_dir = dir
+            .parent()
+            .filter(|p| dir.file_name().is_some_and(|n| n == "pg_wal") && is_data_dir(p));
+        let cluster = data_dir.map(|d| self.cluster(d));
+        let control = cluster.as_ref().and_then(|c| c.control).and_then(|c| c.wal);
+        let live = cluster.as_ref().is_some_and(|c| c.live);
+        self.wal
+            .listed(dir, wal::dir_kind(dir, control, live), &segments);
+        listing.files.sort();
+    }
+
     /// A base backup archive (`docs/postgres.md`): its relation members verified in place.
     fn open_tar(&self, path: &Path, source: &dyn FileSource) -> Result<Opened, OpenError> {
         let members = tar::members(source).map_err(|reason| OpenError::NotThisFormat {
@@ -335,6 +418,36 @@ impl PostgresFormat {
             notes,
         })
     }
+}
+
+/// A WAL file named on its own: a segment whose first page carries a known WAL magic, or a
+/// history or backup-history file by name.
+fn is_wal_file(probe: &Probe<'_>) -> bool {
+    let Some(name) = probe.path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    match wal::WalName::parse(name) {
+        Some(wal::WalName::Segment { .. }) => probe
+            .head
+            .get(..2)
+            .and_then(|b| b.try_into().ok())
+            .map(u16::from_le_bytes)
+            .and_then(wal::major_of_magic)
+            .is_some(),
+        Some(_) => true,
+        None => false,
+    }
+}
+
+/// A directory holding WAL segments by name (`pg_wal/`, an archive).
+fn is_wal_dir(dir: &Path) -> bool {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return false;
+    };
+    rd.filter_map(Result::ok).any(|e| {
+        e.file_name().to_str().is_some_and(wal::WalName::is_segment)
+            && e.file_type().is_ok_and(|t| t.is_file())
+    })
 }
 
 /// Lists a `pg_basebackup -Ft` directory: `base.tar` and each tablespace's `<oid>.tar`.

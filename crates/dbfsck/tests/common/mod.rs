@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod pg;
+
 /// The `dbfsck` binary, colour off.
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dbfsck"));

@@ -1,0 +1,787 @@
+//! The segments of one WAL directory joined in LSN order: the records that cross segment
+//! boundaries verified (once, from the bytes both segments hold), each stop judged — the real end
+//! of WAL, the crash's torn last write, or damage with valid WAL after it — and the verdict on
+//! where crash recovery would stop (`docs/postgres-wal.md` §3–§4; `formats-pgwal.md` §4.4).
+
+use std::path::{Path, PathBuf};
+
+use crate::finding::{Finding, FindingKind, Owner};
+use crate::format::Conclusion;
+use crate::report::RecoveryVerdict;
+
+use super::record;
+use super::segment::{Break, Part, Span, Stop};
+use super::{segment_name, Lsn, SegEntry, WalDir, WalDirKind};
+
+/// One event of the joined stream.
+#[derive(Debug, Clone)]
+enum Ev {
+    Span { seg: usize, span: Span },
+    Break { seg: usize, brk: Break },
+}
+
+impl Ev {
+    fn lsn(&self) -> u64 {
+        match self {
+            Ev::Span { span, .. } => span.first,
+            Ev::Break { brk, .. } => brk.lsn,
+        }
+    }
+}
+
+/// What a break turns out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Nothing was written past it: the end of WAL.
+    End,
+    /// The crash's last, unflushed write.
+    Torn,
+    /// Valid WAL follows: damage.
+    Damage,
+}
+
+/// The segments replay reads, in order: for each segment number, the file of the newest timeline
+/// of the target's history that had begun by then (as PostgreSQL's XLogFileReadAnyTLI picks).
+fn chain(dir: &WalDir, target: u32, seg_size: u64) -> Vec<&SegEntry> {
+    // (timeline, first segment number it can hold)
+    let mut allowed: Vec<(u32, u64)> = Vec::new();
+    match dir.histories.get(&target) {
+        Some(h) if target > 1 => {
+            let mut begin = 0u64;
+            for &(tli, switch) in &h.entries {
+                allowed.push((tli, begin));
+                begin = switch / seg_size;
+            }
+            allowed.push((target, begin));
+        }
+        // No history: every timeline up to the target, newest first per segment.
+        _ => {
+            let mut tlis: Vec<u32> = dir.segments.values().map(|e| e.tli).collect();
+            tlis.sort_unstable();
+            tlis.dedup();
+            allowed.extend(tlis.into_iter().filter(|&t| t <= target).map(|t| (t, 0)));
+        }
+    }
+    let mut by_segno: std::collections::BTreeMap<u64, &SegEntry> = Default::default();
+    for e in dir.segments.values() {
+        let Some(&(_, begin)) = allowed.iter().find(|(t, _)| *t == e.tli) else {
+            continue;
+        };
+        if e.segno < begin {
+            continue;
+        }
+        // A `.partial` file is the old timeline's last, incomplete segment: recovery never reads
+        // it (formats-pgwal.md §1.1); it stands in only where nothing else does.
+        let better = |old: &SegEntry| {
+            (e.partial, std::cmp::Reverse(e.tli)) < (old.partial, std::cmp::Reverse(old.tli))
+        };
+        match by_segno.get(&e.segno) {
+            Some(old) if !better(old) => {}
+            _ => {
+                by_segno.insert(e.segno, e);
+            }
+        }
+    }
+    by_segno.into_values().collect()
+}
+
+/// The bytes of parts, joined: the 24-byte header and the CRC-32C of the body after it.
+fn joined_crc(parts: &[&Part], total: u64) -> Option<([u8; record::HEADER], u32)> {
+    let mut header = Vec::with_capacity(record::HEADER);
+    let mut crc: Option<u32> = None;
+    let mut body_len = 0u64;
+    for p in parts {
+        let need = record::HEADER
+            .saturating_sub(header.len())
+            .min(p.prefix.len());
+        let (h, rest) = p.prefix.split_at(need);
+        header.extend_from_slice(h);
+        if !rest.is_empty() {
+            crc = Some(match crc {
+                None => crc32c::crc32c(rest),
+                Some(c) => crc32c::crc32c_append(c, rest),
+            });
+            body_len += rest.len() as u64;
+        }
+        if p.rest_len > 0 {
+            // Bytes kept only as a CRC: the header must be whole by then.
+            if header.len() < record::HEADER {
+                return None;
+            }
+            crc = Some(match crc {
+                None => p.rest_crc,
+                Some(c) => crc32c::crc32c_combine(c, p.rest_crc, p.rest_len as usize),
+            });
+            body_len += p.rest_len;
+        }
+    }
+    if body_len + record::HEADER as u64 != total {
+        return None;
+    }
+    let header: [u8; record::HEADER] = header.try_into().ok()?;
+    let body_crc = crc.unwrap_or_else(|| crc32c::crc32c(&[]));
+    Some((header, crc32c::crc32c_append(body_crc, header.get(..20)?)))
+}
+
+/// Verifies the record that segment `a` ends with and segment `b` continues; returns a span of
+/// that one record, or the break.
+fn join(a: &SegEntry, b: &SegEntry, warnings: &mut Vec<(PathBuf, String)>) -> Result<Span, Break> {
+    let Some(tail) = &a.summary.tail else {
+        // Nothing crosses: `b` must not start with a continuation.
+        return Err(Break {
+            lsn: b.params.start,
+            record: None,
+            record_len: None,
+            written: 0,
+            why: Stop::Contrecord(
+                "the segment starts with the continuation of a record the previous segment does not begin".into(),
+            ),
+            after: None,
+        });
+    };
+    let tot_len = tail
+        .part
+        .prefix
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes);
+    let cut = |why: Stop| Break {
+        lsn: tail.start,
+        record: Some(tail.start),
+        record_len: Some(tot_len),
+        written: tail.part.len(),
+        why,
+        after: tail.prev,
+    };
+    let Some(lead) = &b.summary.lead else {
+        return Err(cut(Stop::Cut(format!(
+            "it continues into segment {}, whose first page does not continue it",
+            file_name(&b.path)
+        ))));
+    };
+    let need = u64::from(tot_len).saturating_sub(tail.part.len());
+    if u64::from(lead.rem_len) != need {
+        return Err(cut(Stop::Contrecord(format!(
+            "invalid contrecord length {} (expected {need}) at the start of segment {}",
+            lead.rem_len,
+            file_name(&b.path)
+        ))));
+    }
+    let Some(end) = lead.end else {
+        warnings.push((
+            a.path.clone(),
+            format!(
+                "the record at {} ({tot_len} bytes) crosses more than one segment boundary: this version does not verify its CRC",
+                Lsn(tail.start)
+            ),
+        ));
+        return Ok(Span {
+            first: tail.start,
+            first_prev: tail.prev.unwrap_or_default(),
+            last: tail.start,
+            end: b.params.start + b.params.seg_size,
+            records: 0,
+            commits: 0,
+            first_commit: None,
+            last_commit: None,
+            linked_from: None,
+            switch: false,
+        });
+    };
+    let v15 = a
+        .summary
+        .magic
+        .and_then(super::major_of_magic)
+        .is_some_and(|m| m >= 15);
+    let decoded = if tail.part.full() && lead.part.full() {
+        let mut bytes = tail.part.prefix.clone();
+        bytes.extend_from_slice(&lead.part.prefix);
+        record::check(&bytes, tail.start, tail.prev, v15)
+    } else {
+        match joined_crc(&[&tail.part, &lead.part], u64::from(tot_len)) {
+            None => Err(Stop::BadBody(
+                "the record's parts do not add up to its length".into(),
+            )),
+            Some((header, computed)) => record::check_header(&header, tail.start, tail.prev)
+                .and_then(|()| {
+                    let stored = record::stored_crc(&header);
+                    if stored == computed {
+                        Ok(record::Decoded {
+                            prev: u64::from_le_bytes(
+                                header
+                                    .get(8..16)
+                                    .and_then(|b| b.try_into().ok())
+                                    .unwrap_or_default(),
+                            ),
+                            rmid: header.get(17).copied().unwrap_or_default(),
+                            info: header.get(16).copied().unwrap_or_default(),
+                            commit_time: None,
+                        })
+                    } else {
+                        Err(Stop::Crc { stored, computed })
+                    }
+                }),
+        }
+    };
+    match decoded {
+        Ok(d) => Ok(Span {
+            first: tail.start,
+            first_prev: d.prev,
+            last: tail.start,
+            end,
+            records: 1,
+            commits: u64::from(d.commit_time.is_some()),
+            first_commit: d.commit_time,
+            last_commit: d.commit_time,
+            linked_from: None,
+            switch: d.is_switch(),
+        }),
+        Err(why) => Err(cut(why)),
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Joins and judges one directory's segments.
+pub(crate) fn conclude_dir(path: &Path, dir: WalDir, complete: bool, out: &mut Conclusion) {
+    let unverified = dir
+        .listed
+        .iter()
+        .filter(|p| !dir.segments.contains_key(*p))
+        .count();
+    if dir.segments.is_empty() {
+        return;
+    }
+    if let WalDirKind::DataDir { live: true, .. } = dir.kind {
+        // The running server writes, recycles (renames and overwrites) and removes segments
+        // while they are read: what the scan saw is no verdict on the WAL.
+        out.warnings.push((
+            path.to_path_buf(),
+            format!(
+                "the server is running: its WAL is written and recycled while it is read, so the WAL's {} segments are read but not judged and no recovery verdict is given; scan it with the server stopped, or scan a copy (pg_basebackup, the archive)",
+                dir.segments.len()
+            ),
+        ));
+        return;
+    }
+    if !complete || unverified > 0 {
+        out.warnings.push((
+            path.to_path_buf(),
+            format!(
+                "the WAL here is not judged as a whole in this piece ({unverified} of its {} segments were not verified in it): where the WAL ends, whether damage lies before its end and where recovery would stop are said only by a scan that reads every segment",
+                dir.listed.len().max(dir.segments.len())
+            ),
+        ));
+        return;
+    }
+    let control = match dir.kind {
+        WalDirKind::DataDir { control, .. } => control,
+        WalDirKind::Archive => None,
+    };
+    let Some(seg_size) = dir.segments.values().next().map(|e| e.params.seg_size) else {
+        return;
+    };
+    let target = control
+        .map(|c| c.timeline)
+        .filter(|&t| dir.segments.values().any(|e| e.tli == t))
+        .or_else(|| dir.segments.values().map(|e| e.tli).max())
+        .unwrap_or(1);
+    let segs = chain(&dir, target, seg_size);
+    let mut events: Vec<Ev> = Vec::new();
+    let mut warnings = Vec::new();
+    for (i, e) in segs.iter().enumerate() {
+        let prev_seg = i.checked_sub(1).and_then(|p| segs.get(p));
+        let mut items: Vec<Ev> = Vec::new();
+        match prev_seg {
+            Some(p) if p.segno + 1 == e.segno => {
+                // The stream of `p` ended cleanly at its end (its last event is a span): the join
+                // continues it; after a break, `e` starts afresh.
+                let clean = matches!(events.last(), Some(Ev::Span { .. }));
+                let crossing = p.summary.tail.is_some() || e.summary.lead.is_some();
+                let mut expect_prev = match events.last() {
+                    Some(Ev::Span { span, .. }) => Some(span.last),
+                    _ => None,
+                };
+                if clean && crossing {
+                    match join(p, e, &mut warnings) {
+                        Ok(span) => {
+                            out.units += span.records;
+                            expect_prev = Some(span.first);
+                            items.push(Ev::Span { seg: i - 1, span });
+                        }
+                        Err(brk) => {
+                            let seg = if brk.lsn < e.params.start { i - 1 } else { i };
+                            expect_prev = None;
+                            items.push(Ev::Break { seg, brk });
+                        }
+                    }
+                }
+                // The first record of `e` must point back at the last one before it.
+                let first = e.summary.spans.first();
+                let starts_clean = e
+                    .summary
+                    .breaks
+                    .first()
+                    .is_none_or(|b| first.is_some_and(|s| s.first < b.lsn));
+                if let (Some(want), Some(s)) = (expect_prev, first) {
+                    if starts_clean && s.first_prev != want && clean {
+                        items.push(Ev::Break {
+                            seg: i,
+                            brk: Break {
+                                lsn: s.first,
+                                record: Some(s.first),
+                                record_len: None,
+                                written: 0,
+                                why: Stop::BadPrev {
+                                    got: s.first_prev,
+                                    want,
+                                },
+                                after: Some(want),
+                            },
+                        });
+                    }
+                }
+            }
+            Some(p) => {
+                // Segments missing between `p` and `e`.
+                let missing = p.segno + 1;
+                let name = segment_name(e.tli, missing, seg_size);
+                let why = Stop::Missing(format!(
+                    "segment {name} is missing{}",
+                    if e.segno - p.segno > 2 {
+                        format!(" (and {} after it)", e.segno - p.segno - 2)
+                    } else {
+                        String::new()
+                    }
+                ));
+                let brk = Break {
+                    lsn: missing * seg_size,
+                    record: p.summary.tail.as_ref().map(|t| t.start),
+                    record_len: None,
+                    written: 0,
+                    why,
+                    after: None,
+                };
+                items.push(Ev::Break { seg: i - 1, brk });
+            }
+            None => {}
+        }
+        let mut own: Vec<Ev> = e
+            .summary
+            .spans
+            .iter()
+            .map(|s| Ev::Span {
+                seg: i,
+                span: s.clone(),
+            })
+            .chain(e.summary.breaks.iter().map(|b| Ev::Break {
+                seg: i,
+                brk: b.clone(),
+            }))
+            .collect();
+        own.sort_by_key(Ev::lsn);
+        items.extend(own);
+        events.extend(items);
+        // The newest segment's last record runs off its end into a segment that is not here.
+        if i + 1 == segs.len() {
+            if let Some(t) = &e.summary.tail {
+                let name = segment_name(e.tli, e.segno + 1, seg_size);
+                let tot_len = t
+                    .part
+                    .prefix
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u32::from_le_bytes);
+                events.push(Ev::Break {
+                    seg: i,
+                    brk: Break {
+                        lsn: t.start,
+                        record: Some(t.start),
+                        record_len: Some(tot_len),
+                        written: t.part.len(),
+                        why: Stop::Cut(format!(
+                            "it continues into segment {name}, which is not here"
+                        )),
+                        after: t.prev,
+                    },
+                });
+            }
+        }
+    }
+    out.warnings.extend(warnings);
+    let newest = segs.len().saturating_sub(1);
+    // Judge each break by what follows it.
+    let verdicts: Vec<Option<Verdict>> = events
+        .iter()
+        .enumerate()
+        .map(|(i, ev)| {
+            let Ev::Break { seg, brk } = ev else {
+                return None;
+            };
+            let followed = events.iter().skip(i + 1).any(|later| match later {
+                Ev::Span { seg: s, span } => {
+                    *s > *seg
+                        || (brk.record.is_some()
+                            && (span.linked_from == brk.record
+                                || Some(span.first_prev) == brk.record))
+                }
+                Ev::Break { .. } => false,
+            });
+            let flushed =
+                control.is_some_and(|c| c.checkpoint > brk.lsn || c.min_recovery_point > brk.lsn);
+            let archived_before_newest = dir.kind == WalDirKind::Archive
+                && *seg < newest
+                && !segs.get(*seg).is_some_and(|e| e.partial);
+            Some(if followed || flushed || archived_before_newest {
+                Verdict::Damage
+            } else if brk.why.is_clean_end() && brk.written == 0 {
+                Verdict::End
+            } else {
+                Verdict::Torn
+            })
+        })
+        .collect();
+    for (ev, v) in events.iter().zip(&verdicts) {
+        let (Ev::Break { seg, brk }, Some(v)) = (ev, v) else {
+            continue;
+        };
+        let Some(e) = segs.get(*seg) else { continue };
+        if let Some(f) = finding(
+            e,
+            brk,
+            *v,
+            &events,
+            control.is_some_and(|c| c.checkpoint > brk.lsn),
+            seg_size,
+        ) {
+            out.findings.push(f);
+        }
+    }
+    // The recovery verdict.
+    let start = match (dir.kind, control) {
+        (WalDirKind::DataDir { .. }, Some(c)) => c.redo,
+        (WalDirKind::DataDir { .. }, None) => return,
+        (WalDirKind::Archive, _) => match events.first() {
+            Some(Ev::Span { span, .. }) => span.first,
+            _ => segs.first().map_or(0, |e| e.params.start),
+        },
+    };
+    let covered = events.iter().any(|ev| match ev {
+        Ev::Span { span, .. } => span.first <= start && start < span.end.max(span.first + 1),
+        Ev::Break { .. } => false,
+    }) || events
+        .iter()
+        .any(|ev| matches!(ev, Ev::Span { span, .. } if span.first == start));
+    let stop = events.iter().enumerate().find(|(_, ev)| match ev {
+        Ev::Break { brk, .. } => brk.record.unwrap_or(brk.lsn) >= start,
+        Ev::Span { .. } => false,
+    });
+    let last_end = |from: usize| {
+        events
+            .iter()
+            .skip(from)
+            .filter_map(|ev| match ev {
+                Ev::Span { span, .. } => Some(span.end),
+                Ev::Break { .. } => None,
+            })
+            .max()
+    };
+    let name = path.to_string_lossy().into_owned();
+    let mut v = RecoveryVerdict {
+        format: super::super::PostgresFormat::NAME.into(),
+        path: name,
+        start: Lsn(start).to_string(),
+        stops_at: String::new(),
+        last_replayed: None,
+        end: String::new(),
+        reaches_end: true,
+        lost_records: 0,
+        lost_commits: 0,
+        first_lost_commit: None,
+        last_lost_commit: None,
+        detail: String::new(),
+    };
+    if !covered {
+        v.reaches_end = false;
+        v.stops_at = Lsn(start).to_string();
+        v.end = last_end(0).map_or_else(|| Lsn(start).to_string(), |e| Lsn(e).to_string());
+        v.detail = format!(
+            "recovery must start at {}, which no valid record here holds: the server will refuse to start (\"could not locate required checkpoint record\")",
+            Lsn(start)
+        );
+        if let (WalDirKind::DataDir { .. }, Some(_)) = (dir.kind, control) {
+            if let Some(e) = segs.first() {
+                let mut f = Finding::new(
+                    FindingKind::Truncated,
+                    0,
+                    0,
+                    format!(
+                        "pg_control's checkpoint redo point {} is not in this WAL: the server will refuse to start",
+                        Lsn(start)
+                    ),
+                );
+                f.file = Some(e.path.clone());
+                out.findings.push(f);
+            }
+        }
+        out.recovery.push(v);
+        return;
+    }
+    // The last record replay applies: the last one before the stop.
+    let upto = stop.as_ref().map_or(events.len(), |(i, _)| *i);
+    v.last_replayed = events
+        .iter()
+        .take(upto)
+        .filter_map(|ev| match ev {
+            Ev::Span { span, .. } if span.records > 0 => Some(span.last),
+            _ => None,
+        })
+        .max()
+        .map(|l| Lsn(l).to_string());
+    match stop {
+        None => {
+            let end = last_end(0).unwrap_or(start);
+            v.stops_at = Lsn(end).to_string();
+            v.end = Lsn(end).to_string();
+            v.detail = format!(
+                "recovery from {} replays to the end of the WAL at {}",
+                Lsn(start),
+                Lsn(end)
+            );
+        }
+        Some((i, Ev::Break { seg, brk })) => {
+            let at = brk.record.unwrap_or(brk.lsn);
+            v.stops_at = Lsn(at).to_string();
+            let damage = verdicts.get(i).copied().flatten() == Some(Verdict::Damage);
+            if !damage {
+                let end = events
+                    .iter()
+                    .take(i)
+                    .filter_map(|ev| match ev {
+                        Ev::Span { span, .. } => Some(span.end),
+                        Ev::Break { .. } => None,
+                    })
+                    .max()
+                    .unwrap_or(start);
+                v.end = Lsn(end).to_string();
+                v.detail = format!(
+                    "recovery from {} replays to the end of the WAL at {}{}",
+                    Lsn(start),
+                    Lsn(at),
+                    if verdicts.get(i).copied().flatten() == Some(Verdict::Torn) {
+                        " (the record there is the crash's torn last write, which recovery discards by design)"
+                    } else {
+                        ""
+                    }
+                );
+            } else {
+                // The valid WAL that replay would never reach: later segments, and records that
+                // link back past the failure, and everything after them.
+                let mut counting = false;
+                let mut end = at;
+                for later in events.iter().skip(i + 1) {
+                    if let Ev::Span { seg: s, span } = later {
+                        counting |= *s > *seg
+                            || span.linked_from == brk.record
+                            || (brk.record.is_some() && Some(span.first_prev) == brk.record);
+                        if counting {
+                            v.lost_records += span.records;
+                            v.lost_commits += span.commits;
+                            if let Some(t) = span.first_commit {
+                                v.first_lost_commit.get_or_insert_with(|| pg_time(t));
+                            }
+                            if let Some(t) = span.last_commit {
+                                v.last_lost_commit = Some(pg_time(t));
+                            }
+                            end = end.max(span.end);
+                        }
+                    }
+                }
+                v.reaches_end = false;
+                v.end = Lsn(end).to_string();
+                let commits = match (&v.first_lost_commit, &v.last_lost_commit) {
+                    (Some(a), Some(b)) if a != b => {
+                        format!("{} commits, from {a} to {b}", v.lost_commits)
+                    }
+                    (Some(a), _) => format!("{} commit, at {a}", v.lost_commits),
+                    _ => "no commit".into(),
+                };
+                v.detail = format!(
+                    "recovery would stop at LSN {}; the WAL continues to {}: starting now silently discards {} records ({commits})",
+                    Lsn(at),
+                    Lsn(end),
+                    v.lost_records
+                );
+            }
+        }
+        Some((_, Ev::Span { .. })) => {}
+    }
+    out.recovery.push(v);
+}
+
+/// The finding for a break, or none for the real end of WAL.
+fn finding(
+    e: &SegEntry,
+    brk: &Break,
+    v: Verdict,
+    events: &[Ev],
+    control_beyond: bool,
+    seg_size: u64,
+) -> Option<Finding> {
+    if v == Verdict::End {
+        return None;
+    }
+    let at = brk
+        .record
+        .filter(|&r| r >= e.params.start)
+        .unwrap_or(brk.lsn);
+    let offset = at.saturating_sub(e.params.start).min(e.summary.len);
+    // The bad range: the record as written, else up to where valid WAL resumes in the file.
+    let resumes = events
+        .iter()
+        .filter_map(|ev| match ev {
+            Ev::Span { span, .. } if span.first > at && span.first < e.params.start + seg_size => {
+                Some(span.first - e.params.start)
+            }
+            _ => None,
+        })
+        .min();
+    let length = if brk.written > 0 {
+        brk.written
+    } else {
+        resumes
+            .unwrap_or(e.summary.len)
+            .max(offset)
+            .saturating_sub(offset)
+            .max(u64::from(
+                brk.why != Stop::Short && !matches!(brk.why, Stop::Missing(_)),
+            ))
+    };
+    let mut owner = Owner::new();
+    owner.insert("timeline".into(), e.tli.into());
+    owner.insert("segment".into(), file_name(&e.path).into());
+    owner.insert("lsn".into(), Lsn(brk.lsn).to_string().into());
+    if let Some(r) = brk.record {
+        owner.insert("record".into(), Lsn(r).to_string().into());
+    }
+    let what = describe(&brk.why);
+    let record = match (brk.record, brk.record_len) {
+        (Some(r), Some(len)) if brk.written > 0 && u64::from(len) > brk.written => format!(
+            "the record at {} ({len} bytes, {} of them written)",
+            Lsn(r),
+            brk.written
+        ),
+        (Some(r), Some(len)) => format!("the record at {} ({len} bytes)", Lsn(r)),
+        (Some(r), None) => format!("the record at {}", Lsn(r)),
+        (None, _) => format!("the WAL at {}", Lsn(brk.lsn)),
+    };
+    let (kind, detail) = match v {
+        Verdict::Torn => (
+            FindingKind::TornTail,
+            format!(
+                "{record} is the last and is cut ({what}): the crash's unflushed last write, which crash recovery discards by design; nothing valid follows it"
+            ),
+        ),
+        _ => {
+            let why = if control_beyond {
+                "pg_control's checkpoint lies beyond it, so it had been flushed"
+            } else {
+                "valid WAL follows it"
+            };
+            let kind = match brk.why {
+                Stop::Crc { .. } => FindingKind::ChecksumMismatch,
+                Stop::Misdirected { .. } => FindingKind::MisdirectedWrite,
+                Stop::Zero | Stop::ZeroPage => FindingKind::ZeroedPage,
+                Stop::Short | Stop::Cut(_) | Stop::Missing(_) => FindingKind::Truncated,
+                _ => FindingKind::BadHeader,
+            };
+            (
+                kind,
+                format!(
+                    "{record}: {what}; {why}: PostgreSQL's recovery stops here and starts without everything after it"
+                ),
+            )
+        }
+    };
+    let detail = match brk.after {
+        Some(a) => format!(
+            "{detail} (the last valid record before it is at {})",
+            Lsn(a)
+        ),
+        None => detail,
+    };
+    let mut f = Finding::new(kind, offset, length, detail).owner(owner);
+    if let (Stop::Crc { stored, computed }, FindingKind::ChecksumMismatch) = (&brk.why, kind) {
+        f = f.checksums(format!("0x{stored:08x}"), format!("0x{computed:08x}"));
+    }
+    f.file = Some(e.path.clone());
+    Some(f)
+}
+
+fn describe(why: &Stop) -> String {
+    match why {
+        Stop::Zero => "zeros where a record should start".into(),
+        Stop::ZeroPage => "an all-zero page".into(),
+        Stop::PageHeader(s) | Stop::BadHeader(s) | Stop::BadBody(s) | Stop::Contrecord(s) => {
+            s.clone()
+        }
+        Stop::Cut(s) | Stop::Missing(s) => s.clone(),
+        Stop::Misdirected { pageaddr } => format!(
+            "unexpected pageaddr {}: a page of an older, recycled segment",
+            Lsn(*pageaddr)
+        ),
+        Stop::BadPrev { got, want } if *want == 0 => {
+            format!("record with incorrect prev-link {}", Lsn(*got))
+        }
+        Stop::BadPrev { got, want } => format!(
+            "record with incorrect prev-link {} (it should be {})",
+            Lsn(*got),
+            Lsn(*want)
+        ),
+        Stop::Crc { .. } => "incorrect resource manager data checksum".into(),
+        Stop::Short => "the file ends before the segment does".into(),
+    }
+}
+
+/// A PostgreSQL timestamp (µs since 2000-01-01 UTC) in RFC 3339.
+pub(crate) fn pg_time(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000) + 946_684_800;
+    let micros = us.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_time_is_rfc3339() {
+        assert_eq!(pg_time(0), "2000-01-01T00:00:00.000000Z");
+        // 2026-12-01 20:14:57.5 UTC
+        let unix = 1_796_156_097i64;
+        let us = (unix - 946_684_800) * 1_000_000 + 500_000;
+        assert_eq!(pg_time(us), "2026-12-01T20:14:57.500000Z");
+        assert_eq!(pg_time(-1), "1999-12-31T23:59:59.999999Z");
+    }
+}

@@ -1,0 +1,430 @@
+//! PostgreSQL write-ahead log: every segment verified on its own (one task per segment, every
+//! page header and record), then the segments joined in LSN order (records crossing a segment
+//! boundary verified exactly once, by the segment they start in, with the bytes both hold) to
+//! tell the real end of WAL from damage and to say where crash recovery would stop.
+//! `docs/postgres-wal.md`; the byte-level facts are in `../shared/formats-pgwal.md`.
+
+mod conclude;
+mod history;
+mod record;
+mod segment;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::finding::Finding;
+use crate::format::{Chunk, Conclusion, FileSource, Layout, OpenError, Opened, UnitCheck};
+
+use super::control::ControlWal;
+
+pub(crate) use history::History;
+
+/// The largest record accepted (PostgreSQL's own allocation limit is 1 GiB).
+const MAX_RECORD: u64 = 1 << 30;
+
+/// An LSN, printed as PostgreSQL prints it (`X/Y`, upper-case hex).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Lsn(pub u64);
+
+impl Lsn {
+    /// The next multiple of 8 (`MAXALIGN`): where the record after one ending here starts.
+    pub fn align8(self) -> u64 {
+        self.0.saturating_add(7) & !7
+    }
+}
+
+impl std::fmt::Display for Lsn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
+/// The major version whose WAL pages carry `magic` (`formats-pgwal.md` §1.4).
+pub(crate) fn major_of_magic(magic: u16) -> Option<u32> {
+    match magic {
+        0xD106 => Some(13),
+        0xD10D => Some(14),
+        0xD110 => Some(15),
+        0xD113 => Some(16),
+        0xD116 => Some(17),
+        _ => None,
+    }
+}
+
+/// What a name in `pg_wal/` or an archive is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WalName {
+    /// `TTTTTTTTLLLLLLLLSSSSSSSS`, or with `.partial`.
+    Segment {
+        tli: u32,
+        log: u32,
+        seg: u32,
+        partial: bool,
+    },
+    /// `TTTTTTTT.history`.
+    History { tli: u32 },
+    /// `<segment>.<offset>.backup`.
+    Backup {
+        tli: u32,
+        log: u32,
+        seg: u32,
+        offset: u32,
+    },
+}
+
+fn hex8(s: &str) -> Option<u32> {
+    (s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u32::from_str_radix(s, 16).ok())
+        .flatten()
+}
+
+impl WalName {
+    /// Parses a file name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<WalName> {
+        let seg = |s: &str| -> Option<(u32, u32, u32)> {
+            (s.len() == 24).then_some(())?;
+            Some((
+                hex8(s.get(..8)?)?,
+                hex8(s.get(8..16)?)?,
+                hex8(s.get(16..)?)?,
+            ))
+        };
+        if let Some(s) = name.strip_suffix(".partial") {
+            let (tli, log, seg) = seg(s)?;
+            return Some(WalName::Segment {
+                tli,
+                log,
+                seg,
+                partial: true,
+            });
+        }
+        if let Some(s) = name.strip_suffix(".history") {
+            return Some(WalName::History { tli: hex8(s)? });
+        }
+        if let Some(s) = name.strip_suffix(".backup") {
+            let (segname, off) = s.split_once('.')?;
+            let (tli, log, seg) = seg(segname)?;
+            return Some(WalName::Backup {
+                tli,
+                log,
+                seg,
+                offset: hex8(off)?,
+            });
+        }
+        let (tli, log, seg) = seg(name)?;
+        Some(WalName::Segment {
+            tli,
+            log,
+            seg,
+            partial: false,
+        })
+    }
+
+    /// Whether a file name is a WAL segment's (plain or `.partial`).
+    pub fn is_segment(name: &str) -> bool {
+        matches!(WalName::parse(name), Some(WalName::Segment { .. }))
+    }
+}
+
+/// The segment number of `log`/`seg` with `seg_size`-byte segments.
+fn segno(log: u32, seg: u32, seg_size: u64) -> u64 {
+    let per_log = 0x1_0000_0000u64 / seg_size.max(1);
+    u64::from(log) * per_log + u64::from(seg)
+}
+
+/// The name of segment `segno` on timeline `tli`.
+pub(crate) fn segment_name(tli: u32, segno: u64, seg_size: u64) -> String {
+    let per_log = 0x1_0000_0000u64 / seg_size.max(1);
+    format!("{tli:08X}{:08X}{:08X}", segno / per_log, segno % per_log)
+}
+
+/// What kind of place a WAL directory is: it decides what an incomplete segment means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WalDirKind {
+    /// `pg_wal/` of a data directory: the last segment may end anywhere.
+    DataDir {
+        control: Option<ControlWal>,
+        /// The server runs: the newest segment is being written.
+        live: bool,
+    },
+    /// A directory of archived segments (or one named on its own): each is complete.
+    Archive,
+}
+
+/// One segment's result.
+#[derive(Debug, Clone)]
+pub(crate) struct SegEntry {
+    pub path: PathBuf,
+    pub tli: u32,
+    pub segno: u64,
+    pub partial: bool,
+    pub params: segment::SegParams,
+    pub summary: segment::Summary,
+}
+
+/// Everything known about one WAL directory.
+#[derive(Debug, Clone)]
+pub(crate) struct WalDir {
+    pub kind: WalDirKind,
+    /// Segments the listing named (a segment listed and not verified leaves no verdict).
+    pub listed: Vec<PathBuf>,
+    pub segments: BTreeMap<PathBuf, SegEntry>,
+    pub histories: BTreeMap<u32, History>,
+}
+
+/// What the WAL checks of one scan gather, for [`conclude`].
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    dirs: Mutex<BTreeMap<PathBuf, WalDir>>,
+}
+
+impl Registry {
+    fn with<R>(&self, dir: &Path, kind: WalDirKind, f: impl FnOnce(&mut WalDir) -> R) -> R {
+        let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
+        let d = dirs.entry(dir.to_path_buf()).or_insert_with(|| WalDir {
+            kind,
+            listed: Vec::new(),
+            segments: BTreeMap::new(),
+            histories: BTreeMap::new(),
+        });
+        f(d)
+    }
+
+    /// A listing named these segments of `dir`.
+    pub fn listed(&self, dir: &Path, kind: WalDirKind, files: &[PathBuf]) {
+        self.with(dir, kind, |d| {
+            d.kind = kind;
+            d.listed.extend(files.iter().cloned());
+        });
+    }
+
+    fn add_segment(&self, dir: &Path, kind: WalDirKind, e: SegEntry) {
+        self.with(dir, kind, |d| {
+            d.segments.insert(e.path.clone(), e);
+        });
+    }
+
+    fn add_history(&self, dir: &Path, kind: WalDirKind, tli: u32, h: History) {
+        self.with(dir, kind, |d| {
+            d.histories.insert(tli, h);
+        });
+    }
+
+    /// Joins the segments of each directory and judges them; empties the registry.
+    pub fn conclude(&self, complete: bool) -> Conclusion {
+        let dirs = std::mem::take(&mut *self.dirs.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut out = Conclusion::default();
+        for (path, dir) in dirs {
+            conclude::conclude_dir(&path, dir, complete, &mut out);
+        }
+        out
+    }
+}
+
+/// The check of one segment: the whole file is one unit of work (records are found by
+/// parsing from the segment's start), its result kept for the join.
+struct SegmentCheck {
+    entry: Mutex<Option<SegEntry>>,
+    registry: Arc<Registry>,
+    dir: PathBuf,
+    kind: WalDirKind,
+    len: u64,
+}
+
+impl UnitCheck for SegmentCheck {
+    fn layout(&self) -> Layout {
+        Layout {
+            start: 0,
+            end: self.len,
+            align: self.len.max(1),
+        }
+    }
+
+    fn verify(&self, chunk: &Chunk<'_>, _out: &mut Vec<Finding>) -> u64 {
+        let Some(mut e) = self.entry.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return 0;
+        };
+        if chunk.offset != 0 {
+            return 0;
+        }
+        e.summary = segment::walk(chunk.bytes, e.params);
+        let records = e.summary.records();
+        self.registry.add_segment(&self.dir, self.kind, e);
+        records
+    }
+}
+
+/// Where a WAL file's directory stands: `pg_wal/` of a data directory, or an archive.
+pub(crate) fn dir_kind(dir: &Path, control: Option<ControlWal>, live: bool) -> WalDirKind {
+    let in_data_dir = dir.file_name().is_some_and(|n| n == "pg_wal")
+        && dir.parent().is_some_and(super::is_data_dir);
+    if in_data_dir {
+        WalDirKind::DataDir { control, live }
+    } else {
+        WalDirKind::Archive
+    }
+}
+
+/// Opens a WAL file: a segment's check, or a history or backup-history file judged whole.
+pub(crate) fn open(
+    registry: &Arc<Registry>,
+    path: &Path,
+    name: WalName,
+    source: &dyn FileSource,
+    kind: WalDirKind,
+) -> Result<Opened, OpenError> {
+    let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+    match name {
+        WalName::Segment {
+            tli,
+            log,
+            seg,
+            partial,
+        } => {
+            let control = match kind {
+                WalDirKind::DataDir { control, .. } => control,
+                WalDirKind::Archive => None,
+            };
+            // The segment size: pg_control's, else the long header's (as pg_waldump does).
+            let mut head = [0u8; 40];
+            let n = source.read_full_at(0, &mut head)?;
+            let long = head.get(..n).unwrap_or_default();
+            let header_seg = long
+                .get(32..36)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_le_bytes);
+            let header_page = long
+                .get(36..40)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_le_bytes);
+            let valid = |s: u32| s.is_power_of_two() && (1 << 20..=1 << 30).contains(&s);
+            let seg_size = control
+                .map(|c| c.wal_segment_size)
+                .filter(|&s| valid(s))
+                .or(header_seg.filter(|&s| valid(s)))
+                .unwrap_or(16 << 20);
+            let page_size = control
+                .map(|c| c.wal_page_size)
+                .or(header_page)
+                .filter(|p| p.is_power_of_two() && (1024..=65536).contains(p))
+                .unwrap_or(8192);
+            let seg_size = u64::from(seg_size);
+            let segno = segno(log, seg, seg_size);
+            let params = segment::SegParams {
+                start: segno * seg_size,
+                seg_size,
+                page_size: u64::from(page_size),
+                tli,
+                system_id: control.map(|c| c.system_id),
+            };
+            let entry = SegEntry {
+                path: path.to_path_buf(),
+                tli,
+                segno,
+                partial,
+                params,
+                summary: segment::Summary::default(),
+            };
+            Ok(Opened {
+                findings: Vec::new(),
+                check: Some(Box::new(SegmentCheck {
+                    entry: Mutex::new(Some(entry)),
+                    registry: registry.clone(),
+                    dir,
+                    kind,
+                    len: source.len(),
+                })),
+                units: 0,
+                recheck_after: None,
+                notes: Vec::new(),
+            })
+        }
+        WalName::History { tli } => {
+            let text = read_small(source)?;
+            let (h, findings) = history::parse_history(&text, tli);
+            let units = h.entries.len() as u64;
+            registry.add_history(&dir, kind, tli, h);
+            Ok(Opened {
+                findings,
+                check: None,
+                units,
+                recheck_after: None,
+                notes: Vec::new(),
+            })
+        }
+        WalName::Backup { offset, .. } => {
+            let text = read_small(source)?;
+            let findings = history::check_backup_file(&text, offset);
+            Ok(Opened {
+                findings,
+                check: None,
+                units: 1,
+                recheck_after: None,
+                notes: Vec::new(),
+            })
+        }
+    }
+}
+
+/// A history or backup file's bytes (they are small; more than 1 MiB is not one).
+fn read_small(source: &dyn FileSource) -> Result<Vec<u8>, OpenError> {
+    let len = source.len().min(1 << 20) as usize;
+    let mut buf = vec![0u8; len];
+    let n = source.read_full_at(0, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse() {
+        assert_eq!(
+            WalName::parse("000000010000000000000003"),
+            Some(WalName::Segment {
+                tli: 1,
+                log: 0,
+                seg: 3,
+                partial: false
+            })
+        );
+        assert!(matches!(
+            WalName::parse("000000020000000A000000FF.partial"),
+            Some(WalName::Segment {
+                tli: 2,
+                log: 10,
+                seg: 255,
+                partial: true
+            })
+        ));
+        assert_eq!(
+            WalName::parse("00000002.history"),
+            Some(WalName::History { tli: 2 })
+        );
+        assert_eq!(
+            WalName::parse("000000010000000000000007.00000028.backup"),
+            Some(WalName::Backup {
+                tli: 1,
+                log: 0,
+                seg: 7,
+                offset: 0x28
+            })
+        );
+        for bad in [
+            "00000001000000000000000",
+            "0000000100000000000000GG",
+            "x.history",
+            "",
+        ] {
+            assert_eq!(WalName::parse(bad), None, "{bad}");
+        }
+        assert_eq!(segno(0, 3, 16 << 20), 3);
+        assert_eq!(segno(1, 0, 16 << 20), 256);
+        assert_eq!(segment_name(1, 256, 16 << 20), "000000010000000100000000");
+        assert_eq!(Lsn(0x3800170).to_string(), "0/3800170");
+        assert_eq!(Lsn(0x1_0000_0028).to_string(), "1/28");
+    }
+}

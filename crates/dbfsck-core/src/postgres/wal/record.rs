@@ -1,0 +1,244 @@
+//! One WAL record, reassembled: header sanity, CRC-32C over what PostgreSQL covers, and its
+//! fragments decoded far enough to know that they add up, whether it is a commit (and when), and
+//! whether it switches segments. `../shared/formats-pgwal.md` §2–§3.
+
+use super::segment::Stop;
+
+/// `SizeOfXLogRecord`.
+pub(crate) const HEADER: usize = 24;
+
+const RM_XLOG: u8 = 0;
+const RM_XACT: u8 = 1;
+const XLOG_SWITCH: u8 = 0x40;
+const XLOG_XACT_OPMASK: u8 = 0x70;
+const XLOG_XACT_COMMIT: u8 = 0x00;
+const XLOG_XACT_COMMIT_PREPARED: u8 = 0x30;
+/// Built-in resource managers run 0..=21 in PostgreSQL 13–17; 128..=255 are custom.
+const RM_MAX_BUILTIN: u8 = 21;
+const RM_MIN_CUSTOM: u8 = 128;
+
+/// What a record that verifies says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Decoded {
+    /// `xl_prev`.
+    pub prev: u64,
+    /// `xl_rmid` and `xl_info`.
+    pub rmid: u8,
+    pub info: u8,
+    /// The commit time of a commit record (µs since 2000-01-01 UTC).
+    pub commit_time: Option<i64>,
+}
+
+impl Decoded {
+    /// `XLOG_SWITCH`: the rest of the segment is unused.
+    pub fn is_switch(&self) -> bool {
+        self.rmid == RM_XLOG && self.info & 0xF0 == XLOG_SWITCH
+    }
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+fn u16_at(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+/// The end pointer of a record of `len` bytes that starts at `pos`: its last byte's successor,
+/// page headers skipped (a record ending exactly on a page boundary ends at the boundary).
+pub(crate) fn end_lsn(pos: u64, len: u64, page_size: u64, seg_size: u64) -> u64 {
+    let mut at = pos;
+    let mut left = len;
+    loop {
+        let room = page_size - at % page_size;
+        if left <= room {
+            return at + left;
+        }
+        left -= room;
+        at += room;
+        at += if at.is_multiple_of(seg_size) { 40 } else { 24 };
+    }
+}
+
+/// The header checks PostgreSQL makes as soon as the 24 header bytes are in: length, resource
+/// manager, and `xl_prev` (equal to the previous record's start when reading on from it, or
+/// merely before the record when there is none).
+pub(crate) fn check_header(b: &[u8], pos: u64, want_prev: Option<u64>) -> Result<(), Stop> {
+    let tot_len = u32_at(b, 0).unwrap_or_default();
+    let prev = u64_at(b, 8).unwrap_or_default();
+    let rmid = b.get(17).copied().unwrap_or_default();
+    if (tot_len as usize) < HEADER {
+        return Err(Stop::BadHeader(format!(
+            "invalid record length: wanted 24, got {tot_len}"
+        )));
+    }
+    if rmid > RM_MAX_BUILTIN && rmid < RM_MIN_CUSTOM {
+        return Err(Stop::BadHeader(format!(
+            "invalid resource manager ID {rmid}"
+        )));
+    }
+    match want_prev {
+        Some(want) if prev != want => return Err(Stop::BadPrev { got: prev, want }),
+        None if prev >= pos => return Err(Stop::BadPrev { got: prev, want: 0 }),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The CRC-32C PostgreSQL stores: over the bytes after the header, then the header's first 20.
+pub(crate) fn crc(b: &[u8]) -> u32 {
+    let body = b.get(HEADER..).unwrap_or_default();
+    let head = b.get(..20).unwrap_or_default();
+    crc32c::crc32c_append(crc32c::crc32c(body), head)
+}
+
+/// The stored CRC.
+pub(crate) fn stored_crc(b: &[u8]) -> u32 {
+    u32_at(b, 20).unwrap_or_default()
+}
+
+/// Checks a whole record (its `xl_tot_len` bytes, page headers removed).
+pub(crate) fn check(
+    b: &[u8],
+    pos: u64,
+    want_prev: Option<u64>,
+    v15: bool,
+) -> Result<Decoded, Stop> {
+    check_header(b, pos, want_prev)?;
+    let (stored, computed) = (stored_crc(b), crc(b));
+    if stored != computed {
+        return Err(Stop::Crc { stored, computed });
+    }
+    decode(b, v15)
+}
+
+/// Checks a record whose CRC is already known to match (one reassembled across segments).
+pub(crate) fn decode(b: &[u8], v15: bool) -> Result<Decoded, Stop> {
+    let prev = u64_at(b, 8).unwrap_or_default();
+    let info = b.get(16).copied().unwrap_or_default();
+    let rmid = b.get(17).copied().unwrap_or_default();
+    let main = main_data(b, v15).map_err(Stop::BadBody)?;
+    let commit_time = (rmid == RM_XACT
+        && matches!(
+            info & XLOG_XACT_OPMASK,
+            XLOG_XACT_COMMIT | XLOG_XACT_COMMIT_PREPARED
+        ))
+    .then(|| {
+        main.get(..8)
+            .and_then(|t| t.try_into().ok())
+            .map(i64::from_le_bytes)
+    })
+    .flatten();
+    Ok(Decoded {
+        prev,
+        rmid,
+        info,
+        commit_time,
+    })
+}
+
+/// Walks the fragment headers (block references, origin, top-level xid, main-data length) and
+/// returns the main data: the lengths must add up to the record's exactly, as PostgreSQL
+/// requires (`DecodeXLogRecord`). `v15`: the image flags are numbered as from PostgreSQL 15 on.
+fn main_data(b: &[u8], v15: bool) -> Result<&[u8], String> {
+    let total = b.len();
+    let mut p = HEADER;
+    let mut remaining = total - HEADER;
+    let mut datatotal: usize = 0;
+    let mut main_len: usize = 0;
+    let mut last_id: Option<u8> = None;
+    let mut have_rel = false;
+    let byte = |at: usize| {
+        b.get(at)
+            .copied()
+            .ok_or("record fragments run past its length")
+    };
+    while remaining > datatotal {
+        let id = byte(p)?;
+        p += 1;
+        remaining -= 1;
+        match id {
+            255 => {
+                main_len = usize::from(byte(p)?);
+                remaining = remaining.checked_sub(1).ok_or("short main-data header")?;
+                datatotal += main_len;
+                break;
+            }
+            254 => {
+                main_len = u32_at(b, p).ok_or("short main-data header")? as usize;
+                remaining = remaining.checked_sub(4).ok_or("short main-data header")?;
+                datatotal += main_len;
+                break;
+            }
+            253 => {
+                p += 2;
+                remaining = remaining.checked_sub(2).ok_or("short origin header")?;
+            }
+            252 => {
+                p += 4;
+                remaining = remaining
+                    .checked_sub(4)
+                    .ok_or("short top-level xid header")?;
+            }
+            0..=32 => {
+                if last_id.is_some_and(|l| id <= l) {
+                    return Err(format!("out-of-order block_id {id}"));
+                }
+                last_id = Some(id);
+                let fork_flags = byte(p)?;
+                let data_len = usize::from(u16_at(b, p + 1).ok_or("short block header")?);
+                p += 3;
+                remaining = remaining.checked_sub(3).ok_or("short block header")?;
+                let has_image = fork_flags & 0x10 != 0;
+                let has_data = fork_flags & 0x20 != 0;
+                let same_rel = fork_flags & 0x80 != 0;
+                if has_data != (data_len > 0) {
+                    return Err(format!(
+                        "block {id}: the has-data flag and data length {data_len} disagree"
+                    ));
+                }
+                datatotal += data_len;
+                if has_image {
+                    let len = usize::from(u16_at(b, p).ok_or("short image header")?);
+                    let bimg_info = byte(p + 4)?;
+                    p += 5;
+                    remaining = remaining.checked_sub(5).ok_or("short image header")?;
+                    // A compressed image with a hole carries a 2-byte hole length.
+                    if bimg_info & 0x01 != 0 && compressed(bimg_info, v15) {
+                        p += 2;
+                        remaining = remaining.checked_sub(2).ok_or("short compression header")?;
+                    }
+                    datatotal += len;
+                }
+                if !same_rel {
+                    p += 12;
+                    remaining = remaining.checked_sub(12).ok_or("short relation header")?;
+                    have_rel = true;
+                } else if !have_rel {
+                    return Err("BKPBLOCK_SAME_REL set but no previous rel".into());
+                }
+                p += 4;
+                remaining = remaining.checked_sub(4).ok_or("short block number")?;
+            }
+            other => return Err(format!("invalid block_id {other}")),
+        }
+    }
+    if remaining != datatotal {
+        return Err(format!(
+            "record with invalid length: fragments announce {datatotal} bytes, {remaining} remain"
+        ));
+    }
+    Ok(b.get(total - main_len..).unwrap_or_default())
+}
+
+/// Whether an image header's flags say "compressed": 0x04/0x08/0x10 (pglz, lz4, zstd) from
+/// PostgreSQL 15 on, where 0x02 is APPLY; 0x02 in 13 and 14, where 0x04 is APPLY.
+fn compressed(bimg_info: u8, v15: bool) -> bool {
+    if v15 {
+        bimg_info & 0x1C != 0
+    } else {
+        bimg_info & 0x02 != 0
+    }
+}

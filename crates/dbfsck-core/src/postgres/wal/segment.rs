@@ -1,0 +1,806 @@
+//! One WAL segment walked on its own (one task per segment): every page header, every record
+//! that starts and ends in it, and what the segment hands to its neighbours — the record that
+//! runs off its end, the continuation it starts with. `docs/postgres-wal.md` §2;
+//! `../shared/formats-pgwal.md` §1–§3.
+
+use super::record::{self, Decoded};
+use super::{Lsn, MAX_RECORD};
+
+/// What a segment must agree with: its position and the cluster's settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SegParams {
+    /// LSN of the segment's first byte.
+    pub start: u64,
+    /// `wal_segment_size`.
+    pub seg_size: u64,
+    /// `XLOG_BLCKSZ`.
+    pub page_size: u64,
+    /// The timeline in the file's name: no page may carry a later one.
+    pub tli: u32,
+    /// pg_control's system identifier, when known.
+    pub system_id: Option<u64>,
+}
+
+/// Why the record stream stops at a point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// `xl_tot_len` is 0 where a record starts: PostgreSQL's end-of-WAL signature.
+    Zero,
+    /// An all-zero page where a page header was expected.
+    ZeroPage,
+    /// A page header fails: magic, flags, long-header fields, timeline.
+    PageHeader(String),
+    /// A page whose `xlp_pageaddr` is not its own position (a recycled segment's old page).
+    Misdirected { pageaddr: u64 },
+    /// The record header is impossible (length, resource manager).
+    BadHeader(String),
+    /// `xl_prev` does not point at the previous record.
+    BadPrev { got: u64, want: u64 },
+    /// The record's CRC-32C fails.
+    Crc { stored: u32, computed: u32 },
+    /// The record verifies but its fragments do not add up to its length.
+    BadBody(String),
+    /// A continuation page lacks its continuation flag or length.
+    Contrecord(String),
+    /// The file ends before the segment does.
+    Short,
+    /// A record is cut where it crosses into the next segment (said how).
+    Cut(String),
+    /// A whole segment is missing where the WAL goes on.
+    Missing(String),
+}
+
+impl Stop {
+    /// A clean end: nothing written here (zeros) or an old page of a recycled file.
+    pub fn is_clean_end(&self) -> bool {
+        matches!(
+            self,
+            Stop::Zero | Stop::ZeroPage | Stop::Misdirected { .. } | Stop::Short
+        )
+    }
+}
+
+/// A point where the record stream of a segment stops.
+#[derive(Debug, Clone)]
+pub(crate) struct Break {
+    /// LSN where the failure was seen.
+    pub lsn: u64,
+    /// The start LSN of the record that fails (or that a bad page cut), when one does.
+    pub record: Option<u64>,
+    /// That record's `xl_tot_len`, when it was read.
+    pub record_len: Option<u32>,
+    /// The bytes of it the segment holds (from its start; for a cut record, what was written).
+    pub written: u64,
+    /// Why.
+    pub why: Stop,
+    /// The valid record just before it in this segment.
+    pub after: Option<u64>,
+}
+
+/// A run of valid records, each linked to the one before by `xl_prev`.
+#[derive(Debug, Clone)]
+pub(crate) struct Span {
+    /// Start LSN of its first record.
+    pub first: u64,
+    /// That record's `xl_prev`.
+    pub first_prev: u64,
+    /// Start LSN of its last record.
+    pub last: u64,
+    /// End LSN of its last record (what PostgreSQL calls its end pointer).
+    pub end: u64,
+    /// Records in it.
+    pub records: u64,
+    /// Commit records among them, and the first and last commit times (µs since 2000-01-01).
+    pub commits: u64,
+    pub first_commit: Option<i64>,
+    pub last_commit: Option<i64>,
+    /// Its first record follows a record that failed (the chain test): the start of that one.
+    pub linked_from: Option<u64>,
+    /// It ends with an `XLOG_SWITCH`: the rest of the segment belongs to it.
+    pub switch: bool,
+}
+
+/// Part of a record that crosses the segment boundary: the bytes on this side.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Part {
+    /// The first bytes (all of them when `full`).
+    pub prefix: Vec<u8>,
+    /// CRC-32C of the bytes after `prefix`, and how many they are.
+    pub rest_crc: u32,
+    pub rest_len: u64,
+}
+
+/// A prefix this long is kept of a boundary part; a part up to [`KEEP_WHOLE`] is kept whole
+/// (so a commit record crossing the boundary is still decoded).
+const PREFIX: usize = 64;
+const KEEP_WHOLE: usize = 1 << 20;
+
+impl Part {
+    fn new(bytes: &[u8]) -> Part {
+        if bytes.len() <= KEEP_WHOLE {
+            return Part {
+                prefix: bytes.to_vec(),
+                rest_crc: 0,
+                rest_len: 0,
+            };
+        }
+        let (head, rest) = bytes.split_at(PREFIX);
+        Part {
+            prefix: head.to_vec(),
+            rest_crc: crc32c::crc32c(rest),
+            rest_len: rest.len() as u64,
+        }
+    }
+
+    /// How many bytes the part stands for.
+    pub fn len(&self) -> u64 {
+        self.prefix.len() as u64 + self.rest_len
+    }
+
+    /// Whether every byte is kept.
+    pub fn full(&self) -> bool {
+        self.rest_len == 0
+    }
+}
+
+/// The record that runs off the end of the segment.
+#[derive(Debug, Clone)]
+pub(crate) struct Tail {
+    /// Its start LSN.
+    pub start: u64,
+    /// The record before it (its `xl_prev` must name it).
+    pub prev: Option<u64>,
+    /// Its bytes in this segment.
+    pub part: Part,
+}
+
+/// The continuation a segment starts with (its first page has `XLP_FIRST_IS_CONTRECORD`).
+#[derive(Debug, Clone)]
+pub(crate) struct Lead {
+    /// `xlp_rem_len` of the first page: the bytes of the record still to come.
+    pub rem_len: u32,
+    /// The continuation bytes in this segment (the whole remainder, or what the segment holds).
+    pub part: Part,
+    /// Where the continuation ends (the record's end pointer), when it ends in this segment.
+    pub end: Option<u64>,
+}
+
+/// What one segment says.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Summary {
+    /// The file's length.
+    pub len: u64,
+    /// Valid records, in runs.
+    pub spans: Vec<Span>,
+    /// Points where the stream stops, in LSN order.
+    pub breaks: Vec<Break>,
+    /// The record that continues into the next segment.
+    pub tail: Option<Tail>,
+    /// The continuation this segment starts with.
+    pub lead: Option<Lead>,
+    /// The magic of the first page (the WAL format version).
+    pub magic: Option<u16>,
+    /// Pages whose header verified.
+    pub pages: u64,
+}
+
+impl Summary {
+    /// Records verified.
+    pub fn records(&self) -> u64 {
+        self.spans.iter().map(|s| s.records).sum()
+    }
+}
+
+/// `XLogPageHeaderData` fields a walker uses.
+#[derive(Debug, Clone, Copy)]
+struct PageHeader {
+    info: u16,
+    rem_len: u32,
+    size: u64,
+}
+
+const XLP_FIRST_IS_CONTRECORD: u16 = 0x0001;
+const XLP_LONG_HEADER: u16 = 0x0002;
+const XLP_ALL_FLAGS: u16 = 0x000F;
+const SHORT_HEADER: u64 = 24;
+const LONG_HEADER: u64 = 40;
+
+fn u16_at(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+/// Whether `magic` is a WAL page magic of a supported major version (13–17).
+pub(crate) fn known_magic(magic: u16) -> bool {
+    super::major_of_magic(magic).is_some()
+}
+
+/// The walker of one segment.
+struct Walker<'a> {
+    bytes: &'a [u8],
+    p: SegParams,
+    magic: Option<u16>,
+    out: Summary,
+    /// The highest page timeline so far (pages may not go back).
+    tli: u32,
+    span: Option<Span>,
+}
+
+/// Walks a segment: `bytes` is the whole file.
+pub(crate) fn walk(bytes: &[u8], p: SegParams) -> Summary {
+    let mut w = Walker {
+        bytes,
+        p,
+        magic: None,
+        out: Summary {
+            len: bytes.len() as u64,
+            ..Summary::default()
+        },
+        tli: 0,
+        span: None,
+    };
+    w.run();
+    w.out.magic = w.magic;
+    w.out
+}
+
+/// Where reading a record's bytes ended.
+enum Gathered {
+    /// All of it.
+    Whole(Vec<u8>),
+    /// The segment ends first: the record continues in the next one.
+    RunsOff(Vec<u8>),
+    /// Something stopped it.
+    Cut(Vec<u8>, Stop, u64),
+}
+
+impl Walker<'_> {
+    fn seg_end(&self) -> u64 {
+        self.p.start + self.p.seg_size
+    }
+
+    fn off(&self, lsn: u64) -> u64 {
+        lsn - self.p.start
+    }
+
+    /// Validates the page at `page` (an offset in the file, a multiple of the page size).
+    fn page(&mut self, page: u64) -> Result<PageHeader, Stop> {
+        let size = self.p.page_size;
+        let Some(b) = usize::try_from(page)
+            .ok()
+            .and_then(|o| self.bytes.get(o..o + size as usize))
+        else {
+            return Err(Stop::Short);
+        };
+        if b.iter().all(|&x| x == 0) {
+            return Err(Stop::ZeroPage);
+        }
+        let magic = u16_at(b, 0).unwrap_or_default();
+        let info = u16_at(b, 2).unwrap_or_default();
+        let tli = u32_at(b, 4).unwrap_or_default();
+        let pageaddr = u64_at(b, 8).unwrap_or_default();
+        let rem_len = u32_at(b, 16).unwrap_or_default();
+        if pageaddr != self.p.start + page {
+            return Err(Stop::Misdirected { pageaddr });
+        }
+        if !known_magic(magic) {
+            return Err(Stop::PageHeader(format!(
+                "invalid magic number {magic:04X} (not a PostgreSQL 13–17 WAL page)"
+            )));
+        }
+        match self.magic {
+            Some(m) if m != magic => {
+                return Err(Stop::PageHeader(format!(
+                    "magic number {magic:04X} differs from the segment's {m:04X}"
+                )))
+            }
+            _ => self.magic = Some(magic),
+        }
+        if info & !XLP_ALL_FLAGS != 0 {
+            return Err(Stop::PageHeader(format!("invalid info bits {info:04X}")));
+        }
+        let long = info & XLP_LONG_HEADER != 0;
+        if (page == 0) != long {
+            return Err(Stop::PageHeader(if page == 0 {
+                "the segment's first page lacks its long header".into()
+            } else {
+                "a long header on a page that does not start a segment".into()
+            }));
+        }
+        if tli == 0 || tli > self.p.tli {
+            return Err(Stop::PageHeader(format!(
+                "timeline {tli} on a page of a timeline-{} segment",
+                self.p.tli
+            )));
+        }
+        if tli < self.tli {
+            return Err(Stop::PageHeader(format!(
+                "out-of-sequence timeline ID {tli} (after {})",
+                self.tli
+            )));
+        }
+        if long {
+            let sysid = u64_at(b, 24).unwrap_or_default();
+            let seg = u32_at(b, 32).unwrap_or_default();
+            let blck = u32_at(b, 36).unwrap_or_default();
+            if u64::from(seg) != self.p.seg_size {
+                return Err(Stop::PageHeader(format!(
+                    "the long header says {seg}-byte segments, not {}",
+                    self.p.seg_size
+                )));
+            }
+            if u64::from(blck) != self.p.page_size {
+                return Err(Stop::PageHeader(format!(
+                    "the long header says {blck}-byte WAL pages, not {}",
+                    self.p.page_size
+                )));
+            }
+            if let Some(id) = self.p.system_id.filter(|&id| id != sysid) {
+                return Err(Stop::PageHeader(format!(
+                    "WAL from another database system: system identifier {sysid}, pg_control says {id}"
+                )));
+            }
+        }
+        self.tli = tli;
+        self.out.pages += 1;
+        Ok(PageHeader {
+            info,
+            rem_len,
+            size: if long { LONG_HEADER } else { SHORT_HEADER },
+        })
+    }
+
+    fn record_break(&mut self, b: Break) {
+        self.close_span();
+        self.out.breaks.push(b);
+    }
+
+    fn close_span(&mut self) {
+        if let Some(s) = self.span.take() {
+            self.out.spans.push(s);
+        }
+    }
+
+    fn run(&mut self) {
+        let ps = self.p.page_size;
+        if ps == 0 || self.p.seg_size < ps {
+            return;
+        }
+        // The first page: its header, then the continuation of a record from the last segment.
+        let mut pos = match self.page(0) {
+            Ok(h) if h.info & XLP_FIRST_IS_CONTRECORD != 0 => match self.lead(h) {
+                Some(next) => next,
+                None => return,
+            },
+            Ok(h) => self.p.start + h.size,
+            Err(why) => {
+                self.record_break(Break {
+                    lsn: self.p.start,
+                    record: None,
+                    record_len: None,
+                    written: 0,
+                    why,
+                    after: None,
+                });
+                match self.resync(ps) {
+                    Some(p) => p,
+                    None => return,
+                }
+            }
+        };
+        let mut prev: Option<u64> = None;
+        // After a failing record whose length is known, the next record is tried where it
+        // would start (the chain test); `link` is the failing record's start.
+        let mut link: Option<u64> = None;
+        loop {
+            if pos >= self.seg_end() {
+                self.close_span();
+                return;
+            }
+            let off = self.off(pos);
+            if off >= self.out.len {
+                // The file ends before the segment does.
+                self.close_span();
+                if link.is_none() {
+                    self.out.breaks.push(Break {
+                        lsn: pos,
+                        record: None,
+                        record_len: None,
+                        written: 0,
+                        why: Stop::Short,
+                        after: prev,
+                    });
+                }
+                return;
+            }
+            if off.is_multiple_of(ps) {
+                match self.page(off) {
+                    Ok(h) if h.info & XLP_FIRST_IS_CONTRECORD != 0 => {
+                        let why = Stop::Contrecord(format!(
+                            "the page continues a record (contrecord flag, {} bytes) where a new record was expected",
+                            h.rem_len
+                        ));
+                        if !self.fail(pos, None, None, 0, why, prev, link) {
+                            return;
+                        }
+                        match self.resync(off + ps) {
+                            Some(p) => pos = p,
+                            None => return,
+                        }
+                        prev = None;
+                        link = None;
+                        continue;
+                    }
+                    Ok(h) => {
+                        pos += h.size;
+                        continue;
+                    }
+                    Err(why) => {
+                        if !self.fail(pos, None, None, 0, why, prev, link) {
+                            return;
+                        }
+                        match self.resync(off + ps) {
+                            Some(p) => pos = p,
+                            None => return,
+                        }
+                        prev = None;
+                        link = None;
+                        continue;
+                    }
+                }
+            }
+            let tot_len = usize::try_from(off)
+                .ok()
+                .and_then(|o| u32_at(self.bytes, o))
+                .unwrap_or_default();
+            let header_bad = if tot_len == 0 {
+                Some(Stop::Zero)
+            } else if (tot_len as usize) < record::HEADER {
+                Some(Stop::BadHeader(format!(
+                    "invalid record length: wanted 24, got {tot_len}"
+                )))
+            } else if u64::from(tot_len) > MAX_RECORD {
+                Some(Stop::BadHeader(format!(
+                    "invalid record length {tot_len} (more than 1 GiB)"
+                )))
+            } else {
+                None
+            };
+            if let Some(why) = header_bad {
+                if !self.fail(pos, Some(pos), Some(tot_len), 0, why, prev, link) {
+                    return;
+                }
+                match self.resync(off - off % ps + ps) {
+                    Some(p) => pos = p,
+                    None => return,
+                }
+                prev = None;
+                link = None;
+                continue;
+            }
+            let want_prev = link.or(prev);
+            match self.gather(pos, tot_len, want_prev) {
+                Gathered::RunsOff(bytes) => {
+                    self.close_span();
+                    self.out.tail = Some(Tail {
+                        start: pos,
+                        prev: want_prev,
+                        part: Part::new(&bytes),
+                    });
+                    return;
+                }
+                Gathered::Cut(bytes, why, at) => {
+                    let written = bytes.len() as u64;
+                    if !self.fail(at, Some(pos), Some(tot_len), written, why, prev, link) {
+                        return;
+                    }
+                    match self.resync(self.off(at) - self.off(at) % ps + ps) {
+                        Some(p) => pos = p,
+                        None => return,
+                    }
+                    prev = None;
+                    link = None;
+                }
+                Gathered::Whole(bytes) => {
+                    let end =
+                        record::end_lsn(pos, bytes.len() as u64, self.p.page_size, self.p.seg_size);
+                    let v15 = self
+                        .magic
+                        .and_then(super::major_of_magic)
+                        .is_some_and(|m| m >= 15);
+                    match record::check(&bytes, pos, want_prev, v15) {
+                        Ok(dec) => {
+                            self.add_record(pos, end, &dec, link.take());
+                            if dec.is_switch() {
+                                if let Some(s) = self.span.as_mut() {
+                                    s.switch = true;
+                                }
+                                self.close_span();
+                                return;
+                            }
+                            prev = Some(pos);
+                        }
+                        Err(why) => {
+                            let chained = matches!(
+                                why,
+                                Stop::Crc { .. } | Stop::BadPrev { .. } | Stop::BadBody(_)
+                            );
+                            let written = bytes.len() as u64;
+                            if !self.fail(pos, Some(pos), Some(tot_len), written, why, prev, link) {
+                                return;
+                            }
+                            prev = None;
+                            if chained {
+                                // The chain test: is there a record where the next would start,
+                                // pointing back at this one?
+                                link = Some(pos);
+                            } else {
+                                link = None;
+                                match self.resync(self.off(end) - self.off(end) % ps + ps) {
+                                    Some(p) => {
+                                        pos = p;
+                                        continue;
+                                    }
+                                    None => return,
+                                }
+                            }
+                        }
+                    }
+                    pos = Lsn(end).align8();
+                }
+            }
+        }
+    }
+
+    /// Records a failure; returns false when the walk should end. A failure right after a
+    /// failing record (the chain test found no record linking back) is not a second finding:
+    /// the walk resynchronises at the next valid page instead.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one break's fields, named at each call"
+    )]
+    fn fail(
+        &mut self,
+        lsn: u64,
+        record: Option<u64>,
+        record_len: Option<u32>,
+        written: u64,
+        why: Stop,
+        prev: Option<u64>,
+        link: Option<u64>,
+    ) -> bool {
+        if link.is_none() {
+            self.record_break(Break {
+                lsn,
+                record,
+                record_len,
+                written,
+                why,
+                after: prev,
+            });
+        } else {
+            self.close_span();
+        }
+        true
+    }
+
+    /// The first record start on a valid page at or after `from` (a page offset), the way
+    /// PostgreSQL's XLogFindNextRecord resynchronises: past the page's continuation.
+    fn resync(&mut self, from: u64) -> Option<u64> {
+        let ps = self.p.page_size;
+        let mut page = from.div_ceil(ps) * ps;
+        let limit = self.out.len.min(self.p.seg_size);
+        while page + ps <= limit {
+            // A page that fails its header is skipped here: it was reported where the stream
+            // stopped, or lies beyond the end.
+            let saved_tli = self.tli;
+            let saved_magic = self.magic;
+            let saved_pages = self.out.pages;
+            match self.page(page) {
+                Ok(h) => {
+                    let payload = ps - h.size;
+                    let rem = Lsn(u64::from(h.rem_len)).align8();
+                    if h.info & XLP_FIRST_IS_CONTRECORD == 0 {
+                        return Some(self.p.start + page + h.size);
+                    }
+                    if rem < payload {
+                        return Some(self.p.start + page + h.size + rem);
+                    }
+                }
+                Err(_) => {
+                    self.tli = saved_tli;
+                    self.magic = saved_magic;
+                    self.out.pages = saved_pages;
+                }
+            }
+            page += ps;
+        }
+        None
+    }
+
+    /// The continuation on the first page (and those after it); returns where the next record
+    /// starts, or `None` when the continuation fills the segment.
+    fn lead(&mut self, first: PageHeader) -> Option<u64> {
+        let ps = self.p.page_size;
+        let rem_total = u64::from(first.rem_len);
+        let mut bytes = Vec::new();
+        let mut page = 0u64;
+        let mut hdr = first;
+        loop {
+            let left = rem_total - bytes.len() as u64;
+            if u64::from(hdr.rem_len) != left || hdr.rem_len == 0 {
+                let why = Stop::Contrecord(format!(
+                    "invalid contrecord length {} (expected {left})",
+                    hdr.rem_len
+                ));
+                self.out.lead = Some(Lead {
+                    rem_len: first.rem_len,
+                    part: Part::new(&bytes),
+                    end: None,
+                });
+                self.record_break(Break {
+                    lsn: self.p.start + page,
+                    record: None,
+                    record_len: None,
+                    written: 0,
+                    why,
+                    after: None,
+                });
+                return self.resync(page + ps);
+            }
+            let start = page + hdr.size;
+            let take = left.min(ps - hdr.size);
+            let slice = usize::try_from(start)
+                .ok()
+                .and_then(|s| self.bytes.get(s..s + take as usize));
+            let Some(slice) = slice else {
+                self.out.lead = Some(Lead {
+                    rem_len: first.rem_len,
+                    part: Part::new(&bytes),
+                    end: None,
+                });
+                self.record_break(Break {
+                    lsn: self.p.start + start,
+                    record: None,
+                    record_len: None,
+                    written: 0,
+                    why: Stop::Short,
+                    after: None,
+                });
+                return None;
+            };
+            bytes.extend_from_slice(slice);
+            if bytes.len() as u64 == rem_total {
+                let end = self.p.start + start + take;
+                self.out.lead = Some(Lead {
+                    rem_len: first.rem_len,
+                    part: Part::new(&bytes),
+                    end: Some(end),
+                });
+                return Some(Lsn(end).align8());
+            }
+            page += ps;
+            if page >= self.p.seg_size {
+                // The continuation fills this segment and goes on into the next.
+                self.out.lead = Some(Lead {
+                    rem_len: first.rem_len,
+                    part: Part::new(&bytes),
+                    end: None,
+                });
+                return None;
+            }
+            match self.page(page) {
+                Ok(h) if h.info & XLP_FIRST_IS_CONTRECORD != 0 => hdr = h,
+                other => {
+                    self.out.lead = Some(Lead {
+                        rem_len: first.rem_len,
+                        part: Part::new(&bytes),
+                        end: None,
+                    });
+                    let why = match other {
+                        Err(why) => why,
+                        Ok(_) => Stop::Contrecord("there is no contrecord flag".into()),
+                    };
+                    self.record_break(Break {
+                        lsn: self.p.start + page,
+                        record: None,
+                        record_len: None,
+                        written: 0,
+                        why,
+                        after: None,
+                    });
+                    return self.resync(page + ps);
+                }
+            }
+        }
+    }
+
+    /// Reads the `tot_len` bytes of the record at `pos`, across page headers. The header is
+    /// checked as soon as it is whole, as PostgreSQL does (a bad `xl_prev` is reported before a
+    /// missing continuation).
+    fn gather(&mut self, pos: u64, tot_len: u32, want_prev: Option<u64>) -> Gathered {
+        let ps = self.p.page_size;
+        let total = u64::from(tot_len);
+        let mut bytes: Vec<u8> = Vec::with_capacity(tot_len.min(1 << 16) as usize);
+        let mut at = pos;
+        let mut header_checked = false;
+        loop {
+            let off = self.off(at);
+            let page_end = off - off % ps + ps;
+            let take = (total - bytes.len() as u64).min(page_end - off);
+            let slice = usize::try_from(off)
+                .ok()
+                .and_then(|o| self.bytes.get(o..o + take as usize));
+            let Some(slice) = slice else {
+                // The file ends inside the record.
+                let have = self.bytes.get(off as usize..).unwrap_or_default();
+                bytes.extend_from_slice(have);
+                return Gathered::Cut(bytes, Stop::Short, at);
+            };
+            bytes.extend_from_slice(slice);
+            if !header_checked && bytes.len() >= record::HEADER {
+                header_checked = true;
+                if let Err(why) = record::check_header(&bytes, pos, want_prev) {
+                    return Gathered::Cut(bytes, why, pos);
+                }
+            }
+            if bytes.len() as u64 == total {
+                return Gathered::Whole(bytes);
+            }
+            at = self.p.start + page_end;
+            if page_end >= self.p.seg_size {
+                return Gathered::RunsOff(bytes);
+            }
+            match self.page(page_end) {
+                Ok(h) if h.info & XLP_FIRST_IS_CONTRECORD == 0 => {
+                    return Gathered::Cut(
+                        bytes,
+                        Stop::Contrecord("there is no contrecord flag".into()),
+                        at,
+                    )
+                }
+                Ok(h) if u64::from(h.rem_len) != total - bytes.len() as u64 => {
+                    let why = Stop::Contrecord(format!(
+                        "invalid contrecord length {} (expected {})",
+                        h.rem_len,
+                        total - bytes.len() as u64
+                    ));
+                    return Gathered::Cut(bytes, why, at);
+                }
+                Ok(h) => at += h.size,
+                Err(why) => return Gathered::Cut(bytes, why, at),
+            }
+        }
+    }
+
+    fn add_record(&mut self, start: u64, end: u64, dec: &Decoded, linked_from: Option<u64>) {
+        if linked_from.is_some() {
+            self.close_span();
+        }
+        let s = self.span.get_or_insert(Span {
+            first: start,
+            first_prev: dec.prev,
+            last: start,
+            end,
+            records: 0,
+            commits: 0,
+            first_commit: None,
+            last_commit: None,
+            linked_from,
+            switch: false,
+        });
+        s.last = start;
+        s.end = end;
+        s.records += 1;
+        if let Some(t) = dec.commit_time {
+            s.commits += 1;
+            s.first_commit.get_or_insert(t);
+            s.last_commit = Some(t);
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! PostgreSQL 15 harness shared by the real-engine tests: the server's programs, run as the
+//! `postgres` user (initdb refuses root), clusters in temporary directories with unix sockets,
+//! and a guard that stops what a test started, on failure too.
+#![allow(dead_code, reason = "each test binary uses some of the helpers")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bindir() -> Option<PathBuf> {
+    let from_pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| PathBuf::from(s.trim()));
+    // Debian's pg_config may come from libpq-dev alone; the server's programs live here.
+    let debian = PathBuf::from("/usr/lib/postgresql/15/bin");
+    [from_pg_config, Some(debian)]
+        .into_iter()
+        .flatten()
+        .find(|d| d.join("initdb").is_file())
+}
+
+pub fn prerequisites() -> Option<PathBuf> {
+    let root = dbfsck_testkit::is_root();
+    let bin = bindir();
+    let have_user = Command::new("id")
+        .arg("postgres")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let found = if root && have_user && bin.is_some() {
+        Ok(())
+    } else {
+        Err(format!(
+            "needs root, the postgres user and PostgreSQL 15: root={root}, postgres user={have_user}, PostgreSQL bindir={bin:?}"
+        ))
+    };
+    dbfsck_testkit::can_run("the PostgreSQL oracle test", found)
+        .then_some(bin)
+        .flatten()
+}
+
+pub fn as_postgres(bin: &Path, prog: &str, args: &[&str]) -> Output {
+    let o = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(bin.join(prog))
+        .args(args)
+        .output()
+        .unwrap();
+    o
+}
+
+pub fn ok(o: Output, what: &str) -> Output {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// Stops the server when the test ends, however it ends.
+pub struct Server<'a> {
+    pub bin: &'a Path,
+    pub data: String,
+    pub running: bool,
+}
+
+impl Server<'_> {
+    /// Stops the server (fast shutdown).
+    pub fn stop(&mut self) {
+        if self.running {
+            ok(
+                as_postgres(
+                    self.bin,
+                    "pg_ctl",
+                    &["-D", &self.data, "-m", "fast", "-w", "stop"],
+                ),
+                "pg_ctl stop",
+            );
+            self.running = false;
+        }
+    }
+}
+
+impl Drop for Server<'_> {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = as_postgres(
+                self.bin,
+                "pg_ctl",
+                &["-D", &self.data, "-m", "immediate", "stop"],
+            );
+        }
+    }
+}
+
+pub fn psql(bin: &Path, sock: &str, sql: &str) -> String {
+    let o = ok(
+        as_postgres(
+            bin,
+            "psql",
+            &[
+                "-h",
+                sock,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-Atq",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+        ),
+        sql,
+    );
+    String::from_utf8(o.stdout).unwrap().trim().to_owned()
+}
+
+/// A fresh cluster made by `initdb -k` in a temporary directory owned by `postgres` (its unix
+/// socket in the same directory): (the directory, the data directory, the socket directory).
+pub fn new_cluster(bin: &Path) -> (tempfile::TempDir, String, String) {
+    let tmp = tempfile::Builder::new()
+        .prefix("dbfsck-pg-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let top = tmp.path();
+    ok(
+        Command::new("chown")
+            .args(["postgres", top.to_str().unwrap()])
+            .output()
+            .unwrap(),
+        "chown",
+    );
+    let data = top.join("data").to_str().unwrap().to_owned();
+    let sock = top.to_str().unwrap().to_owned();
+    ok(
+        as_postgres(
+            bin,
+            "initdb",
+            &["-k", "-D", &data, "-A", "trust", "-U", "postgres"],
+        ),
+        "initdb -k",
+    );
+    (tmp, data, sock)
+}
+
+/// Starts the cluster's server on its socket, with `extra` server options.
+pub fn start_cluster(bin: &Path, data: &str, sock: &str, extra: &str) {
+    let opts = format!("-k {sock} -c listen_addresses='' -c fsync=off {extra}");
+    ok(
+        as_postgres(
+            bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data,
+                "-o",
+                &opts,
+                "-l",
+                &format!("{sock}/log"),
+                "-w",
+                "start",
+            ],
+        ),
+        "pg_ctl start",
+    );
+}
