@@ -20,6 +20,17 @@ use super::control::ControlWal;
 
 pub(crate) use history::History;
 
+/// Little-endian fields (WAL is in host order; every supported host is little-endian).
+pub(crate) fn u16_at(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
+}
+pub(crate) fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+pub(crate) fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
 /// The largest record accepted (PostgreSQL's own allocation limit is 1 GiB).
 const MAX_RECORD: u64 = 1 << 30;
 

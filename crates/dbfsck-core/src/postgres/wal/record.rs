@@ -3,6 +3,7 @@
 //! whether it switches segments. `../shared/formats-pgwal.md` §2–§3.
 
 use super::segment::Stop;
+use super::{u16_at, u32_at, u64_at};
 
 /// `SizeOfXLogRecord`.
 pub(crate) const HEADER: usize = 24;
@@ -34,16 +35,6 @@ impl Decoded {
     pub fn is_switch(&self) -> bool {
         self.rmid == RM_XLOG && self.info & 0xF0 == XLOG_SWITCH
     }
-}
-
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
-}
-fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
 }
 
 /// The end pointer of a record of `len` bytes that starts at `pos`: its last byte's successor,

@@ -4,7 +4,7 @@
 //! `../shared/formats-pgwal.md` §1–§3.
 
 use super::record::{self, Decoded};
-use super::{Lsn, MAX_RECORD};
+use super::{u16_at, u32_at, u64_at, Lsn, MAX_RECORD};
 
 /// What a segment must agree with: its position and the cluster's settings.
 #[derive(Debug, Clone, Copy)]
@@ -204,16 +204,6 @@ const XLP_LONG_HEADER: u16 = 0x0002;
 const XLP_ALL_FLAGS: u16 = 0x000F;
 const SHORT_HEADER: u64 = 24;
 const LONG_HEADER: u64 = 40;
-
-fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
-}
 
 /// Whether `magic` is a WAL page magic of a supported major version (13–17).
 pub(crate) fn known_magic(magic: u16) -> bool {
@@ -419,40 +409,25 @@ impl Walker<'_> {
                 return;
             }
             if off.is_multiple_of(ps) {
-                match self.page(off) {
-                    Ok(h) if h.info & XLP_FIRST_IS_CONTRECORD != 0 => {
-                        let why = Stop::Contrecord(format!(
-                            "the page continues a record (contrecord flag, {} bytes) where a new record was expected",
-                            h.rem_len
-                        ));
-                        if !self.fail(pos, None, None, 0, why, prev, link) {
-                            return;
-                        }
-                        match self.resync(off + ps) {
-                            Some(p) => pos = p,
-                            None => return,
-                        }
-                        prev = None;
-                        link = None;
-                        continue;
-                    }
+                let why = match self.page(off) {
+                    Ok(h) if h.info & XLP_FIRST_IS_CONTRECORD != 0 => Stop::Contrecord(format!(
+                        "the page continues a record (contrecord flag, {} bytes) where a new record was expected",
+                        h.rem_len
+                    )),
                     Ok(h) => {
                         pos += h.size;
                         continue;
                     }
-                    Err(why) => {
-                        if !self.fail(pos, None, None, 0, why, prev, link) {
-                            return;
-                        }
-                        match self.resync(off + ps) {
-                            Some(p) => pos = p,
-                            None => return,
-                        }
-                        prev = None;
-                        link = None;
-                        continue;
-                    }
+                    Err(why) => why,
+                };
+                self.fail(pos, None, None, 0, why, prev, link);
+                match self.resync(off + ps) {
+                    Some(p) => pos = p,
+                    None => return,
                 }
+                prev = None;
+                link = None;
+                continue;
             }
             let tot_len = usize::try_from(off)
                 .ok()
@@ -472,9 +447,7 @@ impl Walker<'_> {
                 None
             };
             if let Some(why) = header_bad {
-                if !self.fail(pos, Some(pos), Some(tot_len), 0, why, prev, link) {
-                    return;
-                }
+                self.fail(pos, Some(pos), Some(tot_len), 0, why, prev, link);
                 match self.resync(off - off % ps + ps) {
                     Some(p) => pos = p,
                     None => return,
@@ -496,9 +469,7 @@ impl Walker<'_> {
                 }
                 Gathered::Cut(bytes, why, at) => {
                     let written = bytes.len() as u64;
-                    if !self.fail(at, Some(pos), Some(tot_len), written, why, prev, link) {
-                        return;
-                    }
+                    self.fail(at, Some(pos), Some(tot_len), written, why, prev, link);
                     match self.resync(self.off(at) - self.off(at) % ps + ps) {
                         Some(p) => pos = p,
                         None => return,
@@ -531,9 +502,7 @@ impl Walker<'_> {
                                 Stop::Crc { .. } | Stop::BadPrev { .. } | Stop::BadBody(_)
                             );
                             let written = bytes.len() as u64;
-                            if !self.fail(pos, Some(pos), Some(tot_len), written, why, prev, link) {
-                                return;
-                            }
+                            self.fail(pos, Some(pos), Some(tot_len), written, why, prev, link);
                             prev = None;
                             if chained {
                                 // The chain test: is there a record where the next would start,
@@ -557,7 +526,7 @@ impl Walker<'_> {
         }
     }
 
-    /// Records a failure; returns false when the walk should end. A failure right after a
+    /// Records a failure. A failure right after a
     /// failing record (the chain test found no record linking back) is not a second finding:
     /// the walk resynchronises at the next valid page instead.
     #[expect(
@@ -573,7 +542,7 @@ impl Walker<'_> {
         why: Stop,
         prev: Option<u64>,
         link: Option<u64>,
-    ) -> bool {
+    ) {
         if link.is_none() {
             self.record_break(Break {
                 lsn,
@@ -586,7 +555,6 @@ impl Walker<'_> {
         } else {
             self.close_span();
         }
-        true
     }
 
     /// The first record start on a valid page at or after `from` (a page offset), the way
