@@ -149,6 +149,19 @@ pub trait UnitCheck: Send + Sync {
         Vec::new()
     }
 
+    /// The size of the unit `dbfsck inspect --page N` shows when the checked range is verified as
+    /// one larger chunk (a WAL segment is read whole and shown a page at a time). Default: none,
+    /// a unit is `align` bytes.
+    fn inspect_unit(&self) -> Option<u64> {
+        None
+    }
+
+    /// The fields of unit `unit` (of [`UnitCheck::inspect_unit`] bytes), given the whole checked
+    /// range as `chunk`, judged by the code a scan uses. Default: none.
+    fn inspect_in(&self, _chunk: &Chunk<'_>, _unit: u64) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// The header fields of the one unit in `chunk`, decoded for people (`dbfsck inspect`):
     /// `(name, value)` pairs, stored and computed checksums included. Default: none.
     fn describe(&self, _chunk: &Chunk<'_>) -> Vec<(String, String)> {

@@ -97,6 +97,35 @@ pub fn inspect(
         return Err(InspectError::NotCheckable(why));
     };
     let layout = check.layout();
+    if let Some(size) = check.inspect_unit().filter(|&s| s > 0) {
+        // The range is verified as one chunk (a WAL segment) and shown a smaller unit at a time.
+        let units = layout.end.div_ceil(size);
+        if unit >= units {
+            return Err(InspectError::OutOfRange { unit, units });
+        }
+        let mut whole = vec![0u8; layout.len() as usize];
+        let n = pread_fully(&file, layout.start, &mut whole)?;
+        whole.truncate(n);
+        let chunk = Chunk {
+            offset: layout.start,
+            bytes: &whole,
+        };
+        let fields = check.inspect_in(&chunk, unit);
+        let offset = unit.saturating_mul(size);
+        let at = offset.saturating_sub(layout.start) as usize;
+        let bytes = whole
+            .get(at..at.saturating_add(size as usize).min(whole.len()))
+            .unwrap_or_default()
+            .to_vec();
+        return Ok(Inspection {
+            format: format.name(),
+            unit,
+            offset,
+            bytes,
+            fields,
+            findings: Vec::new(),
+        });
+    }
     let align = layout.align.max(1);
     let units = layout.end.div_ceil(align);
     let offset = unit.saturating_mul(align);

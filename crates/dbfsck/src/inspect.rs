@@ -21,7 +21,18 @@ pub fn run(args: &InspectArgs) -> ExitCode {
         .iter()
         .find(|f| f.name() == args.format)
         .cloned();
-    let i = match dbfsck_core::inspect(&args.file, args.page, scanner.formats(), forced.as_ref()) {
+    let page = match (&args.lsn, args.page) {
+        (Some(lsn), _) => match dbfsck_core::postgres::page_of_lsn(&args.file, lsn) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("dbfsck: {}: {e}", args.file.display());
+                return code(exit::USAGE);
+            }
+        },
+        (None, Some(p)) => p,
+        (None, None) => 0,
+    };
+    let i = match dbfsck_core::inspect(&args.file, page, scanner.formats(), forced.as_ref()) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("dbfsck: {}: {e}", args.file.display());
@@ -51,7 +62,7 @@ fn print(out: &mut impl Write, args: &InspectArgs, i: &Inspection) -> io::Result
     for (k, v) in &i.fields {
         writeln!(out, "  {k:<24} {v}")?;
     }
-    if i.findings.is_empty() {
+    if i.findings.is_empty() && !i.fields.iter().any(|(k, _)| k == "verdict") {
         writeln!(out, "  verdict                  valid")?;
     }
     for f in &i.findings {

@@ -57,8 +57,11 @@ pub(crate) struct InspectArgs {
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
     /// The page (unit) number.
-    #[arg(long, value_name = "N")]
-    pub(crate) page: u64,
+    #[arg(long, value_name = "N", required_unless_present = "lsn")]
+    pub(crate) page: Option<u64>,
+    /// A PostgreSQL WAL segment: the page holding this LSN (`X/Y`), instead of `--page`.
+    #[arg(long, value_name = "LSN", conflicts_with = "page")]
+    pub(crate) lsn: Option<String>,
     /// File format: `auto` detects it by magic.
     #[arg(long, default_value = "auto", value_name = "FORMAT")]
     pub(crate) format: String,

@@ -359,6 +359,22 @@ fn wal_verdicts_match_pg_waldump_and_crash_recovery() {
             "{name}: no finding at the stop: {v}"
         );
         if i == 0 {
+            // `inspect --lsn` shows the failing record on its page, with both CRCs.
+            let (f, _) = at(&w, victim);
+            let o = common::bin()
+                .args(["inspect", f.to_str().unwrap(), "--lsn", &lsn(victim)])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&o.stdout);
+            let line = text
+                .lines()
+                .find(|l| l.contains(&format!("record {}", lsn(victim))))
+                .unwrap_or_else(|| panic!("inspect shows no record {}: {text}", lsn(victim)));
+            assert!(
+                line.contains("fails: incorrect resource manager data checksum"),
+                "{line}"
+            );
+            assert!(text.contains("xlp_magic                0xD110"), "{text}");
             // The server agrees, and loses exactly what dbfsck said it would: it starts, redo
             // stops where dbfsck said, and the rows of the later commits are gone.
             let (done, rows) = recover(&bin, &copy, &sock, "SELECT count(*) FROM pgbench_history");

@@ -9,6 +9,8 @@ mod path;
 mod tar;
 mod wal;
 
+pub use wal::page_of_lsn;
+
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -722,7 +722,8 @@ fn finding(
     Some(f)
 }
 
-fn describe(why: &Stop) -> String {
+/// What stopped the stream, in PostgreSQL's words where it has them.
+pub(crate) fn describe(why: &Stop) -> String {
     match why {
         Stop::Zero => "zeros where a record should start".into(),
         Stop::ZeroPage => "an all-zero page".into(),

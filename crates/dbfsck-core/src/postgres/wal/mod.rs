@@ -243,6 +243,16 @@ struct SegmentCheck {
     len: u64,
 }
 
+impl SegmentCheck {
+    fn params(&self) -> Option<segment::SegParams> {
+        self.entry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|e| e.params)
+    }
+}
+
 impl UnitCheck for SegmentCheck {
     fn layout(&self) -> Layout {
         Layout {
@@ -250,6 +260,16 @@ impl UnitCheck for SegmentCheck {
             end: self.len,
             align: self.len.max(1),
         }
+    }
+
+    fn inspect_unit(&self) -> Option<u64> {
+        self.params().map(|p| p.page_size)
+    }
+
+    fn inspect_in(&self, chunk: &Chunk<'_>, unit: u64) -> Vec<(String, String)> {
+        self.params()
+            .map(|p| segment::inspect_page(chunk.bytes, p, unit))
+            .unwrap_or_default()
     }
 
     fn verify(&self, chunk: &Chunk<'_>, _out: &mut Vec<Finding>) -> u64 {
@@ -376,6 +396,37 @@ pub(crate) fn open(
             })
         }
     }
+}
+
+/// The page of WAL segment `path` (by its name, and its long header's segment and page sizes)
+/// that holds `lsn` (`X/Y`), for `dbfsck inspect --lsn`.
+pub fn page_of_lsn(path: &Path, lsn: &str) -> Result<u64, String> {
+    let l = history::parse_lsn(lsn).ok_or_else(|| format!("{lsn} is not an LSN (X/Y, hex)"))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let Some(WalName::Segment { log, seg, .. }) = WalName::parse(name) else {
+        return Err("--lsn needs a WAL segment (its name says where it lies in the WAL)".into());
+    };
+    let mut head = [0u8; 40];
+    let f = std::fs::File::open(path).map_err(|e| format!("could not read the file: {e}"))?;
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, 0)
+        .map_err(|e| format!("could not read the segment's long header: {e}"))?;
+    let seg_size = u64::from(u32_at(&head, 32).unwrap_or_default());
+    let page = u64::from(u32_at(&head, 36).unwrap_or_default());
+    if !seg_size.is_power_of_two() || seg_size < 1 << 20 || page == 0 {
+        return Err("the segment's long header does not give its sizes".into());
+    }
+    let start = segno(log, seg, seg_size) * seg_size;
+    if !(start..start + seg_size).contains(&l) {
+        return Err(format!(
+            "{lsn} is not in this segment ({} to {})",
+            Lsn(start),
+            Lsn(start + seg_size)
+        ));
+    }
+    Ok((l - start) / page)
 }
 
 /// A history or backup file's bytes (they are small; more than 1 MiB is not one).

@@ -18,6 +18,37 @@ const XLOG_XACT_COMMIT_PREPARED: u8 = 0x30;
 const RM_MAX_BUILTIN: u8 = 21;
 const RM_MIN_CUSTOM: u8 = 128;
 
+/// A resource manager's name (`src/include/access/rmgrlist.h`, PostgreSQL 15).
+pub(crate) fn rmgr_name(id: u8) -> String {
+    const NAMES: [&str; 22] = [
+        "XLOG",
+        "Transaction",
+        "Storage",
+        "CLOG",
+        "Database",
+        "Tablespace",
+        "MultiXact",
+        "RelMap",
+        "Standby",
+        "Heap2",
+        "Heap",
+        "Btree",
+        "Hash",
+        "Gin",
+        "Gist",
+        "Sequence",
+        "SPGist",
+        "BRIN",
+        "CommitTs",
+        "ReplicationOrigin",
+        "Generic",
+        "LogicalMessage",
+    ];
+    NAMES
+        .get(usize::from(id))
+        .map_or_else(|| format!("{id} (custom)"), |n| (*n).to_owned())
+}
+
 /// What a record that verifies says.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Decoded {

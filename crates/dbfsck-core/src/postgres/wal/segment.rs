@@ -219,6 +219,15 @@ struct Walker<'a> {
     /// The highest page timeline so far (pages may not go back).
     tli: u32,
     span: Option<Span>,
+    /// For `dbfsck inspect`: the records starting in `[lo, hi)`, described.
+    trace: Option<Trace>,
+}
+
+/// What `dbfsck inspect` shows of the records starting on one page.
+struct Trace {
+    lo: u64,
+    hi: u64,
+    lines: Vec<(String, String)>,
 }
 
 /// Walks a segment: `bytes` is the whole file.
@@ -233,10 +242,102 @@ pub(crate) fn walk(bytes: &[u8], p: SegParams) -> Summary {
         },
         tli: 0,
         span: None,
+        trace: None,
     };
     w.run();
     w.out.magic = w.magic;
     w.out
+}
+
+/// `dbfsck inspect` of page `page` (an index) of a segment: its header fields, whether it
+/// verifies, and every record that starts on it, judged as the walk of the segment judges it.
+pub(crate) fn inspect_page(bytes: &[u8], p: SegParams, page: u64) -> Vec<(String, String)> {
+    let ps = p.page_size;
+    let off = page * ps;
+    let mut fields = Vec::new();
+    let b = usize::try_from(off)
+        .ok()
+        .and_then(|o| bytes.get(o..))
+        .unwrap_or_default();
+    let f = |k: &str, v: String| (k.to_owned(), v);
+    fields.push(f("page LSN", Lsn(p.start + off).to_string()));
+    if let (Some(magic), Some(info), Some(tli), Some(addr), Some(rem)) = (
+        u16_at(b, 0),
+        u16_at(b, 2),
+        u32_at(b, 4),
+        u64_at(b, 8),
+        u32_at(b, 16),
+    ) {
+        let major =
+            super::major_of_magic(magic).map_or("unknown".into(), |m| format!("PostgreSQL {m}"));
+        fields.push(f("xlp_magic", format!("0x{magic:04X} ({major})")));
+        fields.push(f("xlp_info", format!("0x{info:04X}")));
+        fields.push(f("xlp_tli", tli.to_string()));
+        fields.push(f("xlp_pageaddr", Lsn(addr).to_string()));
+        fields.push(f("xlp_rem_len", rem.to_string()));
+        if info & XLP_LONG_HEADER != 0 {
+            if let (Some(sysid), Some(seg), Some(blck)) =
+                (u64_at(b, 24), u32_at(b, 32), u32_at(b, 36))
+            {
+                fields.push(f("xlp_sysid", sysid.to_string()));
+                fields.push(f("xlp_seg_size", seg.to_string()));
+                fields.push(f("xlp_xlog_blcksz", blck.to_string()));
+            }
+        }
+    }
+    let mut w = Walker {
+        bytes,
+        p,
+        magic: None,
+        out: Summary {
+            len: bytes.len() as u64,
+            ..Summary::default()
+        },
+        tli: 0,
+        span: None,
+        trace: None,
+    };
+    // The page on its own (the magic and timeline of the pages before it taken as they are).
+    if page > 0 {
+        let _ = w.page(0);
+    }
+    let header = match w.page(off) {
+        Ok(_) => "valid".to_owned(),
+        Err(why) => format!("fails: {}", super::conclude::describe(&why)),
+    };
+    fields.push(f("page header", header));
+    let mut w = Walker {
+        bytes,
+        p,
+        magic: None,
+        out: Summary {
+            len: bytes.len() as u64,
+            ..Summary::default()
+        },
+        tli: 0,
+        span: None,
+        trace: Some(Trace {
+            lo: p.start + off,
+            hi: p.start + off + ps,
+            lines: Vec::new(),
+        }),
+    };
+    w.run();
+    let lines = w.trace.map(|t| t.lines).unwrap_or_default();
+    if lines.is_empty() {
+        fields.push(f("records", "none start on this page".into()));
+    }
+    fields.extend(lines);
+    let fails = fields.iter().any(|(_, v)| v.contains("fails: "));
+    fields.push(f(
+        "verdict",
+        if fails {
+            "fails (above); whether that is the end of WAL, the crash's torn last write or damage is decided by a scan of the whole WAL directory".into()
+        } else {
+            "valid".into()
+        },
+    ));
+    fields
 }
 
 /// Where reading a record's bytes ended.
@@ -447,6 +548,7 @@ impl Walker<'_> {
                 None
             };
             if let Some(why) = header_bad {
+                self.trace_line(pos, format!("fails: {}", super::conclude::describe(&why)));
                 self.fail(pos, Some(pos), Some(tot_len), 0, why, prev, link);
                 match self.resync(off - off % ps + ps) {
                     Some(p) => pos = p,
@@ -469,6 +571,13 @@ impl Walker<'_> {
                 }
                 Gathered::Cut(bytes, why, at) => {
                     let written = bytes.len() as u64;
+                    self.trace_line(
+                        pos,
+                        format!(
+                            "{tot_len} bytes, {written} of them here: fails: {}",
+                            super::conclude::describe(&why)
+                        ),
+                    );
                     self.fail(at, Some(pos), Some(tot_len), written, why, prev, link);
                     match self.resync(self.off(at) - self.off(at) % ps + ps) {
                         Some(p) => pos = p,
@@ -480,6 +589,7 @@ impl Walker<'_> {
                 Gathered::Whole(bytes) => {
                     let end =
                         record::end_lsn(pos, bytes.len() as u64, self.p.page_size, self.p.seg_size);
+                    self.trace_record(pos, &bytes, want_prev);
                     let v15 = self
                         .magic
                         .and_then(super::major_of_magic)
@@ -744,6 +854,46 @@ impl Walker<'_> {
                 Err(why) => return Gathered::Cut(bytes, why, at),
             }
         }
+    }
+
+    /// For `dbfsck inspect`: a line about the record at `pos`, when it is on the traced page.
+    fn trace_line(&mut self, pos: u64, text: String) {
+        if let Some(t) = self.trace.as_mut().filter(|t| (t.lo..t.hi).contains(&pos)) {
+            t.lines.push((format!("record {}", Lsn(pos)), text));
+        }
+    }
+
+    fn trace_record(&mut self, pos: u64, bytes: &[u8], want_prev: Option<u64>) {
+        if !self
+            .trace
+            .as_ref()
+            .is_some_and(|t| (t.lo..t.hi).contains(&pos))
+        {
+            return;
+        }
+        let v15 = self
+            .magic
+            .and_then(super::major_of_magic)
+            .is_some_and(|m| m >= 15);
+        let prev = u64_at(bytes, 8).unwrap_or_default();
+        let text = format!(
+            "{} bytes, rmgr {}, info 0x{:02X}, xid {}, prev {}, crc stored 0x{:08x} computed 0x{:08x}: {}",
+            bytes.len(),
+            record::rmgr_name(bytes.get(17).copied().unwrap_or_default()),
+            bytes.get(16).copied().unwrap_or_default(),
+            u32_at(bytes, 4).unwrap_or_default(),
+            Lsn(prev),
+            record::stored_crc(bytes),
+            record::crc(bytes),
+            match record::check(bytes, pos, want_prev, v15) {
+                Ok(d) => match d.commit_time {
+                    Some(t) => format!("valid (commit at {})", super::conclude::pg_time(t)),
+                    None => "valid".into(),
+                },
+                Err(why) => format!("fails: {}", super::conclude::describe(&why)),
+            }
+        );
+        self.trace_line(pos, text);
     }
 
     fn add_record(&mut self, start: u64, end: u64, dec: &Decoded, linked_from: Option<u64>) {
