@@ -401,3 +401,66 @@ fn wal_verdicts_match_pg_waldump_and_crash_recovery() {
     let (done, _) = recover(&bin, &copy, &sock, "SELECT 1");
     assert_eq!(done.as_deref(), r["last_replayed"].as_str(), "torn: {r}");
 }
+
+/// A timeline switch (archive recovery ends and picks timeline 2 in the middle of a segment):
+/// the WAL of both timelines, the `.history` file and the segment that holds pages of both are
+/// read along the timeline replay follows — clean, and recovery reaches the end where
+/// `pg_waldump` on timeline 2 stops.
+#[test]
+fn a_timeline_switch_is_followed_as_replay_follows_it() {
+    let Some(bin) = prerequisites() else { return };
+    let (_tmp, data, sock) = new_cluster(&bin);
+    let mut server = Server {
+        bin: &bin,
+        data: data.clone(),
+        running: false,
+    };
+    start_cluster(&bin, &data, &sock, "");
+    server.running = true;
+    psql(&bin, &sock, "CREATE TABLE t AS SELECT generate_series(1, 20000) AS n");
+    server.stop();
+    // Archive recovery from pg_wal alone (restore_command fails): it ends, and a new timeline
+    // begins where the WAL ended.
+    fs::write(Path::new(&data).join("recovery.signal"), "").unwrap();
+    ok(
+        Command::new("chown")
+            .args(["postgres", &format!("{data}/recovery.signal")])
+            .output()
+            .unwrap(),
+        "chown",
+    );
+    start_cluster(&bin, &data, &sock, "-c restore_command=false");
+    server.running = true;
+    for _ in 0..50 {
+        if psql(&bin, &sock, "SELECT pg_is_in_recovery()") == "f" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    psql(&bin, &sock, "INSERT INTO t SELECT generate_series(1, 20000)");
+    ok(
+        as_postgres(&bin, "pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]),
+        "pg_ctl stop -m immediate",
+    );
+    server.running = false;
+    let wal = Path::new(&data).join("pg_wal");
+    assert!(wal.join("00000002.history").is_file(), "no timeline switch happened");
+    let (code, v) = dbfsck(&["scan", &data]);
+    assert_eq!(code, 0, "{v}");
+    let r = verdict(&v);
+    assert_eq!(r["reaches_end"], true, "{r}");
+    let redo = controldata(&bin, &data, "Latest checkpoint's REDO location");
+    let tli = controldata(&bin, &data, "Latest checkpoint's TimeLineID");
+    assert_eq!(tli, "2");
+    let o = as_postgres(
+        &bin,
+        "pg_waldump",
+        &["-q", "-p", wal.to_str().unwrap(), "-t", "2", "-s", &redo],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    let last = err
+        .split("error in WAL record at ")
+        .nth(1)
+        .and_then(|r| r.split(':').next());
+    assert_eq!(r["last_replayed"].as_str(), last, "{r}\n{err}");
+}
