@@ -54,7 +54,7 @@ t_floor=$(best sh -c "echo \"\$1\" | xargs -d '\n' -P $CPUS -n $(( (NSEGS + CPUS
 t_all=$(best "$DBFSCK" scan --format postgres --quiet "$WAL")
 t_one=$(best "$DBFSCK" scan --format postgres --quiet --threads 1 "$WAL")
 rss=$( { /usr/bin/time -f %M "$DBFSCK" scan --format postgres --quiet "$WAL" >/dev/null; } 2>&1 | tail -1)
-records=$("$BIN/pg_waldump" --stats -p "$WAL" -s "$START" 2>/dev/null | awk '/^Total/ {print $2}')
+records=$( { "$BIN/pg_waldump" --stats -p "$WAL" -s "$START" 2>/dev/null || true; } | awk '/^Total/ {print $2}')
 
 gbs() { echo "scale=2; $BYTES / $1 / 1000000000" | bc -l; }
 printf 'WAL: %s bytes in %s segments, %s records (warm cache), %s CPUs\n' "$BYTES" "$NSEGS" "$records" "$CPUS"

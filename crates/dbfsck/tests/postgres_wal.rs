@@ -200,7 +200,14 @@ fn wal_verdicts_match_pg_waldump_and_crash_recovery() {
     psql(&bin, &sock, "ALTER SYSTEM SET wal_compression = off");
     psql(&bin, &sock, "SELECT pg_reload_conf()");
     psql(&bin, &sock, "CHECKPOINT");
-    pgbench(&["-T", "10", "-c", "2", "-n"]);
+    // A fixed amount of WAL after the checkpoint (several segments, whatever the machine's
+    // speed), then commits after it.
+    psql(
+        &bin,
+        &sock,
+        "CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 600000) g",
+    );
+    pgbench(&["-t", "1500", "-c", "2", "-n"]);
     psql(
         &bin,
         &sock,
@@ -417,7 +424,11 @@ fn a_timeline_switch_is_followed_as_replay_follows_it() {
     };
     start_cluster(&bin, &data, &sock, "");
     server.running = true;
-    psql(&bin, &sock, "CREATE TABLE t AS SELECT generate_series(1, 20000) AS n");
+    psql(
+        &bin,
+        &sock,
+        "CREATE TABLE t AS SELECT generate_series(1, 20000) AS n",
+    );
     server.stop();
     // Archive recovery from pg_wal alone (restore_command fails): it ends, and a new timeline
     // begins where the WAL ended.
@@ -437,14 +448,25 @@ fn a_timeline_switch_is_followed_as_replay_follows_it() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    psql(&bin, &sock, "INSERT INTO t SELECT generate_series(1, 20000)");
+    psql(
+        &bin,
+        &sock,
+        "INSERT INTO t SELECT generate_series(1, 20000)",
+    );
     ok(
-        as_postgres(&bin, "pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]),
+        as_postgres(
+            &bin,
+            "pg_ctl",
+            &["-D", &data, "-m", "immediate", "-w", "stop"],
+        ),
         "pg_ctl stop -m immediate",
     );
     server.running = false;
     let wal = Path::new(&data).join("pg_wal");
-    assert!(wal.join("00000002.history").is_file(), "no timeline switch happened");
+    assert!(
+        wal.join("00000002.history").is_file(),
+        "no timeline switch happened"
+    );
     let (code, v) = dbfsck(&["scan", &data]);
     assert_eq!(code, 0, "{v}");
     let r = verdict(&v);

@@ -767,7 +767,7 @@ fn judge_with(page: &[u8], computed: u16) -> Option<BlockVerdict> {
     let stored = u16_at(page, checksum::CHECKSUM_OFF);
     let pd_upper = u16_at(page, 14);
     if pd_upper == 0 {
-        if page.iter().all(|&b| b == 0) {
+        if crate::all_zero(page) {
             return None; // a new page: accepted by the server and skipped by pg_checksums
         }
         return Some((

@@ -196,15 +196,15 @@ fn join(a: &SegEntry, b: &SegEntry, warnings: &mut Vec<(PathBuf, String)>) -> Re
     let decoded = if tail.part.full() && lead.part.full() {
         let mut bytes = tail.part.prefix.clone();
         bytes.extend_from_slice(&lead.part.prefix);
-        record::check(&bytes, tail.start, tail.prev, v15)
+        record::check(&bytes[..], tail.start, tail.prev, v15)
     } else {
         match joined_crc(&[&tail.part, &lead.part], u64::from(tot_len)) {
             None => Err(Stop::BadBody(
                 "the record's parts do not add up to its length".into(),
             )),
-            Some((header, computed)) => record::check_header(&header, tail.start, tail.prev)
+            Some((header, computed)) => record::check_header(&header[..], tail.start, tail.prev)
                 .and_then(|()| {
-                    let stored = record::stored_crc(&header);
+                    let stored = record::stored_crc(&header[..]);
                     if stored == computed {
                         Ok(record::Decoded {
                             prev: u64::from_le_bytes(

@@ -3,7 +3,6 @@
 //! whether it switches segments. `../shared/formats-pgwal.md` §2–§3.
 
 use super::segment::Stop;
-use super::{u16_at, u32_at, u64_at};
 
 /// `SizeOfXLogRecord`.
 pub(crate) const HEADER: usize = 24;
@@ -68,6 +67,102 @@ impl Decoded {
     }
 }
 
+/// A record's bytes: contiguous, or in pieces as they lie on the WAL pages (a record that
+/// spans pages is judged where it lies, never copied together).
+pub(crate) trait RecBytes {
+    /// How many bytes.
+    fn total(&self) -> usize;
+    /// Copies `out.len()` bytes from `at`; false past the end.
+    fn read(&self, at: usize, out: &mut [u8]) -> bool;
+    /// CRC-32C of the bytes from `at` to the end.
+    fn crc_from(&self, at: usize) -> u32;
+}
+
+impl RecBytes for [u8] {
+    fn total(&self) -> usize {
+        self.len()
+    }
+    fn read(&self, at: usize, out: &mut [u8]) -> bool {
+        match self.get(at..at + out.len()) {
+            Some(src) => {
+                out.copy_from_slice(src);
+                true
+            }
+            None => false,
+        }
+    }
+    fn crc_from(&self, at: usize) -> u32 {
+        crc32c::crc32c(self.get(at..).unwrap_or_default())
+    }
+}
+
+/// A record in the pieces the pages hold.
+pub(crate) struct Pieces<'a>(pub Vec<&'a [u8]>);
+
+impl RecBytes for Pieces<'_> {
+    fn total(&self) -> usize {
+        self.0.iter().map(|p| p.len()).sum()
+    }
+    fn read(&self, at: usize, out: &mut [u8]) -> bool {
+        let mut skip = at;
+        let mut done = 0;
+        for p in &self.0 {
+            if done == out.len() {
+                break;
+            }
+            if skip >= p.len() {
+                skip -= p.len();
+                continue;
+            }
+            let src = p.get(skip..).unwrap_or_default();
+            let n = src.len().min(out.len() - done);
+            if let (Some(d), Some(s)) = (out.get_mut(done..done + n), src.get(..n)) {
+                d.copy_from_slice(s);
+            }
+            done += n;
+            skip = 0;
+        }
+        done == out.len()
+    }
+    fn crc_from(&self, at: usize) -> u32 {
+        let mut skip = at;
+        let mut crc = 0u32;
+        let mut first = true;
+        for p in &self.0 {
+            if skip >= p.len() {
+                skip -= p.len();
+                continue;
+            }
+            let part = p.get(skip..).unwrap_or_default();
+            skip = 0;
+            crc = if first {
+                crc32c::crc32c(part)
+            } else {
+                crc32c::crc32c_append(crc, part)
+            };
+            first = false;
+        }
+        crc
+    }
+}
+
+fn rd<const N: usize, B: RecBytes + ?Sized>(b: &B, at: usize) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    b.read(at, &mut out).then_some(out)
+}
+fn u16_at<B: RecBytes + ?Sized>(b: &B, at: usize) -> Option<u16> {
+    rd::<2, B>(b, at).map(u16::from_le_bytes)
+}
+fn u32_at<B: RecBytes + ?Sized>(b: &B, at: usize) -> Option<u32> {
+    rd::<4, B>(b, at).map(u32::from_le_bytes)
+}
+fn u64_at<B: RecBytes + ?Sized>(b: &B, at: usize) -> Option<u64> {
+    rd::<8, B>(b, at).map(u64::from_le_bytes)
+}
+fn u8_at<B: RecBytes + ?Sized>(b: &B, at: usize) -> Option<u8> {
+    rd::<1, B>(b, at).map(|[x]| x)
+}
+
 /// The end pointer of a record of `len` bytes that starts at `pos`: its last byte's successor,
 /// page headers skipped (a record ending exactly on a page boundary ends at the boundary).
 pub(crate) fn end_lsn(pos: u64, len: u64, page_size: u64, seg_size: u64) -> u64 {
@@ -87,10 +182,14 @@ pub(crate) fn end_lsn(pos: u64, len: u64, page_size: u64, seg_size: u64) -> u64 
 /// The header checks PostgreSQL makes as soon as the 24 header bytes are in: length, resource
 /// manager, and `xl_prev` (equal to the previous record's start when reading on from it, or
 /// merely before the record when there is none).
-pub(crate) fn check_header(b: &[u8], pos: u64, want_prev: Option<u64>) -> Result<(), Stop> {
+pub(crate) fn check_header<B: RecBytes + ?Sized>(
+    b: &B,
+    pos: u64,
+    want_prev: Option<u64>,
+) -> Result<(), Stop> {
     let tot_len = u32_at(b, 0).unwrap_or_default();
     let prev = u64_at(b, 8).unwrap_or_default();
-    let rmid = b.get(17).copied().unwrap_or_default();
+    let rmid = u8_at(b, 17).unwrap_or_default();
     if (tot_len as usize) < HEADER {
         return Err(Stop::BadHeader(format!(
             "invalid record length: wanted 24, got {tot_len}"
@@ -110,20 +209,19 @@ pub(crate) fn check_header(b: &[u8], pos: u64, want_prev: Option<u64>) -> Result
 }
 
 /// The CRC-32C PostgreSQL stores: over the bytes after the header, then the header's first 20.
-pub(crate) fn crc(b: &[u8]) -> u32 {
-    let body = b.get(HEADER..).unwrap_or_default();
-    let head = b.get(..20).unwrap_or_default();
-    crc32c::crc32c_append(crc32c::crc32c(body), head)
+pub(crate) fn crc<B: RecBytes + ?Sized>(b: &B) -> u32 {
+    let head = rd::<20, B>(b, 0).unwrap_or_default();
+    crc32c::crc32c_append(b.crc_from(HEADER), &head)
 }
 
 /// The stored CRC.
-pub(crate) fn stored_crc(b: &[u8]) -> u32 {
+pub(crate) fn stored_crc<B: RecBytes + ?Sized>(b: &B) -> u32 {
     u32_at(b, 20).unwrap_or_default()
 }
 
 /// Checks a whole record (its `xl_tot_len` bytes, page headers removed).
-pub(crate) fn check(
-    b: &[u8],
+pub(crate) fn check<B: RecBytes + ?Sized>(
+    b: &B,
     pos: u64,
     want_prev: Option<u64>,
     v15: bool,
@@ -137,22 +235,19 @@ pub(crate) fn check(
 }
 
 /// Checks a record whose CRC is already known to match (one reassembled across segments).
-pub(crate) fn decode(b: &[u8], v15: bool) -> Result<Decoded, Stop> {
+pub(crate) fn decode<B: RecBytes + ?Sized>(b: &B, v15: bool) -> Result<Decoded, Stop> {
     let prev = u64_at(b, 8).unwrap_or_default();
-    let info = b.get(16).copied().unwrap_or_default();
-    let rmid = b.get(17).copied().unwrap_or_default();
+    let info = u8_at(b, 16).unwrap_or_default();
+    let rmid = u8_at(b, 17).unwrap_or_default();
     let main = main_data(b, v15).map_err(Stop::BadBody)?;
     let commit_time = (rmid == RM_XACT
         && matches!(
             info & XLOG_XACT_OPMASK,
             XLOG_XACT_COMMIT | XLOG_XACT_COMMIT_PREPARED
         ))
-    .then(|| {
-        main.get(..8)
-            .and_then(|t| t.try_into().ok())
-            .map(i64::from_le_bytes)
-    })
-    .flatten();
+    .then(|| (main.1 >= 8).then(|| rd::<8, B>(b, main.0)).flatten())
+    .flatten()
+    .map(i64::from_le_bytes);
     Ok(Decoded {
         prev,
         rmid,
@@ -162,21 +257,17 @@ pub(crate) fn decode(b: &[u8], v15: bool) -> Result<Decoded, Stop> {
 }
 
 /// Walks the fragment headers (block references, origin, top-level xid, main-data length) and
-/// returns the main data: the lengths must add up to the record's exactly, as PostgreSQL
+/// returns where the main data lies (offset, length): the lengths must add up to the record's exactly, as PostgreSQL
 /// requires (`DecodeXLogRecord`). `v15`: the image flags are numbered as from PostgreSQL 15 on.
-fn main_data(b: &[u8], v15: bool) -> Result<&[u8], String> {
-    let total = b.len();
+fn main_data<B: RecBytes + ?Sized>(b: &B, v15: bool) -> Result<(usize, usize), String> {
+    let total = b.total();
     let mut p = HEADER;
     let mut remaining = total - HEADER;
     let mut datatotal: usize = 0;
     let mut main_len: usize = 0;
     let mut last_id: Option<u8> = None;
     let mut have_rel = false;
-    let byte = |at: usize| {
-        b.get(at)
-            .copied()
-            .ok_or("record fragments run past its length")
-    };
+    let byte = |at: usize| u8_at(b, at).ok_or("record fragments run past its length");
     while remaining > datatotal {
         let id = byte(p)?;
         p += 1;
@@ -252,7 +343,7 @@ fn main_data(b: &[u8], v15: bool) -> Result<&[u8], String> {
             "record with invalid length: fragments announce {datatotal} bytes, {remaining} remain"
         ));
     }
-    Ok(b.get(total - main_len..).unwrap_or_default())
+    Ok((total - main_len, main_len))
 }
 
 /// Whether an image header's flags say "compressed": 0x04/0x08/0x10 (pglz, lz4, zstd) from

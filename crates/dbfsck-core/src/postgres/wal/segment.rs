@@ -3,7 +3,7 @@
 //! runs off its end, the continuation it starts with. `docs/postgres-wal.md` §2;
 //! `../shared/formats-pgwal.md` §1–§3.
 
-use super::record::{self, Decoded};
+use super::record::{self, Decoded, Pieces, RecBytes};
 use super::{u16_at, u32_at, u64_at, Lsn, MAX_RECORD};
 
 /// What a segment must agree with: its position and the cluster's settings.
@@ -341,16 +341,16 @@ pub(crate) fn inspect_page(bytes: &[u8], p: SegParams, page: u64) -> Vec<(String
 }
 
 /// Where reading a record's bytes ended.
-enum Gathered {
+enum Gathered<'a> {
     /// All of it.
-    Whole(Vec<u8>),
+    Whole(Pieces<'a>),
     /// The segment ends first: the record continues in the next one.
     RunsOff(Vec<u8>),
     /// Something stopped it.
     Cut(Vec<u8>, Stop, u64),
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
     fn seg_end(&self) -> u64 {
         self.p.start + self.p.seg_size
     }
@@ -368,15 +368,16 @@ impl Walker<'_> {
         else {
             return Err(Stop::Short);
         };
-        if b.iter().all(|&x| x == 0) {
-            return Err(Stop::ZeroPage);
-        }
         let magic = u16_at(b, 0).unwrap_or_default();
         let info = u16_at(b, 2).unwrap_or_default();
         let tli = u32_at(b, 4).unwrap_or_default();
         let pageaddr = u64_at(b, 8).unwrap_or_default();
         let rem_len = u32_at(b, 16).unwrap_or_default();
         if pageaddr != self.p.start + page {
+            // Only a page that is not where it belongs can be all zero: checked only then.
+            if crate::all_zero(b) {
+                return Err(Stop::ZeroPage);
+            }
             return Err(Stop::Misdirected { pageaddr });
         }
         if !known_magic(magic) {
@@ -587,8 +588,12 @@ impl Walker<'_> {
                     link = None;
                 }
                 Gathered::Whole(bytes) => {
-                    let end =
-                        record::end_lsn(pos, bytes.len() as u64, self.p.page_size, self.p.seg_size);
+                    let end = record::end_lsn(
+                        pos,
+                        bytes.total() as u64,
+                        self.p.page_size,
+                        self.p.seg_size,
+                    );
                     self.trace_record(pos, &bytes, want_prev);
                     let v15 = self
                         .magic
@@ -611,7 +616,7 @@ impl Walker<'_> {
                                 why,
                                 Stop::Crc { .. } | Stop::BadPrev { .. } | Stop::BadBody(_)
                             );
-                            let written = bytes.len() as u64;
+                            let written = bytes.total() as u64;
                             self.fail(pos, Some(pos), Some(tot_len), written, why, prev, link);
                             prev = None;
                             if chained {
@@ -801,57 +806,61 @@ impl Walker<'_> {
     /// Reads the `tot_len` bytes of the record at `pos`, across page headers. The header is
     /// checked as soon as it is whole, as PostgreSQL does (a bad `xl_prev` is reported before a
     /// missing continuation).
-    fn gather(&mut self, pos: u64, tot_len: u32, want_prev: Option<u64>) -> Gathered {
+    fn gather(&mut self, pos: u64, tot_len: u32, want_prev: Option<u64>) -> Gathered<'a> {
         let ps = self.p.page_size;
         let total = u64::from(tot_len);
-        let mut bytes: Vec<u8> = Vec::with_capacity(tot_len.min(1 << 16) as usize);
+        // The record is judged where it lies: one slice, or the pieces on its pages.
+        let all: &'a [u8] = self.bytes;
+        let mut parts = Pieces(Vec::new());
+        let mut have = 0u64;
         let mut at = pos;
         let mut header_checked = false;
+        let owned = |parts: &Pieces<'a>| parts.0.concat();
         loop {
             let off = self.off(at);
             let page_end = off - off % ps + ps;
-            let take = (total - bytes.len() as u64).min(page_end - off);
+            let take = (total - have).min(page_end - off);
             let slice = usize::try_from(off)
                 .ok()
-                .and_then(|o| self.bytes.get(o..o + take as usize));
+                .and_then(|o| all.get(o..o + take as usize));
             let Some(slice) = slice else {
                 // The file ends inside the record.
-                let have = self.bytes.get(off as usize..).unwrap_or_default();
-                bytes.extend_from_slice(have);
-                return Gathered::Cut(bytes, Stop::Short, at);
+                parts.0.push(all.get(off as usize..).unwrap_or_default());
+                return Gathered::Cut(owned(&parts), Stop::Short, at);
             };
-            bytes.extend_from_slice(slice);
-            if !header_checked && bytes.len() >= record::HEADER {
+            parts.0.push(slice);
+            have += take;
+            if !header_checked && have >= record::HEADER as u64 {
                 header_checked = true;
-                if let Err(why) = record::check_header(&bytes, pos, want_prev) {
-                    return Gathered::Cut(bytes, why, pos);
+                if let Err(why) = record::check_header(&parts, pos, want_prev) {
+                    return Gathered::Cut(owned(&parts), why, pos);
                 }
             }
-            if bytes.len() as u64 == total {
-                return Gathered::Whole(bytes);
+            if have == total {
+                return Gathered::Whole(parts);
             }
             at = self.p.start + page_end;
             if page_end >= self.p.seg_size {
-                return Gathered::RunsOff(bytes);
+                return Gathered::RunsOff(owned(&parts));
             }
             match self.page(page_end) {
                 Ok(h) if h.info & XLP_FIRST_IS_CONTRECORD == 0 => {
                     return Gathered::Cut(
-                        bytes,
+                        owned(&parts),
                         Stop::Contrecord("there is no contrecord flag".into()),
                         at,
                     )
                 }
-                Ok(h) if u64::from(h.rem_len) != total - bytes.len() as u64 => {
+                Ok(h) if u64::from(h.rem_len) != total - have => {
                     let why = Stop::Contrecord(format!(
                         "invalid contrecord length {} (expected {})",
                         h.rem_len,
-                        total - bytes.len() as u64
+                        total - have
                     ));
-                    return Gathered::Cut(bytes, why, at);
+                    return Gathered::Cut(owned(&parts), why, at);
                 }
                 Ok(h) => at += h.size,
-                Err(why) => return Gathered::Cut(bytes, why, at),
+                Err(why) => return Gathered::Cut(owned(&parts), why, at),
             }
         }
     }
@@ -863,7 +872,7 @@ impl Walker<'_> {
         }
     }
 
-    fn trace_record(&mut self, pos: u64, bytes: &[u8], want_prev: Option<u64>) {
+    fn trace_record(&mut self, pos: u64, pieces: &Pieces<'_>, want_prev: Option<u64>) {
         if !self
             .trace
             .as_ref()
@@ -871,6 +880,8 @@ impl Walker<'_> {
         {
             return;
         }
+        let joined = pieces.0.concat();
+        let bytes = joined.as_slice();
         let v15 = self
             .magic
             .and_then(super::major_of_magic)
