@@ -285,14 +285,24 @@ pub(crate) fn conclude_dir(path: &Path, dir: WalDir, complete: bool, out: &mut C
     let Some(seg_size) = dir.segments.values().next().map(|e| e.params.seg_size) else {
         return;
     };
+    let mut warnings = Vec::new();
     let target = control
         .map(|c| c.timeline)
         .filter(|&t| dir.segments.values().any(|e| e.tli == t))
         .or_else(|| dir.segments.values().map(|e| e.tli).max())
         .unwrap_or(1);
+    for e in dir.segments.values().filter(|e| e.summary.gave_up) {
+        warnings.push((
+            e.path.clone(),
+            format!(
+                "the segment stops {} times: its walk ended there (the first {} are reported); what follows in it is not verified",
+                super::segment::MAX_BREAKS,
+                super::segment::MAX_BREAKS
+            ),
+        ));
+    }
     let segs = chain(&dir, target, seg_size);
     let mut events: Vec<Ev> = Vec::new();
-    let mut warnings = Vec::new();
     for (i, e) in segs.iter().enumerate() {
         let prev_seg = i.checked_sub(1).and_then(|p| segs.get(p));
         let mut items: Vec<Ev> = Vec::new();

@@ -357,6 +357,15 @@ pub(crate) fn open(
                 params,
                 summary: segment::Summary::default(),
             };
+            // PostgreSQL reads a segment's first wal_segment_size bytes; a longer file's rest is
+            // never WAL, and is not read.
+            let mut notes = Vec::new();
+            if source.len() > seg_size {
+                notes.push(format!(
+                    "the file is {} bytes longer than wal_segment_size ({seg_size}): PostgreSQL never reads past the segment's size, so neither does this scan",
+                    source.len() - seg_size
+                ));
+            }
             Ok(Opened {
                 findings: Vec::new(),
                 check: Some(Box::new(SegmentCheck {
@@ -364,11 +373,11 @@ pub(crate) fn open(
                     registry: registry.clone(),
                     dir,
                     kind,
-                    len: source.len(),
+                    len: source.len().min(seg_size),
                 })),
                 units: 0,
                 recheck_after: None,
-                notes: Vec::new(),
+                notes,
             })
         }
         WalName::History { tli } => {
@@ -560,5 +569,19 @@ mod hostile {
                 assert!(f.file.is_some(), "{f:?}");
             }
         }
+    }
+
+    /// A segment file longer than wal_segment_size: only the segment is read (PostgreSQL never
+    /// reads the rest), and a note says so.
+    #[test]
+    fn a_segment_longer_than_its_size_is_read_to_its_size() {
+        let format = PostgresFormat::default();
+        let mut b = segment(3, 1 << 20, 1);
+        b.extend_from_slice(&[7u8; 100]);
+        let path = PathBuf::from("/nonexistent/dbfsck-wal-test/000000010000000000000001");
+        let opened = format.open(&path, &BytesSource(&b)).unwrap();
+        assert_eq!(opened.notes.len(), 1, "{:?}", opened.notes);
+        let layout = opened.check.unwrap().layout();
+        assert_eq!((layout.start, layout.end), (0, 1 << 20));
     }
 }

@@ -182,7 +182,13 @@ pub(crate) struct Summary {
     pub magic: Option<u16>,
     /// Pages whose header verified.
     pub pages: u64,
+    /// The walk stopped after [`MAX_BREAKS`] stops (garbage behind valid page headers): memory
+    /// stays bounded whatever the damage.
+    pub gave_up: bool,
 }
+
+/// Stops kept per segment; past them the segment's walk ends, saying so.
+pub(crate) const MAX_BREAKS: usize = 256;
 
 impl Summary {
     /// Records verified.
@@ -675,6 +681,10 @@ impl<'a> Walker<'a> {
     /// The first record start on a valid page at or after `from` (a page offset), the way
     /// PostgreSQL's XLogFindNextRecord resynchronises: past the page's continuation.
     fn resync(&mut self, from: u64) -> Option<u64> {
+        if self.out.breaks.len() >= MAX_BREAKS {
+            self.out.gave_up = true;
+            return None;
+        }
         let ps = self.p.page_size;
         let mut page = from.div_ceil(ps) * ps;
         let limit = self.out.len.min(self.p.seg_size);
@@ -931,5 +941,56 @@ impl<'a> Walker<'a> {
             s.first_commit.get_or_insert(t);
             s.last_commit = Some(t);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment of `pages` valid page headers, each page starting with a 32-byte record whose
+    /// CRC fails, then zeros.
+    fn failing_pages(pages: u64) -> (Vec<u8>, SegParams) {
+        let ps = 8192u64;
+        let p = SegParams {
+            start: 0x100_0000,
+            seg_size: pages * ps,
+            page_size: ps,
+            tli: 1,
+            system_id: None,
+        };
+        let mut b = vec![0u8; (pages * ps) as usize];
+        for (i, page) in b.chunks_mut(ps as usize).enumerate() {
+            page[..2].copy_from_slice(&0xD110u16.to_le_bytes());
+            let long = i == 0;
+            page[2..4].copy_from_slice(&(if long { 2u16 } else { 0 }).to_le_bytes());
+            page[4..8].copy_from_slice(&1u32.to_le_bytes());
+            page[8..16].copy_from_slice(&(p.start + i as u64 * ps).to_le_bytes());
+            let at = if long {
+                page[32..36].copy_from_slice(&(p.seg_size as u32).to_le_bytes());
+                page[36..40].copy_from_slice(&(ps as u32).to_le_bytes());
+                40
+            } else {
+                24
+            };
+            page[at..at + 4].copy_from_slice(&32u32.to_le_bytes());
+            page[at + 20..at + 24].copy_from_slice(&0xDEAD_BEEFu32.to_le_bytes());
+        }
+        (b, p)
+    }
+
+    /// Garbage behind valid page headers stops the stream on every page: the stops kept are
+    /// bounded, and the walk says it gave up (memory bounded whatever the damage).
+    #[test]
+    fn stops_per_segment_are_bounded() {
+        let (b, p) = failing_pages(512);
+        let s = walk(&b, p);
+        assert_eq!(s.breaks.len(), MAX_BREAKS);
+        assert!(s.gave_up);
+        assert!(s.breaks.iter().all(|b| matches!(b.why, Stop::Crc { .. })));
+        let (b, p) = failing_pages(16);
+        let s = walk(&b, p);
+        assert_eq!(s.breaks.len(), 16, "{:?}", s.breaks);
+        assert!(!s.gave_up);
     }
 }
