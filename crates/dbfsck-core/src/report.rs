@@ -709,6 +709,38 @@ impl Report {
                 &one(c.started as f64),
             );
         }
+        if !s.recovery.is_empty() {
+            let per = |f: &dyn Fn(&RecoveryVerdict) -> f64| -> Vec<(String, f64)> {
+                s.recovery
+                    .iter()
+                    .map(|r| {
+                        (
+                            format!(
+                                "{{format=\"{}\",path=\"{}\"}}",
+                                escape(&r.format),
+                                escape(&r.path)
+                            ),
+                            f(r),
+                        )
+                    })
+                    .collect()
+            };
+            metric(
+                "dbfsck_recovery_reaches_end",
+                "1 when the engine's start-up replay of this log would reach its real end; 0 when it would stop early and silently discard what follows.",
+                &per(&|r| f64::from(u8::from(r.reaches_end))),
+            );
+            metric(
+                "dbfsck_recovery_lost_records",
+                "Valid log records the start-up replay would silently discard.",
+                &per(&|r| r.lost_records as f64),
+            );
+            metric(
+                "dbfsck_recovery_lost_commits",
+                "Commit records the start-up replay would silently discard.",
+                &per(&|r| r.lost_commits as f64),
+            );
+        }
         let error_files: std::collections::BTreeSet<&str> =
             self.errors.iter().map(|e| e.path.as_str()).collect();
         metric(

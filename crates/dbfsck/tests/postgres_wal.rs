@@ -366,6 +366,26 @@ fn wal_verdicts_match_pg_waldump_and_crash_recovery() {
             "{name}: no finding at the stop: {v}"
         );
         if i == 0 {
+            // The textfile metrics say it too, for the nightly alert.
+            let prom = copy.with_extension("prom");
+            let o = common::bin()
+                .args(["scan", "--quiet", "--prometheus"])
+                .arg(&prom)
+                .arg(&copy)
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), Some(4));
+            let text = fs::read_to_string(&prom).unwrap();
+            let reaches = text
+                .lines()
+                .find(|l| l.starts_with("dbfsck_recovery_reaches_end{"))
+                .unwrap_or_else(|| panic!("{text}"));
+            assert!(reaches.ends_with(" 0"), "{reaches}");
+            assert!(
+                text.lines().any(|l| l.starts_with("dbfsck_recovery_lost_commits{")
+                    && l.split(' ').nth(1).and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v > 0.0)),
+                "{text}"
+            );
             // `inspect --lsn` shows the failing record on its page, with both CRCs.
             let (f, _) = at(&w, victim);
             let o = common::bin()
