@@ -50,6 +50,10 @@ pub struct PostgresFormat {
 struct Cluster {
     control: Option<Control>,
     live: bool,
+    /// The highest LSN of a data block that verifies (`PgCheck::lsn`).
+    max_page_lsn: Arc<std::sync::atomic::AtomicU64>,
+    /// A `backup_label` is present: the blocks of a base backup may be newer than its WAL.
+    backup: bool,
 }
 
 impl PostgresFormat {
@@ -79,6 +83,8 @@ impl PostgresFormat {
                 Arc::new(Cluster {
                     control,
                     live: server_running(data_dir),
+                    max_page_lsn: Arc::default(),
+                    backup: data_dir.join("backup_label").exists(),
                 })
             })
             .clone()
@@ -111,7 +117,15 @@ impl Format for PostgresFormat {
     }
 
     fn conclude(&self, complete: bool) -> crate::format::Conclusion {
-        self.wal.conclude(complete)
+        // The highest LSN of the data blocks verified in this scan, per data directory.
+        let clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        let page_lsn = |data_dir: &Path| {
+            clusters
+                .get(data_dir)
+                .map(|c| c.max_page_lsn.load(std::sync::atomic::Ordering::Relaxed))
+                .filter(|&l| l > 0)
+        };
+        self.wal.conclude(complete, &page_lsn)
     }
 
     fn description(&self) -> &'static str {
@@ -305,7 +319,7 @@ impl Format for PostgresFormat {
         }
         let blcksz = u64::from(control.map_or(self.blcksz(), |c| c.blcksz));
         let relseg = control.map_or(DEFAULT_RELSEG, |c| c.relseg_size);
-        let (check, partial) = PgCheck::segment(
+        let (mut check, partial) = PgCheck::segment(
             rel,
             placement(path),
             blcksz,
@@ -313,6 +327,15 @@ impl Format for PostgresFormat {
             (0, source.len()),
             None,
         );
+        // Blocks whose LSN is a WAL position: not UNLOGGED (an init fork beside it) or temporary.
+        let logged = rel.temp_backend.is_none()
+            && !path
+                .with_file_name(format!("{}_init", rel.relfilenode))
+                .exists();
+        check.lsn = cluster
+            .as_ref()
+            .filter(|c| logged && !c.backup)
+            .map(|c| c.max_page_lsn.clone());
         let findings: Vec<Finding> = partial.into_iter().collect();
         Ok(Opened {
             findings,
@@ -688,6 +711,11 @@ struct PgCheck {
     base: u64,
     /// The tar member holding the segment, when it is one (`owner.member`).
     member: Option<String>,
+    /// Where the highest LSN of a block that verifies goes, for the WAL's verdict: WAL is
+    /// flushed before the data page it describes, so a page with LSN L proves the WAL up to L
+    /// was flushed. `None` for relations whose LSNs are not WAL positions (UNLOGGED, temporary)
+    /// and outside a plain data directory.
+    lsn: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl PgCheck {
@@ -712,6 +740,7 @@ impl PgCheck {
             end: base + whole * blcksz,
             base,
             member,
+            lsn: None,
         };
         let partial = (rest != 0).then(|| check.partial_page(whole, rest));
         (check, partial)
@@ -871,10 +900,17 @@ impl UnitCheck for PgCheck {
             }
         }
         let mut n = 0;
+        let mut max_lsn = 0u64;
         for (i, (page, &computed)) in pages.iter().zip(&sums).enumerate() {
             n += 1;
             let block = first + i as u64;
-            if let Some((kind, detail, sums)) = judge_with(page, computed) {
+            let verdict = judge_with(page, computed);
+            if verdict.is_none() && self.lsn.is_some() && u16_at(page, 14) != 0 {
+                let hi = u64::from(u16_at(page, 0)) | u64::from(u16_at(page, 2)) << 16;
+                let lo = u64::from(u16_at(page, 4)) | u64::from(u16_at(page, 6)) << 16;
+                max_lsn = max_lsn.max(hi << 32 | lo);
+            }
+            if let Some((kind, detail, sums)) = verdict {
                 let mut f = Finding::new(kind, self.base + block * bs as u64, bs as u64, detail)
                     .unit(block)
                     .owner(self.owner(block));
@@ -883,6 +919,9 @@ impl UnitCheck for PgCheck {
                 }
                 out.push(f);
             }
+        }
+        if let Some(sink) = &self.lsn {
+            sink.fetch_max(max_lsn, std::sync::atomic::Ordering::Relaxed);
         }
         n
     }

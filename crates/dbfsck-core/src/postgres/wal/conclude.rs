@@ -247,7 +247,13 @@ fn file_name(p: &Path) -> String {
 }
 
 /// Joins and judges one directory's segments.
-pub(crate) fn conclude_dir(path: &Path, dir: WalDir, complete: bool, out: &mut Conclusion) {
+pub(crate) fn conclude_dir(
+    path: &Path,
+    dir: WalDir,
+    complete: bool,
+    data_lsn: Option<u64>,
+    out: &mut Conclusion,
+) {
     let unverified = dir
         .listed
         .iter()
@@ -425,7 +431,7 @@ pub(crate) fn conclude_dir(path: &Path, dir: WalDir, complete: bool, out: &mut C
     out.warnings.extend(warnings);
     let newest = segs.len().saturating_sub(1);
     // Judge each break by what follows it.
-    let verdicts: Vec<Option<Verdict>> = events
+    let verdicts: Vec<Option<(Verdict, String)>> = events
         .iter()
         .enumerate()
         .map(|(i, ev)| {
@@ -441,17 +447,29 @@ pub(crate) fn conclude_dir(path: &Path, dir: WalDir, complete: bool, out: &mut C
                 }
                 Ev::Break { .. } => false,
             });
-            let flushed =
-                control.is_some_and(|c| c.checkpoint > brk.lsn || c.min_recovery_point > brk.lsn);
-            let archived_before_newest = dir.kind == WalDirKind::Archive
+            let evidence = if followed {
+                Some("valid WAL follows it".to_owned())
+            } else if control.is_some_and(|c| c.checkpoint > brk.lsn) {
+                Some("pg_control's checkpoint lies beyond it, so it had been flushed".into())
+            } else if control.is_some_and(|c| c.min_recovery_point > brk.lsn) {
+                Some("pg_control's minimum recovery point lies beyond it, so it had been flushed".into())
+            } else if let Some(l) = data_lsn.filter(|&l| l > brk.lsn) {
+                Some(format!(
+                    "a data block carries LSN {}, beyond it, and WAL is flushed before the blocks it describes, so it had been flushed",
+                    Lsn(l)
+                ))
+            } else if dir.kind == WalDirKind::Archive
                 && *seg < newest
-                && !segs.get(*seg).is_some_and(|e| e.partial);
-            Some(if followed || flushed || archived_before_newest {
-                Verdict::Damage
-            } else if brk.why.is_clean_end() && brk.written == 0 {
-                Verdict::End
+                && !segs.get(*seg).is_some_and(|e| e.partial)
+            {
+                Some("an archived segment that is not the newest is complete by definition".into())
             } else {
-                Verdict::Torn
+                None
+            };
+            Some(match evidence {
+                Some(why) => (Verdict::Damage, why),
+                None if brk.why.is_clean_end() && brk.written == 0 => (Verdict::End, String::new()),
+                None => (Verdict::Torn, String::new()),
             })
         })
         .collect();
@@ -460,14 +478,7 @@ pub(crate) fn conclude_dir(path: &Path, dir: WalDir, complete: bool, out: &mut C
             continue;
         };
         let Some(e) = segs.get(*seg) else { continue };
-        if let Some(f) = finding(
-            e,
-            brk,
-            *v,
-            &events,
-            control.is_some_and(|c| c.checkpoint > brk.lsn),
-            seg_size,
-        ) {
+        if let Some(f) = finding(e, brk, v.0, &events, &v.1, seg_size) {
             out.findings.push(f);
         }
     }
@@ -566,7 +577,8 @@ pub(crate) fn conclude_dir(path: &Path, dir: WalDir, complete: bool, out: &mut C
         Some((i, Ev::Break { seg, brk })) => {
             let at = brk.record.unwrap_or(brk.lsn);
             v.stops_at = Lsn(at).to_string();
-            let damage = verdicts.get(i).copied().flatten() == Some(Verdict::Damage);
+            let verdict_of = |i: usize| verdicts.get(i).and_then(|v| v.as_ref()).map(|v| v.0);
+            let damage = verdict_of(i) == Some(Verdict::Damage);
             if !damage {
                 let end = events
                     .iter()
@@ -582,7 +594,7 @@ pub(crate) fn conclude_dir(path: &Path, dir: WalDir, complete: bool, out: &mut C
                     "recovery from {} replays to the end of the WAL at {}{}",
                     Lsn(start),
                     Lsn(at),
-                    if verdicts.get(i).copied().flatten() == Some(Verdict::Torn) {
+                    if verdict_of(i) == Some(Verdict::Torn) {
                         " (the record there is the crash's torn last write, which recovery discards by design)"
                     } else {
                         ""
@@ -620,12 +632,24 @@ pub(crate) fn conclude_dir(path: &Path, dir: WalDir, complete: bool, out: &mut C
                     (Some(a), _) => format!("{} commit, at {a}", v.lost_commits),
                     _ => "no commit".into(),
                 };
-                v.detail = format!(
-                    "recovery would stop at LSN {}; the WAL continues to {}: starting now silently discards {} records ({commits})",
-                    Lsn(at),
-                    Lsn(end),
-                    v.lost_records
-                );
+                let evidence = verdicts
+                    .get(i)
+                    .and_then(|v| v.as_ref())
+                    .map(|v| v.1.clone())
+                    .unwrap_or_default();
+                v.detail = if v.lost_records == 0 {
+                    format!(
+                        "recovery would stop at LSN {}, but the WAL after it had been flushed ({evidence}): that WAL is lost, and starting now leaves data newer than the WAL",
+                        Lsn(at)
+                    )
+                } else {
+                    format!(
+                        "recovery would stop at LSN {}; the WAL continues to {}: starting now silently discards {} records ({commits})",
+                        Lsn(at),
+                        Lsn(end),
+                        v.lost_records
+                    )
+                };
             }
         }
         Some((_, Ev::Span { .. })) => {}
@@ -639,7 +663,7 @@ fn finding(
     brk: &Break,
     v: Verdict,
     events: &[Ev],
-    control_beyond: bool,
+    evidence: &str,
     seg_size: u64,
 ) -> Option<Finding> {
     if v == Verdict::End {
@@ -697,11 +721,7 @@ fn finding(
             ),
         ),
         _ => {
-            let why = if control_beyond {
-                "pg_control's checkpoint lies beyond it, so it had been flushed"
-            } else {
-                "valid WAL follows it"
-            };
+            let why = evidence;
             let kind = match brk.why {
                 Stop::Crc { .. } => FindingKind::ChecksumMismatch,
                 Stop::Misdirected { .. } => FindingKind::MisdirectedWrite,

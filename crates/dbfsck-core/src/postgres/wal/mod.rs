@@ -223,11 +223,16 @@ impl Registry {
     }
 
     /// Joins the segments of each directory and judges them; empties the registry.
-    pub fn conclude(&self, complete: bool) -> Conclusion {
+    /// `page_lsn`: the highest LSN of the data blocks verified in a data directory.
+    pub fn conclude(&self, complete: bool, page_lsn: &dyn Fn(&Path) -> Option<u64>) -> Conclusion {
         let dirs = std::mem::take(&mut *self.dirs.lock().unwrap_or_else(|e| e.into_inner()));
         let mut out = Conclusion::default();
         for (path, dir) in dirs {
-            conclude::conclude_dir(&path, dir, complete, &mut out);
+            let data_lsn = match dir.kind {
+                WalDirKind::DataDir { .. } => path.parent().and_then(page_lsn),
+                WalDirKind::Archive => None,
+            };
+            conclude::conclude_dir(&path, dir, complete, data_lsn, &mut out);
         }
         out
     }
