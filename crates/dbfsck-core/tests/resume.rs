@@ -157,3 +157,23 @@ fn a_time_limit_stops_cleanly_and_the_rest_follows_on_resume() {
         .unwrap();
     assert_eq!(again.findings, full);
 }
+
+/// A scan whose state nobody saves keeps no file states (`Scanner::file_states(false)`, what
+/// the CLI does without `--state`: memory for 100 000 small files), and finds exactly the same;
+/// a scan that keeps them records every file, small ones judged at open included.
+#[test]
+fn file_states_are_kept_only_when_asked_and_change_no_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = dataset(dir.path(), 11, 6, 16);
+    let kept = Scanner::new().scan(&[dir.path()]).unwrap();
+    let none = Scanner::new()
+        .file_states(false)
+        .scan(&[dir.path()])
+        .unwrap();
+    assert_eq!(kept.findings, all);
+    assert_eq!(none.findings, all);
+    assert_eq!(kept.scan_state.files.len(), 6);
+    assert!(none.scan_state.files.is_empty());
+    assert_eq!(none.summary.files, kept.summary.files);
+    assert_eq!(none.summary.units, kept.summary.units);
+}

@@ -374,7 +374,9 @@ fn scan(args: &ScanArgs) -> ExitCode {
     let scanner = scanner
         .time_limit(args.time_limit)
         .resume(resume)
-        .online(args.online);
+        .online(args.online)
+        // Every file's state is kept only for a state file to save.
+        .file_states(args.state.is_some());
     let scanner = match &args.state {
         Some(path) => {
             let path = path.clone();

@@ -339,7 +339,7 @@ fn a_state_of_another_dataset_with_the_same_path_is_not_used() {
             .output()
             .unwrap()
     };
-    let o = run(&a, &["--time-limit", "1ms", "--max-rate", "1MiB/s"]);
+    let o = run(&a, &["--time-limit", "300ms", "--max-rate", "1MiB/s"]);
     assert_eq!(json(&o)["summary"]["complete"], false);
     let o = run(&b, &["--resume"]);
     let v = json(&o);
@@ -366,7 +366,8 @@ fn a_corrupt_state_is_not_used_and_the_scan_goes_on() {
             .output()
             .unwrap()
     };
-    let o = scan(&["--time-limit", "1ms", "--max-rate", "1MiB/s"]);
+    // Long enough for the file to be opened (its state recorded), far too short to verify it.
+    let o = scan(&["--time-limit", "300ms", "--max-rate", "1MiB/s"]);
     assert_eq!(json(&o)["summary"]["complete"], false);
     let mut s: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     let key = s["files"]
