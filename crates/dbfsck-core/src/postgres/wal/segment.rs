@@ -238,18 +238,7 @@ struct Trace {
 
 /// Walks a segment: `bytes` is the whole file.
 pub(crate) fn walk(bytes: &[u8], p: SegParams) -> Summary {
-    let mut w = Walker {
-        bytes,
-        p,
-        magic: None,
-        out: Summary {
-            len: bytes.len() as u64,
-            ..Summary::default()
-        },
-        tli: 0,
-        span: None,
-        trace: None,
-    };
+    let mut w = Walker::new(bytes, p, None);
     w.run();
     w.out.magic = w.magic;
     w.out
@@ -291,18 +280,7 @@ pub(crate) fn inspect_page(bytes: &[u8], p: SegParams, page: u64) -> Vec<(String
             }
         }
     }
-    let mut w = Walker {
-        bytes,
-        p,
-        magic: None,
-        out: Summary {
-            len: bytes.len() as u64,
-            ..Summary::default()
-        },
-        tli: 0,
-        span: None,
-        trace: None,
-    };
+    let mut w = Walker::new(bytes, p, None);
     // The page on its own (the magic and timeline of the pages before it taken as they are).
     if page > 0 {
         let _ = w.page(0);
@@ -312,22 +290,15 @@ pub(crate) fn inspect_page(bytes: &[u8], p: SegParams, page: u64) -> Vec<(String
         Err(why) => format!("fails: {}", super::conclude::describe(&why)),
     };
     fields.push(f("page header", header));
-    let mut w = Walker {
+    let mut w = Walker::new(
         bytes,
         p,
-        magic: None,
-        out: Summary {
-            len: bytes.len() as u64,
-            ..Summary::default()
-        },
-        tli: 0,
-        span: None,
-        trace: Some(Trace {
+        Some(Trace {
             lo: p.start + off,
             hi: p.start + off + ps,
             lines: Vec::new(),
         }),
-    };
+    );
     w.run();
     let lines = w.trace.map(|t| t.lines).unwrap_or_default();
     if lines.is_empty() {
@@ -357,6 +328,21 @@ enum Gathered<'a> {
 }
 
 impl<'a> Walker<'a> {
+    fn new(bytes: &'a [u8], p: SegParams, trace: Option<Trace>) -> Walker<'a> {
+        Walker {
+            bytes,
+            p,
+            magic: None,
+            out: Summary {
+                len: bytes.len() as u64,
+                ..Summary::default()
+            },
+            tli: 0,
+            span: None,
+            trace,
+        }
+    }
+
     fn seg_end(&self) -> u64 {
         self.p.start + self.p.seg_size
     }
