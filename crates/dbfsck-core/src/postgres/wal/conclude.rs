@@ -216,6 +216,7 @@ fn join(a: &SegEntry, b: &SegEntry, warnings: &mut Vec<(PathBuf, String)>) -> Re
                             rmid: header.get(17).copied().unwrap_or_default(),
                             info: header.get(16).copied().unwrap_or_default(),
                             commit_time: None,
+                            overwritten: None,
                         })
                     } else {
                         Err(Stop::Crc { stored, computed })
@@ -322,7 +323,34 @@ pub(crate) fn conclude_dir(
                     Some(Ev::Span { span, .. }) => Some(span.last),
                     _ => None,
                 };
-                if clean && crossing {
+                let abandoned = p
+                    .summary
+                    .tail
+                    .as_ref()
+                    .filter(|_| e.summary.overwrite_first);
+                if let (true, Some(t)) = (clean, abandoned) {
+                    // Crash recovery abandoned the record `p` ends with and wrote an
+                    // XLOG_OVERWRITE_CONTRECORD at the start of `e`, which must name it.
+                    if e.summary.overwrites == Some(t.start) {
+                        expect_prev = t.prev;
+                    } else {
+                        expect_prev = None;
+                        items.push(Ev::Break {
+                            seg: i,
+                            brk: Break {
+                                lsn: e.params.start,
+                                record: None,
+                                record_len: None,
+                                written: 0,
+                                why: Stop::BadHeader(format!(
+                                    "the segment's first page says the record at {} was abandoned, but its first record is not the XLOG_OVERWRITE_CONTRECORD that names it",
+                                    Lsn(t.start)
+                                )),
+                                after: t.prev,
+                            },
+                        });
+                    }
+                } else if clean && crossing {
                     match join(p, e, &mut warnings) {
                         Ok(span) => {
                             out.units += span.records;

@@ -346,7 +346,22 @@ pub(crate) fn open(
                 .filter(|p| p.is_power_of_two() && (1024..=65536).contains(p))
                 .unwrap_or(8192);
             let seg_size = u64::from(seg_size);
+            // A name whose segment number is impossible for this segment size (its low part
+            // past the segments per log id) or whose position overflows: not a segment.
+            let per_log = 0x1_0000_0000u64 / seg_size;
             let segno = segno(log, seg, seg_size);
+            let fits = segno
+                .checked_mul(seg_size)
+                .and_then(|s| s.checked_add(seg_size))
+                .is_some();
+            if u64::from(seg) >= per_log || !fits {
+                return Err(OpenError::NotThisFormat {
+                    format: super::PostgresFormat::NAME,
+                    reason: format!(
+                        "the name is not a WAL segment's with {seg_size}-byte segments (its segment part {seg:08X} must be below {per_log:X}, and its position within 64 bits)"
+                    ),
+                });
+            }
             let params = segment::SegParams {
                 start: segno * seg_size,
                 seg_size,
@@ -432,7 +447,10 @@ pub fn page_of_lsn(path: &Path, lsn: &str) -> Result<u64, String> {
     if !seg_size.is_power_of_two() || seg_size < 1 << 20 || page == 0 {
         return Err("the segment's long header does not give its sizes".into());
     }
-    let start = segno(log, seg, seg_size) * seg_size;
+    let start = segno(log, seg, seg_size)
+        .checked_mul(seg_size)
+        .filter(|s| s.checked_add(seg_size).is_some())
+        .ok_or("the segment's name puts it past the end of the WAL's 64-bit positions")?;
     if !(start..start + seg_size).contains(&l) {
         return Err(format!(
             "{lsn} is not in this segment ({} to {})",
@@ -588,5 +606,21 @@ mod hostile {
         assert_eq!(opened.notes.len(), 1, "{:?}", opened.notes);
         let layout = opened.check.unwrap().layout();
         assert_eq!((layout.start, layout.end), (0, 1 << 20));
+    }
+
+    /// Names whose position overflows or whose segment part is impossible for the segment size
+    /// are not segments (an error that says so), never an overflow.
+    #[test]
+    fn impossible_segment_names_are_refused() {
+        let format = PostgresFormat::default();
+        let b = segment(5, 1 << 20, 1);
+        for name in [
+            "FFFFFFFFFFFFFFFFFFFFFFFF",
+            "00000001FFFFFFFF00000FFF",
+            "000000010000000000001000",
+        ] {
+            let path = PathBuf::from(format!("/nonexistent/dbfsck-wal-test/{name}"));
+            assert!(format.open(&path, &BytesSource(&b)).is_err(), "{name}");
+        }
     }
 }

@@ -10,6 +10,7 @@ pub(crate) const HEADER: usize = 24;
 const RM_XLOG: u8 = 0;
 const RM_XACT: u8 = 1;
 const XLOG_SWITCH: u8 = 0x40;
+const XLOG_OVERWRITE_CONTRECORD: u8 = 0xD0;
 const XLOG_XACT_OPMASK: u8 = 0x70;
 const XLOG_XACT_COMMIT: u8 = 0x00;
 const XLOG_XACT_COMMIT_PREPARED: u8 = 0x30;
@@ -58,6 +59,8 @@ pub(crate) struct Decoded {
     pub info: u8,
     /// The commit time of a commit record (µs since 2000-01-01 UTC).
     pub commit_time: Option<i64>,
+    /// `XLOG_OVERWRITE_CONTRECORD`: the start of the record it replaces.
+    pub overwritten: Option<u64>,
 }
 
 impl Decoded {
@@ -248,11 +251,16 @@ pub(crate) fn decode<B: RecBytes + ?Sized>(b: &B, v15: bool) -> Result<Decoded, 
     .then(|| (main.1 >= 8).then(|| rd::<8, B>(b, main.0)).flatten())
     .flatten()
     .map(i64::from_le_bytes);
+    let overwritten = (rmid == RM_XLOG && info & 0xF0 == XLOG_OVERWRITE_CONTRECORD && main.1 >= 8)
+        .then(|| rd::<8, B>(b, main.0))
+        .flatten()
+        .map(u64::from_le_bytes);
     Ok(Decoded {
         prev,
         rmid,
         info,
         commit_time,
+        overwritten,
     })
 }
 

@@ -185,6 +185,11 @@ pub(crate) struct Summary {
     /// The walk stopped after [`MAX_BREAKS`] stops (garbage behind valid page headers): memory
     /// stays bounded whatever the damage.
     pub gave_up: bool,
+    /// The first page has `XLP_FIRST_IS_OVERWRITE_CONTRECORD`: the record the previous segment
+    /// ends with was abandoned by crash recovery; `overwrites` is the LSN the segment's first
+    /// record (an `XLOG_OVERWRITE_CONTRECORD`) names.
+    pub overwrite_first: bool,
+    pub overwrites: Option<u64>,
 }
 
 /// Stops kept per segment; past them the segment's walk ends, saying so.
@@ -206,6 +211,9 @@ struct PageHeader {
 }
 
 const XLP_FIRST_IS_CONTRECORD: u16 = 0x0001;
+/// The page replaces a continuation that was never written: crash recovery abandoned the record
+/// it continued and wrote an `XLOG_OVERWRITE_CONTRECORD` there (PostgreSQL 13–17's number).
+const XLP_FIRST_IS_OVERWRITE_CONTRECORD: u16 = 0x0008;
 const XLP_LONG_HEADER: u16 = 0x0002;
 const XLP_ALL_FLAGS: u16 = 0x000F;
 const SHORT_HEADER: u64 = 24;
@@ -325,6 +333,9 @@ enum Gathered<'a> {
     RunsOff(Vec<u8>),
     /// Something stopped it.
     Cut(Vec<u8>, Stop, u64),
+    /// A continuation page says the record was abandoned by crash recovery: the stream goes on
+    /// at this LSN, with the record that replaces it.
+    Overwritten(u64),
 }
 
 impl<'a> Walker<'a> {
@@ -441,6 +452,10 @@ impl<'a> Walker<'a> {
 
     fn record_break(&mut self, b: Break) {
         self.close_span();
+        if self.out.breaks.len() >= MAX_BREAKS {
+            self.out.gave_up = true;
+            return;
+        }
         self.out.breaks.push(b);
     }
 
@@ -461,7 +476,10 @@ impl<'a> Walker<'a> {
                 Some(next) => next,
                 None => return,
             },
-            Ok(h) => self.p.start + h.size,
+            Ok(h) => {
+                self.out.overwrite_first = h.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD != 0;
+                self.p.start + h.size
+            }
             Err(why) => {
                 self.record_break(Break {
                     lsn: self.p.start,
@@ -481,7 +499,14 @@ impl<'a> Walker<'a> {
         // After a failing record whose length is known, the next record is tried where it
         // would start (the chain test); `link` is the failing record's start.
         let mut link: Option<u64> = None;
+        // The record crash recovery abandoned: the next record must be the
+        // XLOG_OVERWRITE_CONTRECORD that names it.
+        let mut overwritten: Option<u64> = None;
         loop {
+            if self.out.gave_up {
+                self.close_span();
+                return;
+            }
             if pos >= self.seg_end() {
                 self.close_span();
                 return;
@@ -553,6 +578,15 @@ impl<'a> Walker<'a> {
             }
             let want_prev = link.or(prev);
             match self.gather(pos, tot_len, want_prev) {
+                Gathered::Overwritten(next) => {
+                    self.trace_line(
+                        pos,
+                        format!("{tot_len} bytes, abandoned by crash recovery (its continuation page was overwritten)"),
+                    );
+                    overwritten = Some(pos);
+                    pos = next;
+                    continue;
+                }
                 Gathered::RunsOff(bytes) => {
                     self.close_span();
                     self.out.tail = Some(Tail {
@@ -571,12 +605,26 @@ impl<'a> Walker<'a> {
                             super::conclude::describe(&why)
                         ),
                     );
+                    // A record whose only fault is its prev-link still has a trusted length: try
+                    // the record after it (the chain test), as after a CRC failure.
+                    let chained = matches!(why, Stop::BadPrev { .. }) && link.is_none();
                     self.fail(at, Some(pos), Some(tot_len), written, why, prev, link);
+                    prev = None;
+                    if chained {
+                        link = Some(pos);
+                        pos = Lsn(record::end_lsn(
+                            pos,
+                            u64::from(tot_len),
+                            self.p.page_size,
+                            self.p.seg_size,
+                        ))
+                        .align8();
+                        continue;
+                    }
                     match self.resync(self.off(at) - self.off(at) % ps + ps) {
                         Some(p) => pos = p,
                         None => return,
                     }
-                    prev = None;
                     link = None;
                 }
                 Gathered::Whole(bytes) => {
@@ -592,7 +640,23 @@ impl<'a> Walker<'a> {
                         .and_then(super::major_of_magic)
                         .is_some_and(|m| m >= 15);
                     match record::check(&bytes, pos, want_prev, v15) {
+                        Ok(dec) if overwritten.is_some_and(|r| dec.overwritten != Some(r)) => {
+                            let r = overwritten.take().unwrap_or_default();
+                            let why = Stop::BadHeader(format!(
+                                "the page says the record at {} was abandoned, but the record here is not the XLOG_OVERWRITE_CONTRECORD that names it",
+                                Lsn(r)
+                            ));
+                            self.fail(pos, Some(pos), Some(tot_len), 0, why, prev, link);
+                            match self.resync(self.off(pos) - self.off(pos) % ps + ps) {
+                                Some(p) => pos = p,
+                                None => return,
+                            }
+                            prev = None;
+                            link = None;
+                            continue;
+                        }
                         Ok(dec) => {
+                            overwritten = None;
                             self.add_record(pos, end, &dec, link.take());
                             if dec.is_switch() {
                                 if let Some(s) = self.span.as_mut() {
@@ -840,6 +904,9 @@ impl<'a> Walker<'a> {
                 return Gathered::RunsOff(owned(&parts));
             }
             match self.page(page_end) {
+                Ok(h) if h.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD != 0 => {
+                    return Gathered::Overwritten(at + h.size)
+                }
                 Ok(h) if h.info & XLP_FIRST_IS_CONTRECORD == 0 => {
                     return Gathered::Cut(
                         owned(&parts),
@@ -904,6 +971,9 @@ impl<'a> Walker<'a> {
     }
 
     fn add_record(&mut self, start: u64, end: u64, dec: &Decoded, linked_from: Option<u64>) {
+        if self.out.spans.is_empty() && self.span.is_none() && self.out.breaks.is_empty() {
+            self.out.overwrites = dec.overwritten;
+        }
         if linked_from.is_some() {
             self.close_span();
         }
@@ -978,5 +1048,95 @@ mod tests {
         let s = walk(&b, p);
         assert_eq!(s.breaks.len(), 16, "{:?}", s.breaks);
         assert!(!s.gave_up);
+    }
+
+    /// Writes a record (header fields, body) at `at` in `b` with its CRC; returns its length.
+    fn put_record(b: &mut [u8], at: usize, prev: u64, rmid: u8, info: u8, body: &[u8]) -> usize {
+        let len = 24 + body.len();
+        let mut r = vec![0u8; len];
+        r[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        r[8..16].copy_from_slice(&prev.to_le_bytes());
+        r[16] = info;
+        r[17] = rmid;
+        r[24..].copy_from_slice(body);
+        let crc = record::crc(&r[..]);
+        r[20..24].copy_from_slice(&crc.to_le_bytes());
+        b[at..at + len].copy_from_slice(&r);
+        len
+    }
+
+    /// Crash recovery's XLOG_OVERWRITE_CONTRECORD (formats-pgwal.md §4.1): a record cut at a
+    /// page boundary, the next page flagged as overwriting its continuation and starting with a
+    /// record that names it — the normal pattern after a crash, not damage; a record there that
+    /// names another LSN is damage.
+    #[test]
+    fn an_overwritten_continuation_is_accepted_as_postgresql_does() {
+        for names_it in [true, false] {
+            let (mut b, p) = failing_pages(4);
+            // Clear the failing records the helper wrote (keeping the first two pages' headers);
+            // the pages after are unwritten, all zero.
+            for page in 0..2usize {
+                let hdr = if page == 0 { 40 } else { 24 };
+                b[page * 8192 + hdr..(page + 1) * 8192].fill(0);
+            }
+            b[2 * 8192..].fill(0);
+            let a = p.start + 40;
+            put_record(&mut b, 40, 0, 0, 0x20, &[255, 0]);
+            // R: 9000 bytes announced, only its first page written.
+            let r_at = 72usize;
+            let r = p.start + r_at as u64;
+            b[r_at..r_at + 4].copy_from_slice(&9000u32.to_le_bytes());
+            b[r_at + 8..r_at + 16].copy_from_slice(&a.to_le_bytes());
+            b[r_at + 24..8192].fill(0x5A);
+            // Page 1 overwrites the continuation.
+            b[8192 + 2..8192 + 4].copy_from_slice(&0x0008u16.to_le_bytes());
+            let mut body = vec![255u8, 16];
+            let named = if names_it { r } else { r + 8 };
+            body.extend_from_slice(&named.to_le_bytes());
+            body.extend_from_slice(&0i64.to_le_bytes());
+            put_record(&mut b, 8192 + 24, a, 0, 0xD0, &body);
+            let s = walk(&b, p);
+            assert_eq!(s.breaks.len(), 1, "{:?}", s.breaks);
+            if names_it {
+                // Only the real end, after the record that replaced R.
+                assert_eq!(s.breaks[0].why, Stop::Zero, "{:?}", s.breaks);
+                assert_eq!(s.records(), 2, "{:?}", s.spans);
+            } else {
+                assert!(
+                    matches!(s.breaks[0].why, Stop::BadHeader(_)),
+                    "{:?}",
+                    s.breaks
+                );
+            }
+        }
+    }
+
+    /// A record whose only fault is its prev-link keeps a trusted length: the record after it
+    /// is tried (the chain test) and, linking back to it, proves the WAL went on — damage even
+    /// in the newest segment, never a torn tail (regression: it used to resynchronise at the
+    /// next page and lose the link).
+    #[test]
+    fn a_bad_prev_link_is_followed_by_the_chain_test() {
+        let (mut b, p) = failing_pages(2);
+        b[40..8192].fill(0);
+        b[8192..].fill(0);
+        let a = p.start + 40;
+        let n = put_record(&mut b, 40, 0, 0, 0x20, &[255, 0]);
+        let bad = 40 + n.div_ceil(8) * 8;
+        let n = put_record(&mut b, bad, 0x1234, 0, 0x20, &[255, 0]);
+        let c = bad + n.div_ceil(8) * 8;
+        let bad_lsn = p.start + bad as u64;
+        put_record(&mut b, c, bad_lsn, 0, 0x20, &[255, 0]);
+        let s = walk(&b, p);
+        assert!(
+            matches!(s.breaks[0].why, Stop::BadPrev { got: 0x1234, want } if want == a),
+            "{:?}",
+            s.breaks
+        );
+        assert!(
+            s.spans.iter().any(|sp| sp.linked_from == Some(bad_lsn)),
+            "{:?}",
+            s.spans
+        );
     }
 }
