@@ -41,33 +41,30 @@ enum Verdict {
 }
 
 /// The segments replay reads, in order: for each segment number, the file of the newest timeline
-/// of the target's history that had begun by then (as PostgreSQL's XLogFileReadAnyTLI picks).
+/// of the target's history that had begun by then and not yet ended (as PostgreSQL's
+/// XLogFileReadAnyTLI picks); without a history file, the target timeline's files alone.
 fn chain(dir: &WalDir, target: u32, seg_size: u64) -> Vec<&SegEntry> {
-    // (timeline, first segment number it can hold)
-    let mut allowed: Vec<(u32, u64)> = Vec::new();
+    // (timeline, first and last segment numbers it can hold): an ancestor only up to the
+    // segment holding the last byte before its child began (XLByteToPrevSeg).
+    let mut allowed: Vec<(u32, u64, u64)> = Vec::new();
     match dir.histories.get(&target) {
         Some(h) if target > 1 => {
             let mut begin = 0u64;
             for &(tli, switch) in &h.entries {
-                allowed.push((tli, begin));
+                allowed.push((tli, begin, switch.saturating_sub(1) / seg_size));
                 begin = switch / seg_size;
             }
-            allowed.push((target, begin));
+            allowed.push((target, begin, u64::MAX));
         }
-        // No history: every timeline up to the target, newest first per segment.
-        _ => {
-            let mut tlis: Vec<u32> = dir.segments.values().map(|e| e.tli).collect();
-            tlis.sort_unstable();
-            tlis.dedup();
-            allowed.extend(tlis.into_iter().filter(|&t| t <= target).map(|t| (t, 0)));
-        }
+        // No history: the target timeline alone, as PostgreSQL reads it without one.
+        _ => allowed.push((target, 0, u64::MAX)),
     }
     let mut by_segno: std::collections::BTreeMap<u64, &SegEntry> = Default::default();
     for e in dir.segments.values() {
-        let Some(&(_, begin)) = allowed.iter().find(|(t, _)| *t == e.tli) else {
+        let Some(&(_, begin, end)) = allowed.iter().find(|(t, _, _)| *t == e.tli) else {
             continue;
         };
-        if e.segno < begin {
+        if e.segno < begin || e.segno > end {
             continue;
         }
         // A `.partial` file is the old timeline's last, incomplete segment: recovery never reads
@@ -833,6 +830,60 @@ pub(crate) fn pg_time(us: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dir_of(segs: &[(u32, u64)], history: Option<(u32, Vec<(u32, u64)>)>) -> WalDir {
+        let seg_size = 16u64 << 20;
+        let mut d = WalDir {
+            kind: WalDirKind::Archive,
+            listed: Vec::new(),
+            segments: Default::default(),
+            histories: Default::default(),
+        };
+        for &(tli, segno) in segs {
+            let path = PathBuf::from(segment_name(tli, segno, seg_size));
+            let params = super::super::segment::SegParams {
+                start: segno * seg_size,
+                seg_size,
+                page_size: 8192,
+                tli,
+                system_id: None,
+            };
+            d.segments.insert(
+                path.clone(),
+                SegEntry {
+                    path,
+                    tli,
+                    segno,
+                    partial: false,
+                    params,
+                    summary: Default::default(),
+                },
+            );
+        }
+        if let Some((tli, entries)) = history {
+            d.histories.insert(tli, super::super::History { entries });
+        }
+        d
+    }
+
+    /// Replay's path across timelines: an ancestor's files only up to its switch point (an old
+    /// primary that kept archiving on timeline 1 past the switch is not read), the newest
+    /// timeline from where it began; without a history file, the target timeline alone.
+    #[test]
+    fn the_chain_follows_the_history_and_stops_ancestors_at_their_switch() {
+        let seg = 16u64 << 20;
+        let files = [(1, 9), (1, 10), (1, 11), (1, 12), (2, 10), (2, 11)];
+        let d = dir_of(&files, Some((2, vec![(1, 10 * seg + 0x100)])));
+        let got: Vec<(u32, u64)> = chain(&d, 2, seg).iter().map(|e| (e.tli, e.segno)).collect();
+        assert_eq!(got, vec![(1, 9), (2, 10), (2, 11)]);
+        let d = dir_of(&files, None);
+        let got: Vec<(u32, u64)> = chain(&d, 2, seg).iter().map(|e| (e.tli, e.segno)).collect();
+        assert_eq!(got, vec![(2, 10), (2, 11)]);
+        // A switch on a segment boundary: the parent ends with the segment before it.
+        let d = dir_of(&files, Some((2, vec![(1, 10 * seg)])));
+        let got: Vec<(u32, u64)> = chain(&d, 2, seg).iter().map(|e| (e.tli, e.segno)).collect();
+        assert_eq!(got, vec![(1, 9), (2, 10), (2, 11)]);
+    }
 
     #[test]
     fn pg_time_is_rfc3339() {
