@@ -164,6 +164,12 @@ fn join(a: &SegEntry, b: &SegEntry, warnings: &mut Vec<(PathBuf, String)>) -> Re
             file_name(&b.path)
         ))));
     }
+    if lead.cut {
+        return Err(cut(Stop::Cut(format!(
+            "its continuation in segment {} is cut",
+            file_name(&b.path)
+        ))));
+    }
     let Some(end) = lead.end else {
         warnings.push((
             a.path.clone(),
@@ -883,6 +889,88 @@ mod tests {
         let d = dir_of(&files, Some((2, vec![(1, 10 * seg)])));
         let got: Vec<(u32, u64)> = chain(&d, 2, seg).iter().map(|e| (e.tli, e.segno)).collect();
         assert_eq!(got, vec![(1, 9), (2, 10), (2, 11)]);
+    }
+
+    /// A record running into the next segment whose continuation is cut there is an incomplete
+    /// record — the crash's torn last write here — not one "longer than a segment" (regression:
+    /// the cut was taken for a continuation that fills the segment).
+    #[test]
+    fn a_continuation_cut_in_the_next_segment_cuts_the_record() {
+        use super::super::segment::{Break, Lead, Part, Span, Stop, Tail};
+        let seg = 16u64 << 20;
+        let mut d = dir_of(&[(1, 9), (1, 10)], None);
+        d.kind = WalDirKind::DataDir {
+            control: None,
+            live: false,
+        };
+        let r = 10 * seg - 16;
+        let mut head = vec![0u8; 16];
+        head[..4].copy_from_slice(&100u32.to_le_bytes());
+        for e in d.segments.values_mut() {
+            if e.segno == 9 {
+                e.summary.len = seg;
+                e.summary.spans.push(Span {
+                    first: 9 * seg + 40,
+                    first_prev: 0,
+                    last: r - 64,
+                    end: r - 8,
+                    records: 10,
+                    commits: 0,
+                    first_commit: None,
+                    last_commit: None,
+                    linked_from: None,
+                    switch: false,
+                });
+                e.summary.tail = Some(Tail {
+                    start: r,
+                    prev: Some(r - 64),
+                    part: Part {
+                        prefix: head.clone(),
+                        rest_crc: 0,
+                        rest_len: 0,
+                    },
+                });
+            } else {
+                e.summary.len = seg;
+                e.summary.lead = Some(Lead {
+                    rem_len: 84,
+                    part: Part::default(),
+                    end: None,
+                    cut: true,
+                });
+                e.summary.breaks.push(Break {
+                    lsn: 10 * seg,
+                    record: None,
+                    record_len: None,
+                    written: 0,
+                    why: Stop::ZeroPage,
+                    after: None,
+                });
+            }
+        }
+        let mut out = Conclusion::default();
+        conclude_dir(Path::new("/x/pg_wal"), d, true, None, &mut out);
+        let torn: Vec<_> = out
+            .findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::TornTail)
+            .collect();
+        assert_eq!(torn.len(), 1, "{:?}", out.findings);
+        assert_eq!(
+            torn[0]
+                .owner
+                .as_ref()
+                .and_then(|o| o.get("record"))
+                .and_then(|v| v.as_str()),
+            Some(Lsn(r).to_string().as_str())
+        );
+        assert!(
+            out.warnings
+                .iter()
+                .all(|(_, w)| !w.contains("more than one segment")),
+            "{:?}",
+            out.warnings
+        );
     }
 
     #[test]

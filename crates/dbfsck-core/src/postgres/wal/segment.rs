@@ -163,6 +163,9 @@ pub(crate) struct Lead {
     pub part: Part,
     /// Where the continuation ends (the record's end pointer), when it ends in this segment.
     pub end: Option<u64>,
+    /// The continuation is cut in this segment (a bad page, the file's end): the record it
+    /// continues is incomplete, not longer than the segment.
+    pub cut: bool,
 }
 
 /// What one segment says.
@@ -785,6 +788,7 @@ impl<'a> Walker<'a> {
                     rem_len: first.rem_len,
                     part: Part::new(&bytes),
                     end: None,
+                    cut: true,
                 });
                 self.record_break(Break {
                     lsn: self.p.start + page,
@@ -806,6 +810,7 @@ impl<'a> Walker<'a> {
                     rem_len: first.rem_len,
                     part: Part::new(&bytes),
                     end: None,
+                    cut: true,
                 });
                 self.record_break(Break {
                     lsn: self.p.start + start,
@@ -824,6 +829,7 @@ impl<'a> Walker<'a> {
                     rem_len: first.rem_len,
                     part: Part::new(&bytes),
                     end: Some(end),
+                    cut: false,
                 });
                 return Some(Lsn(end).align8());
             }
@@ -834,6 +840,7 @@ impl<'a> Walker<'a> {
                     rem_len: first.rem_len,
                     part: Part::new(&bytes),
                     end: None,
+                    cut: false,
                 });
                 return None;
             }
@@ -844,6 +851,7 @@ impl<'a> Walker<'a> {
                         rem_len: first.rem_len,
                         part: Part::new(&bytes),
                         end: None,
+                        cut: true,
                     });
                     let why = match other {
                         Err(why) => why,
