@@ -784,20 +784,7 @@ impl<'a> Walker<'a> {
                     "invalid contrecord length {} (expected {left})",
                     hdr.rem_len
                 ));
-                self.out.lead = Some(Lead {
-                    rem_len: first.rem_len,
-                    part: Part::new(&bytes),
-                    end: None,
-                    cut: true,
-                });
-                self.record_break(Break {
-                    lsn: self.p.start + page,
-                    record: None,
-                    record_len: None,
-                    written: 0,
-                    why,
-                    after: None,
-                });
+                self.lead_cut(first.rem_len, &bytes, self.p.start + page, why);
                 return self.resync(page + ps);
             }
             let start = page + hdr.size;
@@ -806,20 +793,7 @@ impl<'a> Walker<'a> {
                 .ok()
                 .and_then(|s| self.bytes.get(s..s + take as usize));
             let Some(slice) = slice else {
-                self.out.lead = Some(Lead {
-                    rem_len: first.rem_len,
-                    part: Part::new(&bytes),
-                    end: None,
-                    cut: true,
-                });
-                self.record_break(Break {
-                    lsn: self.p.start + start,
-                    record: None,
-                    record_len: None,
-                    written: 0,
-                    why: Stop::Short,
-                    after: None,
-                });
+                self.lead_cut(first.rem_len, &bytes, self.p.start + start, Stop::Short);
                 return None;
             };
             bytes.extend_from_slice(slice);
@@ -847,28 +821,34 @@ impl<'a> Walker<'a> {
             match self.page(page) {
                 Ok(h) if h.info & XLP_FIRST_IS_CONTRECORD != 0 => hdr = h,
                 other => {
-                    self.out.lead = Some(Lead {
-                        rem_len: first.rem_len,
-                        part: Part::new(&bytes),
-                        end: None,
-                        cut: true,
-                    });
                     let why = match other {
                         Err(why) => why,
                         Ok(_) => Stop::Contrecord("there is no contrecord flag".into()),
                     };
-                    self.record_break(Break {
-                        lsn: self.p.start + page,
-                        record: None,
-                        record_len: None,
-                        written: 0,
-                        why,
-                        after: None,
-                    });
+                    self.lead_cut(first.rem_len, &bytes, self.p.start + page, why);
                     return self.resync(page + ps);
                 }
             }
         }
+    }
+
+    /// The continuation this segment starts with is cut at `lsn`: what it holds of it, and
+    /// the stop.
+    fn lead_cut(&mut self, rem_len: u32, bytes: &[u8], lsn: u64, why: Stop) {
+        self.out.lead = Some(Lead {
+            rem_len,
+            part: Part::new(bytes),
+            end: None,
+            cut: true,
+        });
+        self.record_break(Break {
+            lsn,
+            record: None,
+            record_len: None,
+            written: 0,
+            why,
+            after: None,
+        });
     }
 
     /// Reads the `tot_len` bytes of the record at `pos`, across page headers. The header is
