@@ -969,34 +969,47 @@ impl Scanner {
     /// Each format's conclusion over the files it verified (a log whose records cross files):
     /// its findings named as the scan reached their files, streamed like any file's.
     fn conclude(&self, report: &mut Report, complete: bool) {
-        let display: std::collections::HashMap<PathBuf, String> = report
-            .files
+        let conclusions: Vec<(&'static str, crate::format::Conclusion)> = self
+            .formats
             .iter()
-            .map(|f| (f.path.clone(), f.display.clone()))
+            .map(|f| (f.name(), f.conclude(complete)))
             .collect();
         let mut findings = Vec::new();
         let mut warnings = Vec::new();
         let mut recovery = Vec::new();
-        for format in &self.formats {
-            let c = format.conclude(complete);
-            for mut f in c.findings {
-                let real = f.file.clone().unwrap_or_default();
-                f.path = display
-                    .get(real.as_path())
-                    .map_or_else(|| real.to_string_lossy().into_owned(), Clone::clone);
-                f.format = format.name().to_owned();
-                findings.push(f);
-            }
-            warnings.extend(c.warnings.into_iter().map(|(p, message)| {
-                PathError {
-                    path: display
-                        .get(p.as_path())
-                        .map_or_else(|| p.to_string_lossy().into_owned(), Clone::clone),
-                    message,
+        {
+            // Files named as the scan reached them: looked up by real path, borrowed (no copy
+            // of every name of a scan of 100 000 files).
+            let display: std::collections::HashMap<&Path, &str> = if conclusions
+                .iter()
+                .any(|(_, c)| !c.findings.is_empty() || !c.warnings.is_empty())
+            {
+                report
+                    .files
+                    .iter()
+                    .map(|f| (f.path.as_path(), f.display.as_str()))
+                    .collect()
+            } else {
+                Default::default()
+            };
+            let name = |p: &Path| {
+                display
+                    .get(p)
+                    .map_or_else(|| p.to_string_lossy().into_owned(), |d| (*d).to_owned())
+            };
+            for (format, c) in conclusions {
+                for mut f in c.findings {
+                    f.path = name(f.file.as_deref().unwrap_or(Path::new("")));
+                    f.format = format.to_owned();
+                    findings.push(f);
                 }
-            }));
-            recovery.extend(c.recovery);
-            report.summary.units += c.units;
+                warnings.extend(c.warnings.into_iter().map(|(p, message)| PathError {
+                    path: name(&p),
+                    message,
+                }));
+                recovery.extend(c.recovery);
+                report.summary.units += c.units;
+            }
         }
         crate::report::normalize_file(&mut findings);
         if !findings.is_empty() {
