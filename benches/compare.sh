@@ -85,10 +85,12 @@ echo "machine: $CPUS CPUs, $(free -g | awk '/Mem:/ {print $2}') GiB; kernel $(un
 echo "native: $NB bytes in ${#NATIVE[@]} files (8 KiB pages, xxh3), warm cache"
 t_floor=$(best floor "${NATIVE[@]}")
 t_all=$(best "$DBFSCK" scan --quiet "$WORK/native")
+t_all_one=$(best "$DBFSCK" scan --quiet --threads 1 "$WORK/native")
 t_mmap=$(best "$DBFSCK" scan --quiet --mmap "$WORK/native")
 t_one=$(best "$DBFSCK" scan --quiet --mmap --threads 1 "$WORK/native")
 t_pread=$(best "$DBFSCK" scan --quiet --no-mmap "$WORK/native")
 t_pread_one=$(best "$DBFSCK" scan --quiet --no-mmap --threads 1 "$WORK/native")
+rss_all=$(rss "$DBFSCK" scan --quiet "$WORK/native")
 rss_mmap=$(rss "$DBFSCK" scan --quiet --mmap "$WORK/native")
 rss_pread=$(rss "$DBFSCK" scan --quiet --no-mmap "$WORK/native")
 row "floor: xxhsum -H3, $CPUS processes" "$t_floor" "$NB"
@@ -97,6 +99,7 @@ if command -v b3sum > /dev/null; then
   row "b3sum (BLAKE3, mmap, all cores)" "$t_b3" "$NB"
 fi
 row "dbfsck scan (default)" "$t_all" "$NB"
+row "dbfsck scan --threads 1" "$t_all_one" "$NB"
 row "dbfsck scan --mmap" "$t_mmap" "$NB"
 row "dbfsck scan --mmap --threads 1" "$t_one" "$NB"
 row "dbfsck scan --no-mmap" "$t_pread" "$NB"
@@ -115,10 +118,10 @@ printf '  default / floor               %5s   (target <= 1.10)\n' "$(ratio "$t_a
 printf '  --mmap / floor                %5s   (target <= 1.25)\n' "$(ratio "$t_mmap" "$t_floor")"
 printf '  --no-mmap / floor             %5s   (target <= 1.25)\n' "$(ratio "$t_pread" "$t_floor")"
 printf '  one huge file / floor         %5s\n' "$(ratio "$t_huge_all" "$t_floor")"
-printf '  1 -> all threads, mmap/pread  %5sx / %sx  (target >= 1.8 on 2 CPUs)\n' \
-  "$(ratio "$t_one" "$t_mmap")" "$(ratio "$t_pread_one" "$t_pread")"
+printf '  1 -> all threads, default/mmap/pread  %5sx / %sx / %sx  (target >= 1.8 on 2 CPUs)\n' \
+  "$(ratio "$t_all_one" "$t_all")" "$(ratio "$t_one" "$t_mmap")" "$(ratio "$t_pread_one" "$t_pread")"
 printf '  one huge file 1 -> all        %5sx\n' "$(ratio "$t_huge_one" "$t_huge_all")"
-printf '  peak RSS mmap / pread         %s / %s KiB  (target <= 65536)\n' "$rss_mmap" "$rss_pread"
+printf '  peak RSS default / mmap / pread  %s / %s / %s KiB  (target <= 65536)\n' "$rss_all" "$rss_mmap" "$rss_pread"
 
 if [ -z "${NO_COLD:-}" ]; then
   echo "cold cache (posix_fadvise DONTNEED before each run):"

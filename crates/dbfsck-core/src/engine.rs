@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::access::{open_for_scan, pread_fully, HeadSource, PreadSource, ReadStrategy, Reader};
+use crate::access::{
+    open_for_scan, pread_fully, Chooser, HeadSource, PreadSource, ReadPath, ReadStrategy, Reader,
+};
 use crate::finding::{Finding, FindingKind};
 use crate::format::{Chunk, Format, Layout, Opened, Probe, UnitCheck};
 use crate::report::{FileId, PathError, Report, ScannedFile, Skipped};
@@ -179,7 +181,7 @@ impl Scanner {
             formats,
             forced: None,
             threads: 0,
-            strategy: ReadStrategy::Mmap,
+            strategy: ReadStrategy::Auto,
             chunk_size: None,
             progress: None,
             cancel: Arc::new(AtomicBool::new(false)),
@@ -224,7 +226,7 @@ impl Scanner {
         self
     }
 
-    /// How bytes are read; default [`ReadStrategy::Mmap`].
+    /// How bytes are read; default [`ReadStrategy::Auto`].
     #[must_use]
     pub fn read_strategy(mut self, strategy: ReadStrategy) -> Self {
         self.strategy = strategy;
@@ -232,7 +234,9 @@ impl Scanner {
     }
 
     /// Target chunk size in bytes (rounded to each file's alignment); default
-    /// [`MMAP_CHUNK_SIZE`] (16 MiB) with memory maps, [`DEFAULT_CHUNK_SIZE`] (4 MiB) with reads.
+    /// [`MMAP_CHUNK_SIZE`] (16 MiB) with memory maps and with [`ReadStrategy::Auto`] (which reads
+    /// such a piece [`DEFAULT_CHUNK_SIZE`] at a time when it reads), [`DEFAULT_CHUNK_SIZE`]
+    /// (4 MiB) with reads.
     #[must_use]
     pub fn chunk_size(mut self, bytes: u64) -> Self {
         self.chunk_size = Some(bytes.max(1));
@@ -751,8 +755,9 @@ impl Scanner {
         }
 
         // Phase 2: cut into page-aligned chunks, batch small files, verify on every core.
+        // Auto plans map-sized pieces and reads one in windows when it reads.
         let chunk_size = self.chunk_size.unwrap_or(match self.strategy {
-            ReadStrategy::Mmap => MMAP_CHUNK_SIZE,
+            ReadStrategy::Mmap | ReadStrategy::Auto => MMAP_CHUNK_SIZE,
             ReadStrategy::Pread => DEFAULT_CHUNK_SIZE,
         });
         let chunk_size = match &self.limiter {
@@ -769,9 +774,9 @@ impl Scanner {
                         Some(prev) => {
                             task.extend(prev.uncovered(p.offset, p.offset + p.len).into_iter().map(
                                 |(a, b)| Piece {
-                                    file: p.file,
                                     offset: a,
                                     len: b - a,
+                                    ..p
                                 },
                             ))
                         }
@@ -912,11 +917,12 @@ impl Scanner {
             last_checkpoint: std::sync::Mutex::new(Instant::now()),
             stop,
         };
+        let chooser = Arc::new(Chooser::default());
         let results: Vec<TaskResult> = tasks
             .par_iter()
             .with_max_len(1)
             .map_init(
-                || Reader::new(self.strategy),
+                || Reader::shared(self.strategy, chooser.clone()),
                 |reader, task| self.run_task(reader, &files, task, &state),
             )
             .collect();
@@ -1523,7 +1529,8 @@ fn verify_piece(
     result: &mut TaskResult,
 ) {
     let before = result.findings.len();
-    match verify_piece_with(reader, handle, check, piece, result) {
+    let (path, window) = reader.path_for(piece.len);
+    match verify_piece_with(reader, path, window, handle, check, piece, result) {
         Ok(false) => {}
         Ok(true) => {
             // A mapped page could not be read (SIGBUS): what was judged from the zeros put in
@@ -1531,7 +1538,16 @@ fn verify_piece(
             // report a truncation or an I/O error as such.
             result.findings.truncate(before);
             let mut pread = Reader::new(ReadStrategy::Pread);
-            if let Err(e) = verify_piece_with(&mut pread, handle, check, piece, result) {
+            let retried = verify_piece_with(
+                &mut pread,
+                ReadPath::Read,
+                Some(DEFAULT_CHUNK_SIZE),
+                handle,
+                check,
+                piece,
+                result,
+            );
+            if let Err(e) = retried {
                 result.findings.push(read_error(piece, &e));
             }
         }
@@ -1588,43 +1604,57 @@ fn read_error(piece: &Piece, e: &io::Error) -> Finding {
     )
 }
 
-/// Verifies one piece through `reader`; `Ok(true)` when a mapped page faulted (nothing counted).
+/// Verifies one piece through `reader` by `path`, at most `window` bytes (rounded down to the
+/// piece's alignment) at a time; `Ok(true)` when a mapped page faulted (nothing counted).
 fn verify_piece_with(
     reader: &mut Reader,
+    path: ReadPath,
+    window: Option<u64>,
     handle: &File,
     check: &dyn UnitCheck,
     piece: &Piece,
     result: &mut TaskResult,
 ) -> io::Result<bool> {
-    let layout = check.layout();
-    let outcome = reader.with_bytes(handle, piece.offset, piece.len, |bytes| {
-        // Only whole aligned units are handed over; a shortfall means the file shrank.
-        let usable = if (bytes.len() as u64) < piece.len {
-            let rel = bytes.len() as u64;
-            (rel - rel % layout.align.max(1)) as usize
-        } else {
-            bytes.len()
-        };
-        let chunk = Chunk {
-            offset: piece.offset,
-            bytes: bytes.get(..usable).unwrap_or_default(),
-        };
-        let units = check.verify(&chunk, &mut result.findings);
-        (units, usable as u64)
-    });
-    let ((units, got), faulted) = outcome?;
-    if faulted {
-        return Ok(true);
+    let align = piece.align.max(1);
+    let step = window.map_or(piece.len, |w| (w / align).max(1).saturating_mul(align));
+    let mut units = 0;
+    let mut done = 0;
+    while done < piece.len {
+        let offset = piece.offset + done;
+        let len = step.min(piece.len - done);
+        let outcome = reader.with_bytes(path, handle, offset, len, |bytes| {
+            // Only whole aligned units are handed over; a shortfall means the file shrank.
+            let usable = if (bytes.len() as u64) < len {
+                let rel = bytes.len() as u64;
+                (rel - rel % align) as usize
+            } else {
+                bytes.len()
+            };
+            let chunk = Chunk {
+                offset,
+                bytes: bytes.get(..usable).unwrap_or_default(),
+            };
+            let n = check.verify(&chunk, &mut result.findings);
+            (n, usable as u64)
+        });
+        let ((n, got), faulted) = outcome?;
+        if faulted {
+            return Ok(true);
+        }
+        units += n;
+        done += got;
+        if got < len {
+            // One finding for all the piece the file no longer holds.
+            result.findings.push(Finding::new(
+                FindingKind::Truncated,
+                piece.offset + done,
+                piece.len - done,
+                "the file became shorter during the scan; these bytes could not be checked",
+            ));
+            break;
+        }
     }
     result.units += units;
-    if got < piece.len {
-        result.findings.push(Finding::new(
-            FindingKind::Truncated,
-            piece.offset + got,
-            piece.len - got,
-            "the file became shorter during the scan; these bytes could not be checked",
-        ));
-    }
     Ok(false)
 }
 
@@ -1670,6 +1700,7 @@ impl Planner {
                 file,
                 offset: start,
                 len: end - start,
+                align,
             });
             self.batch_bytes += end - start;
             if self.batch_bytes >= self.chunk_size {
@@ -1681,7 +1712,12 @@ impl Planner {
         let mut offset = start;
         while offset < end {
             let len = step.min(end - offset);
-            self.tasks.push(vec![Piece { file, offset, len }]);
+            self.tasks.push(vec![Piece {
+                file,
+                offset,
+                len,
+                align,
+            }]);
             offset += len;
         }
     }
@@ -1785,6 +1821,8 @@ struct Piece {
     file: usize,
     offset: u64,
     len: u64,
+    /// Its extent's alignment: a piece may be cut only at multiples of it from `offset`.
+    align: u64,
 }
 
 struct RunState<'a> {

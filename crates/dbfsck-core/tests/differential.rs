@@ -61,7 +61,7 @@ fn mmap_pread_threads_and_chunk_sizes_agree() {
             .unwrap(),
     );
     assert!(baseline.findings.len() > 40, "{}", baseline.findings.len());
-    for strategy in [ReadStrategy::Mmap, ReadStrategy::Pread] {
+    for strategy in [ReadStrategy::Auto, ReadStrategy::Mmap, ReadStrategy::Pread] {
         for threads in [1, 2, 3, 8] {
             for chunk in [4096, 3 * 4096, 64 * 1024, 4 << 20] {
                 let r = Scanner::new()
@@ -76,6 +76,53 @@ fn mmap_pread_threads_and_chunk_sizes_agree() {
                     "{strategy:?} threads={threads} chunk={chunk}"
                 );
             }
+        }
+    }
+}
+
+/// The default strategy maps some 16 MiB pieces and reads others 4 MiB at a time (it tries
+/// both before it chooses): damage on either side of a window's edge, and a file cut short in a
+/// later window, are reported exactly as by one path alone.
+#[test]
+fn auto_reads_large_pieces_in_windows_and_agrees_with_each_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Spec {
+        files: 4,
+        pages: 3000,
+        page_size: 8192,
+        checksum: ChecksumAlgo::Xxh3,
+        seed: 7,
+    };
+    let mut ds = Dataset::generate(dir.path(), spec).unwrap();
+    let mut rng = dbfsck_testkit::rng(9);
+    // 512 pages of 8 KiB are one 4 MiB window; 2048 are one 16 MiB piece.
+    for file in 0..4 {
+        for page in [511u64, 512, 1023, 1024, 2047, 2048, 2560] {
+            let fault = Fault::BitFlip {
+                byte: (page as usize * 13) % 8192,
+                bit: (page % 8) as u8,
+            };
+            ds.inject(file, page, &fault, &mut rng);
+        }
+    }
+    ds.truncate_mid_page(2, 2600, 100);
+    ds.write_back().unwrap();
+    let baseline = comparable(
+        Scanner::new()
+            .threads(1)
+            .read_strategy(ReadStrategy::Pread)
+            .scan(&[dir.path()])
+            .unwrap(),
+    );
+    assert!(baseline.findings.len() >= 4 * 7, "{:#?}", baseline.findings);
+    for strategy in [ReadStrategy::Auto, ReadStrategy::Mmap] {
+        for threads in [1, 2] {
+            let r = Scanner::new()
+                .threads(threads)
+                .read_strategy(strategy)
+                .scan(&[dir.path()])
+                .unwrap();
+            assert_eq!(comparable(r), baseline, "{strategy:?} threads={threads}");
         }
     }
 }

@@ -46,7 +46,7 @@ fn run(
 
 #[test]
 fn file_truncated_after_open_reports_the_lost_range_as_truncated() {
-    for strategy in [ReadStrategy::Mmap, ReadStrategy::Pread] {
+    for strategy in [ReadStrategy::Auto, ReadStrategy::Mmap, ReadStrategy::Pread] {
         let r = run(strategy, |ds| {
             let f = std::fs::OpenOptions::new()
                 .write(true)
@@ -76,7 +76,7 @@ fn file_truncated_after_open_reports_the_lost_range_as_truncated() {
 /// removed (or renamed over) after it was opened is still the file this scan reads, to the end.
 #[test]
 fn a_file_deleted_after_open_is_read_to_the_end_through_its_descriptor() {
-    for strategy in [ReadStrategy::Mmap, ReadStrategy::Pread] {
+    for strategy in [ReadStrategy::Auto, ReadStrategy::Mmap, ReadStrategy::Pread] {
         let r = run(strategy, |ds| {
             std::fs::remove_file(&ds.files[2].path).unwrap()
         });

@@ -88,10 +88,11 @@ struct ScanArgs {
     /// Worker threads; 0 uses every CPU.
     #[arg(long, default_value_t = 0, value_name = "N")]
     threads: usize,
-    /// Read with positional reads instead of memory maps.
+    /// Read with positional reads only (default: maps or reads, whichever the scan measures
+    /// faster).
     #[arg(long)]
     no_mmap: bool,
-    /// Read with memory maps (the default today; forces it should the default change).
+    /// Read with memory maps only.
     #[arg(long, conflicts_with = "no_mmap")]
     mmap: bool,
     /// Report format.
@@ -315,11 +316,11 @@ fn scan(args: &ScanArgs) -> ExitCode {
             );
         }
     }
-    // --mmap and --no-mmap conflict (clap); without either, maps.
-    let strategy = if args.no_mmap && !args.mmap {
-        ReadStrategy::Pread
-    } else {
-        ReadStrategy::Mmap
+    // --mmap and --no-mmap conflict (clap); without either, the engine chooses as it goes.
+    let strategy = match (args.mmap, args.no_mmap) {
+        (true, _) => ReadStrategy::Mmap,
+        (false, true) => ReadStrategy::Pread,
+        (false, false) => ReadStrategy::Auto,
     };
     let show = match args.progress {
         ProgressMode::Always => true,
