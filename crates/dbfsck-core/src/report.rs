@@ -96,6 +96,9 @@ pub enum RepairAction {
     /// Write the newest image of the page from the InnoDB doublewrite buffer whose own
     /// checksum verifies in the target tablespace's format.
     RestoreFromDoublewrite,
+    /// Rebuild a PostgreSQL block from the newest full-page image of it in the data
+    /// directory's own WAL, proven to be its newest state (`docs/postgres-wal.md` §6).
+    RestoreFromWal,
     /// Copy the damaged bytes into the quarantine and put a quarantine marker in their place
     /// (native files), or copy them and leave the page as it is (formats without a marker).
     Quarantine,
@@ -109,6 +112,7 @@ impl RepairAction {
         match self {
             RepairAction::RestoreFromJournal => "restore_from_journal",
             RepairAction::RestoreFromDoublewrite => "restore_from_doublewrite",
+            RepairAction::RestoreFromWal => "restore_from_wal",
             RepairAction::Quarantine => "quarantine",
             RepairAction::TruncateTail => "truncate_tail",
         }
@@ -118,7 +122,9 @@ impl RepairAction {
     pub fn is_restore(self) -> bool {
         matches!(
             self,
-            RepairAction::RestoreFromJournal | RepairAction::RestoreFromDoublewrite
+            RepairAction::RestoreFromJournal
+                | RepairAction::RestoreFromDoublewrite
+                | RepairAction::RestoreFromWal
         )
     }
 }

@@ -625,7 +625,9 @@ impl<S: Storage> Run<'_, S> {
             return Ok(None);
         }
         match a.action {
-            RepairAction::RestoreFromJournal | RepairAction::RestoreFromDoublewrite => {
+            RepairAction::RestoreFromJournal
+            | RepairAction::RestoreFromDoublewrite
+            | RepairAction::RestoreFromWal => {
                 let Some(src) = &a.source else {
                     return Ok(None);
                 };

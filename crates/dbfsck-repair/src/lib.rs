@@ -56,6 +56,7 @@
 mod apply;
 mod journal;
 pub mod plan;
+pub mod postgres;
 pub mod storage;
 pub mod undo;
 

@@ -21,6 +21,7 @@ use dbfsck_core::native::{
 };
 use dbfsck_core::{Finding, FindingKind, RepairAction, Report, ScannedFile};
 
+use crate::postgres::lsn_text;
 use crate::storage::{FileMeta, Source as StorageSource, Storage, StorageFile};
 
 /// A committed journal image chosen to rebuild a page.
@@ -48,6 +49,8 @@ pub enum Source {
     Journal(ImageSource),
     /// An InnoDB doublewrite slot.
     Doublewrite(SlotSource),
+    /// A PostgreSQL full-page image in WAL.
+    Wal(crate::postgres::WalSource),
 }
 
 impl Source {
@@ -56,6 +59,7 @@ impl Source {
         match self {
             Source::Journal(s) => &s.journal,
             Source::Doublewrite(s) => &s.file,
+            Source::Wal(s) => &s.settings.wal_dir,
         }
     }
 
@@ -64,6 +68,8 @@ impl Source {
         match self {
             Source::Journal(s) => s.image.offset,
             Source::Doublewrite(s) => s.slot.offset,
+            // The record's LSN: its position in the WAL.
+            Source::Wal(s) => s.image.record,
         }
     }
 
@@ -72,6 +78,7 @@ impl Source {
         match self {
             Source::Journal(s) => s.image.lsn,
             Source::Doublewrite(s) => s.slot.lsn,
+            Source::Wal(s) => s.image.end,
         }
     }
 }
@@ -83,6 +90,8 @@ pub enum PageSpec {
     Native(FileParams),
     /// An InnoDB tablespace file.
     Innodb(SpaceParams),
+    /// A PostgreSQL relation segment file.
+    Postgres(crate::postgres::PgSpec),
 }
 
 impl PageSpec {
@@ -91,6 +100,7 @@ impl PageSpec {
         match self {
             PageSpec::Native(p) => p.page_size,
             PageSpec::Innodb(p) => p.format.physical_size,
+            PageSpec::Postgres(p) => p.blcksz,
         }
     }
 
@@ -105,6 +115,7 @@ impl PageSpec {
                 innodb::judge_page(page, &p.format, p.space_id, p.first_page + unit),
                 InnodbVerdict::Ok { lsn: l, .. } if l == lsn
             ),
+            PageSpec::Postgres(p) => p.verifies(page, unit, lsn),
         }
     }
 }
@@ -156,6 +167,13 @@ impl Action {
                 s.slot.slot_page,
                 s.slot.lsn,
                 s.slot.offset
+            ),
+            Source::Wal(s) => format!(
+                "{} (full-page image in the WAL record at {}, block {}; page LSN {})",
+                s.settings.wal_dir.display(),
+                lsn_text(s.image.record),
+                s.image.block_id,
+                lsn_text(s.image.end)
             ),
         })
     }
@@ -366,6 +384,7 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
     let mut stores = Stores::default();
     let mut is_journal: HashMap<PathBuf, bool> = HashMap::new();
     let mut innodb = InnodbPlanner::read(report, storage, &mut plan);
+    let mut pg = crate::postgres::PostgresPlanner::default();
     let mut params_cache: HashMap<PathBuf, Result<FileParams, String>> = HashMap::new();
     let mut left: Vec<Left> = Vec::new();
     for (i, run) in report.findings.iter().enumerate() {
@@ -406,6 +425,15 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
             continue;
         }
         let innodb_file = run.format == InnodbFormat::NAME;
+        if run.format == dbfsck_core::postgres::PostgresFormat::NAME {
+            for finding in unit_views(run) {
+                match pg.plan(storage, report, i, &finding) {
+                    Ok(action) => plan.actions.push(action),
+                    Err(reason) => push_left(&mut left, i, finding.unit, reason),
+                }
+            }
+            continue;
+        }
         if !innodb_file && run.format != NativeFormat::NAME {
             leave_all(format!(
                 "dbfsck does not repair {} files; restore this range from a backup",
@@ -773,6 +801,10 @@ pub(crate) fn read_source<S: Storage>(
     spec: &PageSpec,
 ) -> std::io::Result<Option<Vec<u8>>> {
     let len = spec.page_size();
+    if let (Source::Wal(w), PageSpec::Postgres(p)) = (source, spec) {
+        // Rebuilt from its record, read and verified again; `None` when it no longer can be.
+        return Ok(w.rebuild(p).ok().filter(|img| img.len() == len));
+    }
     if let Source::Journal(c) = source {
         if c.image.len != len {
             return Ok(None);

@@ -9,7 +9,7 @@ mod path;
 mod tar;
 mod wal;
 
-pub use wal::page_of_lsn;
+pub use wal::{fpi, page_of_lsn};
 
 use std::collections::HashMap;
 use std::fs;
@@ -91,8 +91,8 @@ impl PostgresFormat {
     }
 }
 
-/// Whether `postmaster.pid` names a live process.
-fn server_running(data_dir: &Path) -> bool {
+/// Whether `postmaster.pid` in `data_dir` names a live process: the server runs.
+pub fn server_running(data_dir: &Path) -> bool {
     let Ok(text) = fs::read_to_string(data_dir.join("postmaster.pid")) else {
         return false;
     };

@@ -5,6 +5,7 @@
 //! `docs/postgres-wal.md`; the byte-level facts are in `../shared/formats-pgwal.md`.
 
 mod conclude;
+pub mod fpi;
 mod history;
 mod record;
 mod segment;

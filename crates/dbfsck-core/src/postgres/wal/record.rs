@@ -268,13 +268,68 @@ pub(crate) fn decode<B: RecBytes + ?Sized>(b: &B, v15: bool) -> Result<Decoded, 
 /// returns where the main data lies (offset, length): the lengths must add up to the record's exactly, as PostgreSQL
 /// requires (`DecodeXLogRecord`). `v15`: the image flags are numbered as from PostgreSQL 15 on.
 fn main_data<B: RecBytes + ?Sized>(b: &B, v15: bool) -> Result<(usize, usize), String> {
+    fragments(b, v15, None)
+}
+
+/// Where a whole record's main data lies (offset, length).
+pub(crate) fn main_data_of(b: &[u8], v15: bool) -> Option<(usize, usize)> {
+    fragments(b, v15, None).ok()
+}
+
+/// A block reference of a record (`XLogRecordBlockHeader` and what follows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlockRef {
+    /// `block_id`.
+    pub id: u8,
+    /// The fork number (0 main, 1 fsm, 2 vm, 3 init).
+    pub fork: u8,
+    /// Tablespace, database and relfilenode.
+    pub rel: [u32; 3],
+    /// The block number in the fork.
+    pub blk: u32,
+    /// The image, when the reference carries one.
+    pub image: Option<ImageHeader>,
+    /// Where the image's bytes start in the record (valid when `image` is some).
+    pub image_at: usize,
+}
+
+/// `XLogRecordBlockImageHeader`, with the compressed hole length when there is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ImageHeader {
+    /// Bytes of the image as stored (compressed or not, hole removed).
+    pub len: u16,
+    /// `hole_offset`.
+    pub hole_offset: u16,
+    /// `bimg_info`.
+    pub info: u8,
+    /// The hole's length from `XLogRecordBlockCompressHeader`, for a compressed image with one.
+    pub hole_len: Option<u16>,
+}
+
+/// The block references of a whole record (one whose CRC verified).
+pub(crate) fn block_refs(b: &[u8], v15: bool) -> Result<Vec<BlockRef>, String> {
+    let mut refs = Vec::new();
+    fragments(b, v15, Some(&mut refs))?;
+    Ok(refs)
+}
+
+/// Walks the fragment headers; with `refs`, also collects the block references with where each
+/// image's bytes lie (after the headers, each block's image then its data, in order).
+fn fragments<B: RecBytes + ?Sized>(
+    b: &B,
+    v15: bool,
+    mut refs: Option<&mut Vec<BlockRef>>,
+) -> Result<(usize, usize), String> {
     let total = b.total();
+    // Per block: the bytes its image and data take after the headers.
+    let mut payload: Vec<(usize, usize)> = Vec::new();
     let mut p = HEADER;
     let mut remaining = total - HEADER;
     let mut datatotal: usize = 0;
     let mut main_len: usize = 0;
     let mut last_id: Option<u8> = None;
     let mut have_rel = false;
+    let mut rel = [0u32; 3];
     let byte = |at: usize| u8_at(b, at).ok_or("record fragments run past its length");
     while remaining > datatotal {
         let id = byte(p)?;
@@ -321,27 +376,52 @@ fn main_data<B: RecBytes + ?Sized>(b: &B, v15: bool) -> Result<(usize, usize), S
                     ));
                 }
                 datatotal += data_len;
+                let mut image = None;
                 if has_image {
-                    let len = usize::from(u16_at(b, p).ok_or("short image header")?);
+                    let len = u16_at(b, p).ok_or("short image header")?;
+                    let hole_offset = u16_at(b, p + 2).ok_or("short image header")?;
                     let bimg_info = byte(p + 4)?;
                     p += 5;
                     remaining = remaining.checked_sub(5).ok_or("short image header")?;
                     // A compressed image with a hole carries a 2-byte hole length.
+                    let mut hole_len = None;
                     if bimg_info & 0x01 != 0 && compressed(bimg_info, v15) {
+                        hole_len = u16_at(b, p);
                         p += 2;
                         remaining = remaining.checked_sub(2).ok_or("short compression header")?;
                     }
-                    datatotal += len;
+                    datatotal += usize::from(len);
+                    image = Some(ImageHeader {
+                        len,
+                        hole_offset,
+                        info: bimg_info,
+                        hole_len,
+                    });
                 }
                 if !same_rel {
+                    for (k, r) in rel.iter_mut().enumerate() {
+                        *r = u32_at(b, p + 4 * k).ok_or("short relation header")?;
+                    }
                     p += 12;
                     remaining = remaining.checked_sub(12).ok_or("short relation header")?;
                     have_rel = true;
                 } else if !have_rel {
                     return Err("BKPBLOCK_SAME_REL set but no previous rel".into());
                 }
+                let blk = u32_at(b, p).ok_or("short block number")?;
                 p += 4;
                 remaining = remaining.checked_sub(4).ok_or("short block number")?;
+                if let Some(refs) = refs.as_deref_mut() {
+                    refs.push(BlockRef {
+                        id,
+                        fork: fork_flags & 0x0F,
+                        rel,
+                        blk,
+                        image,
+                        image_at: 0,
+                    });
+                    payload.push((image.map_or(0, |i| usize::from(i.len)), data_len));
+                }
             }
             other => return Err(format!("invalid block_id {other}")),
         }
@@ -351,12 +431,20 @@ fn main_data<B: RecBytes + ?Sized>(b: &B, v15: bool) -> Result<(usize, usize), S
             "record with invalid length: fragments announce {datatotal} bytes, {remaining} remain"
         ));
     }
+    if let Some(refs) = refs {
+        // The headers end at `total - remaining`; the payloads follow in block order.
+        let mut at = total - remaining;
+        for (r, (image, data)) in refs.iter_mut().zip(payload) {
+            r.image_at = at;
+            at += image + data;
+        }
+    }
     Ok((total - main_len, main_len))
 }
 
 /// Whether an image header's flags say "compressed": 0x04/0x08/0x10 (pglz, lz4, zstd) from
 /// PostgreSQL 15 on, where 0x02 is APPLY; 0x02 in 13 and 14, where 0x04 is APPLY.
-fn compressed(bimg_info: u8, v15: bool) -> bool {
+pub(crate) fn compressed(bimg_info: u8, v15: bool) -> bool {
     if v15 {
         bimg_info & 0x1C != 0
     } else {

@@ -207,13 +207,13 @@ impl Summary {
 
 /// `XLogPageHeaderData` fields a walker uses.
 #[derive(Debug, Clone, Copy)]
-struct PageHeader {
-    info: u16,
-    rem_len: u32,
-    size: u64,
+pub(crate) struct PageHeader {
+    pub info: u16,
+    pub rem_len: u32,
+    pub size: u64,
 }
 
-const XLP_FIRST_IS_CONTRECORD: u16 = 0x0001;
+pub(crate) const XLP_FIRST_IS_CONTRECORD: u16 = 0x0001;
 /// The page replaces a continuation that was never written: crash recovery abandoned the record
 /// it continued and wrote an `XLOG_OVERWRITE_CONTRECORD` there (PostgreSQL 13–17's number).
 const XLP_FIRST_IS_OVERWRITE_CONTRECORD: u16 = 0x0008;
@@ -225,6 +225,95 @@ const LONG_HEADER: u64 = 40;
 /// Whether `magic` is a WAL page magic of a supported major version (13–17).
 pub(crate) fn known_magic(magic: u16) -> bool {
     super::major_of_magic(magic).is_some()
+}
+
+/// Checks the header of the WAL page `b` that belongs at LSN `addr` of a segment with `p`'s
+/// settings, as PostgreSQL does (`XLogReaderValidatePageHeader`); `magic` and `last_tli` carry
+/// what earlier pages of the same stream said.
+pub(crate) fn check_page(
+    b: &[u8],
+    addr: u64,
+    p: &SegParams,
+    magic: &mut Option<u16>,
+    last_tli: &mut u32,
+) -> Result<PageHeader, Stop> {
+    let page_magic = u16_at(b, 0).unwrap_or_default();
+    let info = u16_at(b, 2).unwrap_or_default();
+    let tli = u32_at(b, 4).unwrap_or_default();
+    let pageaddr = u64_at(b, 8).unwrap_or_default();
+    let rem_len = u32_at(b, 16).unwrap_or_default();
+    if pageaddr != addr {
+        // Only a page that is not where it belongs can be all zero: checked only then.
+        if crate::all_zero(b) {
+            return Err(Stop::ZeroPage);
+        }
+        return Err(Stop::Misdirected { pageaddr });
+    }
+    if !known_magic(page_magic) {
+        return Err(Stop::PageHeader(format!(
+            "invalid magic number {page_magic:04X} (not a PostgreSQL 13–17 WAL page)"
+        )));
+    }
+    match *magic {
+        Some(m) if m != page_magic => {
+            return Err(Stop::PageHeader(format!(
+                "magic number {page_magic:04X} differs from the segment's {m:04X}"
+            )))
+        }
+        _ => *magic = Some(page_magic),
+    }
+    if info & !XLP_ALL_FLAGS != 0 {
+        return Err(Stop::PageHeader(format!("invalid info bits {info:04X}")));
+    }
+    let long = info & XLP_LONG_HEADER != 0;
+    let first = addr.is_multiple_of(p.seg_size);
+    if first != long {
+        return Err(Stop::PageHeader(if first {
+            "the segment's first page lacks its long header".into()
+        } else {
+            "a long header on a page that does not start a segment".into()
+        }));
+    }
+    if tli == 0 || tli > p.tli {
+        return Err(Stop::PageHeader(format!(
+            "timeline {tli} on a page of a timeline-{} segment",
+            p.tli
+        )));
+    }
+    if tli < *last_tli {
+        return Err(Stop::PageHeader(format!(
+            "out-of-sequence timeline ID {tli} (after {})",
+            *last_tli
+        )));
+    }
+    if long {
+        let sysid = u64_at(b, 24).unwrap_or_default();
+        let seg = u32_at(b, 32).unwrap_or_default();
+        let blck = u32_at(b, 36).unwrap_or_default();
+        if u64::from(seg) != p.seg_size {
+            return Err(Stop::PageHeader(format!(
+                "the long header says {seg}-byte segments, not {}",
+                p.seg_size
+            )));
+        }
+        if u64::from(blck) != p.page_size {
+            return Err(Stop::PageHeader(format!(
+                "the long header says {blck}-byte WAL pages, not {}",
+                p.page_size
+            )));
+        }
+        if let Some(id) = p.system_id.filter(|&id| id != sysid) {
+            return Err(Stop::PageHeader(format!(
+                "WAL from another database system: system identifier {sysid}, pg_control says {id}"
+            )));
+        }
+    }
+    *last_tli = tli;
+    Ok(PageHeader {
+        info,
+        rem_len,
+        size: if long { LONG_HEADER } else { SHORT_HEADER },
+    })
 }
 
 /// The walker of one segment.
@@ -374,83 +463,15 @@ impl<'a> Walker<'a> {
         else {
             return Err(Stop::Short);
         };
-        let magic = u16_at(b, 0).unwrap_or_default();
-        let info = u16_at(b, 2).unwrap_or_default();
-        let tli = u32_at(b, 4).unwrap_or_default();
-        let pageaddr = u64_at(b, 8).unwrap_or_default();
-        let rem_len = u32_at(b, 16).unwrap_or_default();
-        if pageaddr != self.p.start + page {
-            // Only a page that is not where it belongs can be all zero: checked only then.
-            if crate::all_zero(b) {
-                return Err(Stop::ZeroPage);
-            }
-            return Err(Stop::Misdirected { pageaddr });
-        }
-        if !known_magic(magic) {
-            return Err(Stop::PageHeader(format!(
-                "invalid magic number {magic:04X} (not a PostgreSQL 13–17 WAL page)"
-            )));
-        }
-        match self.magic {
-            Some(m) if m != magic => {
-                return Err(Stop::PageHeader(format!(
-                    "magic number {magic:04X} differs from the segment's {m:04X}"
-                )))
-            }
-            _ => self.magic = Some(magic),
-        }
-        if info & !XLP_ALL_FLAGS != 0 {
-            return Err(Stop::PageHeader(format!("invalid info bits {info:04X}")));
-        }
-        let long = info & XLP_LONG_HEADER != 0;
-        if (page == 0) != long {
-            return Err(Stop::PageHeader(if page == 0 {
-                "the segment's first page lacks its long header".into()
-            } else {
-                "a long header on a page that does not start a segment".into()
-            }));
-        }
-        if tli == 0 || tli > self.p.tli {
-            return Err(Stop::PageHeader(format!(
-                "timeline {tli} on a page of a timeline-{} segment",
-                self.p.tli
-            )));
-        }
-        if tli < self.tli {
-            return Err(Stop::PageHeader(format!(
-                "out-of-sequence timeline ID {tli} (after {})",
-                self.tli
-            )));
-        }
-        if long {
-            let sysid = u64_at(b, 24).unwrap_or_default();
-            let seg = u32_at(b, 32).unwrap_or_default();
-            let blck = u32_at(b, 36).unwrap_or_default();
-            if u64::from(seg) != self.p.seg_size {
-                return Err(Stop::PageHeader(format!(
-                    "the long header says {seg}-byte segments, not {}",
-                    self.p.seg_size
-                )));
-            }
-            if u64::from(blck) != self.p.page_size {
-                return Err(Stop::PageHeader(format!(
-                    "the long header says {blck}-byte WAL pages, not {}",
-                    self.p.page_size
-                )));
-            }
-            if let Some(id) = self.p.system_id.filter(|&id| id != sysid) {
-                return Err(Stop::PageHeader(format!(
-                    "WAL from another database system: system identifier {sysid}, pg_control says {id}"
-                )));
-            }
-        }
-        self.tli = tli;
+        let h = check_page(
+            b,
+            self.p.start + page,
+            &self.p,
+            &mut self.magic,
+            &mut self.tli,
+        )?;
         self.out.pages += 1;
-        Ok(PageHeader {
-            info,
-            rem_len,
-            size: if long { LONG_HEADER } else { SHORT_HEADER },
-        })
+        Ok(h)
     }
 
     fn record_break(&mut self, b: Break) {
