@@ -53,6 +53,13 @@ pub struct WalSource {
 impl WalSource {
     /// The page rebuilt from the image now (its record read and verified again), or why not.
     pub fn rebuild(&self, spec: &PgSpec) -> Result<Vec<u8>, String> {
+        // Asked again when the block is written: a server started since the plan may hold
+        // newer versions in its buffers.
+        if let Some(dir) = self.settings.wal_dir.parent() {
+            if postgres::server_running(dir) {
+                return Err(RUNNING.into());
+            }
+        }
         rebuild_page(
             &self.settings,
             &self.image,
@@ -63,6 +70,8 @@ impl WalSource {
         .map_err(|e| e.to_string())
     }
 }
+
+const RUNNING: &str = "the PostgreSQL server is running (postmaster.pid names a live process): its shared buffers may hold newer blocks; stop it before repairing";
 
 /// `pd_lsn` of a page.
 fn page_lsn(page: &[u8]) -> Option<u64> {
@@ -88,6 +97,8 @@ pub(crate) fn lsn_text(l: u64) -> String {
 /// What one data directory offers a repair.
 struct Dir {
     settings: WalSettings,
+    /// `PG_<major>_<catversion>`: the folder this cluster's files have in a tablespace.
+    version_dir: String,
     blcksz: usize,
     relseg: u64,
     checksums: bool,
@@ -101,8 +112,15 @@ pub(crate) struct PostgresPlanner {
     dirs: HashMap<PathBuf, Result<Dir, String>>,
 }
 
-/// The relation block a page of a relation file is, and its data directory.
-fn block_of(path: &Path, unit: u64, relseg: u64) -> Result<(PathBuf, RelBlock), String> {
+/// The relation block a page of a relation file is, and its data directory. `version_dir`: the
+/// cluster's own folder in a tablespace, when known (a file in another version's folder — left
+/// by `pg_upgrade` — is not this cluster's, whatever its numbers).
+fn block_of(
+    path: &Path,
+    unit: u64,
+    relseg: u64,
+    version_dir: Option<&str>,
+) -> Result<(PathBuf, RelBlock), String> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -118,9 +136,22 @@ fn block_of(path: &Path, unit: u64, relseg: u64) -> Result<(PathBuf, RelBlock), 
     let tablespace = match place.tablespace.as_str() {
         "pg_default" => 1663,
         "pg_global" => 1664,
-        other => other
-            .parse()
-            .map_err(|_| "the file's tablespace cannot be told from its path")?,
+        other => {
+            let folder = path
+                .parent()
+                .and_then(Path::parent)
+                .and_then(Path::file_name)
+                .and_then(|n| n.to_str());
+            if let Some(want) = version_dir.filter(|w| folder != Some(*w)) {
+                return Err(format!(
+                    "the file is in tablespace folder {}, not this cluster's {want}: it is not this cluster's",
+                    folder.unwrap_or("?")
+                ));
+            }
+            other
+                .parse()
+                .map_err(|_| "the file's tablespace cannot be told from its path")?
+        }
     };
     let fork = match rel.fork {
         Fork::Main => 0,
@@ -171,13 +202,19 @@ impl PostgresPlanner {
         let unit = finding
             .unit
             .ok_or("no block to act on; restore the file from a backup")?;
-        // The relation's position, with the default segment size until pg_control is read.
-        let (data_dir, _) = block_of(&file.path, unit, 1)?;
+        // The relation's data directory first; its block number once pg_control is read.
+        let (data_dir, _) = block_of(&file.path, unit, 1, None)?;
         let dir = match self.dir(storage, report, &data_dir) {
             Ok(d) => d,
             Err(e) => return Err(e.clone()),
         };
-        let (_, block) = block_of(&file.path, unit, dir.relseg)?;
+        if unit >= dir.relseg {
+            return Err(format!(
+                "block {unit} lies past the {} blocks of a segment file, where PostgreSQL never reads",
+                dir.relseg
+            ));
+        }
+        let (_, block) = block_of(&file.path, unit, dir.relseg, Some(&dir.version_dir))?;
         let spec = PgSpec {
             blcksz: dir.blcksz,
             first_block: u64::from(block.block) - unit,
@@ -244,6 +281,16 @@ impl PostgresPlanner {
                 lsn_text(dir.settings.min_recovery_point)
             )));
         }
+        // The LSN the damaged page still shows: past the end of WAL, in a header that is
+        // otherwise sane, it says WAL is missing (a lost segment after a switch leaves no break).
+        if let Some(shown) = page_lsn(&page).filter(|&l| l > wal.end && header_sane(&page)) {
+            return Ok(quarantine(format!(
+                "the damaged block shows LSN {}, past the end of WAL ({}): WAL after the end may be lost, so the newest image (LSN {}) cannot be proven current",
+                lsn_text(shown),
+                lsn_text(wal.end),
+                lsn_text(image.end)
+            )));
+        }
         // The LSN the damaged page still shows, when it is one the WAL reaches.
         if let Some(shown) = page_lsn(&page).filter(|&l| l <= wal.end && l > image.end) {
             return Ok(quarantine(format!(
@@ -279,6 +326,25 @@ impl PostgresPlanner {
     }
 }
 
+/// Whether a block's header (apart from the checksum) is one the server would accept:
+/// `pd_lower`, `pd_upper`, `pd_special` in order and in the block, the layout version 4 and
+/// the block size. Then its `pd_lsn` is evidence, not noise.
+fn header_sane(page: &[u8]) -> bool {
+    let at = |o: usize| {
+        page.get(o..o + 2)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u16::from_le_bytes)
+    };
+    let (lower, upper, special, version) = (at(12), at(14), at(16), at(18));
+    let size = page.len();
+    lower >= 24
+        && lower <= upper
+        && upper <= special
+        && usize::from(special) <= size
+        && usize::from(version & 0xFF00) == size
+        && version & 0x00FF == 4
+}
+
 fn read_page<S: Storage>(
     storage: &S,
     path: &Path,
@@ -303,12 +369,15 @@ fn read_page<S: Storage>(
 /// crash recovery reaches the real end of that WAL.
 fn read_dir<S: Storage>(storage: &S, report: &Report, dir: &Path) -> Result<Dir, String> {
     if postgres::server_running(dir) {
-        return Err("the PostgreSQL server is running (postmaster.pid names a live process): its shared buffers may hold newer blocks; stop it before repairing".into());
+        return Err(RUNNING.into());
     }
     let (settings, control) = WalSettings::of_data_dir(dir)
         .map_err(|e| format!("{e}; nothing in this data directory is rebuilt from WAL"))?;
     let relseg = u64::from(control.relseg_size);
+    let major = std::fs::read_to_string(dir.join("PG_VERSION"))
+        .map_err(|e| format!("PG_VERSION cannot be read: {e}"))?;
     let mut d = Dir {
+        version_dir: format!("PG_{}_{}", major.trim(), control.catalog_version),
         blcksz: control.blcksz as usize,
         relseg,
         checksums: control.data_checksum_version != 0,
@@ -340,7 +409,7 @@ fn wal_index<S: Storage>(
             verdict.stops_at, verdict.end
         ));
     }
-    let wanted = wanted_blocks(report, dir, d.relseg);
+    let wanted = wanted_blocks(report, dir, d.relseg, &d.version_dir);
     let index = index_images(&d.settings, &wanted);
     // The verdict's `end` is the last valid record's end byte; the index's is MAXALIGN'd.
     let ends_alike = parse_lsn(&verdict.end).is_some_and(|e| (e + 7) & !7 == index.end);
@@ -365,7 +434,7 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 }
 
 /// The blocks of the report's damage findings in PostgreSQL relation files of `dir`.
-fn wanted_blocks(report: &Report, dir: &Path, relseg: u64) -> Vec<RelBlock> {
+fn wanted_blocks(report: &Report, dir: &Path, relseg: u64, version_dir: &str) -> Vec<RelBlock> {
     let mut out = Vec::new();
     for f in report
         .findings
@@ -380,7 +449,7 @@ fn wanted_blocks(report: &Report, dir: &Path, relseg: u64) -> Vec<RelBlock> {
         };
         // A run of blocks is bounded by the file (1 GiB segments): at most RELSEG_SIZE each.
         for unit in first..first.saturating_add(n.min(relseg)) {
-            if let Ok((d, b)) = block_of(path, unit, relseg) {
+            if let Ok((d, b)) = block_of(path, unit, relseg, Some(version_dir)) {
                 if d == dir {
                     out.push(b);
                 }
@@ -390,4 +459,71 @@ fn wanted_blocks(report: &Report, dir: &Path, relseg: u64) -> Vec<RelBlock> {
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_dir(top: &Path) -> PathBuf {
+        let d = top.join("data");
+        for sub in ["global", "base/5", "pg_tblspc/16390/PG_15_202209061/5"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        std::fs::write(d.join("PG_VERSION"), "15\n").unwrap();
+        d
+    }
+
+    #[test]
+    fn blocks_are_named_as_wal_names_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = data_dir(tmp.path());
+        let (dir, b) = block_of(&d.join("base/5/16384.2"), 7, 131072, None).unwrap();
+        assert_eq!(dir, d);
+        assert_eq!(
+            b,
+            RelBlock {
+                tablespace: 1663,
+                database: 5,
+                relfilenode: 16384,
+                fork: 0,
+                block: 2 * 131072 + 7
+            }
+        );
+        let (_, b) = block_of(&d.join("global/1262_vm"), 0, 131072, None).unwrap();
+        assert_eq!((b.tablespace, b.database, b.fork), (1664, 0, 2));
+        let ts = d.join("pg_tblspc/16390/PG_15_202209061/5/16391");
+        let (_, b) = block_of(&ts, 1, 131072, Some("PG_15_202209061")).unwrap();
+        assert_eq!((b.tablespace, b.database, b.relfilenode), (16390, 5, 16391));
+        assert!(block_of(&d.join("base/5/t3_16384"), 0, 131072, None).is_err());
+        assert!(block_of(&d.join("base/5/pg_filenode.map"), 0, 131072, None).is_err());
+    }
+
+    /// Regression (review of 2026-12-03): after `pg_upgrade` an old version's folder keeps files
+    /// with the very numbers of this cluster's; they are not this cluster's blocks.
+    #[test]
+    fn another_versions_tablespace_folder_is_not_this_clusters() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = data_dir(tmp.path());
+        std::fs::create_dir_all(d.join("pg_tblspc/16390/PG_14_202107181/5")).unwrap();
+        let old = d.join("pg_tblspc/16390/PG_14_202107181/5/16391");
+        let err = block_of(&old, 1, 131072, Some("PG_15_202209061")).unwrap_err();
+        assert!(err.contains("not this cluster's"), "{err}");
+    }
+
+    #[test]
+    fn a_sane_header_makes_its_lsn_evidence() {
+        let mut page = vec![0u8; 8192];
+        page[12..14].copy_from_slice(&40u16.to_le_bytes());
+        page[14..16].copy_from_slice(&8000u16.to_le_bytes());
+        page[16..18].copy_from_slice(&8192u16.to_le_bytes());
+        page[18..20].copy_from_slice(&0x2004u16.to_le_bytes());
+        assert!(header_sane(&page));
+        page[18..20].copy_from_slice(&0x2003u16.to_le_bytes());
+        assert!(!header_sane(&page), "layout version");
+        page[18..20].copy_from_slice(&0x2004u16.to_le_bytes());
+        page[14..16].copy_from_slice(&20u16.to_le_bytes());
+        assert!(!header_sane(&page), "pd_upper below pd_lower");
+        assert!(!header_sane(&[0xAB; 8192]), "noise");
+    }
 }

@@ -589,3 +589,68 @@ fn data_blocks_newer_than_the_wal_end_prove_the_tail_was_flushed() {
         "{f}"
     );
 }
+
+/// Regression (review of 2026-12-03): the WAL ends exactly at a segment's end (closed by a
+/// switch) and the segments after it are lost. No record is cut, so nothing breaks; the data
+/// blocks written from that later WAL say it existed: damage, and replay would lose it.
+#[test]
+fn segments_lost_after_a_switch_are_damage_when_blocks_are_newer() {
+    let Some(bin) = prerequisites() else { return };
+    let (_tmp, data, sock) = new_cluster(&bin);
+    let mut server = Server {
+        bin: &bin,
+        data: data.clone(),
+        running: false,
+    };
+    start_cluster(
+        &bin,
+        &data,
+        &sock,
+        "-c shared_buffers=128kB -c max_wal_size=1GB",
+    );
+    server.running = true;
+    psql(
+        &bin,
+        &sock,
+        "CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 100000) g",
+    );
+    psql(&bin, &sock, "CHECKPOINT");
+    let closed = psql(&bin, &sock, "SELECT pg_walfile_name(pg_switch_wal())");
+    psql(&bin, &sock, "UPDATE t SET h = md5(h)");
+    ok(
+        as_postgres(
+            &bin,
+            "pg_ctl",
+            &["-D", &data, "-m", "immediate", "-w", "stop"],
+        ),
+        "pg_ctl stop -m immediate",
+    );
+    server.running = false;
+    let wal = Path::new(&data).join("pg_wal");
+    let (code, v) = dbfsck(&["scan", &data]);
+    assert_eq!(code, 0, "{v}");
+    // Every segment after the one the switch closed is lost.
+    for e in fs::read_dir(&wal).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if name.len() == 24 && name > closed {
+            fs::remove_file(wal.join(&name)).unwrap();
+        }
+    }
+    let (code, alone) = dbfsck(&["scan", wal.to_str().unwrap()]);
+    assert_eq!(code, 0, "the WAL alone ends cleanly: {alone}");
+    let (code, v) = dbfsck(&["scan", &data]);
+    assert_eq!(code & 4, 4, "{v}");
+    let r = verdict(&v);
+    assert_eq!(r["reaches_end"], false, "{r}");
+    assert!(
+        r["detail"].as_str().unwrap().contains("had been flushed"),
+        "{r}"
+    );
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "truncated" && f["detail"].as_str().unwrap().contains("is not here"))
+        .unwrap_or_else(|| panic!("no finding for the lost segment: {v}"));
+    assert!(f["path"].as_str().unwrap().ends_with(&closed), "{f}");
+}

@@ -3,6 +3,7 @@
 
 /// Offsets in PostgreSQL 15's `ControlFileData` (pg_control_version 1300; also PG 16).
 const VERSION_OFF: usize = 8;
+const CATALOG_VERSION_OFF: usize = 12;
 const STATE_OFF: usize = 16;
 const BLCKSZ_OFF: usize = 216;
 const RELSEG_OFF: usize = 220;
@@ -16,6 +17,8 @@ const PG15_CRC_OFF: usize = 288;
 pub struct Control {
     /// `pg_control_version` (1300 for PostgreSQL 15 and 16).
     pub version: u32,
+    /// `catalog_version_no`: the `YYYYMMDDN` in a tablespace's `PG_<major>_<catversion>` folder.
+    pub catalog_version: u32,
     /// Block size in bytes (`BLCKSZ`).
     pub blcksz: u32,
     /// Blocks per segment file (`RELSEG_SIZE`).
@@ -65,6 +68,7 @@ pub fn parse_control(bytes: &[u8]) -> Option<Control> {
     };
     Some(Control {
         version: u32_at(bytes, VERSION_OFF)?,
+        catalog_version: u32_at(bytes, CATALOG_VERSION_OFF)?,
         blcksz: u32_at(bytes, BLCKSZ_OFF)?,
         relseg_size: u32_at(bytes, RELSEG_OFF)?,
         data_checksum_version: u32_at(bytes, CHECKSUM_VERSION_OFF)?,

@@ -459,6 +459,36 @@ pub(crate) fn conclude_dir(
             }
         }
     }
+    // The WAL ends with a segment used to its end (full, or closed by a switch) and no next one:
+    // replay then looks for the next segment and ends there, with no break to judge. When
+    // pg_control or a data block shows WAL went on, that segment is lost.
+    if let Some(&Ev::Span { seg, ref span }) = events.last() {
+        let next = segs
+            .get(seg)
+            .map(|e| e.params.start + seg_size)
+            .filter(|&n| span.switch || span.end >= n);
+        let beyond = |l: u64| next.is_some_and(|n| l > n);
+        let evidence = control
+            .is_some_and(|c| beyond(c.checkpoint) || beyond(c.min_recovery_point))
+            || data_lsn.is_some_and(beyond);
+        if let (Some(n), true) = (next, evidence) {
+            let tli = segs.get(seg).map_or(target, |e| e.tli);
+            events.push(Ev::Break {
+                seg,
+                brk: Break {
+                    lsn: n,
+                    record: None,
+                    record_len: None,
+                    written: 0,
+                    why: Stop::Missing(format!(
+                        "segment {}, where the WAL goes on, is not here",
+                        super::segment_name(tli, n / seg_size, seg_size)
+                    )),
+                    after: Some(span.last),
+                },
+            });
+        }
+    }
     out.warnings.extend(warnings);
     let newest = segs.len().saturating_sub(1);
     // Judge each break by what follows it.

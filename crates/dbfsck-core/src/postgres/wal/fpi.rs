@@ -186,6 +186,7 @@ const XLR_SPECIAL_REL_UPDATE: u8 = 0x01;
 pub fn index_images(settings: &WalSettings, wanted: &[RelBlock]) -> WalIndex {
     let mut blocks: HashMap<RelBlock, Newest> =
         wanted.iter().map(|b| (*b, Newest::Untouched)).collect();
+    let wanted_rels: std::collections::HashSet<[u32; 3]> = blocks.keys().map(rel_of).collect();
     let mut reader = SeqReader::new(settings);
     let mut pos = settings.redo;
     let mut prev = None;
@@ -198,11 +199,12 @@ pub fn index_images(settings: &WalSettings, wanted: &[RelBlock]) -> WalIndex {
         };
         records += 1;
         let v15 = reader.v15();
-        note_record(&rec, rec.start, v15, &mut blocks);
+        note_record(&rec, rec.start, v15, &mut blocks, &wanted_rels);
         prev = Some(rec.start);
         end = rec.end;
+        // A switch uses the rest of the segment its record ends in (it may cross into the next).
         pos = if rec.switch {
-            (rec.start / settings.seg_size + 1) * settings.seg_size
+            rec.end.div_ceil(settings.seg_size) * settings.seg_size
         } else {
             rec.end
         };
@@ -217,7 +219,13 @@ pub fn index_images(settings: &WalSettings, wanted: &[RelBlock]) -> WalIndex {
 }
 
 /// Records what one record does to the wanted blocks.
-fn note_record(rec: &Record, pos: u64, v15: bool, blocks: &mut HashMap<RelBlock, Newest>) {
+fn note_record(
+    rec: &Record,
+    pos: u64,
+    v15: bool,
+    blocks: &mut HashMap<RelBlock, Newest>,
+    wanted: &std::collections::HashSet<[u32; 3]>,
+) {
     let bytes = rec.bytes.as_slice();
     let info = bytes.get(16).copied().unwrap_or_default();
     let rmid = bytes.get(17).copied().unwrap_or_default();
@@ -293,15 +301,19 @@ fn note_record(rec: &Record, pos: u64, v15: bool, blocks: &mut HashMap<RelBlock,
             None => touch(&|_| true, unreadable(pos)),
         },
         RM_XACT if matches!(info & 0x70, 0x00 | 0x20 | 0x30 | 0x40) => {
-            match dropped_relations(main, info) {
-                Some(rels) => {
-                    if !rels.is_empty() {
-                        touch(
-                            &|k| rels.contains(&rel_of(k)),
-                            format!("the relation was dropped at {}", Lsn(pos)),
-                        );
-                    }
+            // Only the wanted relations are kept from the list (it may name millions).
+            let mut hit = std::collections::HashSet::new();
+            let read = for_each_dropped(main, info, |r| {
+                if wanted.contains(&r) {
+                    hit.insert(r);
                 }
+            });
+            match read {
+                Some(()) if hit.is_empty() => {}
+                Some(()) => touch(
+                    &|k| hit.contains(&rel_of(k)),
+                    format!("the relation was dropped at {}", Lsn(pos)),
+                ),
                 None => touch(&|_| true, unreadable(pos)),
             }
         }
@@ -352,17 +364,17 @@ fn rel_of(k: &RelBlock) -> [u32; 3] {
     [k.tablespace, k.database, k.relfilenode]
 }
 
-/// The relations a commit or abort record drops (`xl_xact_commit` / `xl_xact_abort`, then
-/// `xl_xact_xinfo`, `_dbinfo`, `_subxacts`, `_relfilenodes` as `xinfo` says); `None` when
-/// the main data cannot be read.
-fn dropped_relations(main: Option<&[u8]>, info: u8) -> Option<Vec<[u32; 3]>> {
+/// Calls `f` with each relation a commit or abort record drops (`xl_xact_commit` /
+/// `xl_xact_abort`, then `xl_xact_xinfo`, `_dbinfo`, `_subxacts`, `_relfilenodes` as `xinfo`
+/// says); `None` when the main data cannot be read.
+fn for_each_dropped(main: Option<&[u8]>, info: u8, mut f: impl FnMut([u32; 3])) -> Option<()> {
     const XLOG_XACT_HAS_INFO: u8 = 0x80;
     let m = main?;
     if info & XLOG_XACT_HAS_INFO == 0 {
-        return Some(Vec::new());
+        return Some(());
     }
     let xinfo = u32_at(m, 8)?;
-    let mut at = 12;
+    let mut at: usize = 12;
     if xinfo & 0x01 != 0 {
         at += 8; // xl_xact_dbinfo
     }
@@ -371,16 +383,19 @@ fn dropped_relations(main: Option<&[u8]>, info: u8) -> Option<Vec<[u32; 3]>> {
         at = at.checked_add(4)?.checked_add(n.checked_mul(4)?)?;
     }
     if xinfo & 0x04 == 0 {
-        return Some(Vec::new());
+        return Some(());
     }
     let n = usize::try_from(u32_at(m, at)?).ok()?;
     at += 4;
-    (0..n)
-        .map(|i| {
-            let o = at.checked_add(i.checked_mul(12)?)?;
-            Some([u32_at(m, o)?, u32_at(m, o + 4)?, u32_at(m, o + 8)?])
-        })
-        .collect()
+    // The whole list must be there before any of it is believed.
+    if at.checked_add(n.checked_mul(12)?)? > m.len() {
+        return None;
+    }
+    for i in 0..n {
+        let o = at + i * 12;
+        f([u32_at(m, o)?, u32_at(m, o + 4)?, u32_at(m, o + 8)?]);
+    }
+    Some(())
 }
 
 /// Rebuilds `block` from the image `image` names: reads its record again (its CRC must
@@ -563,6 +578,34 @@ fn zstd_decompress(src: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// The timelines of `s`'s history, newest first, each with its first and last segment: the
+/// target timeline from its last switch point on, each parent from the switch before up to the
+/// segment of its own switch point (never past it: what a parent wrote after it is an abandoned
+/// branch). Without a history file (timeline 1, or one missing), the target timeline alone.
+/// Like PostgreSQL's `XLogFileReadAnyTLI`, the newest timeline that has a segment serves it.
+fn timelines(s: &WalSettings) -> Vec<(u32, u64, u64)> {
+    let history = (s.timeline > 1)
+        .then(|| std::fs::read(s.wal_dir.join(format!("{:08X}.history", s.timeline))).ok())
+        .flatten()
+        .map(|b| super::history::parse_history(&b, s.timeline).0.entries)
+        .unwrap_or_default();
+    let seg = |lsn: u64| lsn / s.seg_size.max(1);
+    let mut out = Vec::with_capacity(history.len() + 1);
+    out.push((
+        s.timeline,
+        history.last().map_or(0, |&(_, at)| seg(at)),
+        u64::MAX,
+    ));
+    for (i, &(parent, switch)) in history.iter().enumerate().rev() {
+        let begins = i
+            .checked_sub(1)
+            .and_then(|j| history.get(j))
+            .map_or(0, |&(_, at)| seg(at));
+        out.push((parent, begins, seg(switch)));
+    }
+    out
+}
+
 /// A record read whole.
 struct Record {
     /// Its LSN (past the page header when the position asked for was a page's start).
@@ -578,6 +621,9 @@ struct Record {
 /// every record's header, `xl_prev` and CRC as PostgreSQL's reader does.
 struct SeqReader<'a> {
     s: &'a WalSettings,
+    /// The timelines whose segments may be read, newest first, each with the first and last
+    /// segment it holds (from the target timeline's history file).
+    timelines: Vec<(u32, u64, u64)>,
     file: Option<(u64, u32, File)>,
     page: Vec<u8>,
     page_at: Option<u64>,
@@ -589,6 +635,7 @@ impl<'a> SeqReader<'a> {
     fn new(s: &'a WalSettings) -> Self {
         SeqReader {
             s,
+            timelines: timelines(s),
             file: None,
             page: Vec::new(),
             page_at: None,
@@ -602,10 +649,14 @@ impl<'a> SeqReader<'a> {
         self.magic.and_then(major_of_magic).is_some_and(|m| m >= 15)
     }
 
-    /// The segment file for `segno`: on the settings' timeline, or the newest earlier one that
-    /// has it (segments from before a timeline switch keep their old name).
+    /// The segment file for `segno`: of the newest timeline of the history that began at or
+    /// before it and has the file.
     fn open_segment(&self, segno: u64) -> Result<(u32, File), Stop> {
-        for tli in (1..=self.s.timeline).rev() {
+        for &(tli, _, _) in self
+            .timelines
+            .iter()
+            .filter(|(_, first, last)| (*first..=*last).contains(&segno))
+        {
             let path = self
                 .s
                 .wal_dir
@@ -693,7 +744,18 @@ impl<'a> SeqReader<'a> {
                             Lsn(at)
                         )));
                     }
-                    rem_checks.push((h.rem_len, out.len()));
+                    match total {
+                        // Checked at once: a wrong length must not gather pages for nothing.
+                        Some(t) if h.rem_len as usize + out.len() != t => {
+                            return Err(Stop::Contrecord(format!(
+                                "invalid contrecord length {} in the record at {}",
+                                h.rem_len,
+                                Lsn(start)
+                            )))
+                        }
+                        Some(_) => {}
+                        None => rem_checks.push((h.rem_len, out.len())),
+                    }
                 }
                 at = page_start + h.size;
             } else if self.page_at != Some(page_start) {
@@ -832,8 +894,54 @@ mod tests {
         assert_eq!(finish_page(vec![0; 8192], end, 77, true), vec![0; 8192]);
     }
 
+    fn settings(dir: &Path, timeline: u32) -> WalSettings {
+        WalSettings {
+            wal_dir: dir.to_path_buf(),
+            timeline,
+            seg_size: 16 << 20,
+            page_size: 8192,
+            system_id: 1,
+            redo: 0,
+            min_recovery_point: 0,
+        }
+    }
+
+    /// Segments are read from the timeline the history says holds them, newest first, never
+    /// from a timeline outside it; the target timeline alone without a history.
+    #[test]
+    fn segments_follow_the_timeline_history() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(timelines(&settings(dir.path(), 1)), vec![(1, 0, u64::MAX)]);
+        assert_eq!(timelines(&settings(dir.path(), 3)), vec![(3, 0, u64::MAX)]);
+        std::fs::write(
+            dir.path().join("00000003.history"),
+            "1\t0/3000000\tno recovery target specified\n2\t0/5800028\tbefore 2026\n",
+        )
+        .unwrap();
+        assert_eq!(
+            timelines(&settings(dir.path(), 3)),
+            vec![(3, 5, u64::MAX), (2, 3, 5), (1, 0, 3)]
+        );
+        // A missing segment is looked for on those timelines only (no scan of every lower one).
+        let s3 = settings(dir.path(), 3);
+        let r = SeqReader::new(&s3);
+        assert!(matches!(r.open_segment(4), Err(Stop::Missing(_))));
+        std::fs::write(dir.path().join(segment_name(1, 4, 16 << 20)), b"").unwrap();
+        std::fs::write(dir.path().join(segment_name(2, 4, 16 << 20)), b"").unwrap();
+        assert_eq!(r.open_segment(4).map(|(t, _)| t).ok(), Some(2));
+        std::fs::write(dir.path().join(segment_name(1, 6, 16 << 20)), b"").unwrap();
+        assert!(
+            r.open_segment(6).is_err(),
+            "segment 6 is timeline 3's, not an ancestor's"
+        );
+    }
+
     #[test]
     fn dropped_relations_are_read_from_commit_records() {
+        let dropped_relations = |m: Option<&[u8]>, info: u8| {
+            let mut v = Vec::new();
+            for_each_dropped(m, info, |r| v.push(r)).map(|()| v)
+        };
         let mut m = vec![0u8; 8];
         m.extend_from_slice(&(0x01u32 | 0x02 | 0x04).to_le_bytes());
         m.extend_from_slice(&[0; 8]); // dbinfo
