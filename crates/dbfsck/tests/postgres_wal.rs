@@ -654,3 +654,79 @@ fn segments_lost_after_a_switch_are_damage_when_blocks_are_newer() {
         .unwrap_or_else(|| panic!("no finding for the lost segment: {v}"));
     assert!(f["path"].as_str().unwrap().ends_with(&closed), "{f}");
 }
+
+/// A record longer than two segments (a 40 MB logical message: one segment all continuation) is joined
+/// across every segment it spans and its CRC verified (it used to be accepted unchecked and the
+/// segment after it reported as a continuation nobody began); a byte flipped in its middle is
+/// damage at that record, where `pg_waldump` stops too.
+#[test]
+fn a_record_longer_than_a_segment_is_verified_across_all_of_them() {
+    let Some(bin) = prerequisites() else { return };
+    let (_tmp, data, sock) = new_cluster(&bin);
+    let mut server = Server {
+        bin: &bin,
+        data: data.clone(),
+        running: false,
+    };
+    start_cluster(&bin, &data, &sock, "-c max_wal_size=1GB");
+    server.running = true;
+    psql(&bin, &sock, "CHECKPOINT");
+    let before = parse_lsn(&psql(&bin, &sock, "SELECT pg_current_wal_insert_lsn()"));
+    psql(
+        &bin,
+        &sock,
+        "SELECT pg_logical_emit_message(false, 'dbfsck', repeat('x', 40000000))",
+    );
+    psql(
+        &bin,
+        &sock,
+        "CREATE TABLE after_it AS SELECT g FROM generate_series(1, 1000) g",
+    );
+    ok(
+        as_postgres(
+            &bin,
+            "pg_ctl",
+            &["-D", &data, "-m", "immediate", "-w", "stop"],
+        ),
+        "pg_ctl stop -m immediate",
+    );
+    server.running = false;
+    let wal = Path::new(&data).join("pg_wal");
+    let (code, v) = dbfsck(&["scan", &data]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(verdict(&v)["reaches_end"], true, "{v}");
+    assert!(
+        v["warnings"].as_array().unwrap().is_empty(),
+        "no warning about the long record: {v}"
+    );
+    let (long, len) = record_after(&bin, &wal, before);
+    // Longer than two segments: one of them is all continuation.
+    assert!(
+        len > 2 * SEG,
+        "the message record: {len} bytes at {}",
+        lsn(long)
+    );
+    // A byte in the middle of it, away from any page header.
+    let mid = long + len / 2;
+    let mid = mid - mid % 8192 + 4000;
+    let (f, off) = at(&wal, mid);
+    patch_at(&f, off, |b| b[0] ^= 0x20);
+    let redo = controldata(&bin, &data, "Latest checkpoint's REDO location");
+    let (last_good, err) = waldump_stop(&bin, &wal, &redo);
+    let (code, v) = dbfsck(&["scan", &data]);
+    assert_eq!(code & 4, 4, "{v}");
+    let r = verdict(&v);
+    assert_eq!(r["stops_at"], lsn(long), "{r}");
+    assert_eq!(
+        r["last_replayed"].as_str(),
+        last_good.as_deref(),
+        "{r} / {err}"
+    );
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["owner"]["record"] == lsn(long))
+        .unwrap_or_else(|| panic!("no finding at the long record {}: {v}", lsn(long)));
+    assert_eq!(f["kind"], "checksum_mismatch", "{f}");
+}

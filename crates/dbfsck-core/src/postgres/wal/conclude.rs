@@ -3,7 +3,7 @@
 //! of WAL, the crash's torn last write, or damage with valid WAL after it — and the verdict on
 //! where crash recovery would stop (`docs/postgres-wal.md` §3–§4; `formats-pgwal.md` §4.4).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::finding::{Finding, FindingKind, Owner};
 use crate::format::Conclusion;
@@ -120,9 +120,43 @@ fn joined_crc(parts: &[&Part], total: u64) -> Option<([u8; record::HEADER], u32)
     Some((header, crc32c::crc32c_append(body_crc, header.get(..20)?)))
 }
 
-/// Verifies the record that segment `a` ends with and segment `b` continues; returns a span of
-/// that one record, or the break.
-fn join(a: &SegEntry, b: &SegEntry, warnings: &mut Vec<(PathBuf, String)>) -> Result<Span, Break> {
+/// A record that started in an earlier segment and still goes on: its parts so far.
+struct Pending {
+    /// The index (in the chain) of the segment it starts in.
+    seg: usize,
+    start: u64,
+    prev: Option<u64>,
+    tot_len: u32,
+    parts: Vec<Part>,
+    /// Bytes of it the parts hold.
+    have: u64,
+    v15: bool,
+}
+
+impl Pending {
+    fn cut(&self, why: Stop) -> Break {
+        Break {
+            lsn: self.start,
+            record: Some(self.start),
+            record_len: Some(self.tot_len),
+            written: self.have,
+            why,
+            after: self.prev,
+        }
+    }
+}
+
+/// What joining a segment to the record before it gives.
+enum Joined {
+    /// The record ends in this segment: a span of that one record.
+    Done(Span),
+    /// The record fills this segment and goes on into the next.
+    Continues(Pending),
+}
+
+/// Starts the join of the record that segment `a` (the chain's `seg`-th) ends with, and
+/// continues it into `b`.
+fn join(seg: usize, a: &SegEntry, b: &SegEntry) -> Result<Joined, Break> {
     let Some(tail) = &a.summary.tail else {
         // Nothing crosses: `b` must not start with a continuation.
         return Err(Break {
@@ -142,70 +176,64 @@ fn join(a: &SegEntry, b: &SegEntry, warnings: &mut Vec<(PathBuf, String)>) -> Re
         .get(..4)
         .and_then(|b| b.try_into().ok())
         .map_or(0, u32::from_le_bytes);
-    let cut = |why: Stop| Break {
-        lsn: tail.start,
-        record: Some(tail.start),
-        record_len: Some(tot_len),
-        written: tail.part.len(),
-        why,
-        after: tail.prev,
+    let pending = Pending {
+        seg,
+        start: tail.start,
+        prev: tail.prev,
+        tot_len,
+        have: tail.part.len(),
+        parts: vec![tail.part.clone()],
+        v15: a
+            .summary
+            .magic
+            .and_then(super::major_of_magic)
+            .is_some_and(|m| m >= 15),
     };
+    join_more(pending, b)
+}
+
+/// Continues a record into segment `b`: its first page must continue it with exactly the bytes
+/// still to come; when it ends there, its CRC is verified over every part (a record longer than
+/// a segment included).
+fn join_more(mut pd: Pending, b: &SegEntry) -> Result<Joined, Break> {
     let Some(lead) = &b.summary.lead else {
-        return Err(cut(Stop::Cut(format!(
+        return Err(pd.cut(Stop::Cut(format!(
             "it continues into segment {}, whose first page does not continue it",
             file_name(&b.path)
         ))));
     };
-    let need = u64::from(tot_len).saturating_sub(tail.part.len());
+    let need = u64::from(pd.tot_len).saturating_sub(pd.have);
     if u64::from(lead.rem_len) != need {
-        return Err(cut(Stop::Contrecord(format!(
+        return Err(pd.cut(Stop::Contrecord(format!(
             "invalid contrecord length {} (expected {need}) at the start of segment {}",
             lead.rem_len,
             file_name(&b.path)
         ))));
     }
     if lead.cut {
-        return Err(cut(Stop::Cut(format!(
+        return Err(pd.cut(Stop::Cut(format!(
             "its continuation in segment {} is cut",
             file_name(&b.path)
         ))));
     }
+    pd.have += lead.part.len();
+    pd.parts.push(lead.part.clone());
     let Some(end) = lead.end else {
-        warnings.push((
-            a.path.clone(),
-            format!(
-                "the record at {} ({tot_len} bytes) crosses more than one segment boundary: this version does not verify its CRC",
-                Lsn(tail.start)
-            ),
-        ));
-        return Ok(Span {
-            first: tail.start,
-            first_prev: tail.prev.unwrap_or_default(),
-            last: tail.start,
-            end: b.params.start + b.params.seg_size,
-            records: 0,
-            commits: 0,
-            first_commit: None,
-            last_commit: None,
-            linked_from: None,
-            switch: false,
-        });
+        return Ok(Joined::Continues(pd));
     };
-    let v15 = a
-        .summary
-        .magic
-        .and_then(super::major_of_magic)
-        .is_some_and(|m| m >= 15);
-    let decoded = if tail.part.full() && lead.part.full() {
-        let mut bytes = tail.part.prefix.clone();
-        bytes.extend_from_slice(&lead.part.prefix);
-        record::check(&bytes[..], tail.start, tail.prev, v15)
+    let parts: Vec<&Part> = pd.parts.iter().collect();
+    let decoded = if parts.iter().all(|p| p.full()) {
+        let bytes: Vec<u8> = parts
+            .iter()
+            .flat_map(|p| p.prefix.iter().copied())
+            .collect();
+        record::check(&bytes[..], pd.start, pd.prev, pd.v15)
     } else {
-        match joined_crc(&[&tail.part, &lead.part], u64::from(tot_len)) {
+        match joined_crc(&parts, u64::from(pd.tot_len)) {
             None => Err(Stop::BadBody(
                 "the record's parts do not add up to its length".into(),
             )),
-            Some((header, computed)) => record::check_header(&header[..], tail.start, tail.prev)
+            Some((header, computed)) => record::check_header(&header[..], pd.start, pd.prev)
                 .and_then(|()| {
                     let stored = record::stored_crc(&header[..]);
                     if stored == computed {
@@ -228,10 +256,10 @@ fn join(a: &SegEntry, b: &SegEntry, warnings: &mut Vec<(PathBuf, String)>) -> Re
         }
     };
     match decoded {
-        Ok(d) => Ok(Span {
-            first: tail.start,
+        Ok(d) => Ok(Joined::Done(Span {
+            first: pd.start,
             first_prev: d.prev,
-            last: tail.start,
+            last: pd.start,
             end,
             records: 1,
             commits: u64::from(d.commit_time.is_some()),
@@ -239,8 +267,8 @@ fn join(a: &SegEntry, b: &SegEntry, warnings: &mut Vec<(PathBuf, String)>) -> Re
             last_commit: d.commit_time,
             linked_from: None,
             switch: d.is_switch(),
-        }),
-        Err(why) => Err(cut(why)),
+        })),
+        Err(why) => Err(pd.cut(why)),
     }
 }
 
@@ -313,6 +341,7 @@ pub(crate) fn conclude_dir(
     }
     let segs = chain(&dir, target, seg_size);
     let mut events: Vec<Ev> = Vec::new();
+    let mut pending: Option<Pending> = None;
     for (i, e) in segs.iter().enumerate() {
         let prev_seg = i.checked_sub(1).and_then(|p| segs.get(p));
         let mut items: Vec<Ev> = Vec::new();
@@ -353,13 +382,34 @@ pub(crate) fn conclude_dir(
                             },
                         });
                     }
+                } else if let Some(pd) = pending.take() {
+                    // `p` was all continuation of a record begun before it.
+                    let seg = pd.seg;
+                    if e.summary.overwrite_first && e.summary.overwrites == Some(pd.start) {
+                        // Crash recovery abandoned that record here, as PostgreSQL does.
+                        expect_prev = pd.prev;
+                    } else {
+                        match join_more(pd, e) {
+                            Ok(Joined::Done(span)) => {
+                                out.units += span.records;
+                                expect_prev = Some(span.first);
+                                items.push(Ev::Span { seg, span });
+                            }
+                            Ok(Joined::Continues(pd)) => pending = Some(pd),
+                            Err(brk) => {
+                                expect_prev = None;
+                                items.push(Ev::Break { seg, brk });
+                            }
+                        }
+                    }
                 } else if clean && crossing {
-                    match join(p, e, &mut warnings) {
-                        Ok(span) => {
+                    match join(i - 1, p, e) {
+                        Ok(Joined::Done(span)) => {
                             out.units += span.records;
                             expect_prev = Some(span.first);
                             items.push(Ev::Span { seg: i - 1, span });
                         }
+                        Ok(Joined::Continues(pd)) => pending = Some(pd),
                         Err(brk) => {
                             let seg = if brk.lsn < e.params.start { i - 1 } else { i };
                             expect_prev = None;
@@ -405,15 +455,22 @@ pub(crate) fn conclude_dir(
                         String::new()
                     }
                 ));
+                let begun = pending.take();
                 let brk = Break {
                     lsn: missing * seg_size,
-                    record: p.summary.tail.as_ref().map(|t| t.start),
+                    record: begun
+                        .as_ref()
+                        .map(|pd| pd.start)
+                        .or_else(|| p.summary.tail.as_ref().map(|t| t.start)),
                     record_len: None,
                     written: 0,
                     why,
                     after: None,
                 };
-                items.push(Ev::Break { seg: i - 1, brk });
+                items.push(Ev::Break {
+                    seg: begun.map_or(i - 1, |pd| pd.seg),
+                    brk,
+                });
             }
             None => {}
         }
@@ -435,7 +492,16 @@ pub(crate) fn conclude_dir(
         events.extend(items);
         // The newest segment's last record runs off its end into a segment that is not here.
         if i + 1 == segs.len() {
-            if let Some(t) = &e.summary.tail {
+            if let Some(pd) = pending.take() {
+                let name = segment_name(e.tli, e.segno + 1, seg_size);
+                let seg = pd.seg;
+                events.push(Ev::Break {
+                    seg,
+                    brk: pd.cut(Stop::Cut(format!(
+                        "it continues into segment {name}, which is not here"
+                    ))),
+                });
+            } else if let Some(t) = &e.summary.tail {
                 let name = segment_name(e.tli, e.segno + 1, seg_size);
                 let tot_len = t
                     .part
@@ -876,7 +942,7 @@ mod tests {
             histories: Default::default(),
         };
         for &(tli, segno) in segs {
-            let path = PathBuf::from(segment_name(tli, segno, seg_size));
+            let path = std::path::PathBuf::from(segment_name(tli, segno, seg_size));
             let params = super::super::segment::SegParams {
                 start: segno * seg_size,
                 seg_size,

@@ -101,7 +101,7 @@ pub(crate) struct Span {
 }
 
 /// Part of a record that crosses the segment boundary: the bytes on this side.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Part {
     /// The first bytes (all of them when `full`).
     pub prefix: Vec<u8>,
@@ -140,6 +140,50 @@ impl Part {
     /// Whether every byte is kept.
     pub fn full(&self) -> bool {
         self.rest_len == 0
+    }
+}
+
+/// Builds the [`Part`] of bytes that come in pieces (a continuation, page by page) holding at
+/// most [`KEEP_WHOLE`] of them: past that, the first [`PREFIX`] and a running CRC.
+#[derive(Debug, Default)]
+struct PartBuilder {
+    bytes: Vec<u8>,
+    spilled: bool,
+    rest_crc: u32,
+    rest_len: u64,
+}
+
+impl PartBuilder {
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64 + self.rest_len
+    }
+
+    fn push(&mut self, mut s: &[u8]) {
+        if !self.spilled {
+            if self.bytes.len() + s.len() <= KEEP_WHOLE {
+                self.bytes.extend_from_slice(s);
+                return;
+            }
+            let fill = PREFIX.saturating_sub(self.bytes.len()).min(s.len());
+            let (head, rest) = s.split_at(fill);
+            self.bytes.extend_from_slice(head);
+            s = rest;
+            let held = self.bytes.split_off(PREFIX.min(self.bytes.len()));
+            self.bytes.shrink_to_fit();
+            self.rest_crc = crc32c::crc32c(&held);
+            self.rest_len = held.len() as u64;
+            self.spilled = true;
+        }
+        self.rest_crc = crc32c::crc32c_append(self.rest_crc, s);
+        self.rest_len += s.len() as u64;
+    }
+
+    fn part(&self) -> Part {
+        Part {
+            prefix: self.bytes.clone(),
+            rest_crc: self.rest_crc,
+            rest_len: self.rest_len,
+        }
     }
 }
 
@@ -795,17 +839,18 @@ impl<'a> Walker<'a> {
     fn lead(&mut self, first: PageHeader) -> Option<u64> {
         let ps = self.p.page_size;
         let rem_total = u64::from(first.rem_len);
-        let mut bytes = Vec::new();
+        // Page by page, holding at most KEEP_WHOLE bytes whatever the record's length.
+        let mut bytes = PartBuilder::default();
         let mut page = 0u64;
         let mut hdr = first;
         loop {
-            let left = rem_total - bytes.len() as u64;
+            let left = rem_total - bytes.len();
             if u64::from(hdr.rem_len) != left || hdr.rem_len == 0 {
                 let why = Stop::Contrecord(format!(
                     "invalid contrecord length {} (expected {left})",
                     hdr.rem_len
                 ));
-                self.lead_cut(first.rem_len, &bytes, self.p.start + page, why);
+                self.lead_cut(first.rem_len, bytes.part(), self.p.start + page, why);
                 return self.resync(page + ps);
             }
             let start = page + hdr.size;
@@ -814,15 +859,20 @@ impl<'a> Walker<'a> {
                 .ok()
                 .and_then(|s| self.bytes.get(s..s + take as usize));
             let Some(slice) = slice else {
-                self.lead_cut(first.rem_len, &bytes, self.p.start + start, Stop::Short);
+                self.lead_cut(
+                    first.rem_len,
+                    bytes.part(),
+                    self.p.start + start,
+                    Stop::Short,
+                );
                 return None;
             };
-            bytes.extend_from_slice(slice);
-            if bytes.len() as u64 == rem_total {
+            bytes.push(slice);
+            if bytes.len() == rem_total {
                 let end = self.p.start + start + take;
                 self.out.lead = Some(Lead {
                     rem_len: first.rem_len,
-                    part: Part::new(&bytes),
+                    part: bytes.part(),
                     end: Some(end),
                     cut: false,
                 });
@@ -833,7 +883,7 @@ impl<'a> Walker<'a> {
                 // The continuation fills this segment and goes on into the next.
                 self.out.lead = Some(Lead {
                     rem_len: first.rem_len,
-                    part: Part::new(&bytes),
+                    part: bytes.part(),
                     end: None,
                     cut: false,
                 });
@@ -846,7 +896,7 @@ impl<'a> Walker<'a> {
                         Err(why) => why,
                         Ok(_) => Stop::Contrecord("there is no contrecord flag".into()),
                     };
-                    self.lead_cut(first.rem_len, &bytes, self.p.start + page, why);
+                    self.lead_cut(first.rem_len, bytes.part(), self.p.start + page, why);
                     return self.resync(page + ps);
                 }
             }
@@ -855,10 +905,10 @@ impl<'a> Walker<'a> {
 
     /// The continuation this segment starts with is cut at `lsn`: what it holds of it, and
     /// the stop.
-    fn lead_cut(&mut self, rem_len: u32, bytes: &[u8], lsn: u64, why: Stop) {
+    fn lead_cut(&mut self, rem_len: u32, part: Part, lsn: u64, why: Stop) {
         self.out.lead = Some(Lead {
             rem_len,
-            part: Part::new(bytes),
+            part,
             end: None,
             cut: true,
         });
@@ -872,9 +922,6 @@ impl<'a> Walker<'a> {
         });
     }
 
-    /// Reads the `tot_len` bytes of the record at `pos`, across page headers. The header is
-    /// checked as soon as it is whole, as PostgreSQL does (a bad `xl_prev` is reported before a
-    /// missing continuation).
     fn gather(&mut self, pos: u64, tot_len: u32, want_prev: Option<u64>) -> Gathered<'a> {
         let ps = self.p.page_size;
         let total = u64::from(tot_len);
@@ -1046,6 +1093,36 @@ mod tests {
 
     /// Garbage behind valid page headers stops the stream on every page: the stops kept are
     /// bounded, and the walk says it gave up (memory bounded whatever the damage).
+    /// A continuation built page by page is the same part as built from its bytes at once,
+    /// below, at and above the size kept whole (regression: it held a whole segment).
+    #[test]
+    fn parts_built_piece_by_piece_equal_parts_built_at_once() {
+        for total in [
+            0usize,
+            10,
+            64,
+            65,
+            KEEP_WHOLE - 1,
+            KEEP_WHOLE,
+            KEEP_WHOLE + 1,
+            3 * KEEP_WHOLE + 7,
+        ] {
+            let bytes: Vec<u8> = (0..total).map(|i| (i * 7 % 251) as u8).collect();
+            for piece in [1usize, 30, 8168, KEEP_WHOLE + 3] {
+                let mut b = PartBuilder::default();
+                for c in bytes.chunks(piece) {
+                    b.push(c);
+                }
+                assert_eq!(
+                    b.part(),
+                    Part::new(&bytes),
+                    "total {total}, pieces of {piece}"
+                );
+                assert_eq!(b.len(), total as u64);
+            }
+        }
+    }
+
     #[test]
     fn stops_per_segment_are_bounded() {
         let (b, p) = failing_pages(512);
