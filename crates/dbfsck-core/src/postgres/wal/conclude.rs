@@ -345,6 +345,9 @@ pub(crate) fn conclude_dir(
     for (i, e) in segs.iter().enumerate() {
         let prev_seg = i.checked_sub(1).and_then(|p| segs.get(p));
         let mut items: Vec<Ev> = Vec::new();
+        // A switch record that ends in this segment uses the rest of it: what the walk of the
+        // segment found after the continuation is not WAL.
+        let mut consumed = false;
         match prev_seg {
             Some(p) if p.segno + 1 == e.segno => {
                 // The stream of `p` ended cleanly at its end (its last event is a span): the join
@@ -393,6 +396,7 @@ pub(crate) fn conclude_dir(
                             Ok(Joined::Done(span)) => {
                                 out.units += span.records;
                                 expect_prev = Some(span.first);
+                                consumed = span.switch;
                                 items.push(Ev::Span { seg, span });
                             }
                             Ok(Joined::Continues(pd)) => pending = Some(pd),
@@ -407,6 +411,7 @@ pub(crate) fn conclude_dir(
                         Ok(Joined::Done(span)) => {
                             out.units += span.records;
                             expect_prev = Some(span.first);
+                            consumed = span.switch;
                             items.push(Ev::Span { seg: i - 1, span });
                         }
                         Ok(Joined::Continues(pd)) => pending = Some(pd),
@@ -424,7 +429,7 @@ pub(crate) fn conclude_dir(
                     .breaks
                     .first()
                     .is_none_or(|b| first.is_some_and(|s| s.first < b.lsn));
-                if let (Some(want), Some(s)) = (expect_prev, first) {
+                if let (Some(want), Some(s), false) = (expect_prev, first, consumed) {
                     if starts_clean && s.first_prev != want && clean {
                         items.push(Ev::Break {
                             seg: i,
@@ -478,14 +483,21 @@ pub(crate) fn conclude_dir(
             .summary
             .spans
             .iter()
+            .filter(|_| !consumed)
             .map(|s| Ev::Span {
                 seg: i,
                 span: s.clone(),
             })
-            .chain(e.summary.breaks.iter().map(|b| Ev::Break {
-                seg: i,
-                brk: b.clone(),
-            }))
+            .chain(
+                e.summary
+                    .breaks
+                    .iter()
+                    .filter(|_| !consumed)
+                    .map(|b| Ev::Break {
+                        seg: i,
+                        brk: b.clone(),
+                    }),
+            )
             .collect();
         own.sort_by_key(Ev::lsn);
         items.extend(own);
@@ -501,7 +513,7 @@ pub(crate) fn conclude_dir(
                         "it continues into segment {name}, which is not here"
                     ))),
                 });
-            } else if let Some(t) = &e.summary.tail {
+            } else if let Some(t) = e.summary.tail.as_ref().filter(|_| !consumed) {
                 let name = segment_name(e.tli, e.segno + 1, seg_size);
                 let tot_len = t
                     .part
@@ -1067,6 +1079,83 @@ mod tests {
             "{:?}",
             out.warnings
         );
+    }
+
+    /// Regression (review of 2026-12-02): an `XLOG_SWITCH` whose header crosses into the next
+    /// segment uses the rest of that segment; the zeros after it there are not an end of WAL
+    /// in the middle, and the segment after it continues the chain.
+    #[test]
+    fn a_switch_crossing_a_segment_boundary_uses_the_next_segment() {
+        use super::super::segment::{Break, Lead, Part, Span, Stop, Tail};
+        let seg = 16u64 << 20;
+        let mut d = dir_of(&[(1, 9), (1, 10), (1, 11)], None);
+        let r = 10 * seg - 16; // the switch starts 16 bytes before the boundary
+        let mut rec = vec![0u8; 24];
+        rec[..4].copy_from_slice(&24u32.to_le_bytes());
+        rec[8..16].copy_from_slice(&(r - 64).to_le_bytes());
+        rec[16] = 0x40; // XLOG_SWITCH
+        let crc = crc32c::crc32c(&rec[..20]);
+        rec[20..24].copy_from_slice(&crc.to_le_bytes());
+        let span = |first: u64, prev: u64, last: u64, end: u64| Span {
+            first,
+            first_prev: prev,
+            last,
+            end,
+            records: 10,
+            commits: 0,
+            first_commit: None,
+            last_commit: None,
+            linked_from: None,
+            switch: false,
+        };
+        for e in d.segments.values_mut() {
+            e.summary.len = seg;
+            match e.segno {
+                9 => {
+                    e.summary.spans.push(span(9 * seg + 40, 0, r - 64, r - 8));
+                    e.summary.tail = Some(Tail {
+                        start: r,
+                        prev: Some(r - 64),
+                        part: Part {
+                            prefix: rec[..16].to_vec(),
+                            rest_crc: 0,
+                            rest_len: 0,
+                        },
+                    });
+                }
+                10 => {
+                    e.summary.lead = Some(Lead {
+                        rem_len: 8,
+                        part: Part {
+                            prefix: rec[16..].to_vec(),
+                            rest_crc: 0,
+                            rest_len: 0,
+                        },
+                        end: Some(10 * seg + 48),
+                        cut: false,
+                    });
+                    // What the walk of segment 10 saw after it: the switch's unused rest.
+                    e.summary.breaks.push(Break {
+                        lsn: 10 * seg + 48,
+                        record: None,
+                        record_len: None,
+                        written: 0,
+                        why: Stop::Zero,
+                        after: None,
+                    });
+                }
+                _ => e
+                    .summary
+                    .spans
+                    .push(span(11 * seg + 40, r, 11 * seg + 400, 11 * seg + 500)),
+            }
+        }
+        let mut out = Conclusion::default();
+        conclude_dir(Path::new("/x/archive"), d, true, None, &mut out);
+        assert!(out.findings.is_empty(), "{:#?}", out.findings);
+        let v = out.recovery.first().expect("a verdict");
+        assert!(v.reaches_end, "{v:?}");
+        assert_eq!(v.end, Lsn(11 * seg + 500).to_string(), "{v:?}");
     }
 
     #[test]
