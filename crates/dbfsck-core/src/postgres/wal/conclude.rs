@@ -1090,7 +1090,7 @@ mod tests {
         let seg = 16u64 << 20;
         let mut d = dir_of(&[(1, 9), (1, 10), (1, 11)], None);
         let r = 10 * seg - 16; // the switch starts 16 bytes before the boundary
-        let mut rec = vec![0u8; 24];
+        let mut rec = [0u8; 24];
         rec[..4].copy_from_slice(&24u32.to_le_bytes());
         rec[8..16].copy_from_slice(&(r - 64).to_le_bytes());
         rec[16] = 0x40; // XLOG_SWITCH
