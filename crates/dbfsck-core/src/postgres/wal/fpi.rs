@@ -568,13 +568,21 @@ fn pglz_decompress(src: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
 /// A zstd frame decompressed, at most `raw_len` bytes.
 fn zstd_decompress(src: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let mut dec = ruzstd::decoding::StreamingDecoder::new(src).map_err(|e| format!("zstd: {e}"))?;
+    let mut input = src;
+    let mut dec =
+        ruzstd::decoding::StreamingDecoder::new(&mut input).map_err(|e| format!("zstd: {e}"))?;
     let mut out = Vec::with_capacity(raw_len);
     // One byte more than a block can hold tells an over-long frame from an exact one.
     (&mut dec)
         .take(raw_len as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| format!("zstd: {e}"))?;
+    drop(dec);
+    // PostgreSQL decompresses all of the image (ZSTD_decompress): bytes after the frame are
+    // not part of a block it would restore.
+    if !input.is_empty() {
+        return Err(format!("zstd: {} bytes after the frame", input.len()));
+    }
     Ok(out)
 }
 
@@ -869,6 +877,10 @@ mod tests {
         let page =
             image_to_page(&zstd, header(0, 24, 0x01 | 0x10, Some(2192)), true, 8192).unwrap();
         assert_eq!(&page[24 + 2192..], &raw[24..]);
+        // Bytes after the frame are refused, as PostgreSQL refuses them.
+        let mut trailing = zstd.clone();
+        trailing.push(0);
+        assert!(image_to_page(&trailing, header(0, 24, 0x11, Some(2192)), true, 8192).is_err());
         // A frame that holds more than the block less its hole is refused.
         assert!(image_to_page(&zstd, header(0, 24, 0x11, Some(2300)), true, 8192).is_err());
         // pglz, as PostgreSQL 14 numbers the flags (0x02 compressed, no hole).
