@@ -322,12 +322,15 @@ impl Reader {
         }
     }
 
-    /// How to read a piece of `len` bytes, and the most to read at once (`None`: the whole
-    /// piece in one go).
-    pub(crate) fn path_for(&self, len: u64) -> (ReadPath, Option<u64>) {
+    /// How to read a piece of `len` bytes that may be cut only every `align` bytes, and the
+    /// most to read at once (`None`: the whole piece in one go).
+    pub(crate) fn path_for(&self, len: u64, align: u64) -> (ReadPath, Option<u64>) {
         match self.strategy {
             ReadStrategy::Mmap => (ReadPath::Map, None),
             ReadStrategy::Pread => (ReadPath::Read, None),
+            // Units larger than a read window (a WAL segment, judged whole) cannot be read in
+            // windows: a buffer that large leaves the CPU's cache, so they are mapped.
+            ReadStrategy::Auto if align > READ_WINDOW && len >= MIN_MAPPED => (ReadPath::Map, None),
             ReadStrategy::Auto => {
                 let path = match &self.chooser {
                     Some(c) => c.pick(len),
@@ -513,8 +516,8 @@ mod tests {
             (ReadStrategy::Pread, ReadPath::Read),
         ] {
             let reader = Reader::shared(strategy, chooser.clone());
-            assert_eq!(reader.path_for(MIB16), (path, None));
-            assert_eq!(reader.path_for(4096), (path, None));
+            assert_eq!(reader.path_for(MIB16, 8192), (path, None));
+            assert_eq!(reader.path_for(4096, 8192), (path, None));
         }
         let untouched = chooser
             .epochs
@@ -523,7 +526,15 @@ mod tests {
             .unwrap_or(false);
         assert!(untouched);
         let auto = Reader::shared(ReadStrategy::Auto, chooser);
-        assert_eq!(auto.path_for(MIB16), (ReadPath::Read, Some(READ_WINDOW)));
-        assert_eq!(auto.path_for(4096), (ReadPath::Read, Some(READ_WINDOW)));
+        assert_eq!(
+            auto.path_for(MIB16, 8192),
+            (ReadPath::Read, Some(READ_WINDOW))
+        );
+        assert_eq!(
+            auto.path_for(4096, 8192),
+            (ReadPath::Read, Some(READ_WINDOW))
+        );
+        // A unit larger than a read window (a whole WAL segment) is mapped.
+        assert_eq!(auto.path_for(MIB16, MIB16), (ReadPath::Map, None));
     }
 }

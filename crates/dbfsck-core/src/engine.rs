@@ -1529,7 +1529,7 @@ fn verify_piece(
     result: &mut TaskResult,
 ) {
     let before = result.findings.len();
-    let (path, window) = reader.path_for(piece.len);
+    let (path, window) = reader.path_for(piece.len, piece.align);
     match verify_piece_with(reader, path, window, handle, check, piece, result) {
         Ok(false) => {}
         Ok(true) => {
