@@ -237,6 +237,16 @@ pub(crate) fn check<B: RecBytes + ?Sized>(
     decode(b, v15)
 }
 
+/// Checks a whole record whose header already passed [`check_header`]: its CRC, then its
+/// fragments.
+pub(crate) fn check_body<B: RecBytes + ?Sized>(b: &B, v15: bool) -> Result<Decoded, Stop> {
+    let (stored, computed) = (stored_crc(b), crc(b));
+    if stored != computed {
+        return Err(Stop::Crc { stored, computed });
+    }
+    decode(b, v15)
+}
+
 /// Checks a record whose CRC is already known to match (one reassembled across segments).
 pub(crate) fn decode<B: RecBytes + ?Sized>(b: &B, v15: bool) -> Result<Decoded, Stop> {
     let prev = u64_at(b, 8).unwrap_or_default();

@@ -371,6 +371,8 @@ struct Walker<'a> {
     span: Option<Span>,
     /// For `dbfsck inspect`: the records starting in `[lo, hi)`, described.
     trace: Option<Trace>,
+    /// The pieces of the last record, kept for the next (no allocation per record).
+    scratch: Vec<&'a [u8]>,
 }
 
 /// What `dbfsck inspect` shows of the records starting on one page.
@@ -487,6 +489,7 @@ impl<'a> Walker<'a> {
             tli: 0,
             span: None,
             trace,
+            scratch: Vec::new(),
         }
     }
 
@@ -696,18 +699,23 @@ impl<'a> Walker<'a> {
                     link = None;
                 }
                 Gathered::Whole(bytes) => {
-                    let end = record::end_lsn(
-                        pos,
-                        bytes.total() as u64,
-                        self.p.page_size,
-                        self.p.seg_size,
-                    );
+                    let written = bytes.total() as u64;
+                    let end = record::end_lsn(pos, written, self.p.page_size, self.p.seg_size);
                     self.trace_record(pos, &bytes, want_prev);
                     let v15 = self
                         .magic
                         .and_then(super::major_of_magic)
                         .is_some_and(|m| m >= 15);
-                    match record::check(&bytes, pos, want_prev, v15) {
+                    // The header was checked as it was gathered; a record on one page is
+                    // judged as one slice (most of them).
+                    let checked = match bytes.0.as_slice() {
+                        [one] => record::check_body(*one, v15),
+                        _ => record::check_body(&bytes, v15),
+                    };
+                    let mut spare = bytes.0;
+                    spare.clear();
+                    self.scratch = spare;
+                    match checked {
                         Ok(dec) if overwritten.is_some_and(|r| dec.overwritten != Some(r)) => {
                             let r = overwritten.take().unwrap_or_default();
                             let why = Stop::BadHeader(format!(
@@ -740,7 +748,6 @@ impl<'a> Walker<'a> {
                                 why,
                                 Stop::Crc { .. } | Stop::BadPrev { .. } | Stop::BadBody(_)
                             );
-                            let written = bytes.total() as u64;
                             self.fail(pos, Some(pos), Some(tot_len), written, why, prev, link);
                             prev = None;
                             if chained {
@@ -927,7 +934,8 @@ impl<'a> Walker<'a> {
         let total = u64::from(tot_len);
         // The record is judged where it lies: one slice, or the pieces on its pages.
         let all: &'a [u8] = self.bytes;
-        let mut parts = Pieces(Vec::new());
+        let mut parts = Pieces(std::mem::take(&mut self.scratch));
+        parts.0.clear();
         let mut have = 0u64;
         let mut at = pos;
         let mut header_checked = false;
