@@ -168,17 +168,20 @@ fn u8_at<B: RecBytes + ?Sized>(b: &B, at: usize) -> Option<u8> {
 
 /// The end pointer of a record of `len` bytes that starts at `pos`: its last byte's successor,
 /// page headers skipped (a record ending exactly on a page boundary ends at the boundary).
+/// Both sizes are powers of two (checked when a segment is opened): masks, not divisions, on
+/// every record.
 pub(crate) fn end_lsn(pos: u64, len: u64, page_size: u64, seg_size: u64) -> u64 {
+    debug_assert!(page_size.is_power_of_two() && seg_size.is_power_of_two());
     let mut at = pos;
     let mut left = len;
     loop {
-        let room = page_size - at % page_size;
+        let room = page_size - (at & (page_size - 1));
         if left <= room {
             return at + left;
         }
         left -= room;
         at += room;
-        at += if at.is_multiple_of(seg_size) { 40 } else { 24 };
+        at += if at & (seg_size - 1) == 0 { 40 } else { 24 };
     }
 }
 

@@ -271,6 +271,12 @@ pub(crate) fn known_magic(magic: u16) -> bool {
     super::major_of_magic(magic).is_some()
 }
 
+/// The start of the page after the one holding `off`. WAL page sizes are powers of two
+/// (checked when a segment is opened): a mask, not a division, on every record.
+fn next_page(off: u64, ps: u64) -> u64 {
+    (off & !(ps - 1)) + ps
+}
+
 /// Checks the header of the WAL page `b` that belongs at LSN `addr` of a segment with `p`'s
 /// settings, as PostgreSQL does (`XLogReaderValidatePageHeader`); `magic` and `last_tli` carry
 /// what earlier pages of the same stream said.
@@ -598,7 +604,7 @@ impl<'a> Walker<'a> {
                 }
                 return;
             }
-            if off.is_multiple_of(ps) {
+            if off & (ps - 1) == 0 {
                 let why = match self.page(off) {
                     Ok(h) if h.info & XLP_FIRST_IS_CONTRECORD != 0 => Stop::Contrecord(format!(
                         "the page continues a record (contrecord flag, {} bytes) where a new record was expected",
@@ -639,7 +645,7 @@ impl<'a> Walker<'a> {
             if let Some(why) = header_bad {
                 self.trace_line(pos, format!("fails: {}", super::conclude::describe(&why)));
                 self.fail(pos, Some(pos), Some(tot_len), 0, why, prev, link);
-                match self.resync(off - off % ps + ps) {
+                match self.resync(next_page(off, ps)) {
                     Some(p) => pos = p,
                     None => return,
                 }
@@ -692,7 +698,7 @@ impl<'a> Walker<'a> {
                         .align8();
                         continue;
                     }
-                    match self.resync(self.off(at) - self.off(at) % ps + ps) {
+                    match self.resync(next_page(self.off(at), ps)) {
                         Some(p) => pos = p,
                         None => return,
                     }
@@ -723,7 +729,7 @@ impl<'a> Walker<'a> {
                                 Lsn(r)
                             ));
                             self.fail(pos, Some(pos), Some(tot_len), 0, why, prev, link);
-                            match self.resync(self.off(pos) - self.off(pos) % ps + ps) {
+                            match self.resync(next_page(self.off(pos), ps)) {
                                 Some(p) => pos = p,
                                 None => return,
                             }
@@ -756,7 +762,7 @@ impl<'a> Walker<'a> {
                                 link = Some(pos);
                             } else {
                                 link = None;
-                                match self.resync(self.off(end) - self.off(end) % ps + ps) {
+                                match self.resync(next_page(self.off(end), ps)) {
                                     Some(p) => {
                                         pos = p;
                                         continue;
@@ -942,7 +948,7 @@ impl<'a> Walker<'a> {
         let owned = |parts: &Pieces<'a>| parts.0.concat();
         loop {
             let off = self.off(at);
-            let page_end = off - off % ps + ps;
+            let page_end = next_page(off, ps);
             let take = (total - have).min(page_end - off);
             let slice = usize::try_from(off)
                 .ok()
