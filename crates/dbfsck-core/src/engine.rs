@@ -1637,7 +1637,22 @@ fn verify_piece_with(
             let n = check.verify(&chunk, &mut result.findings);
             (n, usable as u64)
         });
-        let ((n, got), faulted) = outcome?;
+        let ((n, got), faulted) = match outcome {
+            Ok(o) => o,
+            // A later window failed: what the earlier ones verified stands, and the error
+            // covers only the rest of the piece.
+            Err(e) if done > 0 => {
+                result.units += units;
+                result.findings.push(Finding::new(
+                    FindingKind::IoError,
+                    offset,
+                    piece.len - done,
+                    format!("could not read these bytes: {}", io_message(&e)),
+                ));
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
         if faulted {
             return Ok(true);
         }

@@ -146,6 +146,43 @@ impl Pending {
     }
 }
 
+/// Parts of one record, in order, as one part: its first [`PREFIX`](super::segment::PREFIX)
+/// bytes and the CRC-32C of the rest.
+fn fold(parts: &[Part]) -> Part {
+    let mut prefix = Vec::with_capacity(super::segment::PREFIX);
+    let mut crc: Option<u32> = None;
+    let mut len = 0u64;
+    for p in parts {
+        let mut bytes = p.prefix.as_slice();
+        if len == 0 {
+            let take = super::segment::PREFIX
+                .saturating_sub(prefix.len())
+                .min(bytes.len());
+            let (head, rest) = bytes.split_at(take);
+            prefix.extend_from_slice(head);
+            bytes = rest;
+        }
+        if !bytes.is_empty() {
+            crc = Some(crc.map_or_else(
+                || crc32c::crc32c(bytes),
+                |c| crc32c::crc32c_append(c, bytes),
+            ));
+            len += bytes.len() as u64;
+        }
+        if p.rest_len > 0 {
+            crc = Some(crc.map_or(p.rest_crc, |c| {
+                crc32c::crc32c_combine(c, p.rest_crc, p.rest_len as usize)
+            }));
+            len += p.rest_len;
+        }
+    }
+    Part {
+        prefix,
+        rest_crc: crc.unwrap_or_default(),
+        rest_len: len,
+    }
+}
+
 /// What joining a segment to the record before it gives.
 enum Joined {
     /// The record ends in this segment: a span of that one record.
@@ -218,6 +255,11 @@ fn join_more(mut pd: Pending, b: &SegEntry) -> Result<Joined, Break> {
     }
     pd.have += lead.part.len();
     pd.parts.push(lead.part.clone());
+    // Past what is kept whole, the parts become one (a prefix and a CRC): memory stays bounded
+    // whatever the record's length and however small the segments.
+    if pd.parts.len() > 1 && pd.have > super::segment::KEEP_WHOLE as u64 {
+        pd.parts = vec![fold(&pd.parts)];
+    }
     let Some(end) = lead.end else {
         return Ok(Joined::Continues(pd));
     };
@@ -507,12 +549,13 @@ pub(crate) fn conclude_dir(
             if let Some(pd) = pending.take() {
                 let name = segment_name(e.tli, e.segno + 1, seg_size);
                 let seg = pd.seg;
-                events.push(Ev::Break {
-                    seg,
-                    brk: pd.cut(Stop::Cut(format!(
-                        "it continues into segment {name}, which is not here"
-                    ))),
-                });
+                // Reported in the file the record starts in; seen where it runs off, at the end
+                // of the newest segment (an archive's newest segment may end mid-record).
+                let mut brk = pd.cut(Stop::Cut(format!(
+                    "it continues into segment {name}, which is not here"
+                )));
+                brk.lsn = e.params.start + seg_size;
+                events.push(Ev::Break { seg, brk });
             } else if let Some(t) = e.summary.tail.as_ref().filter(|_| !consumed) {
                 let name = segment_name(e.tli, e.segno + 1, seg_size);
                 let tot_len = t
@@ -540,16 +583,25 @@ pub(crate) fn conclude_dir(
     // The WAL ends with a segment used to its end (full, or closed by a switch) and no next one:
     // replay then looks for the next segment and ends there, with no break to judge. When
     // pg_control or a data block shows WAL went on, that segment is lost.
-    if let Some(&Ev::Span { seg, ref span }) = events.last() {
-        let next = segs
-            .get(seg)
-            .map(|e| e.params.start + seg_size)
-            .filter(|&n| span.switch || span.end >= n);
+    if let Some(Ev::Span { span, .. }) = events.last() {
+        // Where the next record would be: the next segment boundary after a switch, else the
+        // last record's MAXALIGN'd end, when that is a boundary. A joined span is labelled with
+        // the segment its record starts in: the segment it ends in is found by position.
+        let aligned = Lsn(span.end).align8();
+        let next = if span.switch {
+            Some(aligned.div_ceil(seg_size) * seg_size)
+        } else {
+            Some(aligned).filter(|a| a.is_multiple_of(seg_size))
+        }
+        .filter(|&n| !segs.iter().any(|e| e.params.start == n));
+        let last = segs
+            .iter()
+            .rposition(|e| next.is_some_and(|n| e.params.start < n));
         let beyond = |l: u64| next.is_some_and(|n| l > n);
         let evidence = control
             .is_some_and(|c| beyond(c.checkpoint) || beyond(c.min_recovery_point))
             || data_lsn.is_some_and(beyond);
-        if let (Some(n), true) = (next, evidence) {
+        if let (Some(n), Some(seg), true) = (next, last, evidence) {
             let tli = segs.get(seg).map_or(target, |e| e.tli);
             events.push(Ev::Break {
                 seg,
@@ -577,6 +629,13 @@ pub(crate) fn conclude_dir(
             let Ev::Break { seg, brk } = ev else {
                 return None;
             };
+            // The segment the stop is seen in: a record that runs off the newest segment is
+            // seen there, whatever segment it began in.
+            let seen = segs
+                .iter()
+                .rposition(|e| e.params.start <= brk.lsn)
+                .unwrap_or(*seg)
+                .max(*seg);
             let followed = events.iter().skip(i + 1).any(|later| match later {
                 Ev::Span { seg: s, span } => {
                     *s > *seg
@@ -598,8 +657,8 @@ pub(crate) fn conclude_dir(
                     Lsn(l)
                 ))
             } else if dir.kind == WalDirKind::Archive
-                && *seg < newest
-                && !segs.get(*seg).is_some_and(|e| e.partial)
+                && seen < newest
+                && !segs.get(seen).is_some_and(|e| e.partial)
             {
                 Some("an archived segment that is not the newest is complete by definition".into())
             } else {
@@ -824,7 +883,8 @@ fn finding(
         })
         .min();
     let length = if brk.written > 0 {
-        brk.written
+        // A record may run on into later files: the range is what this file holds of it.
+        brk.written.min(e.summary.len.saturating_sub(offset)).max(1)
     } else {
         resumes
             .unwrap_or(e.summary.len)
@@ -1156,6 +1216,135 @@ mod tests {
         let v = out.recovery.first().expect("a verdict");
         assert!(v.reaches_end, "{v:?}");
         assert_eq!(v.end, Lsn(11 * seg + 500).to_string(), "{v:?}");
+    }
+
+    fn plain_span(first: u64, last: u64, end: u64) -> super::super::segment::Span {
+        super::super::segment::Span {
+            first,
+            first_prev: 0,
+            last,
+            end,
+            records: 10,
+            commits: 0,
+            first_commit: None,
+            last_commit: None,
+            linked_from: None,
+            switch: false,
+        }
+    }
+
+    /// Regression (review of 2026-12-03): the last segment is used to its end by a record that
+    /// ends a few bytes before the boundary (its MAXALIGN'd end is the boundary) and pg_control's
+    /// checkpoint lies beyond: the next segment is lost.
+    #[test]
+    fn a_full_last_segment_with_a_checkpoint_beyond_it_has_lost_the_next() {
+        let seg = 16u64 << 20;
+        let mut d = dir_of(&[(1, 9)], None);
+        let control = crate::postgres::control::ControlWal {
+            system_id: 1,
+            checkpoint: 10 * seg + 0x28,
+            redo: 9 * seg + 40,
+            timeline: 1,
+            min_recovery_point: 0,
+            wal_page_size: 8192,
+            wal_segment_size: seg as u32,
+        };
+        d.kind = WalDirKind::DataDir {
+            control: Some(control),
+            live: false,
+        };
+        for e in d.segments.values_mut() {
+            e.summary.len = seg;
+            e.summary
+                .spans
+                .push(plain_span(9 * seg + 40, 10 * seg - 60, 10 * seg - 4));
+        }
+        let mut out = Conclusion::default();
+        conclude_dir(Path::new("/x/pg_wal"), d, true, None, &mut out);
+        let v = out.recovery.first().expect("a verdict");
+        assert!(!v.reaches_end, "{v:?}");
+        assert!(
+            out.findings.iter().any(|f| f.kind == FindingKind::Truncated
+                && f.detail
+                    .contains("segment 00000001000000000000000A, where the WAL goes on")),
+            "{:#?}",
+            out.findings
+        );
+    }
+
+    /// Regression (review of 2026-12-03): an archive whose newest segment ends in the middle of
+    /// a record longer than a segment (begun in the segment before) is an archive still being
+    /// filled, not damage.
+    #[test]
+    fn a_long_record_running_off_an_archives_newest_segment_is_not_damage() {
+        use super::super::segment::{Lead, Part, Tail};
+        let seg = 16u64 << 20;
+        let mut d = dir_of(&[(1, 1), (1, 2)], None);
+        let start = 2 * seg - 4096;
+        let tot_len: u32 = 40_000_000;
+        let mut head = vec![0u8; 64];
+        head[..4].copy_from_slice(&tot_len.to_le_bytes());
+        head[8..16].copy_from_slice(&(start - 100).to_le_bytes());
+        let tail = Part {
+            prefix: head,
+            rest_crc: 0,
+            rest_len: 4096 - 64,
+        };
+        let lead = Part {
+            prefix: vec![0; 64],
+            rest_crc: 0,
+            rest_len: seg - 64 - 2048 * 24,
+        };
+        for e in d.segments.values_mut() {
+            e.summary.len = seg;
+            if e.segno == 1 {
+                e.summary
+                    .spans
+                    .push(plain_span(seg + 40, start - 100, start - 50));
+                e.summary.tail = Some(Tail {
+                    start,
+                    prev: Some(start - 100),
+                    part: tail.clone(),
+                });
+            } else {
+                e.summary.lead = Some(Lead {
+                    rem_len: tot_len - 4096,
+                    part: lead.clone(),
+                    end: None,
+                    cut: false,
+                });
+            }
+        }
+        let mut out = Conclusion::default();
+        conclude_dir(Path::new("/x/archive"), d, true, None, &mut out);
+        assert!(
+            out.findings.iter().all(|f| f.kind == FindingKind::TornTail),
+            "{:#?}",
+            out.findings
+        );
+        assert!(out.recovery.first().is_some_and(|v| v.reaches_end));
+    }
+
+    /// Folded parts stand for the same bytes: the same header and CRC when joined.
+    #[test]
+    fn folded_parts_join_as_the_parts_do() {
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        for cuts in [[100usize, 2_000_000], [64, 65], [1_500_000, 2_999_999]] {
+            let parts = [
+                Part::new(&bytes[..cuts[0]]),
+                Part::new(&bytes[cuts[0]..cuts[1]]),
+                Part::new(&bytes[cuts[1]..]),
+            ];
+            let refs: Vec<&Part> = parts.iter().collect();
+            let folded = fold(&parts);
+            assert_eq!(folded.len(), bytes.len() as u64);
+            assert_eq!(
+                joined_crc(&[&folded], bytes.len() as u64),
+                joined_crc(&refs, bytes.len() as u64),
+                "{cuts:?}"
+            );
+            assert_eq!(folded, Part::new(&bytes), "{cuts:?}");
+        }
     }
 
     #[test]

@@ -112,11 +112,11 @@ pub(crate) struct Part {
 
 /// A prefix this long is kept of a boundary part; a part up to [`KEEP_WHOLE`] is kept whole
 /// (so a commit record crossing the boundary is still decoded).
-const PREFIX: usize = 64;
-const KEEP_WHOLE: usize = 1 << 20;
+pub(crate) const PREFIX: usize = 64;
+pub(crate) const KEEP_WHOLE: usize = 1 << 20;
 
 impl Part {
-    fn new(bytes: &[u8]) -> Part {
+    pub(crate) fn new(bytes: &[u8]) -> Part {
         if bytes.len() <= KEEP_WHOLE {
             return Part {
                 prefix: bytes.to_vec(),
@@ -935,6 +935,9 @@ impl<'a> Walker<'a> {
         });
     }
 
+    /// Reads the `tot_len` bytes of the record at `pos`, across page headers. The header is
+    /// checked as soon as it is whole, as PostgreSQL does (a bad `xl_prev` is reported before a
+    /// missing continuation).
     fn gather(&mut self, pos: u64, tot_len: u32, want_prev: Option<u64>) -> Gathered<'a> {
         let ps = self.p.page_size;
         let total = u64::from(tot_len);
@@ -1105,8 +1108,6 @@ mod tests {
         (b, p)
     }
 
-    /// Garbage behind valid page headers stops the stream on every page: the stops kept are
-    /// bounded, and the walk says it gave up (memory bounded whatever the damage).
     /// A continuation built page by page is the same part as built from its bytes at once,
     /// below, at and above the size kept whole (regression: it held a whole segment).
     #[test]
@@ -1137,6 +1138,8 @@ mod tests {
         }
     }
 
+    /// Garbage behind valid page headers stops the stream on every page: the stops kept are
+    /// bounded, and the walk says it gave up (memory bounded whatever the damage).
     #[test]
     fn stops_per_segment_are_bounded() {
         let (b, p) = failing_pages(512);
