@@ -203,6 +203,15 @@ impl Default for Chooser {
 }
 
 impl Chooser {
+    /// Counts `len` bytes read outside the choice (a piece that must be mapped) in the epoch.
+    fn count(&self, len: u64) {
+        let mut e = self
+            .epochs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        e.bytes = e.bytes.saturating_add(len);
+    }
+
     fn pick(&self, len: u64) -> ReadPath {
         let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
         // A poisoned lock only means another thread panicked mid-update of plain numbers.
@@ -330,7 +339,13 @@ impl Reader {
             ReadStrategy::Pread => (ReadPath::Read, None),
             // Units larger than a read window (a WAL segment, judged whole) cannot be read in
             // windows: a buffer that large leaves the CPU's cache, so they are mapped.
-            ReadStrategy::Auto if align > READ_WINDOW && len >= MIN_MAPPED => (ReadPath::Map, None),
+            ReadStrategy::Auto if align > READ_WINDOW && len >= MIN_MAPPED => {
+                // Its time falls in the current epoch whatever it is: its bytes count too.
+                if let Some(c) = &self.chooser {
+                    c.count(len);
+                }
+                (ReadPath::Map, None)
+            }
             ReadStrategy::Auto => {
                 let path = match &self.chooser {
                     Some(c) => c.pick(len),
@@ -534,7 +549,11 @@ mod tests {
             auto.path_for(4096, 8192),
             (ReadPath::Read, Some(READ_WINDOW))
         );
-        // A unit larger than a read window (a whole WAL segment) is mapped.
+        // A unit larger than a read window (a whole WAL segment) is mapped, and its bytes count
+        // in the epoch its time falls in.
+        let bytes = |c: &Chooser| c.epochs.lock().map(|e| e.bytes).unwrap_or_default();
+        let before = auto.chooser.as_deref().map_or(0, bytes);
         assert_eq!(auto.path_for(MIB16, MIB16), (ReadPath::Map, None));
+        assert_eq!(auto.chooser.as_deref().map_or(0, bytes), before + MIB16);
     }
 }
