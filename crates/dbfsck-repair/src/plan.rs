@@ -888,15 +888,11 @@ impl InnodbPlanner {
         index: usize,
         finding: &Finding,
     ) -> Result<Action, String> {
-        let file = report
-            .scanned_file(finding)
-            .ok_or("the file was not scanned as a whole; not repaired")?;
-        if finding.kind == FindingKind::PartialPage {
-            return Err("InnoDB files grow in whole pages: a partial last page is left; restore the file from a backup".into());
-        }
-        let unit = finding
-            .unit
-            .ok_or("no page to act on; restore the file from a backup")?;
+        let (file, unit) = file_and_unit(
+            report,
+            finding,
+            "InnoDB files grow in whole pages: a partial last page is left; restore the file from a backup",
+        )?;
         let params = self
             .params
             .entry(file.path.clone())
@@ -906,16 +902,7 @@ impl InnodbPlanner {
         let spec = PageSpec::Innodb(params);
         let ps = params.format.physical_size;
         let page_no = params.first_page + unit;
-        let f = storage
-            .open_read(&file.path)
-            .map_err(|e| format!("reading the page failed: {e}"))?;
-        let mut page = vec![0u8; ps];
-        let n = f
-            .read_full_at(&mut page, unit * ps as u64)
-            .map_err(|e| format!("reading the page failed: {e}"))?;
-        if n < ps {
-            return Err("the page is short: the file changed since the scan; not repaired".into());
-        }
+        let page = read_unit(storage, &file.path, unit, ps)?;
         let verdict = innodb::judge_page(&page, &params.format, params.space_id, page_no);
         if matches!(verdict, InnodbVerdict::Ok { .. } | InnodbVerdict::Zero) {
             return Err(
@@ -1053,6 +1040,45 @@ impl InnodbPlanner {
             ..base
         })
     }
+}
+
+/// Page `unit` of `path` (`size` bytes each) as it is now, or why it cannot be read.
+pub(crate) fn read_unit<S: Storage>(
+    storage: &S,
+    path: &Path,
+    unit: u64,
+    size: usize,
+) -> Result<Vec<u8>, String> {
+    let f = storage
+        .open_read(path)
+        .map_err(|e| format!("reading the page failed: {e}"))?;
+    let mut page = vec![0u8; size];
+    let n = f
+        .read_full_at(&mut page, unit * size as u64)
+        .map_err(|e| format!("reading the page failed: {e}"))?;
+    if n < size {
+        return Err("the page is short: the file changed since the scan; not repaired".into());
+    }
+    Ok(page)
+}
+
+/// The scanned file and page of a finding in a page format, or why it is left (`partial`: the
+/// reason for a partial last page, which such formats never write).
+pub(crate) fn file_and_unit<'r>(
+    report: &'r Report,
+    finding: &Finding,
+    partial: &str,
+) -> Result<(&'r ScannedFile, u64), String> {
+    let file = report
+        .scanned_file(finding)
+        .ok_or("the file was not scanned as a whole; not repaired")?;
+    if finding.kind == FindingKind::PartialPage {
+        return Err(partial.into());
+    }
+    let unit = finding
+        .unit
+        .ok_or("no page to act on; restore the file from a backup")?;
+    Ok((file, unit))
 }
 
 /// The checkpoint and end LSNs of a data directory's redo log, read through `storage`.

@@ -12,10 +12,10 @@ use dbfsck_core::postgres::fpi::{
     index_images, rebuild_page, ImageRef, Newest, RelBlock, WalIndex, WalSettings,
 };
 use dbfsck_core::postgres::{self, Fork};
-use dbfsck_core::{Finding, FindingKind, RepairAction, Report};
+use dbfsck_core::{Finding, RepairAction, Report};
 
 use crate::plan::{Action, PageSpec, Source};
-use crate::storage::{Storage, StorageFile};
+use crate::storage::Storage;
 
 /// How a PostgreSQL relation segment file's blocks verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,15 +193,11 @@ impl PostgresPlanner {
         index: usize,
         finding: &Finding,
     ) -> Result<Action, String> {
-        let file = report
-            .scanned_file(finding)
-            .ok_or("the file was not scanned as a whole; not repaired")?;
-        if finding.kind == FindingKind::PartialPage {
-            return Err("PostgreSQL files grow in whole blocks: a partial last block is left; restore the relation from a backup".into());
-        }
-        let unit = finding
-            .unit
-            .ok_or("no block to act on; restore the file from a backup")?;
+        let (file, unit) = crate::plan::file_and_unit(
+            report,
+            finding,
+            "PostgreSQL files grow in whole blocks: a partial last block is left; restore the relation from a backup",
+        )?;
         // The relation's data directory first; its block number once pg_control is read.
         let (data_dir, _) = block_of(&file.path, unit, 1, None)?;
         let dir = match self.dir(storage, report, &data_dir) {
@@ -240,7 +236,7 @@ impl PostgresPlanner {
             ..base.clone()
         }
         };
-        let page = read_page(storage, &file.path, unit, dir.blcksz)?;
+        let page = crate::plan::read_unit(storage, &file.path, unit, dir.blcksz)?;
         if postgres::judge_block(&page, spec.first_block + unit).is_none() {
             return Err(
                 "the block verifies now; it changed since the scan and is left alone".into(),
@@ -343,25 +339,6 @@ fn header_sane(page: &[u8]) -> bool {
         && usize::from(special) <= size
         && usize::from(version & 0xFF00) == size
         && version & 0x00FF == 4
-}
-
-fn read_page<S: Storage>(
-    storage: &S,
-    path: &Path,
-    unit: u64,
-    blcksz: usize,
-) -> Result<Vec<u8>, String> {
-    let f = storage
-        .open_read(path)
-        .map_err(|e| format!("reading the block failed: {e}"))?;
-    let mut page = vec![0u8; blcksz];
-    let n = f
-        .read_full_at(&mut page, unit * blcksz as u64)
-        .map_err(|e| format!("reading the block failed: {e}"))?;
-    if n < blcksz {
-        return Err("the block is short: the file changed since the scan; not repaired".into());
-    }
-    Ok(page)
 }
 
 /// Reads what a repair needs of the data directory `dir`: refuses while its server runs, and

@@ -14,7 +14,6 @@
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -23,18 +22,6 @@ use common::json_run as dbfsck;
 use common::pg::*;
 
 const BLCKSZ: u64 = 8192;
-
-fn copy_tree(from: &str, to: &Path) {
-    ok(
-        Command::new("cp")
-            .arg("-a")
-            .arg(from)
-            .arg(to)
-            .output()
-            .unwrap(),
-        "cp -a",
-    );
-}
 
 fn block(path: &Path, n: u64) -> Vec<u8> {
     let f = fs::File::open(path).unwrap();
@@ -126,43 +113,31 @@ fn repair_of(v: &Value, unit: u64) -> &Value {
 }
 
 fn one_cluster(bin: &Path, compression: &str) {
-    let (tmp, data, sock) = new_cluster(bin);
-    start_cluster(
-        bin,
-        &data,
-        &sock,
-        &format!("-c wal_compression={compression} -c autovacuum=off -c checkpoint_timeout=1h -c max_wal_size=4GB"),
+    let opts = format!(
+        "-c wal_compression={compression} -c autovacuum=off -c checkpoint_timeout=1h -c max_wal_size=4GB"
     );
-    let mut server = Server {
-        bin,
-        data: data.clone(),
-        running: true,
-    };
-    psql(
-        bin,
-        &sock,
-        "CREATE TABLE t (id int PRIMARY KEY, v int) WITH (fillfactor = 50); \
-         INSERT INTO t SELECT g, g FROM generate_series(1, 20000) g;",
-    );
-    psql(bin, &sock, "VACUUM t");
-    psql(bin, &sock, "CHECKPOINT");
-    // A block's first change after the checkpoint logs its image (one row each, by TID; HOT
-    // updates stay in the block; VACUUM set the hint bits before, so reading a block logs
-    // nothing); block 0 is changed once more, without one. Nothing scans the table after that:
-    // a scan would prune its blocks, a change without an image.
-    psql(
-        bin,
-        &sock,
-        "UPDATE t SET v = v + 1 WHERE ctid IN ('(0,1)', '(3,1)', '(5,1)')",
-    );
-    psql(bin, &sock, "UPDATE t SET v = v + 7 WHERE ctid = '(0,2)'");
-    let rel = psql(bin, &sock, "SELECT pg_relation_filepath('t')");
+    let (tmp, data, sock, rel) = crashed_cluster(bin, &opts, |sock| {
+        psql(
+            bin,
+            sock,
+            "CREATE TABLE t (id int PRIMARY KEY, v int) WITH (fillfactor = 50); \
+             INSERT INTO t SELECT g, g FROM generate_series(1, 20000) g;",
+        );
+        psql(bin, sock, "VACUUM t");
+        psql(bin, sock, "CHECKPOINT");
+        // A block's first change after the checkpoint logs its image (one row each, by TID;
+        // HOT updates stay in the block; VACUUM set the hint bits before, so reading a block
+        // logs nothing); block 0 is changed once more, without one. Nothing scans the table
+        // after that: a scan would prune its blocks, a change without an image.
+        psql(
+            bin,
+            sock,
+            "UPDATE t SET v = v + 1 WHERE ctid IN ('(0,1)', '(3,1)', '(5,1)')",
+        );
+        psql(bin, sock, "UPDATE t SET v = v + 7 WHERE ctid = '(0,2)'");
+        psql(bin, sock, "SELECT pg_relation_filepath('t')")
+    });
     let rows = format!("20000|{}", 20000 * 20001 / 2 + 3 + 7);
-    ok(
-        as_postgres(bin, "pg_ctl", &["-D", &data, "-m", "immediate", "stop"]),
-        "pg_ctl stop -m immediate",
-    );
-    server.running = false;
 
     let oracle = tmp.path().join("oracle");
     let damaged = tmp.path().join("damaged");

@@ -112,18 +112,6 @@ fn patch_at(path: &Path, offset: u64, f: impl FnOnce(&mut [u8])) {
     file.write_all_at(&b, offset).unwrap();
 }
 
-fn copy_tree(from: &str, to: &Path) {
-    ok(
-        Command::new("cp")
-            .arg("-a")
-            .arg(from)
-            .arg(to)
-            .output()
-            .unwrap(),
-        "cp -a",
-    );
-}
-
 fn verdict(v: &Value) -> &Value {
     let r = v["summary"]["recovery"]
         .as_array()
@@ -518,35 +506,19 @@ fn a_timeline_switch_is_followed_as_replay_follows_it() {
 #[test]
 fn data_blocks_newer_than_the_wal_end_prove_the_tail_was_flushed() {
     let Some(bin) = prerequisites() else { return };
-    let (_tmp, data, sock) = new_cluster(&bin);
-    let mut server = Server {
-        bin: &bin,
-        data: data.clone(),
-        running: false,
-    };
-    start_cluster(
+    let (_tmp, data, _, ()) = crashed_cluster(
         &bin,
-        &data,
-        &sock,
         "-c shared_buffers=128kB -c max_wal_size=1GB",
+        |sock| {
+            psql(&bin, sock, "CHECKPOINT");
+            psql(
+                &bin,
+                sock,
+                "CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 200000) g",
+            );
+            psql(&bin, sock, "UPDATE t SET h = md5(h)");
+        },
     );
-    server.running = true;
-    psql(&bin, &sock, "CHECKPOINT");
-    psql(
-        &bin,
-        &sock,
-        "CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 200000) g",
-    );
-    psql(&bin, &sock, "UPDATE t SET h = md5(h)");
-    ok(
-        as_postgres(
-            &bin,
-            "pg_ctl",
-            &["-D", &data, "-m", "immediate", "-w", "stop"],
-        ),
-        "pg_ctl stop -m immediate",
-    );
-    server.running = false;
     let wal = Path::new(&data).join("pg_wal");
     let (code, v) = dbfsck(&["scan", &data]);
     assert_eq!(code, 0, "{v}");
@@ -596,36 +568,21 @@ fn data_blocks_newer_than_the_wal_end_prove_the_tail_was_flushed() {
 #[test]
 fn segments_lost_after_a_switch_are_damage_when_blocks_are_newer() {
     let Some(bin) = prerequisites() else { return };
-    let (_tmp, data, sock) = new_cluster(&bin);
-    let mut server = Server {
-        bin: &bin,
-        data: data.clone(),
-        running: false,
-    };
-    start_cluster(
+    let (_tmp, data, _, closed) = crashed_cluster(
         &bin,
-        &data,
-        &sock,
         "-c shared_buffers=128kB -c max_wal_size=1GB",
+        |sock| {
+            psql(
+                &bin,
+                sock,
+                "CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 100000) g",
+            );
+            psql(&bin, sock, "CHECKPOINT");
+            let closed = psql(&bin, sock, "SELECT pg_walfile_name(pg_switch_wal())");
+            psql(&bin, sock, "UPDATE t SET h = md5(h)");
+            closed
+        },
     );
-    server.running = true;
-    psql(
-        &bin,
-        &sock,
-        "CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 100000) g",
-    );
-    psql(&bin, &sock, "CHECKPOINT");
-    let closed = psql(&bin, &sock, "SELECT pg_walfile_name(pg_switch_wal())");
-    psql(&bin, &sock, "UPDATE t SET h = md5(h)");
-    ok(
-        as_postgres(
-            &bin,
-            "pg_ctl",
-            &["-D", &data, "-m", "immediate", "-w", "stop"],
-        ),
-        "pg_ctl stop -m immediate",
-    );
-    server.running = false;
     let wal = Path::new(&data).join("pg_wal");
     let (code, v) = dbfsck(&["scan", &data]);
     assert_eq!(code, 0, "{v}");
@@ -662,35 +619,21 @@ fn segments_lost_after_a_switch_are_damage_when_blocks_are_newer() {
 #[test]
 fn a_record_longer_than_a_segment_is_verified_across_all_of_them() {
     let Some(bin) = prerequisites() else { return };
-    let (_tmp, data, sock) = new_cluster(&bin);
-    let mut server = Server {
-        bin: &bin,
-        data: data.clone(),
-        running: false,
-    };
-    start_cluster(&bin, &data, &sock, "-c max_wal_size=1GB");
-    server.running = true;
-    psql(&bin, &sock, "CHECKPOINT");
-    let before = parse_lsn(&psql(&bin, &sock, "SELECT pg_current_wal_insert_lsn()"));
-    psql(
-        &bin,
-        &sock,
-        "SELECT pg_logical_emit_message(false, 'dbfsck', repeat('x', 40000000))",
-    );
-    psql(
-        &bin,
-        &sock,
-        "CREATE TABLE after_it AS SELECT g FROM generate_series(1, 1000) g",
-    );
-    ok(
-        as_postgres(
+    let (_tmp, data, _, before) = crashed_cluster(&bin, "-c max_wal_size=1GB", |sock| {
+        psql(&bin, sock, "CHECKPOINT");
+        let before = parse_lsn(&psql(&bin, sock, "SELECT pg_current_wal_insert_lsn()"));
+        psql(
             &bin,
-            "pg_ctl",
-            &["-D", &data, "-m", "immediate", "-w", "stop"],
-        ),
-        "pg_ctl stop -m immediate",
-    );
-    server.running = false;
+            sock,
+            "SELECT pg_logical_emit_message(false, 'dbfsck', repeat('x', 40000000))",
+        );
+        psql(
+            &bin,
+            sock,
+            "CREATE TABLE after_it AS SELECT g FROM generate_series(1, 1000) g",
+        );
+        before
+    });
     let wal = Path::new(&data).join("pg_wal");
     let (code, v) = dbfsck(&["scan", &data]);
     assert_eq!(code, 0, "{v}");

@@ -169,3 +169,44 @@ pub fn start_cluster(bin: &Path, data: &str, sock: &str, extra: &str) {
         "pg_ctl start",
     );
 }
+
+/// A fresh cluster started with server options `opts`, given to `work` (with the socket
+/// directory), then crashed (`pg_ctl stop -m immediate`), the server stopped on failure too:
+/// (the directory, the data directory, the socket directory, what `work` returned).
+pub fn crashed_cluster<T>(
+    bin: &Path,
+    opts: &str,
+    work: impl FnOnce(&str) -> T,
+) -> (tempfile::TempDir, String, String, T) {
+    let (tmp, data, sock) = new_cluster(bin);
+    start_cluster(bin, &data, &sock, opts);
+    let mut server = Server {
+        bin,
+        data: data.clone(),
+        running: true,
+    };
+    let out = work(&sock);
+    ok(
+        as_postgres(
+            bin,
+            "pg_ctl",
+            &["-D", &data, "-m", "immediate", "-w", "stop"],
+        ),
+        "pg_ctl stop -m immediate",
+    );
+    server.running = false;
+    (tmp, data, sock, out)
+}
+
+/// `cp -a FROM TO`.
+pub fn copy_tree(from: &str, to: &Path) {
+    ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .output()
+            .unwrap(),
+        "cp -a",
+    );
+}

@@ -1157,16 +1157,8 @@ mod tests {
         let crc = crc32c::crc32c(&rec[..20]);
         rec[20..24].copy_from_slice(&crc.to_le_bytes());
         let span = |first: u64, prev: u64, last: u64, end: u64| Span {
-            first,
             first_prev: prev,
-            last,
-            end,
-            records: 10,
-            commits: 0,
-            first_commit: None,
-            last_commit: None,
-            linked_from: None,
-            switch: false,
+            ..plain_span(first, last, end)
         };
         for e in d.segments.values_mut() {
             e.summary.len = seg;
