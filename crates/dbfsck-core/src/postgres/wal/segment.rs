@@ -904,6 +904,19 @@ impl<'a> Walker<'a> {
             }
             match self.page(page) {
                 Ok(h) if h.info & XLP_FIRST_IS_CONTRECORD != 0 => hdr = h,
+                Ok(h) if h.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD != 0 => {
+                    // Crash recovery abandoned the record this continues and wrote an
+                    // XLOG_OVERWRITE_CONTRECORD here, where its continuation stopped: the
+                    // stream goes on with it (the join checks that it names that record).
+                    self.out.lead = Some(Lead {
+                        rem_len: first.rem_len,
+                        part: bytes.part(),
+                        end: None,
+                        cut: true,
+                    });
+                    self.out.overwrite_first = true;
+                    return Some(self.p.start + page + h.size);
+                }
                 other => {
                     let why = match other {
                         Err(why) => why,
@@ -1212,6 +1225,43 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Regression (review of 2026-12-03): crash recovery abandoned a record that crossed into
+    /// this segment part-way through its continuation (two continuation pages, then a page
+    /// flagged as overwriting it, holding the XLOG_OVERWRITE_CONTRECORD): the walk goes on
+    /// there, and the segment says which record was abandoned, for the join to check.
+    #[test]
+    fn an_overwrite_inside_the_leading_continuation_restarts_the_stream_there() {
+        let (mut b, p) = failing_pages(4);
+        let rem: u32 = 30_000;
+        b[2..4].copy_from_slice(&(0x0001u16 | 0x0002).to_le_bytes());
+        b[16..20].copy_from_slice(&rem.to_le_bytes());
+        b[40..8192].fill(0x5A);
+        b[8192 + 2..8192 + 4].copy_from_slice(&0x0001u16.to_le_bytes());
+        b[8192 + 16..8192 + 20].copy_from_slice(&(rem - (8192 - 40)).to_le_bytes());
+        b[8192 + 24..2 * 8192].fill(0x5A);
+        // Page 2 overwrites the rest of the continuation.
+        b[2 * 8192 + 2..2 * 8192 + 4].copy_from_slice(&0x0008u16.to_le_bytes());
+        b[2 * 8192 + 16..2 * 8192 + 20].fill(0);
+        b[2 * 8192 + 24..].fill(0);
+        b[3 * 8192 + 24..].fill(0);
+        let abandoned = p.start - 4096;
+        let mut body = vec![255u8, 16];
+        body.extend_from_slice(&abandoned.to_le_bytes());
+        body.extend_from_slice(&0i64.to_le_bytes());
+        put_record(&mut b, 2 * 8192 + 24, abandoned - 64, 0, 0xD0, &body);
+        let s = walk(&b, p);
+        let lead = s.lead.as_ref().expect("the continuation");
+        assert!(lead.cut && lead.end.is_none(), "{lead:?}");
+        assert!(s.overwrite_first);
+        assert_eq!(s.overwrites, Some(abandoned));
+        assert_eq!(s.records(), 1, "{:?}", s.spans);
+        assert!(
+            s.breaks.iter().all(|b| b.why == Stop::Zero),
+            "only the real end after it: {:?}",
+            s.breaks
+        );
     }
 
     /// A record whose only fault is its prev-link keeps a trusted length: the record after it
