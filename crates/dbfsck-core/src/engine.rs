@@ -1548,10 +1548,14 @@ fn verify_piece(
                 result,
             );
             if let Err(e) = retried {
-                result.findings.push(read_error(piece, &e));
+                result
+                    .findings
+                    .push(read_error(piece.offset, piece.len, &e));
             }
         }
-        Err(e) => result.findings.push(read_error(piece, &e)),
+        Err(e) => result
+            .findings
+            .push(read_error(piece.offset, piece.len, &e)),
     }
 }
 
@@ -1595,11 +1599,11 @@ fn first_sight(
     false
 }
 
-fn read_error(piece: &Piece, e: &io::Error) -> Finding {
+fn read_error(offset: u64, len: u64, e: &io::Error) -> Finding {
     Finding::new(
         FindingKind::IoError,
-        piece.offset,
-        piece.len,
+        offset,
+        len,
         format!("could not read these bytes: {}", io_message(e)),
     )
 }
@@ -1643,12 +1647,9 @@ fn verify_piece_with(
             // covers only the rest of the piece.
             Err(e) if done > 0 => {
                 result.units += units;
-                result.findings.push(Finding::new(
-                    FindingKind::IoError,
-                    offset,
-                    piece.len - done,
-                    format!("could not read these bytes: {}", io_message(&e)),
-                ));
+                result
+                    .findings
+                    .push(read_error(offset, piece.len - done, &e));
                 return Ok(false);
             }
             Err(e) => return Err(e),

@@ -521,26 +521,18 @@ pub(crate) fn conclude_dir(
             }
             None => {}
         }
-        let mut own: Vec<Ev> = e
-            .summary
-            .spans
-            .iter()
-            .filter(|_| !consumed)
-            .map(|s| Ev::Span {
+        // A segment a switch consumed holds no WAL of its own after the continuation.
+        let mut own: Vec<Ev> = Vec::new();
+        if !consumed {
+            own.extend(e.summary.spans.iter().map(|s| Ev::Span {
                 seg: i,
                 span: s.clone(),
-            })
-            .chain(
-                e.summary
-                    .breaks
-                    .iter()
-                    .filter(|_| !consumed)
-                    .map(|b| Ev::Break {
-                        seg: i,
-                        brk: b.clone(),
-                    }),
-            )
-            .collect();
+            }));
+            own.extend(e.summary.breaks.iter().map(|b| Ev::Break {
+                seg: i,
+                brk: b.clone(),
+            }));
+        }
         own.sort_by_key(Ev::lsn);
         items.extend(own);
         events.extend(items);
