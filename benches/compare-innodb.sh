@@ -11,6 +11,7 @@
 # server stopped cleanly, and removes it afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v xxhsum > /dev/null || { echo "xxhsum not found (the floor): apt-get install xxhash" >&2; exit 2; }
 cargo build -q --release -p dbfsck
 DBFSCK=$PWD/target/release/dbfsck
 

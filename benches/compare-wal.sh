@@ -12,6 +12,7 @@
 # 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v xxhsum > /dev/null || { echo "xxhsum not found (the floor): apt-get install xxhash" >&2; exit 2; }
 BIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 cargo build -q --release -p dbfsck
 DBFSCK=$PWD/target/release/dbfsck

@@ -23,6 +23,7 @@
 #     pgbench cluster; needs root and PostgreSQL 15).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v xxhsum > /dev/null || { echo "xxhsum not found (the floor): apt-get install xxhash" >&2; exit 2; }
 SIZE=${SIZE:-4GiB}
 FILES=${FILES:-16}
 SMALL=${SMALL:-100000}
