@@ -472,7 +472,7 @@ pub(crate) fn inspect_page(bytes: &[u8], p: SegParams, page: u64) -> Vec<(String
 /// Where reading a record's bytes ended.
 enum Gathered<'a> {
     /// All of it.
-    Whole(Pieces<'a>),
+    Whole(Rec<'a>),
     /// The segment ends first: the record continues in the next one.
     RunsOff(Vec<u8>),
     /// Something stopped it.
@@ -480,6 +480,13 @@ enum Gathered<'a> {
     /// A continuation page says the record was abandoned by crash recovery: the stream goes on
     /// at this LSN, with the record that replaces it.
     Overwritten(u64),
+}
+
+/// A whole record's bytes: one slice when it lies on one page (most records: judged without
+/// building a list of pieces), else the pieces on its pages.
+enum Rec<'a> {
+    One(&'a [u8]),
+    Many(Pieces<'a>),
 }
 
 impl<'a> Walker<'a> {
@@ -704,23 +711,28 @@ impl<'a> Walker<'a> {
                     }
                     link = None;
                 }
-                Gathered::Whole(bytes) => {
-                    let written = bytes.total() as u64;
+                Gathered::Whole(rec) => {
+                    let written = match &rec {
+                        Rec::One(one) => one.len(),
+                        Rec::Many(parts) => parts.total(),
+                    } as u64;
                     let end = record::end_lsn(pos, written, self.p.page_size, self.p.seg_size);
-                    self.trace_record(pos, &bytes, want_prev);
+                    self.trace_record(pos, &rec, want_prev);
                     let v15 = self
                         .magic
                         .and_then(super::major_of_magic)
                         .is_some_and(|m| m >= 15);
-                    // The header was checked as it was gathered; a record on one page is
-                    // judged as one slice (most of them).
-                    let checked = match bytes.0.as_slice() {
-                        [one] => record::check_body(*one, v15),
-                        _ => record::check_body(&bytes, v15),
+                    // The header was checked as it was gathered.
+                    let checked = match rec {
+                        Rec::One(one) => record::check_body(one, v15),
+                        Rec::Many(parts) => {
+                            let checked = record::check_body(&parts, v15);
+                            let mut spare = parts.0;
+                            spare.clear();
+                            self.scratch = spare;
+                            checked
+                        }
                     };
-                    let mut spare = bytes.0;
-                    spare.clear();
-                    self.scratch = spare;
                     match checked {
                         Ok(dec) if overwritten.is_some_and(|r| dec.overwritten != Some(r)) => {
                             let r = overwritten.take().unwrap_or_default();
@@ -956,6 +968,19 @@ impl<'a> Walker<'a> {
         let total = u64::from(tot_len);
         // The record is judged where it lies: one slice, or the pieces on its pages.
         let all: &'a [u8] = self.bytes;
+        // A record on one page is a slice of it.
+        let first = self.off(pos);
+        if total <= next_page(first, ps) - first {
+            if let Some(one) = usize::try_from(first)
+                .ok()
+                .and_then(|o| all.get(o..o.checked_add(total as usize)?))
+            {
+                return match record::check_header(one, pos, want_prev) {
+                    Ok(()) => Gathered::Whole(Rec::One(one)),
+                    Err(why) => Gathered::Cut(one.to_vec(), why, pos),
+                };
+            }
+        }
         let mut parts = Pieces(std::mem::take(&mut self.scratch));
         parts.0.clear();
         let mut have = 0u64;
@@ -983,7 +1008,7 @@ impl<'a> Walker<'a> {
                 }
             }
             if have == total {
-                return Gathered::Whole(parts);
+                return Gathered::Whole(Rec::Many(parts));
             }
             at = self.p.start + page_end;
             if page_end >= self.p.seg_size {
@@ -1021,7 +1046,7 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn trace_record(&mut self, pos: u64, pieces: &Pieces<'_>, want_prev: Option<u64>) {
+    fn trace_record(&mut self, pos: u64, rec: &Rec<'_>, want_prev: Option<u64>) {
         if !self
             .trace
             .as_ref()
@@ -1029,7 +1054,10 @@ impl<'a> Walker<'a> {
         {
             return;
         }
-        let joined = pieces.0.concat();
+        let joined = match rec {
+            Rec::One(one) => one.to_vec(),
+            Rec::Many(parts) => parts.0.concat(),
+        };
         let bytes = joined.as_slice();
         let v15 = self
             .magic
