@@ -35,11 +35,17 @@ pub enum FindingKind {
     /// The end of a log is cut inside a record: the crash's last, unflushed write, which the
     /// engine's recovery discards by design (no exit bit; `docs/output.md` §7).
     TornTail,
+    /// A file a backup's manifest lists is not in the backup.
+    MissingFile,
+    /// A file in a backup that its manifest does not list.
+    UnexpectedFile,
+    /// A backed-up file's size differs from its manifest's.
+    SizeMismatch,
 }
 
 impl FindingKind {
     /// Every kind, in the order reports list them.
-    pub const ALL: [FindingKind; 11] = [
+    pub const ALL: [FindingKind; 14] = [
         FindingKind::ChecksumMismatch,
         FindingKind::TornWrite,
         FindingKind::MisdirectedWrite,
@@ -51,6 +57,9 @@ impl FindingKind {
         FindingKind::ChangedDuringScan,
         FindingKind::Quarantined,
         FindingKind::TornTail,
+        FindingKind::MissingFile,
+        FindingKind::UnexpectedFile,
+        FindingKind::SizeMismatch,
     ];
 
     /// The snake_case name used in every output.
@@ -67,6 +76,9 @@ impl FindingKind {
             FindingKind::ChangedDuringScan => "changed_during_scan",
             FindingKind::Quarantined => "quarantined",
             FindingKind::TornTail => "torn_tail",
+            FindingKind::MissingFile => "missing_file",
+            FindingKind::UnexpectedFile => "unexpected_file",
+            FindingKind::SizeMismatch => "size_mismatch",
         }
     }
 

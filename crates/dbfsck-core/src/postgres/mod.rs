@@ -5,6 +5,7 @@
 
 mod checksum;
 mod control;
+mod manifest;
 mod path;
 mod tar;
 mod wal;
@@ -31,6 +32,8 @@ use crate::format::{
 /// Block size and segment size when no `pg_control` can be found (PostgreSQL's defaults).
 const DEFAULT_BLCKSZ: u32 = 8192;
 const DEFAULT_RELSEG: u32 = 131072;
+/// The largest `backup_manifest` read: about 7 million files' entries.
+const MAX_MANIFEST: u64 = 1 << 30;
 /// How long to wait before re-reading a mismatching block while the server runs.
 const RECHECK_PAUSE: Duration = Duration::from_millis(100);
 
@@ -54,6 +57,9 @@ struct Cluster {
     max_page_lsn: Arc<std::sync::atomic::AtomicU64>,
     /// A `backup_label` is present: the blocks of a base backup may be newer than its WAL.
     backup: bool,
+    /// The data directory itself was listed (not only a folder below it): its
+    /// `backup_manifest`, when it has one, is compared with the whole backup.
+    whole: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PostgresFormat {
@@ -85,6 +91,7 @@ impl PostgresFormat {
                     live: server_running(data_dir),
                     max_page_lsn: Arc::default(),
                     backup: data_dir.join("backup_label").exists(),
+                    whole: Arc::default(),
                 })
             })
             .clone()
@@ -125,7 +132,52 @@ impl Format for PostgresFormat {
                 .map(|c| c.max_page_lsn.load(std::sync::atomic::Ordering::Relaxed))
                 .filter(|&l| l > 0)
         };
-        self.wal.conclude(complete, &page_lsn)
+        let mut out = self.wal.conclude(complete, &page_lsn);
+        // Each whole backup against its manifest, in path order.
+        let mut dirs: Vec<(&PathBuf, &Arc<Cluster>)> = clusters
+            .iter()
+            .filter(|(_, c)| c.whole.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        dirs.sort_by(|a, b| a.0.cmp(b.0));
+        for (dir, cluster) in dirs {
+            let path = dir.join(manifest::NAME);
+            // Read whole (a manifest lists every file: about 150 bytes each), up to a bound a
+            // hostile one cannot push memory past.
+            let bytes = match crate::access::open_for_scan(&path, true).and_then(|f| {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_MANIFEST + 1), &mut b)?;
+                Ok(b)
+            }) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    out.warnings.push((
+                        path,
+                        format!("backup_manifest cannot be read ({e}): the backup's files are not compared with it"),
+                    ));
+                    continue;
+                }
+            };
+            if bytes.len() as u64 > MAX_MANIFEST {
+                out.warnings.push((
+                    path,
+                    format!("backup_manifest is larger than {} MiB: it is not read, and the backup's files are not compared with it", MAX_MANIFEST >> 20),
+                ));
+                continue;
+            }
+            if !complete {
+                out.warnings.push((
+                    path,
+                    "the scan stopped early: the backup's files were not compared with backup_manifest".into(),
+                ));
+                continue;
+            }
+            let system_id = cluster.control.and_then(|c| c.wal).map(|w| w.system_id);
+            let (findings, warnings) = manifest::verify(dir, &bytes, system_id);
+            out.findings.extend(findings);
+            out.warnings.extend(warnings);
+        }
+        out
     }
 
     fn description(&self) -> &'static str {
@@ -239,6 +291,9 @@ impl Format for PostgresFormat {
             ));
         }
         if dir == data_dir {
+            cluster
+                .whole
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             if control_path.exists() {
                 listing.files.push(control_path);
             }
