@@ -221,6 +221,18 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
             }
         };
         let shown = String::from_utf8_lossy(&path).into_owned();
+        // Every path is relative and stays inside the backup: a hostile manifest must not make
+        // the scan name (or read) files elsewhere.
+        if path.is_empty()
+            || path.starts_with(b"/")
+            || path
+                .split(|&b| b == b'/')
+                .any(|c| c.is_empty() || c == b"." || c == b"..")
+        {
+            return Err(ManifestError::Parse(format!(
+                "the path {shown:?} is not a plain path inside the backup"
+            )));
+        }
         if files
             .insert(
                 path,
@@ -712,6 +724,9 @@ mod tests {
             b"{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [{\"Size\": 1}], \"Manifest-Checksum\": \"\" }",
             b"{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [{\"Path\": \"a\", \"Size\": 1}, {\"Path\": \"a\", \"Size\": 1}], \"Manifest-Checksum\": \"\" }",
             b"{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [{\"Encoded-Path\": \"zz\", \"Size\": 1}], \"Manifest-Checksum\": \"\" }",
+            b"{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [{\"Path\": \"../../etc/passwd\", \"Size\": 1}], \"Manifest-Checksum\": \"\" }",
+            b"{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [{\"Path\": \"/etc/passwd\", \"Size\": 1}], \"Manifest-Checksum\": \"\" }",
+            b"{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [{\"Path\": \"base//1\", \"Size\": 1}], \"Manifest-Checksum\": \"\" }",
             b"{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [{\"Path\": \"a\", \"Size\": 1, \"Checksum-Algorithm\": \"MD5\", \"Checksum\": \"00\"}], \"Manifest-Checksum\": \"\" }",
         ] {
             assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
@@ -733,6 +748,25 @@ mod tests {
         );
         let (f, _) = verify(&d, &m, None);
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// A listed file replaced by a symbolic link (outside `pg_tblspc/`) is not followed: it is
+    /// missing, with a warning, and what the link points to is never compared or read.
+    #[test]
+    fn a_listed_file_replaced_by_a_link_is_not_followed() {
+        let d = tempdir();
+        let outside = tempdir().join("secret");
+        std::fs::write(&outside, "x").unwrap();
+        std::os::unix::fs::symlink(&outside, d.join("pg_hba.conf")).unwrap();
+        let crc = hex(&crc32c::crc32c(b"x").to_le_bytes());
+        let m = manifest(&format!(
+            r#"{{ "Path": "pg_hba.conf", "Size": 1, "Checksum-Algorithm": "CRC32C", "Checksum": "{crc}" }}"#
+        ));
+        let (f, w) = verify(&d, &m, None);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].kind, FindingKind::MissingFile);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].0, d.join("pg_hba.conf"));
     }
 
     fn tempdir() -> PathBuf {
