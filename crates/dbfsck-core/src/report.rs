@@ -242,6 +242,13 @@ pub struct RecoveryVerdict {
     /// The last discarded commit's time (RFC 3339, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_lost_commit: Option<String>,
+    /// For a base backup's `pg_wal/`: where the backup becomes consistent (its manifest's last
+    /// `WAL-Ranges` End-LSN), which replay must reach before the server can start from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_end: Option<String>,
+    /// With `backup_end`: whether replay reaches it (`stops_at` ≥ `backup_end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistent: Option<bool>,
     /// One sentence for a person.
     pub detail: String,
 }

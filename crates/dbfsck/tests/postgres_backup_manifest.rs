@@ -212,3 +212,184 @@ fn largest_under(dir: &Path) -> std::path::PathBuf {
     }
     best.1
 }
+
+/// The WAL a backup needs (its manifest's `WAL-Ranges`), against the real server: the clean
+/// backup is consistent and the server starts from a copy of it; with its WAL removed every
+/// needed segment is `missing_file` (pg_verifybackup fails too); with the WAL cut before the
+/// backup's end, dbfsck says the backup never becomes consistent — and the server, started on
+/// that copy, refuses ("WAL ends before end of online backup").
+#[test]
+fn the_wal_a_backup_needs_agrees_with_the_server() {
+    let Some(bin) = prerequisites() else { return };
+    let (tmp, data, sock) = new_cluster(&bin);
+    start_cluster(&bin, &data, &sock, "");
+    let mut server = Server {
+        bin: &bin,
+        data: data.clone(),
+        running: true,
+    };
+    ok(
+        as_postgres(
+            &bin,
+            "pgbench",
+            &[
+                "-h", &sock, "-U", "postgres", "-i", "-q", "-s", "1", "postgres",
+            ],
+        ),
+        "pgbench -i",
+    );
+    let top = tmp.path();
+    let backup = top.join("backup");
+    ok(
+        as_postgres(
+            &bin,
+            "pg_basebackup",
+            &[
+                "-h",
+                &sock,
+                "-U",
+                "postgres",
+                "-D",
+                backup.to_str().unwrap(),
+                "-c",
+                "fast",
+            ],
+        ),
+        "pg_basebackup",
+    );
+    server.stop();
+    let verdict = |v: &Value| v["summary"]["recovery"][0].clone();
+
+    // Clean: consistent, and the server starts from a copy of it.
+    let (code, v) = dbfsck(&["scan", backup.to_str().unwrap()]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(verdict(&v)["consistent"], true, "{v:#}");
+    let end = verdict(&v)["backup_end"].as_str().unwrap().to_owned();
+    let start = verdict(&v)["start"].as_str().unwrap().to_owned();
+    let copy = top.join("restored");
+    copy_tree(backup.to_str().unwrap(), &copy);
+    let log = starts(&bin, &copy, top);
+    assert!(
+        log.contains(&format!("consistent recovery state reached at {end}")),
+        "{log}"
+    );
+
+    // The WAL removed: every segment the ranges need is missing, for pg_verifybackup too.
+    let copy = top.join("nowal");
+    copy_tree(backup.to_str().unwrap(), &copy);
+    let mut removed = Vec::new();
+    for e in fs::read_dir(copy.join("pg_wal")).unwrap().flatten() {
+        if e.file_type().unwrap().is_file() {
+            removed.push(format!("pg_wal/{}", e.file_name().to_str().unwrap()));
+            fs::remove_file(e.path()).unwrap();
+        }
+    }
+    removed.sort();
+    let o = as_postgres(&bin, "pg_verifybackup", &[copy.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("WAL parsing failed"));
+    let (code, v) = dbfsck(&["scan", copy.to_str().unwrap()]);
+    assert_eq!(code & 4, 4, "{v:#}");
+    let missing: Vec<String> = findings(&v, &copy)
+        .into_iter()
+        .filter(|(k, _)| k == "missing_file")
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(missing, removed, "{v:#}");
+
+    // The WAL cut just before the backup's end (its BACKUP_END record zeroed and all after it).
+    let copy = top.join("cut");
+    copy_tree(backup.to_str().unwrap(), &copy);
+    let end_lsn = parse_lsn(&end);
+    // The BACKUP_END record, as pg_waldump shows it.
+    let dump = ok(
+        as_postgres(
+            &bin,
+            "pg_waldump",
+            &[
+                "-p",
+                copy.join("pg_wal").to_str().unwrap(),
+                "-s",
+                &start,
+                "-e",
+                &end,
+                "-r",
+                "XLOG",
+            ],
+        ),
+        "pg_waldump",
+    );
+    let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
+    let line = dump
+        .lines()
+        .find(|l| l.contains("BACKUP_END"))
+        .unwrap_or_else(|| panic!("{dump}"));
+    let backup_end_record = parse_lsn(
+        line.split("lsn: ")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap(),
+    );
+    assert!(backup_end_record < end_lsn);
+    let seg = 16u64 << 20;
+    let name = format!(
+        "00000001{:08X}{:08X}",
+        (end_lsn - 1) / seg / 256,
+        (end_lsn - 1) / seg % 256
+    );
+    let path = copy.join("pg_wal").join(name);
+    let mut bytes = fs::read(&path).unwrap();
+    let from = (backup_end_record % seg) as usize;
+    bytes[from..].fill(0);
+    fs::write(&path, &bytes).unwrap();
+    let (code, v) = dbfsck(&["scan", copy.to_str().unwrap()]);
+    assert_eq!(code & 4, 4, "{v:#}");
+    assert_eq!(verdict(&v)["consistent"], false, "{v:#}");
+    assert!(v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["kind"] == "truncated"));
+    let log = starts(&bin, &copy, top);
+    assert!(
+        log.contains("WAL ends before end of online backup"),
+        "{log}"
+    );
+}
+
+/// Starts a server on `dir` (a backup copy) and stops it: its log, which says how recovery went.
+fn starts(bin: &Path, dir: &Path, top: &Path) -> String {
+    let log = dir.with_extension("log");
+    let sock = top.to_str().unwrap();
+    let opts = format!("-k {sock} -c listen_addresses='' -c port=5499");
+    let o = as_postgres(
+        bin,
+        "pg_ctl",
+        &[
+            "-D",
+            dir.to_str().unwrap(),
+            "-o",
+            &opts,
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "start",
+        ],
+    );
+    if o.status.success() {
+        let mut s = Server {
+            bin,
+            data: dir.to_str().unwrap().to_owned(),
+            running: true,
+        };
+        s.stop();
+    }
+    fs::read_to_string(&log).unwrap_or_default()
+}
+
+fn parse_lsn(s: &str) -> u64 {
+    let (hi, lo) = s.trim().split_once('/').unwrap();
+    u64::from_str_radix(hi, 16).unwrap() << 32 | u64::from_str_radix(lo, 16).unwrap()
+}

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use sha2::Digest;
 
+use super::wal::parse_lsn;
 use crate::finding::{Finding, FindingKind, Owner};
 
 /// The file's name in a backup directory.
@@ -159,11 +160,6 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn parse_lsn(s: &str) -> Option<u64> {
-    let (hi, lo) = s.split_once('/')?;
-    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }
 
 /// Parses a manifest and checks its own checksum: the SHA-256 of every byte up to and including
@@ -387,7 +383,11 @@ fn digest(file: &File, alg: Algorithm, offset: u64, len: u64) -> Result<Vec<u8>,
 
 /// Compares the backup in `dir` with its manifest (already read as `bytes`): the findings, each
 /// with [`Finding::file`] set, and warnings. Runs on the current rayon pool.
-pub(crate) fn verify(dir: &Path, bytes: &[u8], system_id: Option<u64>) -> (Vec<Finding>, Warnings) {
+pub(crate) fn verify(
+    dir: &Path,
+    bytes: &[u8],
+    system_id: Option<u64>,
+) -> (Vec<Finding>, Warnings, Vec<WalRange>) {
     let manifest_path = dir.join(NAME);
     let mut findings = Vec::new();
     let manifest = match parse(bytes) {
@@ -400,7 +400,7 @@ pub(crate) fn verify(dir: &Path, bytes: &[u8], system_id: Option<u64>) -> (Vec<F
                 format!("{e}: no file of the backup could be compared with it"),
             );
             f.file = Some(manifest_path);
-            return (vec![f], Vec::new());
+            return (vec![f], Vec::new(), Vec::new());
         }
     };
     let damaged = manifest.checksum_failed.is_some();
@@ -606,7 +606,7 @@ pub(crate) fn verify(dir: &Path, bytes: &[u8], system_id: Option<u64>) -> (Vec<F
         f.file = Some(abs(rel));
         findings.push(f);
     }
-    (findings, warnings)
+    (findings, warnings, manifest.wal_ranges)
 }
 
 #[cfg(test)]
@@ -639,11 +639,11 @@ mod tests {
                 end: 0x600_0100
             }]
         );
-        let (f, w) = verify(&d, &m, None);
+        let (f, w, _) = verify(&d, &m, None);
         assert!(f.is_empty(), "{f:?}");
         assert!(w.is_empty());
         std::fs::write(d.join("PG_VERSION"), "16\n").unwrap();
-        let (f, _) = verify(&d, &m, None);
+        let (f, _, _) = verify(&d, &m, None);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].kind, FindingKind::ChecksumMismatch);
         assert_eq!(f[0].expected.as_deref(), Some("8a744722"));
@@ -661,7 +661,7 @@ mod tests {
             r#"{{ "Path": "big", "Size": {}, "Checksum-Algorithm": "CRC32C", "Checksum": "{want}" }}"#,
             data.len()
         ));
-        let (f, _) = verify(&d, &m, None);
+        let (f, _, _) = verify(&d, &m, None);
         assert!(f.is_empty(), "{f:?}");
     }
 
@@ -678,7 +678,7 @@ mod tests {
 { "Path": "short", "Size": 3, "Checksum-Algorithm": "CRC32C", "Checksum": "00000000" }"#,
         );
         std::fs::write(d.join(NAME), &m).unwrap();
-        let (f, _) = verify(&d, &m, None);
+        let (f, _, _) = verify(&d, &m, None);
         let kinds: Vec<_> = f
             .iter()
             .map(|f| (f.kind, f.file.clone().unwrap()))
@@ -707,7 +707,7 @@ mod tests {
         // fails, and the entry it now gives is reported with the caveat.
         let at = m.windows(9).position(|w| w == b"\"Size\": 5").unwrap() + 8;
         m[at] = b'6';
-        let (f, _) = verify(&d, &m, None);
+        let (f, _, _) = verify(&d, &m, None);
         assert_eq!(f[0].kind, FindingKind::ChecksumMismatch);
         assert_eq!(f[0].file.as_deref(), Some(d.join(NAME).as_path()));
         assert_eq!(f[1].kind, FindingKind::SizeMismatch);
@@ -746,7 +746,7 @@ mod tests {
             parse(&m).unwrap().files.keys().next(),
             Some(&b"caf\xe9".to_vec())
         );
-        let (f, _) = verify(&d, &m, None);
+        let (f, _, _) = verify(&d, &m, None);
         assert!(f.is_empty(), "{f:?}");
     }
 
@@ -762,7 +762,7 @@ mod tests {
         let m = manifest(&format!(
             r#"{{ "Path": "pg_hba.conf", "Size": 1, "Checksum-Algorithm": "CRC32C", "Checksum": "{crc}" }}"#
         ));
-        let (f, w) = verify(&d, &m, None);
+        let (f, w, _) = verify(&d, &m, None);
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].kind, FindingKind::MissingFile);
         assert_eq!(w.len(), 1, "{w:?}");

@@ -83,9 +83,18 @@ impl PostgresFormat {
         let mut map = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(data_dir.to_path_buf())
             .or_insert_with(|| {
-                let control = fs::read(data_dir.join("global").join("pg_control"))
+                let mut control = fs::read(data_dir.join("global").join("pg_control"))
                     .ok()
                     .and_then(|b| parse_control(&b));
+                // A base backup is restored from its backup_label's checkpoint, not from the
+                // (later) one pg_control was copied with.
+                if let (Some(w), Some((redo, checkpoint))) = (
+                    control.as_mut().and_then(|c| c.wal.as_mut()),
+                    backup_label(data_dir),
+                ) {
+                    w.redo = redo;
+                    w.checkpoint = checkpoint;
+                }
                 Arc::new(Cluster {
                     control,
                     live: server_running(data_dir),
@@ -96,6 +105,95 @@ impl PostgresFormat {
             })
             .clone()
     }
+}
+
+/// `START WAL LOCATION` and `CHECKPOINT LOCATION` of the `backup_label` in `data_dir`, when it
+/// has one that parses (formats-pgwal.md §5.4).
+fn backup_label(data_dir: &Path) -> Option<(u64, u64)> {
+    let f = crate::access::open_for_scan(&data_dir.join("backup_label"), true).ok()?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(f, 64 << 10), &mut text).ok()?;
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(wal::parse_lsn)
+    };
+    Some((
+        field("START WAL LOCATION: ")?,
+        field("CHECKPOINT LOCATION: ")?,
+    ))
+}
+
+/// Findings about the WAL a base backup needs (its manifest's `WAL-Ranges`): each segment of
+/// the ranges that `pg_wal/` lacks, and whether the recovery verdict on `pg_wal/` reaches the
+/// backup's end, which it then carries (`backup_end`, `consistent`).
+fn backup_wal(
+    dir: &Path,
+    cluster: &Cluster,
+    ranges: &[manifest::WalRange],
+    out: &mut crate::format::Conclusion,
+) {
+    let seg_size = cluster
+        .control
+        .and_then(|c| c.wal)
+        .map_or(16 << 20, |w| u64::from(w.wal_segment_size))
+        .max(1 << 20);
+    let pg_wal = dir.join("pg_wal");
+    let mut missing = 0;
+    for r in ranges.iter().filter(|r| r.end > r.start) {
+        for segno in r.start / seg_size..=(r.end - 1) / seg_size {
+            let path = pg_wal.join(wal::segment_name(r.timeline, segno, seg_size));
+            if path.is_file() {
+                continue;
+            }
+            missing += 1;
+            let mut f = Finding::new(
+                FindingKind::MissingFile,
+                0,
+                seg_size,
+                format!(
+                    "the backup needs the WAL from {} to {} on timeline {} (backup_manifest WAL-Ranges) to become consistent, and this segment of it is not in pg_wal/: the backup cannot be restored without it (restore_command must fetch it from the WAL archive)",
+                    wal::Lsn(r.start),
+                    wal::Lsn(r.end),
+                    r.timeline
+                ),
+            );
+            f.file = Some(path);
+            out.findings.push(f);
+        }
+    }
+    let Some(last) = ranges.last() else { return };
+    let shown = pg_wal.to_string_lossy();
+    let Some(v) = out.recovery.iter_mut().find(|v| v.path == shown) else {
+        return;
+    };
+    let stops = wal::parse_lsn(&v.stops_at).unwrap_or_default();
+    let consistent = missing == 0 && stops >= last.end;
+    v.backup_end = Some(wal::Lsn(last.end).to_string());
+    v.consistent = Some(consistent);
+    if consistent || missing > 0 {
+        return;
+    }
+    v.detail = format!(
+        "{}; the backup becomes consistent only at {} (backup_manifest WAL-Ranges): the server refuses to start from it (\"WAL ends before end of online backup\")",
+        v.detail,
+        wal::Lsn(last.end)
+    );
+    let segno = stops / seg_size;
+    let mut f = Finding::new(
+        FindingKind::Truncated,
+        stops % seg_size,
+        0,
+        format!(
+            "recovery of this backup stops at {}, before the backup's end at {} (backup_manifest WAL-Ranges): PostgreSQL refuses to start from it (\"WAL ends before end of online backup\"); the WAL from {} on must come from the WAL archive",
+            wal::Lsn(stops),
+            wal::Lsn(last.end),
+            wal::Lsn(stops)
+        ),
+    );
+    f.file = Some(pg_wal.join(wal::segment_name(last.timeline, segno, seg_size)));
+    out.findings.push(f);
 }
 
 /// Whether `postmaster.pid` in `data_dir` names a live process: the server runs.
@@ -173,9 +271,10 @@ impl Format for PostgresFormat {
                 continue;
             }
             let system_id = cluster.control.and_then(|c| c.wal).map(|w| w.system_id);
-            let (findings, warnings) = manifest::verify(dir, &bytes, system_id);
+            let (findings, warnings, ranges) = manifest::verify(dir, &bytes, system_id);
             out.findings.extend(findings);
             out.warnings.extend(warnings);
+            backup_wal(dir, cluster, &ranges, &mut out);
         }
         out
     }

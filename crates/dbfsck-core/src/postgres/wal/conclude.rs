@@ -714,6 +714,8 @@ pub(crate) fn conclude_dir(
         lost_commits: 0,
         first_lost_commit: None,
         last_lost_commit: None,
+        backup_end: None,
+        consistent: None,
         detail: String::new(),
     };
     if !covered {

@@ -19,7 +19,7 @@ use crate::format::{Chunk, Conclusion, FileSource, Layout, OpenError, Opened, Un
 
 use super::control::ControlWal;
 
-pub(crate) use history::History;
+pub(crate) use history::{parse_lsn, History};
 
 /// Little-endian fields (WAL is in host order; every supported host is little-endian).
 pub(crate) fn u16_at(b: &[u8], off: usize) -> Option<u16> {
