@@ -35,6 +35,9 @@ fn ignored(rel: &[u8]) -> bool {
     })
 }
 
+/// The longest WAL range a manifest may give: 1 TiB.
+const MAX_WAL_RANGE: u64 = 1 << 40;
+
 /// A CRC32C file is checksummed in pieces of this size, on every core.
 const PIECE: u64 = 16 << 20;
 
@@ -257,6 +260,21 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
             })
         })
         .collect::<Result<Vec<_>, ManifestError>>()?;
+    // A backup's WAL spans what was written while it ran: one that claims more (a hostile
+    // manifest) would have the scan list millions of segments.
+    if let Some(r) = wal_ranges
+        .iter()
+        .find(|r| r.timeline == 0 || r.end < r.start || r.end - r.start > MAX_WAL_RANGE)
+    {
+        return Err(ManifestError::Parse(format!(
+            "the WAL range {:X}/{:X}–{:X}/{:X} on timeline {} is not a backup's (timeline 0, backwards, or more than 1 TiB)",
+            r.start >> 32,
+            r.start & 0xFFFF_FFFF,
+            r.end >> 32,
+            r.end & 0xFFFF_FFFF,
+            r.timeline
+        )));
+    }
     Ok(Manifest {
         version: raw.version,
         system_identifier: raw.system_identifier,
@@ -727,6 +745,9 @@ mod tests {
             b"{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [{\"Path\": \"../../etc/passwd\", \"Size\": 1}], \"Manifest-Checksum\": \"\" }",
             b"{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [{\"Path\": \"/etc/passwd\", \"Size\": 1}], \"Manifest-Checksum\": \"\" }",
             b"{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [{\"Path\": \"base//1\", \"Size\": 1}], \"Manifest-Checksum\": \"\" }",
+            b"{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [], \"WAL-Ranges\": [{ \"Timeline\": 1, \"Start-LSN\": \"0/0\", \"End-LSN\": \"FFFFFFFF/FFFFFFFF\" }], \"Manifest-Checksum\": \"\" }",
+            b"{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [], \"WAL-Ranges\": [{ \"Timeline\": 0, \"Start-LSN\": \"0/1\", \"End-LSN\": \"0/2\" }], \"Manifest-Checksum\": \"\" }",
+            b"{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [], \"WAL-Ranges\": [{ \"Timeline\": 1, \"Start-LSN\": \"0/9\", \"End-LSN\": \"0/2\" }], \"Manifest-Checksum\": \"\" }",
             b"{ \"PostgreSQL-Backup-Manifest-Version\": 1, \"Files\": [{\"Path\": \"a\", \"Size\": 1, \"Checksum-Algorithm\": \"MD5\", \"Checksum\": \"00\"}], \"Manifest-Checksum\": \"\" }",
         ] {
             assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
