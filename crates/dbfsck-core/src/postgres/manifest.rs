@@ -287,7 +287,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
 /// The regular files of a backup directory by raw relative path, with their sizes; what
 /// `pg_verifybackup` ignores left out, symbolic links followed only where a backup has them
 /// (the tablespaces under `pg_tblspc/`). Entries that cannot be listed come back as warnings.
-fn list_backup(dir: &Path) -> (BTreeMap<Vec<u8>, u64>, Warnings) {
+pub(crate) fn list_plain(dir: &Path) -> Listing {
     let mut files = BTreeMap::new();
     let mut warnings = Vec::new();
     let mut stack: Vec<(PathBuf, Vec<u8>)> = vec![(dir.to_path_buf(), Vec::new())];
@@ -327,7 +327,15 @@ fn list_backup(dir: &Path) -> (BTreeMap<Vec<u8>, u64>, Warnings) {
                 stack.push((path, r));
             } else if meta.is_file() {
                 let size = e.metadata().map(|m| m.len()).unwrap_or_default();
-                files.insert(r, size);
+                files.insert(
+                    r,
+                    Present {
+                        size,
+                        file: path,
+                        at: 0,
+                        member: None,
+                    },
+                );
             } else {
                 warnings.push((
                     path,
@@ -336,7 +344,98 @@ fn list_backup(dir: &Path) -> (BTreeMap<Vec<u8>, u64>, Warnings) {
             }
         }
     }
-    (files, warnings)
+    let root = dir.to_path_buf();
+    Listing {
+        files,
+        warnings,
+        missing_at: Box::new(move |rel| root.join(std::ffi::OsStr::from_bytes(rel))),
+    }
+}
+
+/// The members of a tar-format backup (`pg_basebackup -Ft`): `base.tar`'s as they are named,
+/// each `<oid>.tar`'s under `pg_tblspc/<oid>/`, as the manifest names them. A missing file is
+/// named in the archive that should hold it.
+pub(crate) fn list_tar(dir: &Path) -> Listing {
+    let mut files = BTreeMap::new();
+    let mut warnings = Vec::new();
+    let mut archives: Vec<(PathBuf, String)> = vec![(dir.join("base.tar"), String::new())];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(oid) = name
+                .strip_suffix(".tar")
+                .filter(|o| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit()))
+            {
+                archives.push((e.path(), format!("pg_tblspc/{oid}/")));
+            }
+        }
+    }
+    for (archive, prefix) in &archives {
+        let members = crate::access::open_for_scan(archive, true)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                let len = f.metadata().map_err(|e| e.to_string())?.len();
+                super::tar::members(&crate::access::PreadSource {
+                    file: &f,
+                    len,
+                    throttle: None,
+                })
+            });
+        match members {
+            Ok(members) => {
+                for m in members {
+                    let mut rel = prefix.clone().into_bytes();
+                    rel.extend_from_slice(m.name.as_bytes());
+                    if ignored(&rel) {
+                        continue;
+                    }
+                    files.insert(
+                        rel,
+                        Present {
+                            size: m.size,
+                            file: archive.clone(),
+                            at: m.data,
+                            member: Some(m.name),
+                        },
+                    );
+                }
+            }
+            Err(e) => warnings.push((
+                archive.clone(),
+                format!("its members cannot be listed ({e}): they are not compared with backup_manifest"),
+            )),
+        }
+    }
+    let base = dir.join("base.tar");
+    let root = dir.to_path_buf();
+    Listing {
+        files,
+        warnings,
+        missing_at: Box::new(move |rel| {
+            let tablespace = rel
+                .strip_prefix(b"pg_tblspc/")
+                .and_then(|r| r.split(|&b| b == b'/').next())
+                .map(|oid| root.join(format!("{}.tar", String::from_utf8_lossy(oid))));
+            tablespace.unwrap_or_else(|| base.clone())
+        }),
+    }
+}
+
+/// A file of a backup: its size, and where its bytes are (a file of its own, or a member of an
+/// archive at `at`).
+pub(crate) struct Present {
+    size: u64,
+    file: PathBuf,
+    at: u64,
+    member: Option<String>,
+}
+
+/// What a backup holds, to compare with its manifest.
+pub(crate) struct Listing {
+    files: BTreeMap<Vec<u8>, Present>,
+    warnings: Warnings,
+    /// Where a file the manifest lists but the backup lacks would be.
+    missing_at: Box<dyn Fn(&[u8]) -> PathBuf + Send + Sync>,
 }
 
 /// Paths with notes for the operator (not damage).
@@ -405,6 +504,7 @@ pub(crate) fn verify(
     dir: &Path,
     bytes: &[u8],
     system_id: Option<u64>,
+    listing: Listing,
 ) -> (Vec<Finding>, Warnings, Vec<WalRange>) {
     let manifest_path = dir.join(NAME);
     let mut findings = Vec::new();
@@ -451,7 +551,7 @@ pub(crate) fn verify(
             findings.push(f);
         }
     }
-    let owner = |rel: &[u8], alg: Option<Algorithm>| {
+    let owner = |rel: &[u8], alg: Option<Algorithm>, member: Option<&str>| {
         let mut o = Owner::new();
         o.insert("backup".into(), dir.to_string_lossy().into_owned().into());
         o.insert(
@@ -461,10 +561,16 @@ pub(crate) fn verify(
         if let Some(a) = alg {
             o.insert("algorithm".into(), a.name().into());
         }
+        if let Some(m) = member {
+            o.insert("member".into(), m.into());
+        }
         o
     };
-    let abs = |rel: &[u8]| dir.join(std::ffi::OsStr::from_bytes(rel));
-    let (on_disk, warnings) = list_backup(dir);
+    let Listing {
+        files: on_disk,
+        warnings,
+        missing_at,
+    } = listing;
     let mut jobs = Vec::new();
     for (rel, entry) in manifest.files.iter().filter(|(r, _)| !ignored(r)) {
         let alg = entry.checksum.as_ref().map(|c| c.0);
@@ -479,15 +585,16 @@ pub(crate) fn verify(
                         entry.size
                     ),
                 );
-                f.owner = Some(owner(rel, alg));
-                f.file = Some(abs(rel));
+                f.owner = Some(owner(rel, alg, None));
+                f.file = Some(missing_at(rel));
                 findings.push(f);
             }
-            Some(&size) if size != entry.size => {
+            Some(p) if p.size != entry.size => {
+                let size = p.size;
                 let (lo, hi) = (size.min(entry.size), size.max(entry.size));
                 let mut f = Finding::new(
                     FindingKind::SizeMismatch,
-                    lo,
+                    p.at + lo,
                     hi - lo,
                     format!(
                         "{} bytes on disk, {} in backup_manifest: the file is {}{caveat}",
@@ -502,8 +609,8 @@ pub(crate) fn verify(
                 );
                 f.expected = Some(entry.size.to_string());
                 f.actual = Some(size.to_string());
-                f.owner = Some(owner(rel, alg));
-                f.file = Some(abs(rel));
+                f.owner = Some(owner(rel, alg, p.member.as_deref()));
+                f.file = Some(p.file.clone());
                 findings.push(f);
             }
             Some(_) => {
@@ -531,16 +638,16 @@ pub(crate) fn verify(
             }
         }
     }
-    for (rel, &size) in &on_disk {
+    for (rel, p) in &on_disk {
         if !manifest.files.contains_key(rel) {
             let mut f = Finding::new(
                 FindingKind::UnexpectedFile,
-                0,
-                size,
+                p.at,
+                p.size,
                 format!("this file is in the backup, but backup_manifest does not list it{caveat}"),
             );
-            f.owner = Some(owner(rel, None));
-            f.file = Some(abs(rel));
+            f.owner = Some(owner(rel, None, p.member.as_deref()));
+            f.file = Some(p.file.clone());
             findings.push(f);
         }
     }
@@ -552,9 +659,12 @@ pub(crate) fn verify(
         .map(|j| {
             // Opened without following a link: a file replaced by one since the listing is not
             // read through it.
-            let r = crate::access::open_for_scan(&abs(j.rel), true)
-                .map_err(|e| e.to_string())
-                .and_then(|f| digest(&f, j.alg, j.offset, j.len));
+            let r = match on_disk.get(j.rel) {
+                Some(p) => crate::access::open_for_scan(&p.file, true)
+                    .map_err(|e| e.to_string())
+                    .and_then(|f| digest(&f, j.alg, p.at + j.offset, j.len)),
+                None => Err("it is no longer listed".into()),
+            };
             (j.rel, j.offset, j.len, r)
         })
         .collect();
@@ -569,6 +679,9 @@ pub(crate) fn verify(
             continue;
         };
         let Some((alg, want)) = &entry.checksum else {
+            continue;
+        };
+        let Some(present) = on_disk.get(rel) else {
             continue;
         };
         let mut crc: Option<u32> = None;
@@ -599,7 +712,7 @@ pub(crate) fn verify(
             Ok(d) => {
                 let mut f = Finding::new(
                     FindingKind::ChecksumMismatch,
-                    0,
+                    present.at,
                     entry.size,
                     format!(
                         "the file's {} differs from backup_manifest's: its bytes changed since the backup was taken{caveat}",
@@ -612,7 +725,7 @@ pub(crate) fn verify(
             }
             Err(e) => Finding::new(
                 FindingKind::IoError,
-                0,
+                present.at,
                 entry.size,
                 format!(
                     "the file could not be read to compare its {} with backup_manifest: {e}",
@@ -620,8 +733,8 @@ pub(crate) fn verify(
                 ),
             ),
         };
-        f.owner = Some(owner(rel, Some(*alg)));
-        f.file = Some(abs(rel));
+        f.owner = Some(owner(rel, Some(*alg), present.member.as_deref()));
+        f.file = Some(present.file.clone());
         findings.push(f);
     }
     (findings, warnings, manifest.wal_ranges)
@@ -657,11 +770,11 @@ mod tests {
                 end: 0x600_0100
             }]
         );
-        let (f, w, _) = verify(&d, &m, None);
+        let (f, w, _) = verify(&d, &m, None, list_plain(&d));
         assert!(f.is_empty(), "{f:?}");
         assert!(w.is_empty());
         std::fs::write(d.join("PG_VERSION"), "16\n").unwrap();
-        let (f, _, _) = verify(&d, &m, None);
+        let (f, _, _) = verify(&d, &m, None, list_plain(&d));
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].kind, FindingKind::ChecksumMismatch);
         assert_eq!(f[0].expected.as_deref(), Some("8a744722"));
@@ -679,7 +792,7 @@ mod tests {
             r#"{{ "Path": "big", "Size": {}, "Checksum-Algorithm": "CRC32C", "Checksum": "{want}" }}"#,
             data.len()
         ));
-        let (f, _, _) = verify(&d, &m, None);
+        let (f, _, _) = verify(&d, &m, None, list_plain(&d));
         assert!(f.is_empty(), "{f:?}");
     }
 
@@ -696,7 +809,7 @@ mod tests {
 { "Path": "short", "Size": 3, "Checksum-Algorithm": "CRC32C", "Checksum": "00000000" }"#,
         );
         std::fs::write(d.join(NAME), &m).unwrap();
-        let (f, _, _) = verify(&d, &m, None);
+        let (f, _, _) = verify(&d, &m, None, list_plain(&d));
         let kinds: Vec<_> = f
             .iter()
             .map(|f| (f.kind, f.file.clone().unwrap()))
@@ -720,12 +833,12 @@ mod tests {
         let mut m = manifest(&format!(
             r#"{{ "Path": "a", "Size": 5, "Checksum-Algorithm": "SHA256", "Checksum": "{sum}" }}"#
         ));
-        assert!(verify(&d, &m, None).0.is_empty());
+        assert!(verify(&d, &m, None, list_plain(&d)).0.is_empty());
         // One byte of the manifest changed (the size's digit stays a number): its own checksum
         // fails, and the entry it now gives is reported with the caveat.
         let at = m.windows(9).position(|w| w == b"\"Size\": 5").unwrap() + 8;
         m[at] = b'6';
-        let (f, _, _) = verify(&d, &m, None);
+        let (f, _, _) = verify(&d, &m, None, list_plain(&d));
         assert_eq!(f[0].kind, FindingKind::ChecksumMismatch);
         assert_eq!(f[0].file.as_deref(), Some(d.join(NAME).as_path()));
         assert_eq!(f[1].kind, FindingKind::SizeMismatch);
@@ -767,7 +880,7 @@ mod tests {
             parse(&m).unwrap().files.keys().next(),
             Some(&b"caf\xe9".to_vec())
         );
-        let (f, _, _) = verify(&d, &m, None);
+        let (f, _, _) = verify(&d, &m, None, list_plain(&d));
         assert!(f.is_empty(), "{f:?}");
     }
 
@@ -783,7 +896,7 @@ mod tests {
         let m = manifest(&format!(
             r#"{{ "Path": "pg_hba.conf", "Size": 1, "Checksum-Algorithm": "CRC32C", "Checksum": "{crc}" }}"#
         ));
-        let (f, w, _) = verify(&d, &m, None);
+        let (f, w, _) = verify(&d, &m, None, list_plain(&d));
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].kind, FindingKind::MissingFile);
         assert_eq!(w.len(), 1, "{w:?}");

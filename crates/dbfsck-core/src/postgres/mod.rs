@@ -46,6 +46,8 @@ pub struct PostgresFormat {
     block_size: Option<u32>,
     /// What the WAL segments of this scan said, joined once all are verified.
     wal: Arc<wal::Registry>,
+    /// Tar-format backup directories listed, for their `backup_manifest`.
+    tar_backups: Mutex<Vec<PathBuf>>,
 }
 
 /// What one data directory says about how to read its files.
@@ -232,11 +234,15 @@ impl Format for PostgresFormat {
         };
         let mut out = self.wal.conclude(complete, &page_lsn);
         // Each whole backup against its manifest, in path order.
-        let mut dirs: Vec<(&PathBuf, &Arc<Cluster>)> = clusters
+        let mut dirs: Vec<(&PathBuf, Option<&Arc<Cluster>>)> = clusters
             .iter()
             .filter(|(_, c)| c.whole.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|(d, c)| (d, Some(c)))
             .collect();
+        let tars = self.tar_backups.lock().unwrap_or_else(|e| e.into_inner());
+        dirs.extend(tars.iter().map(|d| (d, None)));
         dirs.sort_by(|a, b| a.0.cmp(b.0));
+        dirs.dedup_by(|a, b| a.0 == b.0);
         for (dir, cluster) in dirs {
             let path = dir.join(manifest::NAME);
             // Read whole (a manifest lists every file: about 150 bytes each), up to a bound a
@@ -270,8 +276,18 @@ impl Format for PostgresFormat {
                 ));
                 continue;
             }
+            let Some(cluster) = cluster else {
+                // A tar-format backup: its archives' members against the manifest (its
+                // pg_wal.tar is not read, so the WAL it needs is not judged).
+                let (findings, warnings, _) =
+                    manifest::verify(dir, &bytes, None, manifest::list_tar(dir));
+                out.findings.extend(findings);
+                out.warnings.extend(warnings);
+                continue;
+            };
             let system_id = cluster.control.and_then(|c| c.wal).map(|w| w.system_id);
-            let (findings, warnings, ranges) = manifest::verify(dir, &bytes, system_id);
+            let (findings, warnings, ranges) =
+                manifest::verify(dir, &bytes, system_id, manifest::list_plain(dir));
             out.findings.extend(findings);
             out.warnings.extend(warnings);
             backup_wal(dir, cluster, &ranges, &mut out);
@@ -312,6 +328,10 @@ impl Format for PostgresFormat {
             return Some(listing);
         }
         if tar::is_tar_backup(dir) && !is_data_dir(dir) {
+            self.tar_backups
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(dir.to_path_buf());
             list_tar_backup(dir, &mut listing);
             return Some(listing);
         }
