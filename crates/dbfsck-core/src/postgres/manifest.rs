@@ -430,12 +430,15 @@ pub(crate) struct Present {
     member: Option<String>,
 }
 
+/// Where a file the manifest lists but the backup lacks would be.
+type MissingAt = Box<dyn Fn(&[u8]) -> PathBuf + Send + Sync>;
+
 /// What a backup holds, to compare with its manifest.
 pub(crate) struct Listing {
     files: BTreeMap<Vec<u8>, Present>,
     warnings: Warnings,
     /// Where a file the manifest lists but the backup lacks would be.
-    missing_at: Box<dyn Fn(&[u8]) -> PathBuf + Send + Sync>,
+    missing_at: MissingAt,
 }
 
 /// Paths with notes for the operator (not damage).
