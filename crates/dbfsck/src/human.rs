@@ -95,10 +95,13 @@ pub fn render(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::R
     }
     // Where the engine's start-up replay would stop: said before anyone starts the server.
     for r in &report.summary.recovery {
-        if quiet && r.reaches_end {
+        let usable = r.consistent != Some(false);
+        if quiet && r.reaches_end && usable {
             continue;
         }
-        let (code, head) = if r.reaches_end {
+        let (code, head) = if !usable {
+            ("1;31", "backup cannot be restored:")
+        } else if r.reaches_end {
             ("32", "recovery:")
         } else {
             ("1;31", "recovery would lose data:")

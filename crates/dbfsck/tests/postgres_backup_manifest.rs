@@ -352,6 +352,12 @@ fn the_wal_a_backup_needs_agrees_with_the_server() {
         .unwrap()
         .iter()
         .any(|f| f["kind"] == "truncated"));
+    let human = common::bin()
+        .args(["scan", copy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let human = String::from_utf8_lossy(&human.stdout).into_owned();
+    assert!(human.contains("backup cannot be restored:"), "{human}");
     let log = starts(&bin, &copy, top);
     assert!(
         log.contains("WAL ends before end of online backup"),
