@@ -198,6 +198,15 @@ fn backup_wal(
     out.findings.push(f);
 }
 
+/// Compares the plain base backup in `dir` with a `backup_manifest`'s bytes, as a scan of the
+/// backup does (`docs/postgres-backups.md`): the manifest's own checksum, every file present,
+/// of its size and checksum, none unlisted. The findings (each with [`Finding::file`] set) and
+/// warnings; the checksums are computed on the current rayon pool.
+pub fn check_backup_manifest(dir: &Path, bytes: &[u8]) -> (Vec<Finding>, Vec<(PathBuf, String)>) {
+    let (findings, warnings, _) = manifest::verify(dir, bytes, None, manifest::list_plain(dir));
+    (findings, warnings)
+}
+
 /// Whether `postmaster.pid` in `data_dir` names a live process: the server runs.
 pub fn server_running(data_dir: &Path) -> bool {
     let Ok(text) = fs::read_to_string(data_dir.join("postmaster.pid")) else {
