@@ -11,6 +11,7 @@
 # is built. Run as root with PostgreSQL 15 installed; everything made is removed afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 BIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 cargo build -q --release -p dbfsck
 DBFSCK=$PWD/target/release/dbfsck
@@ -29,14 +30,6 @@ for m in CRC32C SHA256; do
 done
 runuser -u postgres -- "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null
 
-best() {  # best wall time of 5 runs, in seconds
-  local best=999999 t0 t1
-  for _ in 1 2 3 4 5; do
-    t0=$(date +%s.%N); "$@" > /dev/null 2>&1 || true; t1=$(date +%s.%N)
-    best=$(echo "if ($t1 - $t0 < $best) $t1 - $t0 else $best" | bc -l)
-  done
-  echo "$best"
-}
 for m in CRC32C SHA256; do
   B=$TOP/backup-$m
   find "$B" -type f -exec cat {} + > /dev/null   # warm the cache

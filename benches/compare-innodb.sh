@@ -11,6 +11,7 @@
 # server stopped cleanly, and removes it afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 command -v xxhsum > /dev/null || { echo "xxhsum not found (the floor): apt-get install xxhash" >&2; exit 2; }
 cargo build -q --release -p dbfsck
 DBFSCK=$PWD/target/release/dbfsck
@@ -49,23 +50,14 @@ ic() { case "$1" in */ibdata*) innochecksum --allow-mismatches=1000000 "$1" ;; *
 for f in $FILES; do ic "$f" > /dev/null || { echo "innochecksum rejects $f" >&2; exit 1; }; done
 "$DBFSCK" scan --format innodb --quiet "$DATA" || { echo "dbfsck reports damage in $DATA" >&2; exit 1; }
 
-best() {  # best wall time of 3 runs, in seconds
-  local best=999999
-  for _ in 1 2 3; do
-    local t0 t1
-    t0=$(date +%s.%N); "$@" > /dev/null 2>&1 || true; t1=$(date +%s.%N)
-    best=$(echo "if ($t1 - $t0 < $best) $t1 - $t0 else $best" | bc -l)
-  done
-  echo "$best"
-}
 
 # shellcheck disable=SC2016
-t_ic=$(best sh -c 'for f in "$@"; do case "$f" in */ibdata*) innochecksum --allow-mismatches=1000000 "$f" ;; *) innochecksum "$f" ;; esac || exit 1; done' sh $FILES)
+t_ic=$(best 3 -- sh -c 'for f in "$@"; do case "$f" in */ibdata*) innochecksum --allow-mismatches=1000000 "$f" ;; *) innochecksum "$f" ;; esac || exit 1; done' sh $FILES)
 CPUS=$(nproc)
 NFILES=$(echo "$FILES" | wc -l)
-t_floor=$(best sh -c "echo \"\$1\" | xargs -d '\n' -P $CPUS -n $(( (NFILES + CPUS - 1) / CPUS )) xxhsum -H3 > /dev/null" sh "$FILES")
-t_all=$(best "$DBFSCK" scan --format innodb --quiet "$DATA")
-t_one=$(best "$DBFSCK" scan --format innodb --quiet --threads 1 "$DATA")
+t_floor=$(best 3 -- sh -c "echo \"\$1\" | xargs -d '\n' -P $CPUS -n $(( (NFILES + CPUS - 1) / CPUS )) xxhsum -H3 > /dev/null" sh "$FILES")
+t_all=$(best 3 -- "$DBFSCK" scan --format innodb --quiet "$DATA")
+t_one=$(best 3 -- "$DBFSCK" scan --format innodb --quiet --threads 1 "$DATA")
 rss=$( { /usr/bin/time -f %M "$DBFSCK" scan --format innodb --quiet "$DATA" >/dev/null; } 2>&1 | tail -1)
 
 gbs() { echo "scale=2; $BYTES / $1 / 1000000000" | bc -l; }

@@ -11,6 +11,7 @@
 # directory as the postgres user (run as root), and removes it afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 command -v xxhsum > /dev/null || { echo "xxhsum not found (the floor): apt-get install xxhash" >&2; exit 2; }
 BIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 cargo build -q --release -p dbfsck
@@ -32,15 +33,6 @@ FILES=$(find "$DATA/base" "$DATA/global" -type f ! -name 'pg_*' ! -name 'PG_VERS
 BYTES=$(du -cb $FILES | tail -1 | cut -f1)
 cat $FILES > /dev/null   # warm the cache
 
-best() {  # best wall time of 5 runs, in seconds
-  local best=999999
-  for _ in 1 2 3 4 5; do
-    local t0 t1
-    t0=$(date +%s.%N); "$@" > /dev/null 2>&1 || true; t1=$(date +%s.%N)
-    best=$(echo "if ($t1 - $t0 < $best) $t1 - $t0 else $best" | bc -l)
-  done
-  echo "$best"
-}
 
 t_pg=$(best runuser -u postgres -- "$BIN/pg_checksums" --check -D "$DATA")
 CPUS=$(nproc)

@@ -12,6 +12,7 @@
 # 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 command -v xxhsum > /dev/null || { echo "xxhsum not found (the floor): apt-get install xxhash" >&2; exit 2; }
 BIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 cargo build -q --release -p dbfsck
@@ -39,15 +40,6 @@ FIRST=$(basename "$(echo "$SEGS" | head -1)")
 START=$(printf '%X/%X' $((16#${FIRST:8:8})) $(( 16#${FIRST:16:8} * 16777216 )))
 cat $SEGS > /dev/null   # warm the cache
 
-best() {  # best wall time of 5 runs, in seconds
-  local best=999999
-  for _ in 1 2 3 4 5; do
-    local t0 t1
-    t0=$(date +%s.%N); "$@" > /dev/null 2>&1 || true; t1=$(date +%s.%N)
-    best=$(echo "if ($t1 - $t0 < $best) $t1 - $t0 else $best" | bc -l)
-  done
-  echo "$best"
-}
 
 CPUS=$(nproc)
 t_dump=$(best "$BIN/pg_waldump" --stats -p "$WAL" -s "$START")

@@ -23,6 +23,7 @@
 #     pgbench cluster; needs root and PostgreSQL 15).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 command -v xxhsum > /dev/null || { echo "xxhsum not found (the floor): apt-get install xxhash" >&2; exit 2; }
 SIZE=${SIZE:-4GiB}
 FILES=${FILES:-16}
@@ -40,14 +41,6 @@ gen() {  # gen DIR ARGS… : make a dataset once
 gen "$WORK/native" --size "$SIZE" --files "$FILES" --page-size 8192 --checksum xxh3 --seed 1
 gen "$WORK/huge" --size "$SIZE" --files 1 --page-size 8192 --checksum xxh3 --seed 2
 
-best() {  # best wall time of 5 runs, in seconds
-  local best=999999 t0 t1
-  for _ in 1 2 3 4 5; do
-    t0=$(date +%s.%N); "$@" > /dev/null 2>&1 || true; t1=$(date +%s.%N)
-    best=$(echo "if ($t1 - $t0 < $best) $t1 - $t0 else $best" | bc -l)
-  done
-  echo "$best"
-}
 once() {
   local t0 t1
   t0=$(date +%s.%N); "$@" > /dev/null 2>&1 || true; t1=$(date +%s.%N)

@@ -48,41 +48,14 @@ fn findings(v: &Value, backup: &Path) -> Vec<(String, String)> {
 #[test]
 fn base_backups_agree_with_pg_verifybackup_clean_and_damaged() {
     let Some(bin) = prerequisites() else { return };
-    let (tmp, data, sock) = new_cluster(&bin);
-    start_cluster(&bin, &data, &sock, "");
-    let mut server = Server {
-        bin: &bin,
-        data: data.clone(),
-        running: true,
-    };
-    ok(
-        as_postgres(
-            &bin,
-            "pgbench",
-            &[
-                "-h", &sock, "-U", "postgres", "-i", "-q", "-s", "2", "postgres",
-            ],
-        ),
-        "pgbench -i",
-    );
+    let (tmp, _data, sock, mut server) = running_cluster(&bin, "");
+    pgbench_init(&bin, &sock, 2);
     let top = tmp.path();
     for (name, extra) in [
-        ("crc", None),
-        ("sha256", Some("--manifest-checksums=SHA256")),
+        ("crc", &[][..]),
+        ("sha256", &["--manifest-checksums=SHA256"][..]),
     ] {
-        let dir = top.join(format!("backup-{name}"));
-        let mut args = vec![
-            "-h",
-            &sock,
-            "-U",
-            "postgres",
-            "-D",
-            dir.to_str().unwrap(),
-            "-c",
-            "fast",
-        ];
-        args.extend(extra);
-        ok(as_postgres(&bin, "pg_basebackup", &args), "pg_basebackup");
+        base_backup(&bin, &sock, &top.join(format!("backup-{name}")), extra);
     }
     server.stop();
 
@@ -221,42 +194,11 @@ fn largest_under(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn the_wal_a_backup_needs_agrees_with_the_server() {
     let Some(bin) = prerequisites() else { return };
-    let (tmp, data, sock) = new_cluster(&bin);
-    start_cluster(&bin, &data, &sock, "");
-    let mut server = Server {
-        bin: &bin,
-        data: data.clone(),
-        running: true,
-    };
-    ok(
-        as_postgres(
-            &bin,
-            "pgbench",
-            &[
-                "-h", &sock, "-U", "postgres", "-i", "-q", "-s", "1", "postgres",
-            ],
-        ),
-        "pgbench -i",
-    );
+    let (tmp, _data, sock, mut server) = running_cluster(&bin, "");
+    pgbench_init(&bin, &sock, 1);
     let top = tmp.path();
     let backup = top.join("backup");
-    ok(
-        as_postgres(
-            &bin,
-            "pg_basebackup",
-            &[
-                "-h",
-                &sock,
-                "-U",
-                "postgres",
-                "-D",
-                backup.to_str().unwrap(),
-                "-c",
-                "fast",
-            ],
-        ),
-        "pg_basebackup",
-    );
+    base_backup(&bin, &sock, &backup, &[]);
     server.stop();
     let verdict = |v: &Value| v["summary"]["recovery"][0].clone();
 
@@ -407,33 +349,10 @@ fn parse_lsn(s: &str) -> u64 {
 #[test]
 fn tar_backups_are_checked_against_their_manifest_in_place() {
     let Some(bin) = prerequisites() else { return };
-    let (tmp, data, sock) = new_cluster(&bin);
-    start_cluster(&bin, &data, &sock, "");
-    let mut server = Server {
-        bin: &bin,
-        data: data.clone(),
-        running: true,
-    };
+    let (tmp, _data, sock, mut server) = running_cluster(&bin, "");
     let top = tmp.path();
     let backup = top.join("tar");
-    ok(
-        as_postgres(
-            &bin,
-            "pg_basebackup",
-            &[
-                "-h",
-                &sock,
-                "-U",
-                "postgres",
-                "-D",
-                backup.to_str().unwrap(),
-                "-Ft",
-                "-c",
-                "fast",
-            ],
-        ),
-        "pg_basebackup -Ft",
-    );
+    base_backup(&bin, &sock, &backup, &["-Ft"]);
     server.stop();
     let (code, v) = dbfsck(&["scan", backup.to_str().unwrap()]);
     assert_eq!(code, 0, "{v:#}");

@@ -210,3 +210,50 @@ pub fn copy_tree(from: &str, to: &Path) {
         "cp -a",
     );
 }
+
+/// A fresh cluster started with server options `opts`, and the guard that stops it: (the
+/// directory, the data directory, the socket directory, the guard).
+pub fn running_cluster<'a>(
+    bin: &'a Path,
+    opts: &str,
+) -> (tempfile::TempDir, String, String, Server<'a>) {
+    let (tmp, data, sock) = new_cluster(bin);
+    start_cluster(bin, &data, &sock, opts);
+    let server = Server {
+        bin,
+        data: data.clone(),
+        running: true,
+    };
+    (tmp, data, sock, server)
+}
+
+/// `pgbench -i -q -s SCALE` on the server at `sock`.
+pub fn pgbench_init(bin: &Path, sock: &str, scale: u32) {
+    let scale = scale.to_string();
+    ok(
+        as_postgres(
+            bin,
+            "pgbench",
+            &[
+                "-h", sock, "-U", "postgres", "-i", "-q", "-s", &scale, "postgres",
+            ],
+        ),
+        "pgbench -i",
+    );
+}
+
+/// `pg_basebackup -c fast -D DIR` of the server at `sock`, with `extra` arguments.
+pub fn base_backup(bin: &Path, sock: &str, dir: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "-h",
+        sock,
+        "-U",
+        "postgres",
+        "-D",
+        dir.to_str().unwrap(),
+        "-c",
+        "fast",
+    ];
+    args.extend_from_slice(extra);
+    ok(as_postgres(bin, "pg_basebackup", &args), "pg_basebackup");
+}
