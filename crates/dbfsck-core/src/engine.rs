@@ -983,6 +983,7 @@ impl Scanner {
         let mut findings = Vec::new();
         let mut warnings = Vec::new();
         let mut recovery = Vec::new();
+        let mut backups = Vec::new();
         {
             // Files named as the scan reached them: looked up by real path, borrowed (no copy
             // of every name of a scan of 100 000 files).
@@ -1014,6 +1015,7 @@ impl Scanner {
                     message,
                 }));
                 recovery.extend(c.recovery);
+                backups.extend(c.backups);
                 report.summary.units += c.units;
             }
         }
@@ -1027,6 +1029,19 @@ impl Scanner {
         report.warnings.append(&mut warnings);
         recovery.sort_by(|a, b| a.path.cmp(&b.path));
         report.summary.recovery = recovery;
+        // A backup is restorable when its WAL reaches its end and no damage lies in it (its
+        // pages' findings came from the scan, its manifest's from the conclusion).
+        for b in &mut backups {
+            b.damaged_findings = report
+                .findings
+                .iter()
+                .filter(|f| f.kind.is_damage())
+                .filter(|f| f.file.as_deref().is_some_and(|p| p.starts_with(&b.real)))
+                .count() as u64;
+            b.restorable = b.consistent == Some(true) && b.damaged_findings == 0;
+        }
+        backups.sort_by(|a, b| a.path.cmp(&b.path));
+        report.summary.backups = backups;
     }
 
     fn open(

@@ -222,6 +222,9 @@ pub struct Conclusion {
     pub warnings: Vec<(PathBuf, String)>,
     /// Replay verdicts (`summary.recovery`).
     pub recovery: Vec<crate::report::RecoveryVerdict>,
+    /// Backup verdicts (`summary.backups`); `restorable` and `damaged_findings` are filled in by
+    /// the engine from every finding of the scan.
+    pub backups: Vec<crate::report::BackupVerdict>,
     /// Units verified while concluding (records that cross files), counted in the summary.
     pub units: u64,
 }

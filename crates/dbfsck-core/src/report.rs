@@ -212,6 +212,35 @@ pub struct Summary {
     /// The replay verdict for each log an engine replays at start-up (`docs/output.md` §5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recovery: Vec<RecoveryVerdict>,
+    /// The restore verdict for each backup checked against its manifest (`docs/output.md` §5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<BackupVerdict>,
+}
+
+/// Whether a backup would restore: its WAL reaches the point where it becomes consistent, and
+/// nothing in it is damaged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupVerdict {
+    /// The format that judged it.
+    pub format: String,
+    /// The backup directory, as reached from a root.
+    pub path: String,
+    /// Its real path (findings under it count against it).
+    #[serde(skip)]
+    pub real: std::path::PathBuf,
+    /// Where the restored cluster becomes consistent (the manifest's last End-LSN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_end: Option<String>,
+    /// Whether the WAL at hand reaches `backup_end`; absent when it was not judged (a tar-format
+    /// backup's `pg_wal.tar` is not read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistent: Option<bool>,
+    /// WAL segments the backup needs that are not in it.
+    pub missing_wal_segments: u64,
+    /// Damage findings on the backup's files (manifest and page checks).
+    pub damaged_findings: u64,
+    /// `consistent` is true and there is no damage finding in the backup.
+    pub restorable: bool,
 }
 
 /// Where an engine's start-up replay of a log would stop, and what it would silently discard.
@@ -752,6 +781,38 @@ impl Report {
                 "dbfsck_recovery_lost_commits",
                 "Commit records the start-up replay would silently discard.",
                 &per(&|r| r.lost_commits as f64),
+            );
+        }
+        if !s.backups.is_empty() {
+            let per = |f: &dyn Fn(&BackupVerdict) -> f64| -> Vec<(String, f64)> {
+                s.backups
+                    .iter()
+                    .map(|b| {
+                        (
+                            format!(
+                                "{{format=\"{}\",path=\"{}\"}}",
+                                escape(&b.format),
+                                escape(&b.path)
+                            ),
+                            f(b),
+                        )
+                    })
+                    .collect()
+            };
+            metric(
+                "dbfsck_backup_restorable",
+                "1 when the backup's WAL reaches the point where it becomes consistent and nothing in it is damaged; 0 otherwise.",
+                &per(&|b| f64::from(u8::from(b.restorable))),
+            );
+            metric(
+                "dbfsck_backup_damaged_findings",
+                "Damage findings on the backup's files (manifest and page checks).",
+                &per(&|b| b.damaged_findings as f64),
+            );
+            metric(
+                "dbfsck_backup_missing_wal_segments",
+                "WAL segments the backup needs that are not in it.",
+                &per(&|b| b.missing_wal_segments as f64),
             );
         }
         let error_files: std::collections::BTreeSet<&str> =

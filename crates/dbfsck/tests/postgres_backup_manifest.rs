@@ -206,6 +206,9 @@ fn the_wal_a_backup_needs_agrees_with_the_server() {
     let (code, v) = dbfsck(&["scan", backup.to_str().unwrap()]);
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(verdict(&v)["consistent"], true, "{v:#}");
+    let backup_verdict = |v: &Value| v["summary"]["backups"][0].clone();
+    assert_eq!(backup_verdict(&v)["restorable"], true, "{v:#}");
+    assert_eq!(backup_verdict(&v)["backup_end"], verdict(&v)["backup_end"]);
     let end = verdict(&v)["backup_end"].as_str().unwrap().to_owned();
     let start = verdict(&v)["start"].as_str().unwrap().to_owned();
     let copy = top.join("restored");
@@ -238,6 +241,11 @@ fn the_wal_a_backup_needs_agrees_with_the_server() {
         .map(|(_, p)| p)
         .collect();
     assert_eq!(missing, removed, "{v:#}");
+    assert_eq!(
+        backup_verdict(&v)["missing_wal_segments"],
+        removed.len() as u64
+    );
+    assert_eq!(backup_verdict(&v)["restorable"], false);
 
     // The WAL cut just before the backup's end (its BACKUP_END record zeroed and all after it).
     let copy = top.join("cut");
@@ -289,6 +297,27 @@ fn the_wal_a_backup_needs_agrees_with_the_server() {
     let (code, v) = dbfsck(&["scan", copy.to_str().unwrap()]);
     assert_eq!(code & 4, 4, "{v:#}");
     assert_eq!(verdict(&v)["consistent"], false, "{v:#}");
+    assert_eq!(backup_verdict(&v)["consistent"], false, "{v:#}");
+    assert_eq!(backup_verdict(&v)["restorable"], false, "{v:#}");
+    // The metric a nightly alert reads.
+    let prom = top.join("cut.prom");
+    common::bin()
+        .args([
+            "scan",
+            "--quiet",
+            "--prometheus",
+            prom.to_str().unwrap(),
+            copy.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let metrics = fs::read_to_string(&prom).unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("dbfsck_backup_restorable{") && l.ends_with(" 0")),
+        "{metrics}"
+    );
     assert!(v["findings"]
         .as_array()
         .unwrap()

@@ -80,7 +80,8 @@ fn findings(v: &Value, kind: &str) -> BTreeSet<(String, u64)> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|f| f["kind"] == kind)
+        // Block verdicts only: a base backup's manifest also fails a changed file as a whole.
+        .filter(|f| f["kind"] == kind && f["owner"].get("entry").is_none())
         .map(|f| {
             (
                 f["path"].as_str().unwrap().to_owned(),
@@ -292,7 +293,17 @@ fn verdicts_match_pg_checksums_on_a_real_cluster() {
     assert_eq!(rc, 4);
     assert_eq!(
         findings(&v, "checksum_mismatch"),
-        [(bk_accounts, 9)].into_iter().collect()
+        [(bk_accounts.clone(), 9)].into_iter().collect()
+    );
+    // The backup's manifest fails the file as a whole too.
+    assert!(
+        v["findings"].as_array().unwrap().iter().any(|f| {
+            f["kind"] == "checksum_mismatch"
+                && f["owner"]["entry"]
+                    .as_str()
+                    .is_some_and(|e| bk_accounts.ends_with(&format!("/{e}")))
+        }),
+        "{v}"
     );
 }
 
@@ -455,9 +466,13 @@ fn tablespaces_tar_backups_and_unlogged_tables_are_judged_as_postgresql_does() {
     }
     let (rc, v) = dbfsck(&["scan", &tar]);
     assert_eq!(rc, 4, "{v}");
-    let got: BTreeSet<(String, String, u64)> = v["findings"]
+    // The page findings; the backup's manifest also fails each member as a whole.
+    let (pages, whole): (Vec<&Value>, Vec<&Value>) = v["findings"]
         .as_array()
         .unwrap()
+        .iter()
+        .partition(|f| f["owner"].get("entry").is_none());
+    let got: BTreeSet<(String, String, u64)> = pages
         .iter()
         .map(|f| {
             assert_eq!(f["unit"], 1, "{f}");
@@ -469,6 +484,18 @@ fn tablespaces_tar_backups_and_unlogged_tables_are_judged_as_postgresql_does() {
         })
         .collect();
     assert_eq!(got, damaged, "{v}");
+    let by_manifest: BTreeSet<(String, String, u64)> = whole
+        .iter()
+        .map(|f| {
+            assert_eq!(f["kind"], "checksum_mismatch", "{f}");
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["owner"]["member"].as_str().unwrap().to_owned(),
+                f["offset"].as_u64().unwrap() + 8192,
+            )
+        })
+        .collect();
+    assert_eq!(by_manifest, damaged, "{v}");
     // The same verdict as on the files GNU tar extracts: the data directory, and the
     // tablespace location.
     let mut roots = Vec::new();

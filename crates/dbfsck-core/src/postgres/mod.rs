@@ -135,7 +135,7 @@ fn backup_wal(
     cluster: &Cluster,
     ranges: &[manifest::WalRange],
     out: &mut crate::format::Conclusion,
-) {
+) -> crate::report::BackupVerdict {
     let seg_size = cluster
         .control
         .and_then(|c| c.wal)
@@ -165,17 +165,25 @@ fn backup_wal(
             out.findings.push(f);
         }
     }
-    let Some(last) = ranges.last() else { return };
+    let mut verdict = backup_verdict(dir, ranges);
+    verdict.missing_wal_segments = missing;
+    verdict.consistent = Some(false);
+    let Some(last) = ranges.last() else {
+        // No WAL range: nothing says where the backup becomes consistent.
+        verdict.consistent = None;
+        return verdict;
+    };
     let shown = pg_wal.to_string_lossy();
     let Some(v) = out.recovery.iter_mut().find(|v| v.path == shown) else {
-        return;
+        return verdict;
     };
     let stops = wal::parse_lsn(&v.stops_at).unwrap_or_default();
     let consistent = missing == 0 && stops >= last.end;
     v.backup_end = Some(wal::Lsn(last.end).to_string());
     v.consistent = Some(consistent);
+    verdict.consistent = Some(consistent);
     if consistent || missing > 0 {
-        return;
+        return verdict;
     }
     v.detail = format!(
         "{}; the backup becomes consistent only at {} (backup_manifest WAL-Ranges): the server refuses to start from it (\"WAL ends before end of online backup\")",
@@ -196,6 +204,21 @@ fn backup_wal(
     );
     f.file = Some(pg_wal.join(wal::segment_name(last.timeline, segno, seg_size)));
     out.findings.push(f);
+    verdict
+}
+
+/// A backup's verdict before its WAL is judged (`consistent` unknown).
+fn backup_verdict(dir: &Path, ranges: &[manifest::WalRange]) -> crate::report::BackupVerdict {
+    crate::report::BackupVerdict {
+        format: PostgresFormat::NAME.into(),
+        path: dir.to_string_lossy().into_owned(),
+        real: dir.to_path_buf(),
+        backup_end: ranges.last().map(|r| wal::Lsn(r.end).to_string()),
+        consistent: None,
+        missing_wal_segments: 0,
+        damaged_findings: 0,
+        restorable: false,
+    }
 }
 
 /// Compares the plain base backup in `dir` with a `backup_manifest`'s bytes, as a scan of the
@@ -288,10 +311,11 @@ impl Format for PostgresFormat {
             let Some(cluster) = cluster else {
                 // A tar-format backup: its archives' members against the manifest (its
                 // pg_wal.tar is not read, so the WAL it needs is not judged).
-                let (findings, warnings, _) =
+                let (findings, warnings, ranges) =
                     manifest::verify(dir, &bytes, None, manifest::list_tar(dir));
                 out.findings.extend(findings);
                 out.warnings.extend(warnings);
+                out.backups.push(backup_verdict(dir, &ranges));
                 continue;
             };
             let system_id = cluster.control.and_then(|c| c.wal).map(|w| w.system_id);
@@ -299,7 +323,8 @@ impl Format for PostgresFormat {
                 manifest::verify(dir, &bytes, system_id, manifest::list_plain(dir));
             out.findings.extend(findings);
             out.warnings.extend(warnings);
-            backup_wal(dir, cluster, &ranges, &mut out);
+            let verdict = backup_wal(dir, cluster, &ranges, &mut out);
+            out.backups.push(verdict);
         }
         out
     }
