@@ -634,6 +634,22 @@ impl Format for InnodbFormat {
                         ],
                     });
                 }
+                Err(SpaceError::TooShort(n)) if live => {
+                    // A table being created: the server makes the file empty, then extends it
+                    // to its first pages (CREATE TABLE, ALTER TABLE's copy, TRUNCATE).
+                    return Ok(Opened {
+                        findings: Vec::new(),
+                        check: None,
+                        units: 0,
+                        recheck_after: None,
+                        notes: vec![format!(
+                            "the file is {} long, shorter than one page, while the server runs: \
+                             it is being created (a new file is extended to its first pages \
+                             after it is made); not checked",
+                            crate::bytes(n)
+                        )],
+                    });
+                }
                 Err(e) => {
                     let kind = match e {
                         SpaceError::NeverWritten => FindingKind::ZeroedPage,
