@@ -185,6 +185,20 @@ pub struct Opened {
     pub notes: Vec<String>,
 }
 
+impl Opened {
+    /// A file that is not checked, with the reason as a note (a file the running server is
+    /// still creating, say): no finding, no unit.
+    pub fn note(why: String) -> Opened {
+        Opened {
+            findings: Vec::new(),
+            check: None,
+            units: 0,
+            recheck_after: None,
+            notes: vec![why],
+        }
+    }
+}
+
 impl fmt::Debug for Opened {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Opened")

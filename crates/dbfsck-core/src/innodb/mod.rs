@@ -622,33 +622,21 @@ impl Format for InnodbFormat {
                 Ok(p) => p,
                 Err(SpaceError::NeverWritten) if live => {
                     // A table just created: its pages are still only in the buffer pool.
-                    return Ok(Opened {
-                        findings: Vec::new(),
-                        check: None,
-                        units: 0,
-                        recheck_after: None,
-                        notes: vec![
-                            "page 0 is all zero and no page verifies: the running server \
+                    return Ok(Opened::note(
+                        "page 0 is all zero and no page verifies: the running server \
                                      has not written this tablespace yet; not checked"
-                                .into(),
-                        ],
-                    });
+                            .into(),
+                    ));
                 }
                 Err(SpaceError::TooShort(n)) if live => {
                     // A table being created: the server makes the file empty, then extends it
                     // to its first pages (CREATE TABLE, ALTER TABLE's copy, TRUNCATE).
-                    return Ok(Opened {
-                        findings: Vec::new(),
-                        check: None,
-                        units: 0,
-                        recheck_after: None,
-                        notes: vec![format!(
-                            "the file is {} long, shorter than one page, while the server runs: \
+                    return Ok(Opened::note(format!(
+                        "the file is {} long, shorter than one page, while the server runs: \
                              it is being created (a new file is extended to its first pages \
                              after it is made); not checked",
-                            crate::bytes(n)
-                        )],
-                    });
+                        crate::bytes(n)
+                    )));
                 }
                 Err(e) => {
                     let kind = match e {

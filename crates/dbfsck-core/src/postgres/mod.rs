@@ -513,16 +513,10 @@ impl Format for PostgresFormat {
         if crashed && rel.fork != Fork::Init && rel.temp_backend.is_none() {
             let init = path.with_file_name(format!("{}_init", rel.relfilenode));
             if init.is_file() {
-                return Ok(Opened {
-                    findings: Vec::new(),
-                    check: None,
-                    units: 0,
-                    recheck_after: None,
-                    notes: vec![format!(
+                return Ok(Opened::note(format!(
                         "the {} fork of an UNLOGGED relation in a cluster that was not shut down cleanly: PostgreSQL's crash recovery resets it from its init fork at the next start, so its contents are not checked (any damage in it is discarded with them)",
                         rel.fork.name()
-                    )],
-                });
+                    )));
             }
         }
         let blcksz = u64::from(control.map_or(self.blcksz(), |c| c.blcksz));
