@@ -984,6 +984,7 @@ impl Scanner {
         let mut warnings = Vec::new();
         let mut recovery = Vec::new();
         let mut backups = Vec::new();
+        let mut restores = Vec::new();
         {
             // Files named as the scan reached them: looked up by real path, borrowed (no copy
             // of every name of a scan of 100 000 files).
@@ -1016,6 +1017,12 @@ impl Scanner {
                 }));
                 recovery.extend(c.recovery);
                 backups.extend(c.backups);
+                for mut r in c.restores {
+                    if let Some(o) = r.obstacle.as_mut() {
+                        o.file = o.real.as_deref().map(name);
+                    }
+                    restores.push(r);
+                }
                 report.summary.units += c.units;
             }
         }
@@ -1042,6 +1049,8 @@ impl Scanner {
         }
         backups.sort_by(|a, b| a.path.cmp(&b.path));
         report.summary.backups = backups;
+        restores.sort_by(|a, b| (&a.backup, &a.archive).cmp(&(&b.backup, &b.archive)));
+        report.summary.restores = restores;
     }
 
     fn open(

@@ -239,6 +239,8 @@ pub struct Conclusion {
     /// Backup verdicts (`summary.backups`); `restorable` and `damaged_findings` are filled in by
     /// the engine from every finding of the scan.
     pub backups: Vec<crate::report::BackupVerdict>,
+    /// Restore verdicts over a WAL archive (`summary.restores`).
+    pub restores: Vec<crate::report::RestoreVerdict>,
     /// Units verified while concluding (records that cross files), counted in the summary.
     pub units: u64,
 }

@@ -215,6 +215,9 @@ pub struct Summary {
     /// The restore verdict for each backup checked against its manifest (`docs/output.md` §5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<BackupVerdict>,
+    /// How far each restore from a WAL archive gets (`docs/output.md` §5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restores: Vec<RestoreVerdict>,
 }
 
 /// Whether a backup would restore: its WAL reaches the point where it becomes consistent, and
@@ -241,6 +244,69 @@ pub struct BackupVerdict {
     pub damaged_findings: u64,
     /// `consistent` is true and there is no damage finding in the backup.
     pub restorable: bool,
+}
+
+/// How far a restore of a base backup from a WAL archive gets (archive recovery with
+/// `recovery_target` unset and `recovery_target_timeline = 'latest'`): its restore horizon and
+/// the first obstacle (`docs/output.md` §5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreVerdict {
+    /// The format that judged it.
+    pub format: String,
+    /// The backup: its directory, or the archive's backup history file for a backup that is
+    /// known only from it.
+    pub backup: String,
+    /// The backup's label (`LABEL` of its history file), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The WAL archive.
+    pub archive: String,
+    /// Where replay starts: the backup's `START WAL LOCATION`.
+    pub start: String,
+    /// Where the restored cluster becomes consistent (its end), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_end: Option<String>,
+    /// Replay reaches `backup_end`: the server can start from the restore. False when the end
+    /// is not known.
+    pub consistent: bool,
+    /// The timeline replay follows (the newest the archive's history files lead to).
+    pub timeline: u32,
+    /// The restore horizon: where replay stops (the end of the last record it applies).
+    pub reaches: String,
+    /// The start of the last record applied (the server's "redo done at").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_replayed: Option<String>,
+    /// The last commit applied (RFC 3339, UTC): the newest data the restore holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reaches_time: Option<String>,
+    /// `reaches_time` as Unix time (seconds), for monitoring; not printed in JSON.
+    #[serde(skip)]
+    pub reaches_unix: Option<f64>,
+    /// Replay reaches the end of the WAL at hand: nothing valid in the archive lies beyond.
+    pub reaches_archive_end: bool,
+    /// What stops replay before the archive's end: absent when nothing does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obstacle: Option<RestoreObstacle>,
+    /// One sentence for a person.
+    pub detail: String,
+}
+
+/// The first thing a restore cannot get past.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreObstacle {
+    /// The WAL segment (its name).
+    pub segment: String,
+    /// `missing` (in neither the archive nor the backup) or `damaged`.
+    pub reason: String,
+    /// The damaged file, as reached from a root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Its real path (the engine names it as the scan reached it).
+    #[serde(skip)]
+    pub real: Option<std::path::PathBuf>,
+    /// The damage's offset in that file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 /// Where an engine's start-up replay of a log would stop, and what it would silently discard.
@@ -278,6 +344,10 @@ pub struct RecoveryVerdict {
     /// With `backup_end`: whether replay reaches it (`stops_at` ≥ `backup_end`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistent: Option<bool>,
+    /// The time of the last commit replay applies (RFC 3339, UTC): the newest data recovery
+    /// keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_replayed_commit: Option<String>,
     /// One sentence for a person.
     pub detail: String,
 }
@@ -813,6 +883,40 @@ impl Report {
                 "dbfsck_backup_missing_wal_segments",
                 "WAL segments the backup needs that are not in it.",
                 &per(&|b| b.missing_wal_segments as f64),
+            );
+        }
+        if !s.restores.is_empty() {
+            let per = |f: &dyn Fn(&RestoreVerdict) -> Option<f64>| -> Vec<(String, f64)> {
+                s.restores
+                    .iter()
+                    .filter_map(|r| {
+                        let v = f(r)?;
+                        Some((
+                            format!(
+                                "{{format=\"{}\",path=\"{}\",archive=\"{}\"}}",
+                                escape(&r.format),
+                                escape(&r.backup),
+                                escape(&r.archive)
+                            ),
+                            v,
+                        ))
+                    })
+                    .collect()
+            };
+            metric(
+                "dbfsck_backup_restore_consistent",
+                "1 when a restore of the backup from the WAL archive reaches the point where it becomes consistent (the server can start from it); 0 otherwise.",
+                &per(&|r| Some(f64::from(u8::from(r.consistent)))),
+            );
+            metric(
+                "dbfsck_backup_restore_horizon_seconds",
+                "The restore horizon: the time (Unix seconds) of the last commit a restore of the backup from the WAL archive applies. Absent when it applies none.",
+                &per(&|r| r.reaches_unix),
+            );
+            metric(
+                "dbfsck_backup_restore_reaches_archive_end",
+                "1 when a restore of the backup replays to the end of the WAL archive; 0 when a missing or damaged segment stops it first.",
+                &per(&|r| Some(f64::from(u8::from(r.reaches_archive_end)))),
             );
         }
         let error_files: std::collections::BTreeSet<&str> =

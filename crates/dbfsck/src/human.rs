@@ -114,6 +114,28 @@ pub fn render(out: &mut impl Write, report: &Report, ctx: &Context<'_>) -> io::R
             safe(&r.detail)
         )?;
     }
+    // How far a restore from the WAL archive gets, and what stops it.
+    for r in &report.summary.restores {
+        let whole = r.consistent && r.reaches_archive_end;
+        if quiet && whole {
+            continue;
+        }
+        let (code, head) = if !r.consistent {
+            ("1;31", "backup cannot be restored:")
+        } else if whole {
+            ("32", "restore:")
+        } else {
+            ("1;31", "restore stops early:")
+        };
+        writeln!(
+            out,
+            "{} {} from {}: {}",
+            style.paint(code, head),
+            safe(&r.backup),
+            safe(&r.archive),
+            safe(&r.detail)
+        )?;
+    }
     if quiet {
         return undo_line(out, report);
     }

@@ -121,6 +121,12 @@ struct ScanArgs {
     /// a power of two) [default: 8192].
     #[arg(long, value_name = "BYTES", value_parser = parse_pg_block_size)]
     pg_block_size: Option<u32>,
+    /// PostgreSQL: the WAL archive (archive_command's directory) base backups are restored
+    /// from. It is scanned too; each backup of the scan, and each backup the archive's backup
+    /// history files name, gets a restore verdict (`summary.restores`): how far a restore gets,
+    /// and the first obstacle.
+    #[arg(long, value_name = "DIR")]
+    wal_archive: Option<PathBuf>,
     /// Stop cleanly after DURATION (30s, 5m, 2h): the report says `complete: false`; with
     /// --state, --resume continues where it stopped.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -329,13 +335,28 @@ fn scan(args: &ScanArgs) -> ExitCode {
     };
     let bar = show.then(|| progress::bar(args.progress == ProgressMode::Always));
     let mut formats = dbfsck_core::builtin_formats();
-    if let Some(bs) = args.pg_block_size {
+    if args.pg_block_size.is_some() || args.wal_archive.is_some() {
         for f in &mut formats {
             if f.name() == dbfsck_core::postgres::PostgresFormat::NAME {
-                *f = Arc::new(dbfsck_core::postgres::PostgresFormat::with_block_size(
-                    Some(bs),
-                ));
+                *f = Arc::new(
+                    dbfsck_core::postgres::PostgresFormat::with_block_size(args.pg_block_size)
+                        .with_wal_archive(args.wal_archive.clone()),
+                );
             }
+        }
+    }
+    // The archive is verified with the rest: a root of its own unless a root holds it.
+    let mut paths = args.paths.clone();
+    if let Some(a) = &args.wal_archive {
+        let real = std::fs::canonicalize(a).ok();
+        let held = real.as_ref().is_some_and(|r| {
+            paths
+                .iter()
+                .filter_map(|p| std::fs::canonicalize(p).ok())
+                .any(|p| r.starts_with(p))
+        });
+        if !held {
+            paths.push(a.clone());
         }
     }
     let scanner = match Scanner::with_formats(formats).format(Some(&args.format)) {
@@ -412,7 +433,7 @@ fn scan(args: &ScanArgs) -> ExitCode {
     } else {
         scanner
     };
-    let scanned = scanner.scan(&args.paths);
+    let scanned = scanner.scan(&paths);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

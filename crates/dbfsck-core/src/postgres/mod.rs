@@ -48,6 +48,8 @@ pub struct PostgresFormat {
     wal: Arc<wal::Registry>,
     /// Tar-format backup directories listed, for their `backup_manifest`.
     tar_backups: Mutex<Vec<PathBuf>>,
+    /// The WAL archive base backups are restored from (`--wal-archive`).
+    wal_archive: Option<PathBuf>,
 }
 
 /// What one data directory says about how to read its files.
@@ -77,6 +79,36 @@ impl PostgresFormat {
         }
     }
 
+    /// The format, restoring each base backup of the scan from the WAL archive `dir` (which the
+    /// scan must also verify: a root, or under one): the WAL a backup needs is looked for there
+    /// too, and each backup gets a restore verdict (`summary.restores`).
+    #[must_use]
+    pub fn with_wal_archive(mut self, dir: Option<PathBuf>) -> Self {
+        self.wal_archive = dir;
+        self
+    }
+
+    /// The WAL archive of `--wal-archive`, as this scan verified it; a warning when it
+    /// verified no segment there.
+    fn archive<'d>(
+        &self,
+        dirs: &'d std::collections::BTreeMap<PathBuf, wal::WalDir>,
+        out: &mut crate::format::Conclusion,
+    ) -> Option<(&'d Path, &'d wal::WalDir)> {
+        let want = self.wal_archive.as_ref()?;
+        let real = fs::canonicalize(want).ok();
+        let found = dirs.iter().find(|(p, d)| {
+            d.kind == wal::WalDirKind::Archive && real.is_some() && fs::canonicalize(p).ok() == real
+        });
+        if found.is_none() {
+            out.warnings.push((
+                want.clone(),
+                "--wal-archive names no directory of archived WAL segments that this scan verified (a missing or empty directory, or a data directory's own pg_wal/): no backup is restored from it".into(),
+            ));
+        }
+        found.map(|(p, d)| (p.as_path(), d))
+    }
+
     fn blcksz(&self) -> u32 {
         self.block_size.unwrap_or(DEFAULT_BLCKSZ)
     }
@@ -90,12 +122,12 @@ impl PostgresFormat {
                     .and_then(|b| parse_control(&b));
                 // A base backup is restored from its backup_label's checkpoint, not from the
                 // (later) one pg_control was copied with.
-                if let (Some(w), Some((redo, checkpoint))) = (
+                if let (Some(w), Some(redo)) = (
                     control.as_mut().and_then(|c| c.wal.as_mut()),
                     backup_label(data_dir),
                 ) {
-                    w.redo = redo;
-                    w.checkpoint = checkpoint;
+                    w.redo = redo.0;
+                    w.checkpoint = redo.1;
                 }
                 Arc::new(Cluster {
                     control,
@@ -109,9 +141,9 @@ impl PostgresFormat {
     }
 }
 
-/// `START WAL LOCATION` and `CHECKPOINT LOCATION` of the `backup_label` in `data_dir`, when it
-/// has one that parses (formats-pgwal.md §5.4).
-fn backup_label(data_dir: &Path) -> Option<(u64, u64)> {
+/// `START WAL LOCATION`, `CHECKPOINT LOCATION` and the start's timeline of the `backup_label`
+/// in `data_dir`, when it has one that parses (formats-pgwal.md §5.4).
+fn backup_label(data_dir: &Path) -> Option<(u64, u64, u32)> {
     let f = crate::access::open_for_scan(&data_dir.join("backup_label"), true).ok()?;
     let mut text = String::new();
     std::io::Read::read_to_string(&mut std::io::Read::take(f, 64 << 10), &mut text).ok()?;
@@ -121,19 +153,35 @@ fn backup_label(data_dir: &Path) -> Option<(u64, u64)> {
             .and_then(|v| v.split_whitespace().next())
             .and_then(wal::parse_lsn)
     };
+    // `START TIMELINE` (PostgreSQL 11+), else the timeline of the segment the start names.
+    let timeline = text
+        .lines()
+        .find_map(|l| l.strip_prefix("START TIMELINE: "))
+        .and_then(|v| v.trim().parse().ok())
+        .or_else(|| {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("START WAL LOCATION: "))?;
+            let file = line.split("(file ").nth(1)?;
+            u32::from_str_radix(file.get(..8)?, 16).ok()
+        })
+        .unwrap_or(1);
     Some((
         field("START WAL LOCATION: ")?,
         field("CHECKPOINT LOCATION: ")?,
+        timeline,
     ))
 }
 
 /// Findings about the WAL a base backup needs (its manifest's `WAL-Ranges`): each segment of
-/// the ranges that `pg_wal/` lacks, and whether the recovery verdict on `pg_wal/` reaches the
-/// backup's end, which it then carries (`backup_end`, `consistent`).
+/// the ranges that `pg_wal/` (and the WAL archive, when one is given) lacks, and whether the
+/// WAL reaches the backup's end — the recovery verdict on `pg_wal/` alone, or the restore from
+/// the archive — which the recovery verdict then carries (`backup_end`, `consistent`).
 fn backup_wal(
     dir: &Path,
     cluster: &Cluster,
     ranges: &[manifest::WalRange],
+    archive: Option<(&Path, &crate::report::RestoreVerdict)>,
     out: &mut crate::format::Conclusion,
 ) -> crate::report::BackupVerdict {
     let seg_size = cluster
@@ -145,8 +193,9 @@ fn backup_wal(
     let mut missing = 0;
     for r in ranges.iter().filter(|r| r.end > r.start) {
         for segno in r.start / seg_size..=(r.end - 1) / seg_size {
-            let path = pg_wal.join(wal::segment_name(r.timeline, segno, seg_size));
-            if path.is_file() {
+            let name = wal::segment_name(r.timeline, segno, seg_size);
+            let path = pg_wal.join(&name);
+            if path.is_file() || archive.is_some_and(|(a, _)| a.join(&name).is_file()) {
                 continue;
             }
             missing += 1;
@@ -155,10 +204,12 @@ fn backup_wal(
                 0,
                 seg_size,
                 format!(
-                    "the backup needs the WAL from {} to {} on timeline {} (backup_manifest WAL-Ranges) to become consistent, and this segment of it is not in pg_wal/: the backup cannot be restored without it (restore_command must fetch it from the WAL archive)",
+                    "the backup needs the WAL from {} to {} on timeline {} (backup_manifest WAL-Ranges) to become consistent, and this segment of it is not in pg_wal/{}: the backup cannot be restored without it{}",
                     wal::Lsn(r.start),
                     wal::Lsn(r.end),
-                    r.timeline
+                    r.timeline,
+                    if archive.is_some() { " nor in the WAL archive" } else { "" },
+                    if archive.is_some() { "" } else { " (restore_command must fetch it from the WAL archive)" },
                 ),
             );
             f.file = Some(path);
@@ -174,7 +225,21 @@ fn backup_wal(
         return verdict;
     };
     let shown = pg_wal.to_string_lossy();
-    let Some(v) = out.recovery.iter_mut().find(|v| v.path == shown) else {
+    let own = out.recovery.iter_mut().find(|v| v.path == shown);
+    if let Some((_, restore)) = archive {
+        // The archive completes what pg_wal/ lacks: the restore's verdict is the backup's.
+        let consistent = missing == 0 && restore.consistent;
+        verdict.consistent = Some(consistent);
+        if let Some(v) = own {
+            v.backup_end = Some(wal::Lsn(last.end).to_string());
+            v.consistent = Some(consistent);
+            if !consistent {
+                v.detail = format!("{}; with the WAL archive: {}", v.detail, restore.detail);
+            }
+        }
+        return verdict;
+    }
+    let Some(v) = own else {
         return verdict;
     };
     let stops = wal::parse_lsn(&v.stops_at).unwrap_or_default();
@@ -205,6 +270,48 @@ fn backup_wal(
     f.file = Some(pg_wal.join(wal::segment_name(last.timeline, segno, seg_size)));
     out.findings.push(f);
     verdict
+}
+
+/// The `backup_manifest` of the backup in `dir`, read whole (about 150 bytes per file listed)
+/// up to a bound a hostile one cannot push memory past; `None` (with a warning unless there
+/// is none) when it cannot be compared.
+fn read_manifest(
+    dir: &Path,
+    complete: bool,
+    out: &mut crate::format::Conclusion,
+) -> Option<Vec<u8>> {
+    let path = dir.join(manifest::NAME);
+    let bytes = match crate::access::open_for_scan(&path, true).and_then(|f| {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_MANIFEST + 1), &mut b)?;
+        Ok(b)
+    }) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            out.warnings.push((
+                path,
+                format!("backup_manifest cannot be read ({e}): the backup's files are not compared with it"),
+            ));
+            return None;
+        }
+    };
+    if bytes.len() as u64 > MAX_MANIFEST {
+        out.warnings.push((
+            path,
+            format!("backup_manifest is larger than {} MiB: it is not read, and the backup's files are not compared with it", MAX_MANIFEST >> 20),
+        ));
+        return None;
+    }
+    if !complete {
+        out.warnings.push((
+            path,
+            "the scan stopped early: the backup's files were not compared with backup_manifest"
+                .into(),
+        ));
+        return None;
+    }
+    Some(bytes)
 }
 
 /// A backup's verdict before its WAL is judged (`consistent` unknown).
@@ -264,7 +371,11 @@ impl Format for PostgresFormat {
                 .map(|c| c.max_page_lsn.load(std::sync::atomic::Ordering::Relaxed))
                 .filter(|&l| l > 0)
         };
-        let mut out = self.wal.conclude(complete, &page_lsn);
+        let (mut out, wal_dirs) = self.wal.conclude(complete, &page_lsn);
+        let archive = self.archive(&wal_dirs, &mut out);
+        // Backups restored from the archive, by (start, timeline): its backup history file of
+        // the same backup then adds no verdict of its own.
+        let mut restored: Vec<(u64, u32)> = Vec::new();
         // Each whole backup against its manifest, in path order.
         let mut dirs: Vec<(&PathBuf, Option<&Arc<Cluster>>)> = clusters
             .iter()
@@ -276,55 +387,105 @@ impl Format for PostgresFormat {
         dirs.sort_by(|a, b| a.0.cmp(b.0));
         dirs.dedup_by(|a, b| a.0 == b.0);
         for (dir, cluster) in dirs {
-            let path = dir.join(manifest::NAME);
-            // Read whole (a manifest lists every file: about 150 bytes each), up to a bound a
-            // hostile one cannot push memory past.
-            let bytes = match crate::access::open_for_scan(&path, true).and_then(|f| {
-                let mut b = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_MANIFEST + 1), &mut b)?;
-                Ok(b)
-            }) {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    out.warnings.push((
-                        path,
-                        format!("backup_manifest cannot be read ({e}): the backup's files are not compared with it"),
-                    ));
-                    continue;
-                }
-            };
-            if bytes.len() as u64 > MAX_MANIFEST {
-                out.warnings.push((
-                    path,
-                    format!("backup_manifest is larger than {} MiB: it is not read, and the backup's files are not compared with it", MAX_MANIFEST >> 20),
-                ));
-                continue;
-            }
-            if !complete {
-                out.warnings.push((
-                    path,
-                    "the scan stopped early: the backup's files were not compared with backup_manifest".into(),
-                ));
-                continue;
-            }
-            let Some(cluster) = cluster else {
-                // A tar-format backup: its archives' members against the manifest (its
-                // pg_wal.tar is not read, so the WAL it needs is not judged).
-                let (findings, warnings, ranges) =
-                    manifest::verify(dir, &bytes, None, manifest::list_tar(dir));
+            let ranges = read_manifest(dir, complete, &mut out).map(|bytes| {
+                let (list, system_id) = match cluster {
+                    Some(c) => (
+                        manifest::list_plain(dir),
+                        c.control.and_then(|c| c.wal).map(|w| w.system_id),
+                    ),
+                    // A tar-format backup: its archives' members (its pg_wal.tar is not read).
+                    None => (manifest::list_tar(dir), None),
+                };
+                let (findings, warnings, ranges) = manifest::verify(dir, &bytes, system_id, list);
                 out.findings.extend(findings);
                 out.warnings.extend(warnings);
-                out.backups.push(backup_verdict(dir, &ranges));
-                continue;
-            };
-            let system_id = cluster.control.and_then(|c| c.wal).map(|w| w.system_id);
-            let (findings, warnings, ranges) =
-                manifest::verify(dir, &bytes, system_id, manifest::list_plain(dir));
-            out.findings.extend(findings);
-            out.warnings.extend(warnings);
-            let verdict = backup_wal(dir, cluster, &ranges, &mut out);
-            out.backups.push(verdict);
+                ranges
+            });
+            // The restore from the archive: from the label's start (else the manifest's first
+            // range), to the manifest's end (else the archive's history file of this start).
+            let restore = archive.and_then(|(apath, adir)| {
+                let label = cluster.and_then(|_| backup_label(dir));
+                let first = ranges.as_ref().and_then(|r| r.first());
+                let (start, timeline) = label
+                    .map(|(s, _, t)| (s, t))
+                    .or(first.map(|r| (r.start, r.timeline)))?;
+                let history = adir
+                    .backups
+                    .iter()
+                    .find(|b| b.start == start && b.timeline == timeline);
+                let need = wal::restore::Need {
+                    backup: dir.to_string_lossy().into_owned(),
+                    label: history.map(|b| b.label.clone()),
+                    start,
+                    end: ranges
+                        .as_ref()
+                        .and_then(|r| r.last())
+                        .map(|r| r.end)
+                        .or(history.map(|b| b.stop)),
+                    timeline,
+                    system_id: cluster
+                        .and_then(|c| c.control)
+                        .and_then(|c| c.wal)
+                        .map(|w| w.system_id),
+                };
+                let own = wal_dirs.get(&dir.join("pg_wal"));
+                restored.push((start, timeline));
+                match wal::restore::judge(own, adir, apath, &need) {
+                    Ok(v) => Some(v),
+                    Err(why) => {
+                        out.warnings.push((
+                            dir.clone(),
+                            format!("the restore of this backup from the WAL archive is not judged: {why}"),
+                        ));
+                        None
+                    }
+                }
+            });
+            if let Some(ranges) = &ranges {
+                let verdict = match cluster {
+                    Some(c) => backup_wal(
+                        dir,
+                        c,
+                        ranges,
+                        archive.map(|a| a.0).zip(restore.as_ref()),
+                        &mut out,
+                    ),
+                    None => {
+                        let mut v = backup_verdict(dir, ranges);
+                        // Its pg_wal.tar is not read: only the archive can say.
+                        v.consistent = restore.as_ref().map(|r| r.consistent);
+                        v
+                    }
+                };
+                out.backups.push(verdict);
+            }
+            out.restores.extend(restore);
+        }
+        // The archives' own backup history files: each backup they name, restored from them.
+        for (apath, adir) in wal_dirs
+            .iter()
+            .filter(|(_, d)| d.kind == wal::WalDirKind::Archive)
+        {
+            for b in &adir.backups {
+                if restored.contains(&(b.start, b.timeline)) {
+                    continue;
+                }
+                let need = wal::restore::Need {
+                    backup: b.path.to_string_lossy().into_owned(),
+                    label: Some(b.label.clone()),
+                    start: b.start,
+                    end: Some(b.stop),
+                    timeline: b.timeline,
+                    system_id: None,
+                };
+                match wal::restore::judge(None, adir, apath, &need) {
+                    Ok(v) => out.restores.push(v),
+                    Err(why) => out.warnings.push((
+                        b.path.clone(),
+                        format!("the restore of the backup this file names is not judged: {why}"),
+                    )),
+                }
+            }
         }
         out
     }

@@ -3,7 +3,7 @@
 //! of WAL, the crash's torn last write, or damage with valid WAL after it — and the verdict on
 //! where crash recovery would stop (`docs/postgres-wal.md` §3–§4; `formats-pgwal.md` §4.4).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::finding::{Finding, FindingKind, Owner};
 use crate::format::Conclusion;
@@ -38,6 +38,55 @@ enum Verdict {
     Torn,
     /// Valid WAL follows: damage.
     Damage,
+}
+
+/// How to replay a directory other than as its data directory's crash recovery: a restore of a
+/// base backup from an archive starts at the backup's redo point, on the timeline
+/// `recovery_target_timeline = 'latest'` picks.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Replay {
+    /// Where replay starts (an archive's own verdict otherwise starts at its first record).
+    pub start: Option<u64>,
+    /// The timeline replay follows (otherwise pg_control's, or the newest one here).
+    pub target: Option<u32>,
+}
+
+/// What a replay reached, beyond its recovery verdict: a restore's horizon.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Replayed {
+    /// The timeline it followed.
+    pub timeline: u32,
+    /// The last commit it applies (µs since 2000-01-01).
+    pub last_commit: Option<i64>,
+    /// What stopped it before the real end of the WAL here, when something did.
+    pub obstacle: Option<Obstacle>,
+}
+
+/// The first thing a replay cannot get past: a segment missing from the chain, or damage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Obstacle {
+    /// The segment's name.
+    pub segment: String,
+    /// The file holding the damage (none for a missing segment).
+    pub file: Option<PathBuf>,
+    /// The damage's offset in that file.
+    pub offset: Option<u64>,
+    /// The segment is missing (else damaged).
+    pub missing: bool,
+}
+
+/// The timeline whose file holds segment `segno` on the way to `target` (its history's entry
+/// for that position; `target` itself past the last switch).
+fn timeline_of(dir: &WalDir, target: u32, segno: u64, seg_size: u64) -> u32 {
+    dir.histories
+        .get(&target)
+        .and_then(|h| {
+            h.entries
+                .iter()
+                .find(|&&(_, switch)| segno <= switch.saturating_sub(1) / seg_size)
+                .map(|&(tli, _)| tli)
+        })
+        .unwrap_or(target)
 }
 
 /// The segments replay reads, in order: for each segment number, the file of the newest timeline
@@ -323,18 +372,19 @@ fn file_name(p: &Path) -> String {
 /// Joins and judges one directory's segments.
 pub(crate) fn conclude_dir(
     path: &Path,
-    dir: WalDir,
+    dir: &WalDir,
     complete: bool,
     data_lsn: Option<u64>,
+    replay: Replay,
     out: &mut Conclusion,
-) {
+) -> Option<Replayed> {
     let unverified = dir
         .listed
         .iter()
         .filter(|p| !dir.segments.contains_key(*p))
         .count();
     if dir.segments.is_empty() {
-        return;
+        return None;
     }
     if let WalDirKind::DataDir { live: true, .. } = dir.kind {
         // The running server writes, recycles (renames and overwrites) and removes segments
@@ -346,7 +396,7 @@ pub(crate) fn conclude_dir(
                 dir.segments.len()
             ),
         ));
-        return;
+        return None;
     }
     if !complete || unverified > 0 {
         out.warnings.push((
@@ -356,18 +406,17 @@ pub(crate) fn conclude_dir(
                 dir.listed.len().max(dir.segments.len())
             ),
         ));
-        return;
+        return None;
     }
     let control = match dir.kind {
         WalDirKind::DataDir { control, .. } => control,
         WalDirKind::Archive => None,
     };
-    let Some(seg_size) = dir.segments.values().next().map(|e| e.params.seg_size) else {
-        return;
-    };
+    let seg_size = dir.segments.values().next().map(|e| e.params.seg_size)?;
     let mut warnings = Vec::new();
-    let target = control
-        .map(|c| c.timeline)
+    let target = replay
+        .target
+        .or(control.map(|c| c.timeline))
         .filter(|&t| dir.segments.values().any(|e| e.tli == t))
         .or_else(|| dir.segments.values().map(|e| e.tli).max())
         .unwrap_or(1);
@@ -381,7 +430,7 @@ pub(crate) fn conclude_dir(
             ),
         ));
     }
-    let segs = chain(&dir, target, seg_size);
+    let segs = chain(dir, target, seg_size);
     let mut events: Vec<Ev> = Vec::new();
     let mut pending: Option<Pending> = None;
     for (i, e) in segs.iter().enumerate() {
@@ -675,11 +724,16 @@ pub(crate) fn conclude_dir(
     // The recovery verdict.
     let start = match (dir.kind, control) {
         (WalDirKind::DataDir { .. }, Some(c)) => c.redo,
-        (WalDirKind::DataDir { .. }, None) => return,
-        (WalDirKind::Archive, _) => match events.first() {
-            Some(Ev::Span { span, .. }) => span.first,
+        (WalDirKind::DataDir { .. }, None) => return None,
+        (WalDirKind::Archive, _) => match (replay.start, events.first()) {
+            (Some(s), _) => s,
+            (None, Some(Ev::Span { span, .. })) => span.first,
             _ => segs.first().map_or(0, |e| e.params.start),
         },
+    };
+    let mut replayed = Replayed {
+        timeline: target,
+        ..Replayed::default()
     };
     let covered = events.iter().any(|ev| match ev {
         Ev::Span { span, .. } => span.first <= start && start < span.end.max(span.first + 1),
@@ -716,6 +770,7 @@ pub(crate) fn conclude_dir(
         last_lost_commit: None,
         backup_end: None,
         consistent: None,
+        last_replayed_commit: None,
         detail: String::new(),
     };
     if !covered {
@@ -742,7 +797,23 @@ pub(crate) fn conclude_dir(
             }
         }
         out.recovery.push(v);
-        return;
+        // The start's segment is missing, or holds no valid record there.
+        let segno = start / seg_size;
+        replayed.obstacle = Some(match segs.iter().find(|e| e.segno == segno) {
+            Some(e) => Obstacle {
+                segment: file_name(&e.path),
+                file: Some(e.path.clone()),
+                offset: Some(start - e.params.start),
+                missing: false,
+            },
+            None => Obstacle {
+                segment: segment_name(timeline_of(dir, target, segno, seg_size), segno, seg_size),
+                file: None,
+                offset: None,
+                missing: true,
+            },
+        });
+        return Some(replayed);
     }
     // The last record replay applies: the last one before the stop.
     let upto = stop.as_ref().map_or(events.len(), |(i, _)| *i);
@@ -755,6 +826,15 @@ pub(crate) fn conclude_dir(
         })
         .max()
         .map(|l| Lsn(l).to_string());
+    replayed.last_commit = events
+        .iter()
+        .take(upto)
+        .filter_map(|ev| match ev {
+            Ev::Span { span, .. } => span.last_commit,
+            Ev::Break { .. } => None,
+        })
+        .max();
+    v.last_replayed_commit = replayed.last_commit.map(pg_time);
     match stop {
         None => {
             let end = last_end(0).unwrap_or(start);
@@ -793,6 +873,37 @@ pub(crate) fn conclude_dir(
                     }
                 );
             } else {
+                let seen = segs
+                    .iter()
+                    .rposition(|e| e.params.start <= brk.lsn)
+                    .unwrap_or(*seg)
+                    .max(*seg);
+                // The damaged record's own segment, else the one the stop is seen in.
+                let holder = segs
+                    .iter()
+                    .find(|e| (e.params.start..e.params.start + seg_size).contains(&at))
+                    .or(segs.get(seen));
+                replayed.obstacle = Some(match (&brk.why, holder) {
+                    (Stop::Missing(_), _) | (_, None) => {
+                        let segno = brk.lsn / seg_size;
+                        Obstacle {
+                            segment: segment_name(
+                                timeline_of(dir, target, segno, seg_size),
+                                segno,
+                                seg_size,
+                            ),
+                            file: None,
+                            offset: None,
+                            missing: true,
+                        }
+                    }
+                    (_, Some(e)) => Obstacle {
+                        segment: file_name(&e.path),
+                        file: Some(e.path.clone()),
+                        offset: Some(at.saturating_sub(e.params.start).min(seg_size)),
+                        missing: false,
+                    },
+                });
                 // The valid WAL that replay would never reach: later segments, and records that
                 // link back past the failure, and everything after them.
                 let mut counting = false;
@@ -847,6 +958,7 @@ pub(crate) fn conclude_dir(
         Some((_, Ev::Span { .. })) => {}
     }
     out.recovery.push(v);
+    Some(replayed)
 }
 
 /// The finding for a break, or none for the real end of WAL.
@@ -1006,6 +1118,7 @@ mod tests {
             listed: Vec::new(),
             segments: Default::default(),
             histories: Default::default(),
+            backups: Vec::new(),
         };
         for &(tli, segno) in segs {
             let path = std::path::PathBuf::from(segment_name(tli, segno, seg_size));
@@ -1111,7 +1224,14 @@ mod tests {
             }
         }
         let mut out = Conclusion::default();
-        conclude_dir(Path::new("/x/pg_wal"), d, true, None, &mut out);
+        conclude_dir(
+            Path::new("/x/pg_wal"),
+            &d,
+            true,
+            None,
+            Replay::default(),
+            &mut out,
+        );
         let torn: Vec<_> = out
             .findings
             .iter()
@@ -1197,7 +1317,14 @@ mod tests {
             }
         }
         let mut out = Conclusion::default();
-        conclude_dir(Path::new("/x/archive"), d, true, None, &mut out);
+        conclude_dir(
+            Path::new("/x/archive"),
+            &d,
+            true,
+            None,
+            Replay::default(),
+            &mut out,
+        );
         assert!(out.findings.is_empty(), "{:#?}", out.findings);
         let v = out.recovery.first().expect("a verdict");
         assert!(v.reaches_end, "{v:?}");
@@ -1246,7 +1373,14 @@ mod tests {
                 .push(plain_span(9 * seg + 40, 10 * seg - 60, 10 * seg - 4));
         }
         let mut out = Conclusion::default();
-        conclude_dir(Path::new("/x/pg_wal"), d, true, None, &mut out);
+        conclude_dir(
+            Path::new("/x/pg_wal"),
+            &d,
+            true,
+            None,
+            Replay::default(),
+            &mut out,
+        );
         let v = out.recovery.first().expect("a verdict");
         assert!(!v.reaches_end, "{v:?}");
         assert!(
@@ -1302,7 +1436,14 @@ mod tests {
             }
         }
         let mut out = Conclusion::default();
-        conclude_dir(Path::new("/x/archive"), d, true, None, &mut out);
+        conclude_dir(
+            Path::new("/x/archive"),
+            &d,
+            true,
+            None,
+            Replay::default(),
+            &mut out,
+        );
         assert!(
             out.findings.iter().all(|f| f.kind == FindingKind::TornTail),
             "{:#?}",

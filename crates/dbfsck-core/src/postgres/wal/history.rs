@@ -73,6 +73,47 @@ pub(crate) fn parse_history(bytes: &[u8], tli: u32) -> (History, Vec<Finding>) {
     (h, findings)
 }
 
+/// What a backup history file (`<segment>.<offset>.backup`, archived at the end of each base
+/// backup) says: the WAL a restore of that backup replays before it is consistent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BackupFile {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// `START WAL LOCATION`: where the restore's replay begins.
+    pub start: u64,
+    /// `STOP WAL LOCATION`: where the restored cluster becomes consistent.
+    pub stop: u64,
+    /// The timeline the backup began on (`START TIMELINE`, else the file's name).
+    pub timeline: u32,
+    /// `LABEL`, as written.
+    pub label: String,
+}
+
+/// Reads a backup history file's fields, when it is sound (see [`check_backup_file`]);
+/// `name_tli`: the timeline in the file's name.
+pub(crate) fn read_backup_file(
+    path: &std::path::Path,
+    bytes: &[u8],
+    name_tli: u32,
+) -> Option<BackupFile> {
+    let text = String::from_utf8_lossy(bytes);
+    let value = |key: &str| text.lines().find_map(|l| l.strip_prefix(key));
+    let lsn = |key: &str| {
+        value(key)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(parse_lsn)
+    };
+    Some(BackupFile {
+        path: path.to_path_buf(),
+        start: lsn("START WAL LOCATION: ")?,
+        stop: lsn("STOP WAL LOCATION: ")?,
+        timeline: value("START TIMELINE: ")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(name_tli),
+        label: value("LABEL: ").unwrap_or_default().to_owned(),
+    })
+}
+
 /// Checks a backup history file: its `START WAL LOCATION`, `STOP WAL LOCATION` and
 /// `CHECKPOINT LOCATION` lines parse, the start agrees with the offset in the file's name, and
 /// start ≤ checkpoint ≤ stop.
@@ -146,6 +187,11 @@ mod tests {
     fn backup_file_checks() {
         let ok = b"START WAL LOCATION: 0/7000028 (file 000000010000000000000007)\nSTOP WAL LOCATION: 0/7000100 (file 000000010000000000000007)\nCHECKPOINT LOCATION: 0/7000060\n";
         assert!(check_backup_file(ok, 0x28).is_empty());
+        let b = read_backup_file(std::path::Path::new("x"), ok, 3).unwrap();
+        assert_eq!((b.start, b.stop, b.timeline), (0x7000028, 0x7000100, 3));
+        let with_tli = b"START WAL LOCATION: 0/7000028 (file 000000010000000000000007)\nSTOP WAL LOCATION: 0/7000100 (file 000000010000000000000007)\nSTART TIMELINE: 2\nLABEL: nightly\n";
+        let b = read_backup_file(std::path::Path::new("x"), with_tli, 3).unwrap();
+        assert_eq!((b.timeline, b.label.as_str()), (2, "nightly"));
         assert_eq!(check_backup_file(ok, 0x30).len(), 1);
         assert_eq!(
             check_backup_file(b"START WAL LOCATION: 0/7000028\n", 0x28).len(),

@@ -4,10 +4,11 @@
 //! tell the real end of WAL from damage and to say where crash recovery would stop.
 //! `docs/postgres-wal.md`; the byte-level facts are in `../shared/formats-pgwal.md`.
 
-mod conclude;
+pub(crate) mod conclude;
 pub mod fpi;
-mod history;
+pub(crate) mod history;
 mod record;
+pub(crate) mod restore;
 mod segment;
 
 use std::collections::BTreeMap;
@@ -183,6 +184,8 @@ pub(crate) struct WalDir {
     pub listed: Vec<PathBuf>,
     pub segments: BTreeMap<PathBuf, SegEntry>,
     pub histories: BTreeMap<u32, History>,
+    /// The sound backup history files here (an archive's record of each base backup).
+    pub backups: Vec<history::BackupFile>,
 }
 
 /// What the WAL checks of one scan gather, for [`conclude`].
@@ -199,6 +202,7 @@ impl Registry {
             listed: Vec::new(),
             segments: BTreeMap::new(),
             histories: BTreeMap::new(),
+            backups: Vec::new(),
         });
         f(d)
     }
@@ -223,19 +227,35 @@ impl Registry {
         });
     }
 
-    /// Joins the segments of each directory and judges them; empties the registry.
+    fn add_backup(&self, dir: &Path, kind: WalDirKind, b: history::BackupFile) {
+        self.with(dir, kind, |d| d.backups.push(b));
+    }
+
+    /// Joins the segments of each directory and judges them; empties the registry, handing
+    /// back what it held (for restores joined across directories, [`restore::judge`]).
     /// `page_lsn`: the highest LSN of the data blocks verified in a data directory.
-    pub fn conclude(&self, complete: bool, page_lsn: &dyn Fn(&Path) -> Option<u64>) -> Conclusion {
+    pub fn conclude(
+        &self,
+        complete: bool,
+        page_lsn: &dyn Fn(&Path) -> Option<u64>,
+    ) -> (Conclusion, BTreeMap<PathBuf, WalDir>) {
         let dirs = std::mem::take(&mut *self.dirs.lock().unwrap_or_else(|e| e.into_inner()));
         let mut out = Conclusion::default();
-        for (path, dir) in dirs {
+        for (path, dir) in &dirs {
             let data_lsn = match dir.kind {
                 WalDirKind::DataDir { .. } => path.parent().and_then(page_lsn),
                 WalDirKind::Archive => None,
             };
-            conclude::conclude_dir(&path, dir, complete, data_lsn, &mut out);
+            conclude::conclude_dir(
+                path,
+                dir,
+                complete,
+                data_lsn,
+                conclude::Replay::default(),
+                &mut out,
+            );
         }
-        out
+        (out, dirs)
     }
 }
 
@@ -414,9 +434,14 @@ pub(crate) fn open(
                 notes: Vec::new(),
             })
         }
-        WalName::Backup { offset, .. } => {
+        WalName::Backup { offset, tli, .. } => {
             let text = read_small(source)?;
             let findings = history::check_backup_file(&text, offset);
+            if findings.is_empty() {
+                if let Some(b) = history::read_backup_file(path, &text, tli) {
+                    registry.add_backup(&dir, kind, b);
+                }
+            }
             Ok(Opened {
                 findings,
                 check: None,

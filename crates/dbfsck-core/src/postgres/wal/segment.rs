@@ -237,6 +237,9 @@ pub(crate) struct Summary {
     /// record (an `XLOG_OVERWRITE_CONTRECORD`) names.
     pub overwrite_first: bool,
     pub overwrites: Option<u64>,
+    /// The system identifier of the first page's long header, when that page verified: whose
+    /// cluster's WAL this is.
+    pub system_id: Option<u64>,
 }
 
 /// Stops kept per segment; past them the segment's walk ends, saying so.
@@ -393,6 +396,12 @@ pub(crate) fn walk(bytes: &[u8], p: SegParams) -> Summary {
     let mut w = Walker::new(bytes, p, None);
     w.run();
     w.out.magic = w.magic;
+    if w.out.pages > 0 {
+        w.out.system_id = bytes
+            .get(24..32)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes);
+    }
     w.out
 }
 
