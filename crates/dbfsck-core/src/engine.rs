@@ -1039,11 +1039,17 @@ impl Scanner {
         // A backup is restorable when its WAL reaches its end and no damage lies in it (its
         // pages' findings came from the scan, its manifest's from the conclusion).
         for b in &mut backups {
+            let also: std::collections::HashSet<&Path> =
+                b.also.iter().map(PathBuf::as_path).collect();
             b.damaged_findings = report
                 .findings
                 .iter()
                 .filter(|f| f.kind.is_damage())
-                .filter(|f| f.file.as_deref().is_some_and(|p| p.starts_with(&b.real)))
+                .filter(|f| {
+                    f.file
+                        .as_deref()
+                        .is_some_and(|p| p.starts_with(&b.real) || also.contains(p))
+                })
                 .count() as u64;
             b.restorable = b.consistent == Some(true) && b.damaged_findings == 0;
         }

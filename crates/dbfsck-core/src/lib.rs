@@ -39,6 +39,7 @@
 #![cfg_attr(test, allow(clippy::indexing_slicing, clippy::unwrap_used))]
 
 mod access;
+pub mod codec;
 mod engine;
 mod finding;
 mod format;

@@ -231,6 +231,10 @@ pub struct BackupVerdict {
     /// Its real path (findings under it count against it).
     #[serde(skip)]
     pub real: std::path::PathBuf,
+    /// Files outside it that it needs (an incremental pgBackRest backup's files stored by the
+    /// earlier backups it references): findings on them count against it too.
+    #[serde(skip)]
+    pub also: Vec<std::path::PathBuf>,
     /// Where the restored cluster becomes consistent (the manifest's last End-LSN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_end: Option<String>,

@@ -7,6 +7,7 @@ mod checksum;
 mod control;
 mod manifest;
 mod path;
+mod pgbackrest;
 mod tar;
 mod wal;
 
@@ -50,6 +51,8 @@ pub struct PostgresFormat {
     tar_backups: Mutex<Vec<PathBuf>>,
     /// The WAL archive base backups are restored from (`--wal-archive`).
     wal_archive: Option<PathBuf>,
+    /// pgBackRest backup directories listed, checked once every file is verified.
+    pgbackrest: Mutex<Vec<PathBuf>>,
 }
 
 /// What one data directory says about how to read its files.
@@ -181,7 +184,7 @@ fn backup_wal(
     dir: &Path,
     cluster: &Cluster,
     ranges: &[manifest::WalRange],
-    archive: Option<(&Path, &crate::report::RestoreVerdict)>,
+    archive: Option<(&wal::WalDir, &crate::report::RestoreVerdict)>,
     out: &mut crate::format::Conclusion,
 ) -> crate::report::BackupVerdict {
     let seg_size = cluster
@@ -195,7 +198,12 @@ fn backup_wal(
         for segno in r.start / seg_size..=(r.end - 1) / seg_size {
             let name = wal::segment_name(r.timeline, segno, seg_size);
             let path = pg_wal.join(&name);
-            if path.is_file() || archive.is_some_and(|(a, _)| a.join(&name).is_file()) {
+            let archived = archive.is_some_and(|(a, _)| {
+                a.segments
+                    .values()
+                    .any(|e| e.tli == r.timeline && e.segno == segno && !e.partial)
+            });
+            if path.is_file() || archived {
                 continue;
             }
             missing += 1;
@@ -320,6 +328,7 @@ fn backup_verdict(dir: &Path, ranges: &[manifest::WalRange]) -> crate::report::B
         format: PostgresFormat::NAME.into(),
         path: dir.to_string_lossy().into_owned(),
         real: dir.to_path_buf(),
+        also: Vec::new(),
         backup_end: ranges.last().map(|r| wal::Lsn(r.end).to_string()),
         consistent: None,
         missing_wal_segments: 0,
@@ -447,7 +456,7 @@ impl Format for PostgresFormat {
                         dir,
                         c,
                         ranges,
-                        archive.map(|a| a.0).zip(restore.as_ref()),
+                        archive.map(|a| a.1).zip(restore.as_ref()),
                         &mut out,
                     ),
                     None => {
@@ -459,6 +468,118 @@ impl Format for PostgresFormat {
                 };
                 out.backups.push(verdict);
             }
+            out.restores.extend(restore);
+        }
+        // pgBackRest backups: every file, then the restore from the repository's archive.
+        let pgbr = std::mem::take(&mut *self.pgbackrest.lock().unwrap_or_else(|e| e.into_inner()));
+        for dir in pgbr {
+            if !complete {
+                out.warnings.push((
+                    dir.clone(),
+                    "the scan stopped early: the pgBackRest backup was not checked".into(),
+                ));
+                continue;
+            }
+            let checked = pgbackrest::check(&dir);
+            out.findings.extend(checked.findings);
+            out.warnings.extend(checked.warnings);
+            out.units += checked.units;
+            let Some(m) = checked.manifest else { continue };
+            // Its archive: --wal-archive, else the repository's archive/<stanza>/<version>-<id>/.
+            let repo_archive = dir.parent().and_then(|stanza| {
+                let name = stanza.file_name()?;
+                let repo = stanza.parent()?.parent()?;
+                Some(
+                    repo.join("archive")
+                        .join(name)
+                        .join(format!("{}-{}", m.db_version, m.db_id)),
+                )
+            });
+            let found = archive.or_else(|| {
+                let want = fs::canonicalize(repo_archive.as_ref()?).ok()?;
+                wal_dirs
+                    .iter()
+                    .find(|(p, d)| {
+                        d.kind == wal::WalDirKind::Archive
+                            && fs::canonicalize(p).ok().as_ref() == Some(&want)
+                    })
+                    .map(|(p, d)| (p.as_path(), d))
+            });
+            let need = wal::restore::Need {
+                backup: dir.to_string_lossy().into_owned(),
+                label: Some(m.label.clone()),
+                start: m.lsn_start,
+                end: Some(m.lsn_stop),
+                timeline: m.timeline(),
+                system_id: m.system_id,
+            };
+            restored.push((m.lsn_start, m.timeline()));
+            let restore = match found {
+                Some((apath, adir)) => match wal::restore::judge(None, adir, apath, &need) {
+                    Ok(v) => Some(v),
+                    Err(why) => {
+                        out.warnings.push((
+                            dir.clone(),
+                            format!("the restore of this backup from the repository's WAL archive is not judged: {why}"),
+                        ));
+                        None
+                    }
+                },
+                None => {
+                    out.warnings.push((
+                        dir.clone(),
+                        format!(
+                            "the backup's WAL archive ({}) was not scanned: scan the whole repository, or name the archive with --wal-archive, to judge whether the backup restores",
+                            repo_archive.map_or_else(|| "archive/<stanza>/<version>-<id>".into(), |p| p.display().to_string())
+                        ),
+                    ));
+                    None
+                }
+            };
+            // The segments from backup-archive-start to -stop the archive lacks.
+            let missing = match found {
+                Some((_, adir)) => {
+                    let segno = |name: &str| -> Option<(u32, u64)> {
+                        let w = wal::WalName::parse(name)?;
+                        match w {
+                            wal::WalName::Segment { tli, log, seg, .. } => {
+                                let per = 0x1_0000_0000u64
+                                    / adir
+                                        .segments
+                                        .values()
+                                        .next()
+                                        .map_or(16 << 20, |e| e.params.seg_size);
+                                Some((tli, u64::from(log) * per + u64::from(seg)))
+                            }
+                            _ => None,
+                        }
+                    };
+                    match (segno(&m.archive_start), segno(&m.archive_stop)) {
+                        (Some((tli, a)), Some((_, b))) if b >= a && b - a < 1 << 20 => (a..=b)
+                            .filter(|s| {
+                                !adir
+                                    .segments
+                                    .values()
+                                    .any(|e| e.tli == tli && e.segno == *s && !e.partial)
+                            })
+                            .count()
+                            as u64,
+                        _ => 0,
+                    }
+                }
+                None => 0,
+            };
+            out.backups.push(crate::report::BackupVerdict {
+                format: Self::NAME.into(),
+                path: dir.to_string_lossy().into_owned(),
+                real: dir.clone(),
+                also: checked.referenced,
+                backup_end: Some(wal::Lsn(m.lsn_stop).to_string()),
+                consistent: restore.as_ref().map(|r| r.consistent && missing == 0),
+                missing_wal_segments: missing,
+                damaged_findings: 0,
+                restorable: false,
+            });
             out.restores.extend(restore);
         }
         // The archives' own backup history files: each backup they name, restored from them.
@@ -514,12 +635,23 @@ impl Format for PostgresFormat {
             || !version_dirs(dir).is_empty()
             || tar::is_tar_backup(dir)
             || is_wal_dir(dir)
+            || pgbackrest::is_backup_dir(dir)
     }
 
     fn list_dir(&self, dir: &Path) -> Option<DirListing> {
         let mut listing = DirListing::default();
         if !is_data_dir(dir) && is_wal_dir(dir) {
             self.list_wal(dir, &mut listing);
+            return Some(listing);
+        }
+        if pgbackrest::is_backup_dir(dir) && !is_data_dir(dir) {
+            // Its files are compressed: they are checked whole, streamed, once the scan's
+            // other files are (the conclusion); the manifest is the file listed.
+            self.pgbackrest
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(dir.to_path_buf());
+            listing.files.push(dir.join(pgbackrest::MANIFEST));
             return Some(listing);
         }
         if tar::is_tar_backup(dir) && !is_data_dir(dir) {
@@ -634,9 +766,19 @@ impl Format for PostgresFormat {
         if tar::is_backup_archive(path) {
             return self.open_tar(path, source);
         }
+        if name == pgbackrest::MANIFEST && path.parent().is_some_and(pgbackrest::is_backup_dir) {
+            // Judged with the backup's files, in the conclusion.
+            return Ok(Opened {
+                findings: Vec::new(),
+                check: None,
+                units: 0,
+                recheck_after: None,
+                notes: Vec::new(),
+            });
+        }
         let cluster = data_dir_of(path).map(|d| self.cluster(&d));
-        if let Some(w) = wal::WalName::parse(name) {
-            let dir = path.parent().unwrap_or(Path::new(""));
+        if let Some(w) = wal::parse_stored(name) {
+            let dir = wal::wal_dir_of(path.parent().unwrap_or(Path::new("")));
             let control = cluster.as_ref().and_then(|c| c.control).and_then(|c| c.wal);
             let live = cluster.as_ref().is_some_and(|c| c.live);
             return wal::open(
@@ -725,17 +867,34 @@ impl PostgresFormat {
             }
         };
         let mut segments = Vec::new();
-        for e in entries {
+        let mut entries = entries;
+        let mut i = 0;
+        while let Some(e) = entries.get(i) {
+            i += 1;
             let path = e.path();
             let name = e.file_name();
-            let parsed = name.to_str().and_then(wal::WalName::parse);
+            let parsed = name.to_str().and_then(wal::parse_stored);
             let is_file = e.file_type().is_ok_and(|t| t.is_file());
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
             match parsed {
-                Some(w) if is_file => {
+                Some((w, _)) if is_file => {
                     if matches!(w, wal::WalName::Segment { .. }) {
                         segments.push(path.clone());
                     }
                     listing.files.push(path);
+                }
+                // A pgBackRest log folder at the archive's top: its files are the archive's.
+                None if is_dir
+                    && wal::wal_dir_of(dir) == dir
+                    && name.to_str().is_some_and(wal::is_log_folder) =>
+                {
+                    match sorted_entries(&path) {
+                        Ok(more) => entries.extend(more),
+                        Err(err) => listing.errors.push((
+                            path,
+                            format!("could not list the WAL archive's folder: {err}"),
+                        )),
+                    }
                 }
                 _ if name == "archive_status" => listing.skipped.push((
                     path,
@@ -759,8 +918,11 @@ impl PostgresFormat {
         let cluster = data_dir.map(|d| self.cluster(d));
         let control = cluster.as_ref().and_then(|c| c.control).and_then(|c| c.wal);
         let live = cluster.as_ref().is_some_and(|c| c.live);
-        self.wal
-            .listed(dir, wal::dir_kind(dir, control, live), &segments);
+        self.wal.listed(
+            wal::wal_dir_of(dir),
+            wal::dir_kind(dir, control, live),
+            &segments,
+        );
         listing.files.sort();
     }
 
@@ -814,8 +976,10 @@ fn is_wal_file(probe: &Probe<'_>) -> bool {
     let Some(name) = probe.path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
-    match wal::WalName::parse(name) {
-        Some(wal::WalName::Segment { .. }) => probe
+    match wal::parse_stored(name) {
+        // Compressed: its codec's stream is judged when it is decoded.
+        Some((wal::WalName::Segment { .. }, s)) if s.codec.is_some() => true,
+        Some((wal::WalName::Segment { .. }, _)) => probe
             .head
             .get(..2)
             .and_then(|b| b.try_into().ok())
@@ -833,8 +997,18 @@ fn is_wal_dir(dir: &Path) -> bool {
         return false;
     };
     rd.filter_map(Result::ok).any(|e| {
-        e.file_name().to_str().is_some_and(wal::WalName::is_segment)
-            && e.file_type().is_ok_and(|t| t.is_file())
+        let name = e.file_name();
+        let name = name.to_str().unwrap_or_default();
+        let kind = e.file_type();
+        (wal::WalName::is_segment(name) && kind.as_ref().is_ok_and(|t| t.is_file()))
+            // pgBackRest's archive: its segments in log folders below it.
+            || (wal::is_log_folder(name)
+                && kind.is_ok_and(|t| t.is_dir())
+                && fs::read_dir(e.path()).is_ok_and(|rd| {
+                    rd.filter_map(Result::ok).any(|e| {
+                        e.file_name().to_str().is_some_and(wal::WalName::is_segment)
+                    })
+                }))
     })
 }
 

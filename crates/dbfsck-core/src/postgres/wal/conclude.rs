@@ -801,7 +801,7 @@ pub(crate) fn conclude_dir(
         let segno = start / seg_size;
         replayed.obstacle = Some(match segs.iter().find(|e| e.segno == segno) {
             Some(e) => Obstacle {
-                segment: file_name(&e.path),
+                segment: segment_name(e.tli, e.segno, seg_size),
                 file: Some(e.path.clone()),
                 offset: Some(start - e.params.start),
                 missing: false,
@@ -898,7 +898,7 @@ pub(crate) fn conclude_dir(
                         }
                     }
                     (_, Some(e)) => Obstacle {
-                        segment: file_name(&e.path),
+                        segment: segment_name(e.tli, e.segno, seg_size),
                         file: Some(e.path.clone()),
                         offset: Some(at.saturating_sub(e.params.start).min(seg_size)),
                         missing: false,

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::finding::Finding;
+use crate::finding::{Finding, FindingKind};
 use crate::format::{Chunk, Conclusion, FileSource, Layout, OpenError, Opened, UnitCheck};
 
 use super::control::ControlWal;
@@ -86,6 +86,61 @@ pub(crate) enum WalName {
     },
 }
 
+/// How an archived WAL file is stored: compressed (its extension), and with the SHA-1 of its
+/// bytes in its name (pgBackRest's `<segment>-<sha1>[.<ext>]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Stored {
+    pub codec: Option<crate::codec::Codec>,
+    pub sha1: Option<[u8; 20]>,
+}
+
+/// Parses a stored WAL file name: a plain one (as [`WalName::parse`]), or a segment archived
+/// compressed (`.gz`, `.lz4`, `.zst`, `.bz2`, `.xz`, `.lzma`) and/or with pgBackRest's
+/// `-<sha1>` after its name.
+pub(crate) fn parse_stored(name: &str) -> Option<(WalName, Stored)> {
+    if let Some(w) = WalName::parse(name) {
+        return Some((w, Stored::default()));
+    }
+    let (stem, codec) = match crate::codec::Codec::strip(name) {
+        Some((stem, c)) => (stem, Some(c)),
+        None => (name, None),
+    };
+    let (stem, sha1) = match stem.rsplit_once('-') {
+        Some((s, h)) if h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            let mut d = [0u8; 20];
+            for (i, b) in d.iter_mut().enumerate() {
+                *b = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
+            }
+            (s, Some(d))
+        }
+        _ => (stem, None),
+    };
+    if codec.is_none() && sha1.is_none() {
+        return None;
+    }
+    match WalName::parse(stem)? {
+        w @ WalName::Segment { .. } => Some((w, Stored { codec, sha1 })),
+        // History and backup-history files are stored as they are.
+        _ => None,
+    }
+}
+
+/// pgBackRest keeps an archive's segments in one folder per 4 GiB of WAL, named by the first
+/// 16 hex digits of their names (`<timeline><log>`): such a folder's files belong to the
+/// archive above it.
+pub(crate) fn is_log_folder(name: &str) -> bool {
+    name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The WAL directory a file in `dir` belongs to: `dir`, or the archive above a pgBackRest log
+/// folder.
+pub(crate) fn wal_dir_of(dir: &Path) -> &Path {
+    match (dir.file_name().and_then(|n| n.to_str()), dir.parent()) {
+        (Some(n), Some(p)) if is_log_folder(n) => p,
+        _ => dir,
+    }
+}
+
 fn hex8(s: &str) -> Option<u32> {
     (s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| u32::from_str_radix(s, 16).ok())
@@ -134,9 +189,10 @@ impl WalName {
         })
     }
 
-    /// Whether a file name is a WAL segment's (plain or `.partial`).
+    /// Whether a file name is a WAL segment's (plain or `.partial`, stored compressed or
+    /// under pgBackRest's name too).
     pub fn is_segment(name: &str) -> bool {
-        matches!(WalName::parse(name), Some(WalName::Segment { .. }))
+        matches!(parse_stored(name), Some((WalName::Segment { .. }, _)))
     }
 }
 
@@ -267,6 +323,9 @@ struct SegmentCheck {
     dir: PathBuf,
     kind: WalDirKind,
     len: u64,
+    /// Compressed, or named with its SHA-1: the segment's bytes are decoded (one segment in
+    /// memory per thread at most) and hashed before they are walked.
+    stored: Stored,
 }
 
 impl SegmentCheck {
@@ -289,7 +348,10 @@ impl UnitCheck for SegmentCheck {
     }
 
     fn inspect_unit(&self) -> Option<u64> {
-        self.params().map(|p| p.page_size)
+        // A compressed file's pages are not at their offsets in it.
+        self.params()
+            .filter(|_| self.stored.codec.is_none())
+            .map(|p| p.page_size)
     }
 
     fn inspect_in(&self, chunk: &Chunk<'_>, unit: u64) -> Vec<(String, String)> {
@@ -298,14 +360,69 @@ impl UnitCheck for SegmentCheck {
             .unwrap_or_default()
     }
 
-    fn verify(&self, chunk: &Chunk<'_>, _out: &mut Vec<Finding>) -> u64 {
+    fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64 {
         let Some(mut e) = self.entry.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
             return 0;
         };
         if chunk.offset != 0 {
             return 0;
         }
-        e.summary = segment::walk(chunk.bytes, e.params);
+        let decoded;
+        let bytes = match self.stored.codec {
+            None => chunk.bytes,
+            Some(codec) => {
+                // A segment decompresses to wal_segment_size bytes; a byte more is kept to
+                // tell a longer stream.
+                let (d, err) = codec.decode_bounded(chunk.bytes, e.params.seg_size + 1);
+                decoded = d;
+                // A longer stream is said once, below.
+                if let Some(err) =
+                    err.filter(|e| !matches!(e, crate::codec::DecodeError::TooLong { .. }))
+                {
+                    let kind = match err {
+                        crate::codec::DecodeError::Truncated { .. } => FindingKind::Truncated,
+                        _ => FindingKind::BadHeader,
+                    };
+                    out.push(Finding::new(
+                        kind,
+                        0,
+                        self.len,
+                        format!("{err}: the WAL past the bytes that decoded is lost"),
+                    ));
+                }
+                if decoded.len() as u64 > e.params.seg_size {
+                    out.push(Finding::new(
+                        FindingKind::BadHeader,
+                        0,
+                        self.len,
+                        format!(
+                            "the file decompresses to more than wal_segment_size ({} bytes): it is not one WAL segment",
+                            e.params.seg_size
+                        ),
+                    ));
+                }
+                decoded.get(..).unwrap_or_default()
+            }
+        };
+        if let Some(want) = self.stored.sha1 {
+            let got: [u8; 20] = <sha1::Sha1 as sha1::Digest>::digest(bytes).into();
+            if got != want {
+                let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+                let mut f = Finding::new(
+                    FindingKind::ChecksumMismatch,
+                    0,
+                    self.len,
+                    "the segment's SHA-1 differs from the one in its name (pgBackRest's archive checksum): its bytes are not the ones archived",
+                );
+                f.expected = Some(hex(&want));
+                f.actual = Some(hex(&got));
+                out.push(f);
+            }
+        }
+        let bytes = bytes
+            .get(..usize::try_from(e.params.seg_size).unwrap_or(usize::MAX))
+            .unwrap_or(bytes);
+        e.summary = segment::walk(bytes, e.params);
         let records = e.summary.records();
         self.registry.add_segment(&self.dir, self.kind, e);
         records
@@ -327,11 +444,11 @@ pub(crate) fn dir_kind(dir: &Path, control: Option<ControlWal>, live: bool) -> W
 pub(crate) fn open(
     registry: &Arc<Registry>,
     path: &Path,
-    name: WalName,
+    (name, stored): (WalName, Stored),
     source: &dyn FileSource,
     kind: WalDirKind,
 ) -> Result<Opened, OpenError> {
-    let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+    let dir = wal_dir_of(path.parent().unwrap_or(Path::new(""))).to_path_buf();
     match name {
         WalName::Segment {
             tli,
@@ -346,7 +463,14 @@ pub(crate) fn open(
             // The segment size: pg_control's, else the long header's (as pg_waldump does).
             let mut head = [0u8; 40];
             let n = source.read_full_at(0, &mut head)?;
-            let long = head.get(..n).unwrap_or_default();
+            let mut long = head.get(..n).unwrap_or_default().to_vec();
+            if let Some(codec) = stored.codec {
+                // The long header of the decompressed segment, from the file's first bytes.
+                let mut first = vec![0u8; usize::try_from(source.len().min(1 << 16)).unwrap_or(0)];
+                let n = source.read_full_at(0, &mut first)?;
+                first.truncate(n);
+                long = codec.decode_bounded(&first, 40).0;
+            }
             let header_seg = long
                 .get(32..36)
                 .and_then(|b| b.try_into().ok())
@@ -401,7 +525,7 @@ pub(crate) fn open(
             // PostgreSQL reads a segment's first wal_segment_size bytes; a longer file's rest is
             // never WAL, and is not read.
             let mut notes = Vec::new();
-            if source.len() > seg_size {
+            if source.len() > seg_size && stored.codec.is_none() {
                 notes.push(format!(
                     "the file is {} bytes longer than wal_segment_size ({seg_size}): PostgreSQL never reads past the segment's size, so neither does this scan",
                     source.len() - seg_size
@@ -414,7 +538,12 @@ pub(crate) fn open(
                     registry: registry.clone(),
                     dir,
                     kind,
-                    len: source.len().min(seg_size),
+                    len: if stored.codec.is_some() {
+                        source.len()
+                    } else {
+                        source.len().min(seg_size)
+                    },
+                    stored,
                 })),
                 units: 0,
                 recheck_after: None,
@@ -499,6 +628,56 @@ fn read_small(source: &dyn FileSource) -> Result<Vec<u8>, OpenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Archived names: compressed (archive_command with gzip, WAL-G), pgBackRest's
+    /// `<segment>-<sha1>[.<ext>]`, its `.partial-<sha1>`; history and backup files stay plain.
+    #[test]
+    fn stored_names_parse() {
+        use crate::codec::Codec;
+        let seg = WalName::Segment {
+            tli: 1,
+            log: 0,
+            seg: 3,
+            partial: false,
+        };
+        assert_eq!(
+            parse_stored("000000010000000000000003.zst"),
+            Some((
+                seg,
+                Stored {
+                    codec: Some(Codec::Zstd),
+                    sha1: None
+                }
+            ))
+        );
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let (w, s) = parse_stored(&format!("000000010000000000000003-{sha}.gz")).unwrap();
+        assert_eq!((w, s.codec), (seg, Some(Codec::Gzip)));
+        assert_eq!(s.sha1.unwrap()[..2], [0x01, 0x23]);
+        let (w, s) = parse_stored(&format!("000000010000000000000003-{sha}")).unwrap();
+        assert_eq!((w, s.codec, s.sha1.is_some()), (seg, None, true));
+        let (w, _) = parse_stored(&format!("000000010000000000000003.partial-{sha}.lz4")).unwrap();
+        assert!(matches!(w, WalName::Segment { partial: true, .. }));
+        assert_eq!(
+            parse_stored("000000010000000000000003"),
+            Some((seg, Stored::default()))
+        );
+        for bad in [
+            "000000010000000000000003.rar",
+            "00000002.history.gz",
+            "000000010000000000000003-0123.gz",
+            "00000001000000000000003.gz",
+            "000000010000000000000003-zz23456789abcdef0123456789abcdef01234567",
+        ] {
+            assert_eq!(parse_stored(bad), None, "{bad}");
+        }
+        assert!(is_log_folder("0000000100000000"));
+        assert_eq!(
+            wal_dir_of(Path::new("/r/archive/main/15-1/0000000100000000")),
+            Path::new("/r/archive/main/15-1")
+        );
+        assert_eq!(wal_dir_of(Path::new("/r/wal")), Path::new("/r/wal"));
+    }
 
     #[test]
     fn names_parse() {
