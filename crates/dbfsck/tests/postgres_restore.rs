@@ -314,6 +314,45 @@ fn restore_verdicts_agree_with_real_archive_recovery() {
         v["summary"]
     );
 
+    // Its own pg_wal.tar, without the archive: it reaches the backup's end; a byte flipped in
+    // its first record: it does not, and the damage is named inside the archive.
+    let tar = top.join("tar");
+    let (code, v) = dbfsck(&["scan", tar.to_str().unwrap()]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        v["summary"]["backups"][0]["consistent"], true,
+        "{}",
+        v["summary"]
+    );
+    let tar_flipped = top.join("tar-flipped");
+    copy_tree(tar.to_str().unwrap(), &tar_flipped);
+    let wal_tar = tar_flipped.join("pg_wal.tar");
+    let mut b = fs::read(&wal_tar).unwrap();
+    b[512 + 0x40] ^= 0xff;
+    fs::write(&wal_tar, b).unwrap();
+    let (code, v) = dbfsck(&["scan", tar_flipped.to_str().unwrap()]);
+    assert_eq!(code & 4, 4, "{v}");
+    assert_eq!(
+        v["summary"]["backups"][0]["consistent"], false,
+        "{}",
+        v["summary"]
+    );
+    let bad = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "checksum_mismatch")
+        .unwrap_or_else(|| panic!("{}", v["findings"]));
+    assert!(
+        bad["path"].as_str().unwrap().ends_with("pg_wal.tar"),
+        "{bad}"
+    );
+    assert_eq!(
+        bad["owner"]["member"].as_str().map(str::len),
+        Some(24),
+        "{bad}"
+    );
+
     // The archive alone: each backup its history files name gets a verdict.
     let (code, v) = dbfsck(&["scan", a]);
     assert_eq!(code, 0, "{v}");

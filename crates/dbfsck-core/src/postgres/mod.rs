@@ -322,6 +322,83 @@ fn read_manifest(
     Some(bytes)
 }
 
+/// The verdict of a tar-format backup: the segments of its manifest's `WAL-Ranges` that neither
+/// its `pg_wal.tar` nor the WAL archive holds, and whether its WAL reaches its end — the
+/// restore from the archive when one is given, else a replay of `pg_wal.tar` alone.
+fn tar_backup_wal(
+    dir: &Path,
+    ranges: &[manifest::WalRange],
+    own: Option<(&Path, &wal::WalDir)>,
+    archive: Option<&wal::WalDir>,
+    restore: Option<&crate::report::RestoreVerdict>,
+    need: Option<&wal::restore::Need>,
+    out: &mut crate::format::Conclusion,
+) -> crate::report::BackupVerdict {
+    let mut verdict = backup_verdict(dir, ranges);
+    let has = |d: &wal::WalDir, tli: u32, segno: u64| {
+        d.segments
+            .values()
+            .any(|e| e.tli == tli && e.segno == segno && !e.partial)
+    };
+    let seg_size = own
+        .and_then(|(_, d)| d.segments.values().next())
+        .or_else(|| archive.and_then(|a| a.segments.values().next()))
+        .map_or(16 << 20, |e| e.params.seg_size);
+    let tar = dir.join("pg_wal.tar");
+    let mut missing = 0;
+    for r in ranges.iter().filter(|r| r.end > r.start) {
+        for segno in r.start / seg_size..=(r.end - 1) / seg_size {
+            if own.is_some_and(|(_, d)| has(d, r.timeline, segno))
+                || archive.is_some_and(|a| has(a, r.timeline, segno))
+            {
+                continue;
+            }
+            missing += 1;
+            let name = wal::segment_name(r.timeline, segno, seg_size);
+            let mut f = Finding::new(
+                FindingKind::MissingFile,
+                0,
+                seg_size,
+                format!(
+                    "the backup needs the WAL from {} to {} on timeline {} (backup_manifest WAL-Ranges) to become consistent, and segment {name} is not in pg_wal.tar{}: the backup cannot be restored without it",
+                    wal::Lsn(r.start),
+                    wal::Lsn(r.end),
+                    r.timeline,
+                    if archive.is_some() { " nor in the WAL archive" } else { " (taken with -X none? name the archive with --wal-archive)" },
+                ),
+            );
+            let mut owner = Owner::new();
+            owner.insert("member".into(), name.into());
+            f.owner = Some(owner);
+            f.file = Some(tar.clone());
+            out.findings.push(f);
+        }
+    }
+    verdict.missing_wal_segments = missing;
+    let reaches = match (restore, own, need) {
+        (Some(r), _, _) => Some(r.consistent),
+        (None, Some((path, d)), Some(need)) => wal::restore::judge(None, d, path, need)
+            .ok()
+            .map(|r| r.consistent),
+        _ => Some(false),
+    };
+    verdict.consistent = reaches.map(|c| c && missing == 0);
+    if reaches == Some(false) && missing == 0 && restore.is_none() {
+        let mut f = Finding::new(
+            FindingKind::Truncated,
+            0,
+            0,
+            format!(
+                "replay of the WAL in pg_wal.tar stops before the backup's end at {} (backup_manifest WAL-Ranges): PostgreSQL refuses to start from it (\"WAL ends before end of online backup\"); the rest must come from the WAL archive",
+                ranges.last().map_or_else(String::new, |r| wal::Lsn(r.end).to_string())
+            ),
+        );
+        f.file = Some(tar);
+        out.findings.push(f);
+    }
+    verdict
+}
+
 /// A backup's verdict before its WAL is judged (`consistent` unknown).
 fn backup_verdict(dir: &Path, ranges: &[manifest::WalRange]) -> crate::report::BackupVerdict {
     crate::report::BackupVerdict {
@@ -412,17 +489,27 @@ impl Format for PostgresFormat {
             });
             // The restore from the archive: from the label's start (else the manifest's first
             // range), to the manifest's end (else the archive's history file of this start).
-            let restore = archive.and_then(|(apath, adir)| {
-                let label = cluster.and_then(|_| backup_label(dir));
-                let first = ranges.as_ref().and_then(|r| r.first());
-                let (start, timeline) = label
-                    .map(|(s, _, t)| (s, t))
-                    .or(first.map(|r| (r.start, r.timeline)))?;
-                let history = adir
-                    .backups
-                    .iter()
-                    .find(|b| b.start == start && b.timeline == timeline);
-                let need = wal::restore::Need {
+            // The restore: from the label's start (else the manifest's first range), to the
+            // manifest's end (else the archive's history file of this start).
+            let label = cluster.and_then(|_| backup_label(dir));
+            let first = ranges.as_ref().and_then(|r| r.first());
+            let begin = label
+                .map(|(s, _, t)| (s, t))
+                .or(first.map(|r| (r.start, r.timeline)));
+            // The backup's own WAL: pg_wal/, or a tar-format backup's pg_wal.tar.
+            let own_path = dir.join(if cluster.is_some() {
+                "pg_wal"
+            } else {
+                "pg_wal.tar"
+            });
+            let own = wal_dirs.get(&own_path);
+            let need = begin.map(|(start, timeline)| {
+                let history = archive.and_then(|(_, adir)| {
+                    adir.backups
+                        .iter()
+                        .find(|b| b.start == start && b.timeline == timeline)
+                });
+                wal::restore::Need {
                     backup: dir.to_string_lossy().into_owned(),
                     label: history.map(|b| b.label.clone()),
                     start,
@@ -436,20 +523,24 @@ impl Format for PostgresFormat {
                         .and_then(|c| c.control)
                         .and_then(|c| c.wal)
                         .map(|w| w.system_id),
-                };
-                let own = wal_dirs.get(&dir.join("pg_wal"));
-                restored.push((start, timeline));
-                match wal::restore::judge(own, adir, apath, &need) {
-                    Ok(v) => Some(v),
-                    Err(why) => {
-                        out.warnings.push((
-                            dir.clone(),
-                            format!("the restore of this backup from the WAL archive is not judged: {why}"),
-                        ));
-                        None
-                    }
                 }
             });
+            let restore = match (archive, &need) {
+                (Some((apath, adir)), Some(need)) => {
+                    restored.push((need.start, need.timeline));
+                    match wal::restore::judge(own, adir, apath, need) {
+                        Ok(v) => Some(v),
+                        Err(why) => {
+                            out.warnings.push((
+                                dir.clone(),
+                                format!("the restore of this backup from the WAL archive is not judged: {why}"),
+                            ));
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
             if let Some(ranges) = &ranges {
                 let verdict = match cluster {
                     Some(c) => backup_wal(
@@ -459,12 +550,15 @@ impl Format for PostgresFormat {
                         archive.map(|a| a.1).zip(restore.as_ref()),
                         &mut out,
                     ),
-                    None => {
-                        let mut v = backup_verdict(dir, ranges);
-                        // Its pg_wal.tar is not read: only the archive can say.
-                        v.consistent = restore.as_ref().map(|r| r.consistent);
-                        v
-                    }
+                    None => tar_backup_wal(
+                        dir,
+                        ranges,
+                        own.map(|o| (own_path.as_path(), o)),
+                        archive.map(|a| a.1),
+                        restore.as_ref(),
+                        need.as_ref(),
+                        &mut out,
+                    ),
                 };
                 out.backups.push(verdict);
             }
@@ -766,6 +860,17 @@ impl Format for PostgresFormat {
         if tar::is_backup_archive(path) {
             return self.open_tar(path, source);
         }
+        if name == "pg_wal.tar" && path.parent().is_some_and(tar::is_tar_backup) {
+            let members = tar::members(source).map_err(|reason| OpenError::NotThisFormat {
+                format: Self::NAME,
+                reason,
+            })?;
+            let members: Vec<(String, u64, u64)> = members
+                .into_iter()
+                .map(|m| (m.name, m.data, m.size))
+                .collect();
+            return wal::open_tar(&self.wal, path, &members, source);
+        }
         if name == pgbackrest::MANIFEST && path.parent().is_some_and(pgbackrest::is_backup_dir) {
             // Judged with the backup's files, in the conclusion.
             return Ok(Opened {
@@ -1029,11 +1134,8 @@ fn list_tar_backup(dir: &Path, listing: &mut DirListing) {
         let name = e.file_name().to_string_lossy().into_owned();
         if tar::is_backup_archive(&path) && e.file_type().is_ok_and(|t| t.is_file()) {
             listing.files.push(path);
-        } else if name == "pg_wal.tar" {
-            listing.skipped.push((
-                path,
-                "the backup's WAL: not verified by this version".into(),
-            ));
+        } else if name == "pg_wal.tar" && e.file_type().is_ok_and(|t| t.is_file()) {
+            listing.files.push(path);
         } else if name.contains(".tar.") {
             listing.skipped.push((
                 path,

@@ -792,7 +792,8 @@ pub(crate) fn conclude_dir(
                         Lsn(start)
                     ),
                 );
-                f.file = Some(e.path.clone());
+                f.file = Some(e.file().0.to_path_buf());
+                f.offset += e.file().1;
                 out.findings.push(f);
             }
         }
@@ -802,8 +803,8 @@ pub(crate) fn conclude_dir(
         replayed.obstacle = Some(match segs.iter().find(|e| e.segno == segno) {
             Some(e) => Obstacle {
                 segment: segment_name(e.tli, e.segno, seg_size),
-                file: Some(e.path.clone()),
-                offset: Some(start - e.params.start),
+                file: Some(e.file().0.to_path_buf()),
+                offset: Some(start - e.params.start + e.file().1),
                 missing: false,
             },
             None => Obstacle {
@@ -899,8 +900,8 @@ pub(crate) fn conclude_dir(
                     }
                     (_, Some(e)) => Obstacle {
                         segment: segment_name(e.tli, e.segno, seg_size),
-                        file: Some(e.path.clone()),
-                        offset: Some(at.saturating_sub(e.params.start).min(seg_size)),
+                        file: Some(e.file().0.to_path_buf()),
+                        offset: Some(at.saturating_sub(e.params.start).min(seg_size) + e.file().1),
                         missing: false,
                     },
                 });
@@ -1049,11 +1050,15 @@ fn finding(
         ),
         None => detail,
     };
-    let mut f = Finding::new(kind, offset, length, detail).owner(owner);
+    if let Some(w) = &e.within {
+        owner.insert("member".into(), w.member.clone().into());
+    }
+    let (file, base) = e.file();
+    let mut f = Finding::new(kind, base + offset, length, detail).owner(owner);
     if let (Stop::Crc { stored, computed }, FindingKind::ChecksumMismatch) = (&brk.why, kind) {
         f = f.checksums(format!("0x{stored:08x}"), format!("0x{computed:08x}"));
     }
-    f.file = Some(e.path.clone());
+    f.file = Some(file.to_path_buf());
     Some(f)
 }
 
@@ -1138,6 +1143,7 @@ mod tests {
                     partial: false,
                     params,
                     summary: Default::default(),
+                    within: None,
                 },
             );
         }

@@ -224,12 +224,37 @@ pub(crate) enum WalDirKind {
 /// One segment's result.
 #[derive(Debug, Clone)]
 pub(crate) struct SegEntry {
+    /// The segment's file; for a member of an archive, the archive's path joined with the
+    /// member's name (a name for it, not a file: `within` says where its bytes are).
     pub path: PathBuf,
     pub tli: u32,
     pub segno: u64,
     pub partial: bool,
     pub params: segment::SegParams,
     pub summary: segment::Summary,
+    /// The segment is a member of a tar archive (`pg_wal.tar`).
+    pub within: Option<Within>,
+}
+
+/// Where a segment that is a member of an archive lies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Within {
+    /// The archive file.
+    pub archive: PathBuf,
+    /// Offset of the segment's first byte in it.
+    pub base: u64,
+    /// The member's name.
+    pub member: String,
+}
+
+impl SegEntry {
+    /// The file holding the segment's bytes, and the offset of its first byte in it.
+    pub fn file(&self) -> (&Path, u64) {
+        match &self.within {
+            Some(w) => (&w.archive, w.base),
+            None => (&self.path, 0),
+        }
+    }
 }
 
 /// Everything known about one WAL directory.
@@ -521,6 +546,7 @@ pub(crate) fn open(
                 partial,
                 params,
                 summary: segment::Summary::default(),
+                within: None,
             };
             // PostgreSQL reads a segment's first wal_segment_size bytes; a longer file's rest is
             // never WAL, and is not read.
@@ -579,6 +605,153 @@ pub(crate) fn open(
                 notes: Vec::new(),
             })
         }
+    }
+}
+
+/// The segments of a tar archive (`pg_wal.tar` of a `pg_basebackup -Ft` backup): each member's
+/// bytes are one extent, walked as a segment file is; the archive is their WAL directory (an
+/// archive's kind: every segment in it complete but the newest). `members`: (name, offset of its
+/// data, size), in archive order.
+pub(crate) fn open_tar(
+    registry: &Arc<Registry>,
+    archive: &Path,
+    members: &[(String, u64, u64)],
+    source: &dyn FileSource,
+) -> Result<Opened, OpenError> {
+    let kind = WalDirKind::Archive;
+    let mut segs = Vec::new();
+    let mut listed = Vec::new();
+    let mut units = 0;
+    let mut findings = Vec::new();
+    for (name, data, size) in members {
+        let Some((w, stored)) = parse_stored(name) else {
+            continue;
+        };
+        match w {
+            WalName::Segment {
+                tli,
+                log,
+                seg,
+                partial,
+            } if stored == Stored::default() => {
+                let mut head = [0u8; 40];
+                let n = source.read_full_at(*data, &mut head)?;
+                let long = head
+                    .get(..n.min(usize::try_from(*size).unwrap_or(0)))
+                    .unwrap_or_default();
+                let field = |at: usize| {
+                    long.get(at..at + 4)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u32::from_le_bytes)
+                };
+                let seg_size = field(32)
+                    .filter(|s| s.is_power_of_two() && (1 << 20..=1 << 30).contains(s))
+                    .map_or(16 << 20, u64::from);
+                let page_size = field(36)
+                    .filter(|p| p.is_power_of_two() && (1024..=65536).contains(p))
+                    .map_or(8192, u64::from);
+                let per_log = 0x1_0000_0000u64 / seg_size;
+                let segno = segno(log, seg, seg_size);
+                if u64::from(seg) >= per_log
+                    || segno
+                        .checked_mul(seg_size)
+                        .and_then(|s| s.checked_add(seg_size))
+                        .is_none()
+                {
+                    continue;
+                }
+                let path = archive.join(name);
+                listed.push(path.clone());
+                let len = (*size).min(seg_size);
+                segs.push((
+                    Layout {
+                        start: *data,
+                        end: data + len,
+                        align: len.max(1),
+                    },
+                    SegEntry {
+                        path,
+                        tli,
+                        segno,
+                        partial,
+                        params: segment::SegParams {
+                            start: segno * seg_size,
+                            seg_size,
+                            page_size,
+                            tli,
+                            system_id: None,
+                        },
+                        summary: segment::Summary::default(),
+                        within: Some(Within {
+                            archive: archive.to_path_buf(),
+                            base: *data,
+                            member: name.clone(),
+                        }),
+                    },
+                ));
+            }
+            WalName::History { tli } => {
+                let mut text = vec![0u8; usize::try_from((*size).min(1 << 20)).unwrap_or(0)];
+                let n = source.read_full_at(*data, &mut text)?;
+                text.truncate(n);
+                let (h, bad) = history::parse_history(&text, tli);
+                units += h.entries.len() as u64;
+                findings.extend(bad.into_iter().map(|mut f| {
+                    f.offset += data;
+                    f
+                }));
+                registry.add_history(archive, kind, tli, h);
+            }
+            _ => {}
+        }
+    }
+    registry.listed(archive, kind, &listed);
+    segs.retain(|(l, _)| l.end > l.start);
+    Ok(Opened {
+        findings,
+        check: (!segs.is_empty()).then(|| {
+            Box::new(TarSegments {
+                members: segs,
+                registry: registry.clone(),
+                dir: archive.to_path_buf(),
+            }) as Box<dyn UnitCheck>
+        }),
+        units,
+        recheck_after: None,
+        notes: Vec::new(),
+    })
+}
+
+/// The segments inside one tar archive, each in its own extent.
+struct TarSegments {
+    members: Vec<(Layout, SegEntry)>,
+    registry: Arc<Registry>,
+    dir: PathBuf,
+}
+
+impl UnitCheck for TarSegments {
+    fn layout(&self) -> Layout {
+        Layout {
+            start: self.members.first().map_or(0, |(l, _)| l.start),
+            end: self.members.last().map_or(0, |(l, _)| l.end),
+            align: 512,
+        }
+    }
+
+    fn extents(&self) -> Vec<Layout> {
+        self.members.iter().map(|(l, _)| *l).collect()
+    }
+
+    fn verify(&self, chunk: &Chunk<'_>, _out: &mut Vec<Finding>) -> u64 {
+        // Each extent is one chunk (its alignment is its length).
+        let Some((_, e)) = self.members.iter().find(|(l, _)| l.start == chunk.offset) else {
+            return 0;
+        };
+        let mut e = e.clone();
+        e.summary = segment::walk(chunk.bytes, e.params);
+        let records = e.summary.records();
+        self.registry.add_segment(&self.dir, WalDirKind::Archive, e);
+        records
     }
 }
 

@@ -249,6 +249,7 @@ mod tests {
                 }],
                 ..Summary::default()
             },
+            within: None,
         }
     }
 
