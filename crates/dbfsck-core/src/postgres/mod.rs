@@ -1132,9 +1132,10 @@ fn list_tar_backup(dir: &Path, listing: &mut DirListing) {
     for e in entries {
         let path = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
-        if tar::is_backup_archive(&path) && e.file_type().is_ok_and(|t| t.is_file()) {
-            listing.files.push(path);
-        } else if name == "pg_wal.tar" && e.file_type().is_ok_and(|t| t.is_file()) {
+        // The relation archives, and the WAL's (pg_wal.tar).
+        if (tar::is_backup_archive(&path) || name == "pg_wal.tar")
+            && e.file_type().is_ok_and(|t| t.is_file())
+        {
             listing.files.push(path);
         } else if name.contains(".tar.") {
             listing.skipped.push((
