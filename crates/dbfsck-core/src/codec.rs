@@ -117,6 +117,21 @@ impl Codec {
             .map_err(|e| self.classify(e, decoded))
     }
 
+    /// A reader of the decoded bytes, for the codecs that decode as a stream a reader can pull
+    /// (all but xz and lzma, which decode only into a writer: `None`).
+    pub fn reader<'a>(self, input: impl BufRead + 'a) -> Option<Box<dyn Read + 'a>> {
+        Some(match self {
+            Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+            Codec::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(input)),
+            Codec::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+            Codec::Zstd => Box::new(ZstdReader {
+                input: Some(input),
+                decoder: None,
+            }),
+            Codec::Xz | Codec::Lzma => return None,
+        })
+    }
+
     /// Decodes `input` whole into memory, up to `limit` bytes: the bytes that decoded (all of
     /// them, or those before the error) and the error.
     pub fn decode_bounded(self, input: &[u8], limit: u64) -> (Vec<u8>, Option<DecodeError>) {
@@ -182,6 +197,37 @@ fn zstd(input: impl BufRead, w: &mut Counting<'_>) -> io::Result<()> {
             )
         })?;
         copy(d, w)?;
+    }
+}
+
+/// Zstandard frames one after another, pulled: the next frame's decoder is made when the
+/// last one ends.
+struct ZstdReader<R: BufRead> {
+    input: Option<R>,
+    decoder: Option<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>,
+}
+
+impl<R: BufRead> Read for ZstdReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(d) = self.decoder.as_mut() {
+                let n = d.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                // This frame is done: the input goes on to the next one, if any.
+                self.input = self.decoder.take().map(|d| d.into_inner());
+            }
+            let Some(mut input) = self.input.take() else {
+                return Ok(0);
+            };
+            if input.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            let d = ruzstd::decoding::StreamingDecoder::new(input)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            self.decoder = Some(d);
+        }
     }
 }
 
@@ -265,6 +311,13 @@ mod tests {
     fn streams_decode_whole_and_bounded() {
         let d = data();
         for (codec, bytes) in [(Codec::Gzip, gzip(&d)), (Codec::Lz4, lz4(&d))] {
+            let mut pulled = Vec::new();
+            codec
+                .reader(bytes.as_slice())
+                .unwrap()
+                .read_to_end(&mut pulled)
+                .unwrap();
+            assert_eq!(pulled, d, "{codec:?} pulled");
             let (out, err) = codec.decode_bounded(&bytes, 1 << 30);
             assert_eq!(err, None, "{codec:?}");
             assert_eq!(out, d);

@@ -334,6 +334,7 @@ pub(crate) fn list_plain(dir: &Path) -> Listing {
                         file: path,
                         at: 0,
                         member: None,
+                        digest: None,
                     },
                 );
             } else {
@@ -349,6 +350,7 @@ pub(crate) fn list_plain(dir: &Path) -> Listing {
         files,
         warnings,
         missing_at: Box::new(move |rel| root.join(std::ffi::OsStr::from_bytes(rel))),
+        cut: Vec::new(),
     }
 }
 
@@ -396,6 +398,7 @@ pub(crate) fn list_tar(dir: &Path) -> Listing {
                             file: archive.clone(),
                             at: m.data,
                             member: Some(m.name),
+                            digest: None,
                         },
                     );
                 }
@@ -418,7 +421,77 @@ pub(crate) fn list_tar(dir: &Path) -> Listing {
                 .map(|oid| root.join(format!("{}.tar", String::from_utf8_lossy(oid))));
             tablespace.unwrap_or_else(|| base.clone())
         }),
+        cut: Vec::new(),
     }
+}
+
+/// The members of a compressed tar-format backup as they streamed past (`tarstream`): each
+/// archive's members, their digests computed already.
+pub(crate) fn list_streamed(
+    dir: &Path,
+    archives: Vec<(PathBuf, bool, Vec<super::tarstream::Streamed>)>,
+) -> Listing {
+    let mut files = BTreeMap::new();
+    let mut cut = Vec::new();
+    // Each archive by the name it has uncompressed (`base.tar`), for the files it lacks.
+    let mut by_stem: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (archive, was_cut, _) in &archives {
+        if let Some((stem, _)) = super::tarstream::compressed_archive(archive) {
+            by_stem.insert(stem, archive.clone());
+        }
+        if *was_cut {
+            cut.push(archive.clone());
+        }
+    }
+    for (archive, _, members) in archives {
+        for m in members {
+            if ignored(&m.rel) {
+                continue;
+            }
+            files.insert(
+                m.rel,
+                Present {
+                    size: m.size,
+                    file: archive.clone(),
+                    at: m.at,
+                    member: Some(m.member),
+                    digest: m.digest,
+                },
+            );
+        }
+    }
+    let root = dir.to_path_buf();
+    Listing {
+        files,
+        warnings: Vec::new(),
+        missing_at: Box::new(move |rel| {
+            let stem = rel
+                .strip_prefix(b"pg_tblspc/")
+                .and_then(|r| r.split(|&b| b == b'/').next())
+                .map_or_else(
+                    || "base.tar".to_owned(),
+                    |oid| format!("{}.tar", String::from_utf8_lossy(oid)),
+                );
+            by_stem
+                .get(&stem)
+                .cloned()
+                .unwrap_or_else(|| root.join(stem))
+        }),
+        cut,
+    }
+}
+
+/// Each file's checksum algorithm in the manifest `bytes` (by its path), for digests computed
+/// while the files stream past; empty when it cannot be parsed.
+pub(crate) fn algorithms(bytes: &[u8]) -> BTreeMap<Vec<u8>, Algorithm> {
+    parse(bytes)
+        .map(|m| {
+            m.files
+                .into_iter()
+                .filter_map(|(rel, e)| Some((rel, e.checksum?.0)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A file of a backup: its size, and where its bytes are (a file of its own, or a member of an
@@ -428,6 +501,8 @@ pub(crate) struct Present {
     file: PathBuf,
     at: u64,
     member: Option<String>,
+    /// Its digest, computed already as it streamed past (a compressed archive's member).
+    digest: Option<Digested>,
 }
 
 /// Where a file the manifest lists but the backup lacks would be.
@@ -439,6 +514,9 @@ pub(crate) struct Listing {
     warnings: Warnings,
     /// Where a file the manifest lists but the backup lacks would be.
     missing_at: MissingAt,
+    /// Archives that could not be read to their end: a file missing from one of them is not
+    /// known to be missing (it may lie after the damage).
+    cut: Vec<PathBuf>,
 }
 
 /// Paths with notes for the operator (not damage).
@@ -571,13 +649,18 @@ pub(crate) fn verify(
     };
     let Listing {
         files: on_disk,
-        warnings,
+        mut warnings,
         missing_at,
+        cut,
     } = listing;
+    let mut unknown: BTreeMap<PathBuf, u64> = BTreeMap::new();
     let mut jobs = Vec::new();
     for (rel, entry) in manifest.files.iter().filter(|(r, _)| !ignored(r)) {
         let alg = entry.checksum.as_ref().map(|c| c.0);
         match on_disk.get(rel) {
+            None if cut.contains(&missing_at(rel)) => {
+                *unknown.entry(missing_at(rel)).or_default() += 1;
+            }
             None => {
                 let mut f = Finding::new(
                     FindingKind::MissingFile,
@@ -616,6 +699,7 @@ pub(crate) fn verify(
                 f.file = Some(p.file.clone());
                 findings.push(f);
             }
+            Some(p) if p.digest.is_some() => {}
             Some(_) => {
                 if let Some((alg, _)) = &entry.checksum {
                     let step = if *alg == Algorithm::Crc32c {
@@ -640,6 +724,12 @@ pub(crate) fn verify(
                 }
             }
         }
+    }
+    for (archive, n) in unknown {
+        warnings.push((
+            archive,
+            format!("{n} files backup_manifest places in this archive lie after the point where it cannot be read: they are not compared with it"),
+        ));
     }
     for (rel, p) in &on_disk {
         if !manifest.files.contains_key(rel) {
@@ -671,10 +761,20 @@ pub(crate) fn verify(
             (j.rel, j.offset, j.len, r)
         })
         .collect();
-    // Per file, its pieces in order.
+    // Per file, its pieces in order; a streamed file's digest is its one piece.
     let mut per_file: BTreeMap<&[u8], Vec<(u64, u64, Digested)>> = BTreeMap::new();
     for (rel, off, len, r) in results {
         per_file.entry(rel).or_default().push((off, len, r));
+    }
+    for (rel, p) in &on_disk {
+        if let (Some(d), Some(e)) = (&p.digest, manifest.files.get(rel)) {
+            if e.size == p.size {
+                per_file
+                    .entry(rel.as_slice())
+                    .or_default()
+                    .push((0, p.size, d.clone()));
+            }
+        }
     }
     for (rel, mut pieces) in per_file {
         pieces.sort_by_key(|p| p.0);

@@ -8,7 +8,9 @@ mod control;
 mod manifest;
 mod path;
 mod pgbackrest;
+mod stream;
 mod tar;
+mod tarstream;
 mod wal;
 
 pub use wal::{fpi, page_of_lsn};
@@ -53,6 +55,8 @@ pub struct PostgresFormat {
     wal_archive: Option<PathBuf>,
     /// pgBackRest backup directories listed, checked once every file is verified.
     pgbackrest: Mutex<Vec<PathBuf>>,
+    /// Compressed archives of tar-format backups listed, streamed in the conclusion.
+    compressed_tars: Mutex<Vec<PathBuf>>,
 }
 
 /// What one data directory says about how to read its files.
@@ -89,6 +93,65 @@ impl PostgresFormat {
     pub fn with_wal_archive(mut self, dir: Option<PathBuf>) -> Self {
         self.wal_archive = dir;
         self
+    }
+
+    /// Streams each compressed archive of a tar-format backup listed (`tarstream`), in parallel
+    /// (each archive is one stream): its findings, and its members for the manifest.
+    fn stream_tars(&self, complete: bool) -> Vec<(PathBuf, tarstream::Checked)> {
+        use rayon::prelude::*;
+        let archives = std::mem::take(
+            &mut *self
+                .compressed_tars
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        if !complete {
+            return archives
+                .into_iter()
+                .map(|a| {
+                    let mut c = tarstream::Checked::default();
+                    c.warnings.push((
+                        a.clone(),
+                        "the scan stopped early: the compressed archive was not read".into(),
+                    ));
+                    (a, c)
+                })
+                .collect();
+        }
+        archives
+            .into_par_iter()
+            .with_max_len(1)
+            .map(|a| {
+                let dir = a.parent().unwrap_or(Path::new(""));
+                let algorithms = crate::access::open_for_scan(&dir.join(manifest::NAME), true)
+                    .ok()
+                    .and_then(|f| {
+                        let mut b = Vec::new();
+                        std::io::Read::read_to_end(
+                            &mut std::io::Read::take(f, MAX_MANIFEST),
+                            &mut b,
+                        )
+                        .ok()?;
+                        Some(manifest::algorithms(&b))
+                    })
+                    .unwrap_or_default();
+                let checked = match tarstream::compressed_archive(&a) {
+                    Some((stem, codec)) => tarstream::check(
+                        &a,
+                        codec,
+                        &stem,
+                        &tarstream::Setting {
+                            algorithms: &algorithms,
+                            blcksz: self.blcksz(),
+                            relseg: DEFAULT_RELSEG,
+                            wal: &self.wal,
+                        },
+                    ),
+                    None => tarstream::Checked::default(),
+                };
+                (a, checked)
+            })
+            .collect()
     }
 
     /// The WAL archive of `--wal-archive`, as this scan verified it; a warning when it
@@ -457,7 +520,22 @@ impl Format for PostgresFormat {
                 .map(|c| c.max_page_lsn.load(std::sync::atomic::Ordering::Relaxed))
                 .filter(|&l| l > 0)
         };
+        // Compressed tar archives first: their WAL segments join the WAL registry.
+        let streamed = self.stream_tars(complete);
         let (mut out, wal_dirs) = self.wal.conclude(complete, &page_lsn);
+        let mut streamed_members: HashMap<PathBuf, Vec<(PathBuf, bool, Vec<tarstream::Streamed>)>> =
+            HashMap::new();
+        for (archive, checked) in streamed {
+            out.findings.extend(checked.findings);
+            out.warnings.extend(checked.warnings);
+            out.units += checked.units;
+            if let Some(dir) = archive.parent() {
+                streamed_members
+                    .entry(dir.to_path_buf())
+                    .or_default()
+                    .push((archive.clone(), checked.cut, checked.members));
+            }
+        }
         let archive = self.archive(&wal_dirs, &mut out);
         // Backups restored from the archive, by (start, timeline): its backup history file of
         // the same backup then adds no verdict of its own.
@@ -479,8 +557,12 @@ impl Format for PostgresFormat {
                         manifest::list_plain(dir),
                         c.control.and_then(|c| c.wal).map(|w| w.system_id),
                     ),
-                    // A tar-format backup: its archives' members (its pg_wal.tar is not read).
-                    None => (manifest::list_tar(dir), None),
+                    // A tar-format backup: its archives' members, as they streamed past when
+                    // they are compressed.
+                    None => match streamed_members.remove(dir.as_path()) {
+                        Some(archives) => (manifest::list_streamed(dir, archives), None),
+                        None => (manifest::list_tar(dir), None),
+                    },
                 };
                 let (findings, warnings, ranges) = manifest::verify(dir, &bytes, system_id, list);
                 out.findings.extend(findings);
@@ -497,11 +579,20 @@ impl Format for PostgresFormat {
                 .map(|(s, _, t)| (s, t))
                 .or(first.map(|r| (r.start, r.timeline)));
             // The backup's own WAL: pg_wal/, or a tar-format backup's pg_wal.tar.
-            let own_path = dir.join(if cluster.is_some() {
-                "pg_wal"
-            } else {
-                "pg_wal.tar"
-            });
+            let own_path = match cluster {
+                Some(_) => dir.join("pg_wal"),
+                None => [
+                    "pg_wal.tar",
+                    "pg_wal.tar.gz",
+                    "pg_wal.tar.lz4",
+                    "pg_wal.tar.zst",
+                    "pg_wal.tar.bz2",
+                ]
+                .iter()
+                .map(|n| dir.join(n))
+                .find(|p| wal_dirs.contains_key(p))
+                .unwrap_or_else(|| dir.join("pg_wal.tar")),
+            };
             let own = wal_dirs.get(&own_path);
             let need = begin.map(|(start, timeline)| {
                 let history = archive.and_then(|(_, adir)| {
@@ -753,7 +844,12 @@ impl Format for PostgresFormat {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(dir.to_path_buf());
-            list_tar_backup(dir, &mut listing);
+            let mut compressed = Vec::new();
+            list_tar_backup(dir, &mut listing, &mut compressed);
+            self.compressed_tars
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(compressed);
             return Some(listing);
         }
         if !is_data_dir(dir) && data_dir_of(dir).is_none() {
@@ -871,7 +967,12 @@ impl Format for PostgresFormat {
                 .collect();
             return wal::open_tar(&self.wal, path, &members, source);
         }
-        if name == pgbackrest::MANIFEST && path.parent().is_some_and(pgbackrest::is_backup_dir) {
+        let streamed = tarstream::compressed_archive(path).is_some()
+            && path.parent().is_some_and(tar::is_tar_backup);
+        if streamed
+            || (name == pgbackrest::MANIFEST
+                && path.parent().is_some_and(pgbackrest::is_backup_dir))
+        {
             // Judged with the backup's files, in the conclusion.
             return Ok(Opened {
                 findings: Vec::new(),
@@ -1118,7 +1219,7 @@ fn is_wal_dir(dir: &Path) -> bool {
 }
 
 /// Lists a `pg_basebackup -Ft` directory: `base.tar` and each tablespace's `<oid>.tar`.
-fn list_tar_backup(dir: &Path, listing: &mut DirListing) {
+fn list_tar_backup(dir: &Path, listing: &mut DirListing, compressed: &mut Vec<PathBuf>) {
     let entries = match sorted_entries(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -1137,11 +1238,12 @@ fn list_tar_backup(dir: &Path, listing: &mut DirListing) {
             && e.file_type().is_ok_and(|t| t.is_file())
         {
             listing.files.push(path);
-        } else if name.contains(".tar.") {
-            listing.skipped.push((
-                path,
-                "a compressed archive: not read (pg_basebackup -Ft without compression is)".into(),
-            ));
+        } else if tarstream::compressed_archive(&path).is_some()
+            && e.file_type().is_ok_and(|t| t.is_file())
+        {
+            // Streamed once, in the conclusion.
+            compressed.push(path.clone());
+            listing.files.push(path);
         } else {
             listing
                 .skipped

@@ -9,7 +9,7 @@
 //! them, and replay rewrites them). The manifest's own `backrest-checksum` is verified too.
 
 use std::collections::BTreeSet;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -545,86 +545,6 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
-/// What the decoded bytes go through: their SHA-1 and length, and the pages of a relation file.
-struct Checker<'a> {
-    sha: Sha1,
-    n: u64,
-    pages: Option<Pages<'a>>,
-}
-
-struct Pages<'a> {
-    blcksz: usize,
-    /// The absolute block number of the file's first page.
-    first_block: u64,
-    /// Failing pages at or after this LSN were written during the backup (skipped).
-    start_lsn: u64,
-    partial: Vec<u8>,
-    block: u64,
-    checked: u64,
-    skipped: u64,
-    findings: Vec<Finding>,
-    dir: &'a Path,
-    key: &'a str,
-}
-
-impl Pages<'_> {
-    fn page(&mut self, page: &[u8]) {
-        let block = self.block;
-        self.block += 1;
-        self.checked += 1;
-        let Some((kind, detail, sums)) = super::judge_block(page, self.first_block + block) else {
-            return;
-        };
-        let word = |o: usize| {
-            page.get(o..o + 4)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u32::from_le_bytes)
-        };
-        let lsn = (u64::from(word(0)) << 32) | u64::from(word(4));
-        if lsn >= self.start_lsn {
-            self.skipped += 1;
-            return;
-        }
-        let bs = self.blcksz as u64;
-        let mut f = Finding::new(kind, block * bs, bs, detail).unit(block);
-        if let Some((stored, computed)) = sums {
-            f = f.checksums(format!("0x{stored:04x}"), format!("0x{computed:04x}"));
-        }
-        f.owner = Some(owner(self.dir, self.key));
-        self.findings.push(f);
-    }
-}
-
-impl Write for Checker<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.sha.update(buf);
-        self.n += buf.len() as u64;
-        if let Some(p) = self.pages.as_mut() {
-            let mut rest = buf;
-            if !p.partial.is_empty() {
-                let need = p.blcksz - p.partial.len();
-                let (a, b) = rest.split_at(need.min(rest.len()));
-                p.partial.extend_from_slice(a);
-                rest = b;
-                if p.partial.len() == p.blcksz {
-                    let page = std::mem::take(&mut p.partial);
-                    p.page(&page);
-                }
-            }
-            let mut whole = rest.chunks_exact(p.blcksz);
-            for page in &mut whole {
-                p.page(page);
-            }
-            p.partial.extend_from_slice(whole.remainder());
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Checks one stored file: its repository SHA-1, its decoding, size and SHA-1, its pages.
 /// (findings, units verified, a note).
 fn check_file(
@@ -668,23 +588,16 @@ fn check_file(
         || e.key.starts_with("pg_tblspc/");
     let rel =
         super::parse_relfile_name(name).filter(|r| in_relation_dir && r.temp_backend.is_none());
-    let pages = rel.map(|r| Pages {
-        blcksz: blcksz as usize,
-        first_block: u64::from(r.segment) * u64::from(relseg),
-        start_lsn,
-        partial: Vec::new(),
-        block: 0,
-        checked: 0,
-        skipped: 0,
-        findings: Vec::new(),
-        dir,
-        key: &e.key,
+    let pages = rel.map(|r| {
+        super::stream::Pages::new(
+            blcksz,
+            u64::from(r.segment) * u64::from(relseg),
+            start_lsn,
+            0,
+            owner(dir, &e.key),
+        )
     });
-    let mut checker = Checker {
-        sha: Sha1::new(),
-        n: 0,
-        pages,
-    };
+    let mut checker = super::stream::Sink::new(super::stream::Hasher::Sha1(Sha1::new()), pages);
     let mut tee = Tee {
         inner: file,
         sha: Sha1::new(),
@@ -705,7 +618,8 @@ fn check_file(
     let rest = io::copy(&mut tee, &mut io::sink());
     let mut units = 1;
     let mut note = None;
-    if let Some(p) = checker.pages.take() {
+    let pages = checker.pages.take();
+    if let Some(p) = pages {
         units += p.checked;
         findings.extend(p.findings.into_iter().map(|mut f| {
             f.file = Some(path.to_path_buf());
@@ -777,7 +691,7 @@ fn check_file(
         findings.push(with(f));
         return (findings, units, note);
     }
-    let got = hex(&checker.sha.finalize());
+    let got = hex(&checker.hasher.finish());
     if got != e.checksum {
         let mut f = Finding::new(
             FindingKind::ChecksumMismatch,

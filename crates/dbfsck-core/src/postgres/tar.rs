@@ -25,9 +25,18 @@ pub(crate) struct Member {
     pub(crate) size: u64,
 }
 
-/// Whether `dir` is a `pg_basebackup -Ft` output directory (it holds `base.tar`).
+/// Whether `dir` is a `pg_basebackup -Ft` output directory (it holds `base.tar`, or one
+/// compressed: `base.tar.gz`, `.lz4`, `.zst`, `.bz2`).
 pub(crate) fn is_tar_backup(dir: &Path) -> bool {
-    std::fs::symlink_metadata(dir.join("base.tar")).is_ok_and(|m| m.is_file())
+    [
+        "base.tar",
+        "base.tar.gz",
+        "base.tar.lz4",
+        "base.tar.zst",
+        "base.tar.bz2",
+    ]
+    .iter()
+    .any(|n| std::fs::symlink_metadata(dir.join(n)).is_ok_and(|m| m.is_file()))
 }
 
 /// Whether `path` is an archive of such a directory: `base.tar`, or `<oid>.tar` beside one.

@@ -628,66 +628,24 @@ pub(crate) fn open_tar(
             continue;
         };
         match w {
-            WalName::Segment {
-                tli,
-                log,
-                seg,
-                partial,
-            } if stored == Stored::default() => {
+            WalName::Segment { .. } if stored == Stored::default() => {
                 let mut head = [0u8; 40];
                 let n = source.read_full_at(*data, &mut head)?;
                 let long = head
                     .get(..n.min(usize::try_from(*size).unwrap_or(0)))
                     .unwrap_or_default();
-                let field = |at: usize| {
-                    long.get(at..at + 4)
-                        .and_then(|b| b.try_into().ok())
-                        .map(u32::from_le_bytes)
-                };
-                let seg_size = field(32)
-                    .filter(|s| s.is_power_of_two() && (1 << 20..=1 << 30).contains(s))
-                    .map_or(16 << 20, u64::from);
-                let page_size = field(36)
-                    .filter(|p| p.is_power_of_two() && (1024..=65536).contains(p))
-                    .map_or(8192, u64::from);
-                let per_log = 0x1_0000_0000u64 / seg_size;
-                let segno = segno(log, seg, seg_size);
-                if u64::from(seg) >= per_log
-                    || segno
-                        .checked_mul(seg_size)
-                        .and_then(|s| s.checked_add(seg_size))
-                        .is_none()
-                {
+                let Some(e) = member_entry(archive, name, *data, long) else {
                     continue;
-                }
-                let path = archive.join(name);
-                listed.push(path.clone());
-                let len = (*size).min(seg_size);
+                };
+                listed.push(e.path.clone());
+                let len = (*size).min(e.params.seg_size);
                 segs.push((
                     Layout {
                         start: *data,
                         end: data + len,
                         align: len.max(1),
                     },
-                    SegEntry {
-                        path,
-                        tli,
-                        segno,
-                        partial,
-                        params: segment::SegParams {
-                            start: segno * seg_size,
-                            seg_size,
-                            page_size,
-                            tli,
-                            system_id: None,
-                        },
-                        summary: segment::Summary::default(),
-                        within: Some(Within {
-                            archive: archive.to_path_buf(),
-                            base: *data,
-                            member: name.clone(),
-                        }),
-                    },
+                    e,
                 ));
             }
             WalName::History { tli } => {
@@ -720,6 +678,103 @@ pub(crate) fn open_tar(
         recheck_after: None,
         notes: Vec::new(),
     })
+}
+
+/// The entry of a segment that is member `name` of `archive`, its bytes at `data`, from its long
+/// header `long` (its first 40 bytes): `None` when the name is not a plain segment's or not one
+/// for the segment size its header gives.
+fn member_entry(archive: &Path, name: &str, data: u64, long: &[u8]) -> Option<SegEntry> {
+    let WalName::Segment {
+        tli,
+        log,
+        seg,
+        partial,
+    } = WalName::parse(name)?
+    else {
+        return None;
+    };
+    let field = |at: usize| {
+        long.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    let seg_size = field(32)
+        .filter(|s| s.is_power_of_two() && (1 << 20..=1 << 30).contains(s))
+        .map_or(16 << 20, u64::from);
+    let page_size = field(36)
+        .filter(|p| p.is_power_of_two() && (1024..=65536).contains(p))
+        .map_or(8192, u64::from);
+    let per_log = 0x1_0000_0000u64 / seg_size;
+    let segno = segno(log, seg, seg_size);
+    if u64::from(seg) >= per_log
+        || segno
+            .checked_mul(seg_size)
+            .and_then(|s| s.checked_add(seg_size))
+            .is_none()
+    {
+        return None;
+    }
+    Some(SegEntry {
+        path: archive.join(name),
+        tli,
+        segno,
+        partial,
+        params: segment::SegParams {
+            start: segno * seg_size,
+            seg_size,
+            page_size,
+            tli,
+            system_id: None,
+        },
+        summary: segment::Summary::default(),
+        within: Some(Within {
+            archive: archive.to_path_buf(),
+            base: data,
+            member: name.to_owned(),
+        }),
+    })
+}
+
+/// A member of a tar archive read as it streamed past (a compressed `pg_wal.tar.gz`): a segment
+/// (`bytes` its whole content, at offset `at` of the decompressed archive) walked and kept for
+/// the join, or a history file parsed; (units verified, findings). The archive is the WAL
+/// directory.
+pub(crate) fn add_streamed(
+    registry: &Registry,
+    archive: &Path,
+    name: &str,
+    bytes: &[u8],
+    at: u64,
+) -> (u64, Vec<Finding>) {
+    let kind = WalDirKind::Archive;
+    match WalName::parse(name) {
+        Some(WalName::Segment { .. }) => {
+            let Some(mut e) = member_entry(archive, name, at, bytes.get(..40).unwrap_or(bytes))
+            else {
+                return (0, Vec::new());
+            };
+            let len = usize::try_from(e.params.seg_size).unwrap_or(usize::MAX);
+            e.summary = segment::walk(bytes.get(..len).unwrap_or(bytes), e.params);
+            let records = e.summary.records();
+            registry.listed(archive, kind, std::slice::from_ref(&e.path));
+            registry.add_segment(archive, kind, e);
+            (records, Vec::new())
+        }
+        Some(WalName::History { tli }) => {
+            let (h, bad) = history::parse_history(bytes, tli);
+            let units = h.entries.len() as u64;
+            registry.add_history(archive, kind, tli, h);
+            let bad = bad
+                .into_iter()
+                .map(|mut f| {
+                    f.offset += at;
+                    f
+                })
+                .collect();
+            (units, bad)
+        }
+        _ => (0, Vec::new()),
+    }
 }
 
 /// The segments inside one tar archive, each in its own extent.
