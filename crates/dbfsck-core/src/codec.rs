@@ -20,6 +20,8 @@ pub enum Codec {
     Xz,
     /// `.lzma`: the legacy LZMA ("lzma-alone") format WAL-G writes.
     Lzma,
+    /// `.br`: Brotli (WAL-G built with brotli).
+    Brotli,
 }
 
 /// Why a stream could not be decoded to its end.
@@ -71,6 +73,7 @@ impl Codec {
             "bz2" => Codec::Bzip2,
             "xz" => Codec::Xz,
             "lzma" => Codec::Lzma,
+            "br" => Codec::Brotli,
             _ => return None,
         })
     }
@@ -90,6 +93,7 @@ impl Codec {
             Codec::Bzip2 => "bzip2",
             Codec::Xz => "xz",
             Codec::Lzma => "lzma",
+            Codec::Brotli => "brotli",
         }
     }
 
@@ -101,6 +105,10 @@ impl Codec {
             Codec::Gzip => copy(flate2::bufread::MultiGzDecoder::new(input), &mut counted),
             Codec::Lz4 => copy(lz4_flex::frame::FrameDecoder::new(input), &mut counted),
             Codec::Bzip2 => copy(bzip2::bufread::MultiBzDecoder::new(input), &mut counted),
+            Codec::Brotli => copy(
+                brotli_decompressor::Decompressor::new(input, 1 << 16),
+                &mut counted,
+            ),
             Codec::Zstd => zstd(input, &mut counted),
             Codec::Xz => {
                 let mut input = input;
@@ -124,6 +132,7 @@ impl Codec {
             Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
             Codec::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(input)),
             Codec::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+            Codec::Brotli => Box::new(brotli_decompressor::Decompressor::new(input, 1 << 16)),
             Codec::Zstd => Box::new(ZstdReader {
                 input: Some(input),
                 decoder: None,
@@ -353,6 +362,7 @@ mod tests {
             Codec::Xz,
             Codec::Lzma,
             Codec::Lz4,
+            Codec::Brotli,
         ] {
             let (_, err) = codec.decode_bounded(b"not a compressed stream at all", 1 << 20);
             assert!(err.is_some(), "{codec:?}");

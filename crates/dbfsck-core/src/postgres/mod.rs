@@ -12,6 +12,7 @@ mod stream;
 mod tar;
 mod tarstream;
 mod wal;
+mod walg;
 
 pub use wal::{fpi, page_of_lsn};
 
@@ -57,6 +58,8 @@ pub struct PostgresFormat {
     pgbackrest: Mutex<Vec<PathBuf>>,
     /// Compressed archives of tar-format backups listed, streamed in the conclusion.
     compressed_tars: Mutex<Vec<PathBuf>>,
+    /// WAL-G backup folders listed, checked in the conclusion.
+    walg: Mutex<Vec<PathBuf>>,
 }
 
 /// What one data directory says about how to read its files.
@@ -145,6 +148,7 @@ impl PostgresFormat {
                             blcksz: self.blcksz(),
                             relseg: DEFAULT_RELSEG,
                             wal: &self.wal,
+                            not_pages: &Default::default(),
                         },
                     ),
                     None => tarstream::Checked::default(),
@@ -462,6 +466,90 @@ fn tar_backup_wal(
     verdict
 }
 
+/// The verdict and restore of a backup in a repository (pgBackRest, WAL-G) whose WAL is its
+/// repository's archive (`repo_archive`) or the one `--wal-archive` names (`archive`): the
+/// segments of `[need.start, need.end)` neither holds, and the restore from it. `also`: files
+/// outside `dir` the backup needs.
+fn repo_backup(
+    out: &mut crate::format::Conclusion,
+    archive: Option<(&Path, &wal::WalDir)>,
+    wal_dirs: &std::collections::BTreeMap<PathBuf, wal::WalDir>,
+    dir: &Path,
+    need: &wal::restore::Need,
+    repo_archive: Option<PathBuf>,
+    also: Vec<PathBuf>,
+) {
+    let found = archive.or_else(|| {
+        let want = fs::canonicalize(repo_archive.as_ref()?).ok()?;
+        wal_dirs
+            .iter()
+            .find(|(p, d)| {
+                d.kind == wal::WalDirKind::Archive
+                    && fs::canonicalize(p).ok().as_ref() == Some(&want)
+            })
+            .map(|(p, d)| (p.as_path(), d))
+    });
+    let restore = match found {
+        Some((apath, adir)) => match wal::restore::judge(None, adir, apath, need) {
+            Ok(v) => Some(v),
+            Err(why) => {
+                out.warnings.push((
+                    dir.to_path_buf(),
+                    format!("the restore of this backup from its WAL archive is not judged: {why}"),
+                ));
+                None
+            }
+        },
+        None => {
+            out.warnings.push((
+                dir.to_path_buf(),
+                format!(
+                    "the backup's WAL archive ({}) was not scanned: scan the whole repository, or name the archive with --wal-archive, to judge whether the backup restores",
+                    repo_archive.map_or_else(|| "its archive".into(), |p| p.display().to_string())
+                ),
+            ));
+            None
+        }
+    };
+    // The segments from the start to the end the archive lacks.
+    let missing = match (found, need.end) {
+        (Some((_, adir)), Some(end)) if end > need.start => {
+            let seg_size = adir
+                .segments
+                .values()
+                .next()
+                .map_or(16 << 20, |e| e.params.seg_size);
+            let (a, b) = (need.start / seg_size, (end - 1) / seg_size);
+            if b - a > 1 << 20 {
+                0
+            } else {
+                let have: std::collections::BTreeSet<(u32, u64)> = adir
+                    .segments
+                    .values()
+                    .filter(|e| !e.partial)
+                    .map(|e| (e.tli, e.segno))
+                    .collect();
+                (a..=b)
+                    .filter(|s| !have.contains(&(need.timeline, *s)))
+                    .count() as u64
+            }
+        }
+        _ => 0,
+    };
+    out.backups.push(crate::report::BackupVerdict {
+        format: PostgresFormat::NAME.into(),
+        path: dir.to_string_lossy().into_owned(),
+        real: dir.to_path_buf(),
+        also,
+        backup_end: need.end.map(|e| wal::Lsn(e).to_string()),
+        consistent: restore.as_ref().map(|r| r.consistent && missing == 0),
+        missing_wal_segments: missing,
+        damaged_findings: 0,
+        restorable: false,
+    });
+    out.restores.extend(restore);
+}
+
 /// A backup's verdict before its WAL is judged (`consistent` unknown).
 fn backup_verdict(dir: &Path, ranges: &[manifest::WalRange]) -> crate::report::BackupVerdict {
     crate::report::BackupVerdict {
@@ -670,7 +758,7 @@ impl Format for PostgresFormat {
             out.warnings.extend(checked.warnings);
             out.units += checked.units;
             let Some(m) = checked.manifest else { continue };
-            // Its archive: --wal-archive, else the repository's archive/<stanza>/<version>-<id>/.
+            // Its archive: the repository's archive/<stanza>/<version>-<id>/.
             let repo_archive = dir.parent().and_then(|stanza| {
                 let name = stanza.file_name()?;
                 let repo = stanza.parent()?.parent()?;
@@ -680,16 +768,6 @@ impl Format for PostgresFormat {
                         .join(format!("{}-{}", m.db_version, m.db_id)),
                 )
             });
-            let found = archive.or_else(|| {
-                let want = fs::canonicalize(repo_archive.as_ref()?).ok()?;
-                wal_dirs
-                    .iter()
-                    .find(|(p, d)| {
-                        d.kind == wal::WalDirKind::Archive
-                            && fs::canonicalize(p).ok().as_ref() == Some(&want)
-                    })
-                    .map(|(p, d)| (p.as_path(), d))
-            });
             let need = wal::restore::Need {
                 backup: dir.to_string_lossy().into_owned(),
                 label: Some(m.label.clone()),
@@ -698,74 +776,69 @@ impl Format for PostgresFormat {
                 timeline: m.timeline(),
                 system_id: m.system_id,
             };
-            restored.push((m.lsn_start, m.timeline()));
-            let restore = match found {
-                Some((apath, adir)) => match wal::restore::judge(None, adir, apath, &need) {
-                    Ok(v) => Some(v),
-                    Err(why) => {
-                        out.warnings.push((
-                            dir.clone(),
-                            format!("the restore of this backup from the repository's WAL archive is not judged: {why}"),
-                        ));
-                        None
-                    }
-                },
-                None => {
-                    out.warnings.push((
-                        dir.clone(),
-                        format!(
-                            "the backup's WAL archive ({}) was not scanned: scan the whole repository, or name the archive with --wal-archive, to judge whether the backup restores",
-                            repo_archive.map_or_else(|| "archive/<stanza>/<version>-<id>".into(), |p| p.display().to_string())
-                        ),
-                    ));
-                    None
-                }
+            restored.push((need.start, need.timeline));
+            repo_backup(
+                &mut out,
+                archive,
+                &wal_dirs,
+                &dir,
+                &need,
+                repo_archive,
+                checked.referenced,
+            );
+        }
+        // WAL-G backups: every partition, then the restore from the storage's wal_005/.
+        let walg_dirs = std::mem::take(&mut *self.walg.lock().unwrap_or_else(|e| e.into_inner()));
+        for dir in walg_dirs {
+            if !complete {
+                out.warnings.push((
+                    dir.clone(),
+                    "the scan stopped early: the WAL-G backup was not checked".into(),
+                ));
+                continue;
+            }
+            let checked = walg::check(&dir, self.blcksz(), DEFAULT_RELSEG, &self.wal);
+            out.findings.extend(checked.findings);
+            out.warnings.extend(checked.warnings);
+            out.units += checked.units;
+            let sentinel = walg::sentinel_path(&dir);
+            let Some(s) = checked.sentinel else {
+                // No end known: not restorable, whatever its files.
+                out.backups.push(crate::report::BackupVerdict {
+                    format: Self::NAME.into(),
+                    path: dir.to_string_lossy().into_owned(),
+                    real: dir.clone(),
+                    also: vec![sentinel],
+                    backup_end: None,
+                    consistent: Some(false),
+                    missing_wal_segments: 0,
+                    damaged_findings: 0,
+                    restorable: false,
+                });
+                continue;
             };
-            // The segments from backup-archive-start to -stop the archive lacks.
-            let missing = match found {
-                Some((_, adir)) => {
-                    let segno = |name: &str| -> Option<(u32, u64)> {
-                        let w = wal::WalName::parse(name)?;
-                        match w {
-                            wal::WalName::Segment { tli, log, seg, .. } => {
-                                let per = 0x1_0000_0000u64
-                                    / adir
-                                        .segments
-                                        .values()
-                                        .next()
-                                        .map_or(16 << 20, |e| e.params.seg_size);
-                                Some((tli, u64::from(log) * per + u64::from(seg)))
-                            }
-                            _ => None,
-                        }
-                    };
-                    match (segno(&m.archive_start), segno(&m.archive_stop)) {
-                        (Some((tli, a)), Some((_, b))) if b >= a && b - a < 1 << 20 => (a..=b)
-                            .filter(|s| {
-                                !adir
-                                    .segments
-                                    .values()
-                                    .any(|e| e.tli == tli && e.segno == *s && !e.partial)
-                            })
-                            .count()
-                            as u64,
-                        _ => 0,
-                    }
-                }
-                None => 0,
+            let need = wal::restore::Need {
+                backup: dir.to_string_lossy().into_owned(),
+                label: dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+                start: s.start,
+                end: Some(s.finish),
+                timeline: walg::timeline(&dir),
+                system_id: s.system_id,
             };
-            out.backups.push(crate::report::BackupVerdict {
-                format: Self::NAME.into(),
-                path: dir.to_string_lossy().into_owned(),
-                real: dir.clone(),
-                also: checked.referenced,
-                backup_end: Some(wal::Lsn(m.lsn_stop).to_string()),
-                consistent: restore.as_ref().map(|r| r.consistent && missing == 0),
-                missing_wal_segments: missing,
-                damaged_findings: 0,
-                restorable: false,
-            });
-            out.restores.extend(restore);
+            restored.push((need.start, need.timeline));
+            let storage_wal = dir
+                .parent()
+                .and_then(Path::parent)
+                .map(|p| p.join("wal_005"));
+            repo_backup(
+                &mut out,
+                archive,
+                &wal_dirs,
+                &dir,
+                &need,
+                storage_wal,
+                vec![sentinel],
+            );
         }
         // The archives' own backup history files: each backup they name, restored from them.
         for (apath, adir) in wal_dirs
@@ -821,12 +894,24 @@ impl Format for PostgresFormat {
             || tar::is_tar_backup(dir)
             || is_wal_dir(dir)
             || pgbackrest::is_backup_dir(dir)
+            || walg::is_backup_dir(dir)
     }
 
     fn list_dir(&self, dir: &Path) -> Option<DirListing> {
         let mut listing = DirListing::default();
         if !is_data_dir(dir) && is_wal_dir(dir) {
             self.list_wal(dir, &mut listing);
+            return Some(listing);
+        }
+        if walg::is_backup_dir(dir) {
+            // Its partitions are streamed in the conclusion; they are the files listed.
+            self.walg
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(dir.to_path_buf());
+            listing
+                .files
+                .extend(walg::archives(dir).into_iter().map(|(p, _)| p));
             return Some(listing);
         }
         if pgbackrest::is_backup_dir(dir) && !is_data_dir(dir) {
@@ -967,8 +1052,13 @@ impl Format for PostgresFormat {
                 .collect();
             return wal::open_tar(&self.wal, path, &members, source);
         }
-        let streamed = tarstream::compressed_archive(path).is_some()
-            && path.parent().is_some_and(tar::is_tar_backup);
+        let streamed = (tarstream::compressed_archive(path).is_some()
+            && path.parent().is_some_and(tar::is_tar_backup))
+            || path
+                .parent()
+                .filter(|p| p.file_name().is_some_and(|n| n == "tar_partitions"))
+                .and_then(Path::parent)
+                .is_some_and(walg::is_backup_dir);
         if streamed
             || (name == pgbackrest::MANIFEST
                 && path.parent().is_some_and(pgbackrest::is_backup_dir))

@@ -160,9 +160,8 @@ pub(crate) struct Manifest {
     /// `backup-lsn-start` and `backup-lsn-stop`.
     pub lsn_start: u64,
     pub lsn_stop: u64,
-    /// `backup-archive-start` and `-stop`: the first and last WAL segments it needs.
+    /// `backup-archive-start`: the first WAL segment it needs (its timeline is the backup's).
     pub archive_start: String,
-    pub archive_stop: String,
     /// `db-system-id`, `db-version` and `db-id`: which cluster, and its archive's folder
     /// (`archive/<stanza>/<db-version>-<db-id>/`).
     pub system_id: Option<u64>,
@@ -244,7 +243,6 @@ impl Manifest {
             lsn_start: lsn("backup-lsn-start")?,
             lsn_stop: lsn("backup-lsn-stop")?,
             archive_start: need("backup", "backup-archive-start")?,
-            archive_stop: need("backup", "backup-archive-stop")?,
             system_id: ini
                 .json("backup:db", "db-system-id")
                 .and_then(|v| v.as_u64()),
@@ -504,6 +502,7 @@ fn ext(c: Codec) -> &'static str {
         Codec::Bzip2 => "bz2",
         Codec::Xz => "xz",
         Codec::Lzma => "lzma",
+        Codec::Brotli => "br",
     }
 }
 

@@ -61,13 +61,34 @@ pub(crate) struct Setting<'a> {
     pub relseg: u32,
     /// Where the archive's WAL segments go (for `pg_wal.tar.*`).
     pub wal: &'a super::wal::Registry,
+    /// Members whose bytes are not pages (WAL-G's incremented files), by manifest path.
+    pub not_pages: &'a std::collections::BTreeSet<Vec<u8>>,
 }
 
 /// A WAL segment member larger than this is not read into memory (no segment is).
 const MAX_SEGMENT: u64 = 1 << 30;
 
-/// Streams the compressed archive `path` (see the module's comment).
+/// Streams the compressed archive `path` of a `pg_basebackup -Ft` backup (see the module's
+/// comment); `stem`: its name uncompressed (`base.tar`, `16385.tar`, `pg_wal.tar`).
 pub(crate) fn check(path: &Path, codec: Codec, stem: &str, s: &Setting<'_>) -> Checked {
+    let wal = stem == "pg_wal.tar";
+    // A tablespace archive's members are `pg_tblspc/<oid>/…` in the data directory.
+    let prefix = match stem.strip_suffix(".tar") {
+        Some("base") | Some("pg_wal") | None => String::new(),
+        Some(oid) => format!("pg_tblspc/{oid}/"),
+    };
+    check_archive(path, Some(codec), &prefix, wal, s)
+}
+
+/// Streams the tar archive `path`, compressed by `codec` or not: its members' paths in the data
+/// directory are `prefix` and their names; `wal`: its members are WAL (`pg_wal.tar`).
+pub(crate) fn check_archive(
+    path: &Path,
+    codec: Option<Codec>,
+    prefix: &str,
+    wal: bool,
+    s: &Setting<'_>,
+) -> Checked {
     let mut out = Checked::default();
     let file = match crate::access::open_for_scan(path, true) {
         Ok(f) => f,
@@ -83,22 +104,24 @@ pub(crate) fn check(path: &Path, codec: Codec, stem: &str, s: &Setting<'_>) -> C
             return out;
         }
     };
-    let Some(reader) = codec.reader(BufReader::with_capacity(1 << 20, file)) else {
-        out.warnings.push((
-            path.to_path_buf(),
-            format!(
-                "a {}-compressed archive is not read as a stream: not checked",
-                codec.name()
-            ),
-        ));
-        return out;
+    let input = BufReader::with_capacity(1 << 20, file);
+    let reader: Box<dyn Read> = match codec {
+        None => Box::new(input),
+        Some(c) => match c.reader(input) {
+            Some(r) => r,
+            None => {
+                out.warnings.push((
+                    path.to_path_buf(),
+                    format!(
+                        "a {}-compressed archive is not read as a stream: not checked",
+                        c.name()
+                    ),
+                ));
+                return out;
+            }
+        },
     };
-    let wal = stem == "pg_wal.tar";
-    // A tablespace archive's members are `pg_tblspc/<oid>/…` in the data directory.
-    let prefix = match stem.strip_suffix(".tar") {
-        Some("base") | Some("pg_wal") | None => String::new(),
-        Some(oid) => format!("pg_tblspc/{oid}/"),
-    };
+    let codec_name = codec.map_or("tar", Codec::name);
     let mut archive = tar::Archive::new(reader);
     let fail = |out: &mut Checked, at: u64, e: io::Error| {
         let kind = if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -111,8 +134,7 @@ pub(crate) fn check(path: &Path, codec: Codec, stem: &str, s: &Setting<'_>) -> C
             at,
             0,
             format!(
-                "the {}-compressed archive cannot be read past this offset of its decompressed bytes ({e}): the members from here on are not checked",
-                codec.name()
+                "the archive ({codec_name}) cannot be read past this offset of its decompressed bytes ({e}): the members from here on are not checked"
             ),
         );
         f.file = Some(path.to_path_buf());
@@ -144,12 +166,13 @@ pub(crate) fn check(path: &Path, codec: Codec, stem: &str, s: &Setting<'_>) -> C
             Ok(p) => p.to_string_lossy().into_owned(),
             Err(_) => continue,
         };
+        // `tar -cf base.tar .` names its members `./base/…`, WAL-G `/base/…`: the same files.
         let mut name = name.as_str();
-        while let Some(rest) = name.strip_prefix("./") {
+        while let Some(rest) = name.strip_prefix("./").or_else(|| name.strip_prefix('/')) {
             name = rest;
         }
         let name = name.to_owned();
-        let mut rel = prefix.clone().into_bytes();
+        let mut rel = prefix.as_bytes().to_vec();
         rel.extend_from_slice(name.as_bytes());
         let mut owner = Owner::new();
         owner.insert("member".into(), name.clone().into());
@@ -180,7 +203,8 @@ pub(crate) fn check(path: &Path, codec: Codec, stem: &str, s: &Setting<'_>) -> C
                 .then(|| parse_relfile_name(file_name))
                 .flatten()
                 .filter(|r| r.temp_backend.is_none())
-                .filter(|_| placement(&data_path).is_some() && !is_skipped_name(file_name));
+                .filter(|_| placement(&data_path).is_some() && !is_skipped_name(file_name))
+                .filter(|_| !s.not_pages.contains(&rel));
             let pages = relation.map(|r| {
                 Pages::new(
                     s.blcksz,

@@ -120,7 +120,8 @@ pub(crate) fn parse_stored(name: &str) -> Option<(WalName, Stored)> {
     }
     match WalName::parse(stem)? {
         w @ WalName::Segment { .. } => Some((w, Stored { codec, sha1 })),
-        // History and backup-history files are stored as they are.
+        // History and backup-history files: compressed by WAL-G, never named by SHA-1.
+        w if sha1.is_none() => Some((w, Stored { codec, sha1 })),
         _ => None,
     }
 }
@@ -577,7 +578,7 @@ pub(crate) fn open(
             })
         }
         WalName::History { tli } => {
-            let text = read_small(source)?;
+            let text = read_stored(source, stored)?;
             let (h, findings) = history::parse_history(&text, tli);
             let units = h.entries.len() as u64;
             registry.add_history(&dir, kind, tli, h);
@@ -590,7 +591,7 @@ pub(crate) fn open(
             })
         }
         WalName::Backup { offset, tli, .. } => {
-            let text = read_small(source)?;
+            let text = read_stored(source, stored)?;
             let findings = history::check_backup_file(&text, offset);
             if findings.is_empty() {
                 if let Some(b) = history::read_backup_file(path, &text, tli) {
@@ -844,6 +845,16 @@ pub fn page_of_lsn(path: &Path, lsn: &str) -> Result<u64, String> {
     Ok((l - start) / page)
 }
 
+/// A history or backup file's bytes, decompressed when it is stored compressed (at most 1 MiB
+/// either way: no such file is larger).
+fn read_stored(source: &dyn FileSource, stored: Stored) -> Result<Vec<u8>, OpenError> {
+    let raw = read_small(source)?;
+    Ok(match stored.codec {
+        Some(c) => c.decode_bounded(&raw, 1 << 20).0,
+        None => raw,
+    })
+}
+
 /// A history or backup file's bytes (they are small; more than 1 MiB is not one).
 fn read_small(source: &dyn FileSource) -> Result<Vec<u8>, OpenError> {
     let len = source.len().min(1 << 20) as usize;
@@ -890,9 +901,14 @@ mod tests {
             parse_stored("000000010000000000000003"),
             Some((seg, Stored::default()))
         );
+        // WAL-G compresses history and backup files too.
+        assert_eq!(
+            parse_stored("00000002.history.lz4").map(|(w, s)| (w, s.codec)),
+            Some((WalName::History { tli: 2 }, Some(Codec::Lz4)))
+        );
         for bad in [
             "000000010000000000000003.rar",
-            "00000002.history.gz",
+            "00000002.history-0123456789abcdef0123456789abcdef01234567",
             "000000010000000000000003-0123.gz",
             "00000001000000000000003.gz",
             "000000010000000000000003-zz23456789abcdef0123456789abcdef01234567",

@@ -1,0 +1,312 @@
+//! Oracle test of WAL-G layouts. WAL-G has no Debian package, so the layout is built by hand from
+//! real PostgreSQL 15 files, as WAL-G's documentation and source describe it
+//! (`formats-pgwal.md` §6.3): a real `pg_basebackup -Ft -X none` backup's `base.tar` becomes
+//! `basebackups_005/base_<start segment>/tar_partitions/part_1.tar.lz4` (LZ4 frame, WAL-G's
+//! default), its stop sentinel is written from the backup's own manifest (`LSN`, `FinishLSN`,
+//! `Files`), and the real archived WAL becomes `wal_005/<name>.<ext>`, its segments compressed
+//! with lz4, zstd and lzma-alone in turn (history and backup files too). dbfsck calls the store
+//! restorable to its end, and predicts the last record a restore replays — which a real archive
+//! recovery of the same backup over the same (uncompressed) WAL then reports as "redo done at".
+//! A removed WAL object, a flipped byte in the partition and a lost sentinel are each reported
+//! with the verdict they imply.
+//!
+//! Needs root, the `postgres` user and PostgreSQL 15 (`common::pg`); skipped where they are
+//! missing unless the run must be complete (`CI`), where it fails.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+mod common;
+use common::json_run as dbfsck;
+use common::pg::*;
+
+fn lz4(data: &[u8]) -> Vec<u8> {
+    let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn zstd(data: &[u8]) -> Vec<u8> {
+    ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+}
+
+fn lzma(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    lzma_rs::lzma_compress(&mut &data[..], &mut out).unwrap();
+    out
+}
+
+/// LSN text (`X/Y`) as a number.
+fn lsn(s: &str) -> u64 {
+    let (hi, lo) = s.split_once('/').unwrap();
+    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+}
+
+/// Builds the WAL-G store at `store` from a tar backup and an archive; returns the backup's
+/// folder.
+fn build_store(backup: &Path, archive: &Path, store: &Path) -> PathBuf {
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(backup.join("backup_manifest")).unwrap()).unwrap();
+    let range = &manifest["WAL-Ranges"][0];
+    let start = lsn(range["Start-LSN"].as_str().unwrap());
+    let finish = lsn(range["End-LSN"].as_str().unwrap());
+    let tli = range["Timeline"].as_u64().unwrap();
+    let name = format!(
+        "base_{tli:08X}{:08X}{:08X}",
+        start >> 32,
+        (start >> 24) & 0xff
+    );
+    let dir = store.join("basebackups_005").join(&name);
+    fs::create_dir_all(dir.join("tar_partitions")).unwrap();
+    let base = fs::read(backup.join("base.tar")).unwrap();
+    fs::write(dir.join("tar_partitions/part_1.tar.lz4"), lz4(&base)).unwrap();
+    let files: serde_json::Map<String, Value> = manifest["Files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                format!("/{}", f["Path"].as_str().unwrap()),
+                serde_json::json!({"IsIncremented": false, "IsSkipped": false, "MTime": "2026-12-04T00:00:00Z"}),
+            )
+        })
+        .collect();
+    let sentinel = serde_json::json!({
+        "LSN": start,
+        "FinishLSN": finish,
+        "PgVersion": 150000,
+        "UncompressedSize": base.len(),
+        "Files": files,
+    });
+    fs::write(
+        store
+            .join("basebackups_005")
+            .join(format!("{name}_backup_stop_sentinel.json")),
+        serde_json::to_vec(&sentinel).unwrap(),
+    )
+    .unwrap();
+    fs::write(dir.join("metadata.json"), b"{}").unwrap();
+    let wal = store.join("wal_005");
+    fs::create_dir_all(&wal).unwrap();
+    let mut names: Vec<String> = fs::read_dir(archive)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    for (i, n) in names.iter().enumerate() {
+        let bytes = fs::read(archive.join(n)).unwrap();
+        let (ext, packed) = match i % 3 {
+            0 => ("lz4", lz4(&bytes)),
+            1 => ("zst", zstd(&bytes)),
+            _ => ("lzma", lzma(&bytes)),
+        };
+        fs::write(wal.join(format!("{n}.{ext}")), packed).unwrap();
+    }
+    dir
+}
+
+fn copy_store(store: &Path, to: &Path) -> PathBuf {
+    copy_tree(store.to_str().unwrap(), to);
+    to.to_path_buf()
+}
+
+fn restore_of(v: &Value) -> &Value {
+    &v["summary"]["restores"][0]
+}
+
+#[test]
+fn walg_layouts_clean_and_damaged() {
+    let Some(bin) = prerequisites() else { return };
+    let tmp = tempfile::Builder::new()
+        .prefix("dbfsck-walg-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let top = tmp.path();
+    let archive = top.join("archive");
+    fs::create_dir(&archive).unwrap();
+    ok(
+        Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(top)
+            .output()
+            .unwrap(),
+        "chown",
+    );
+    let opts = format!(
+        "-c archive_mode=on -c archive_command='cp %p {}/%f'",
+        archive.display()
+    );
+    let (_cluster, _data, sock, mut server) = running_cluster(&bin, &opts);
+    pgbench_init(&bin, &sock, 1);
+    psql(&bin, &sock, "create table t(id serial primary key)");
+    let backup = top.join("tar");
+    base_backup(&bin, &sock, &backup, &["-Ft", "-X", "none"]);
+    for _ in 0..4 {
+        psql(
+            &bin,
+            &sock,
+            "insert into t(id) select nextval('t_id_seq') from generate_series(1, 20000)",
+        );
+        psql(&bin, &sock, "select pg_switch_wal()");
+    }
+    let last = psql(
+        &bin,
+        &sock,
+        "select pg_walfile_name(pg_current_wal_lsn() - 1)",
+    );
+    for _ in 0..300 {
+        let done = psql(
+            &bin,
+            &sock,
+            "select coalesce(last_archived_wal, '') from pg_stat_archiver",
+        );
+        if done.as_str() >= last.as_str() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    server.stop();
+    let store = top.join("store");
+    let dir = build_store(&backup, &archive, &store);
+
+    // Clean: restorable, to the end of wal_005/.
+    let (code, v) = dbfsck(&["scan", store.to_str().unwrap()]);
+    assert_eq!(code, 0, "{v}");
+    let b = &v["summary"]["backups"][0];
+    assert_eq!(b["restorable"], true, "{b}");
+    let r = restore_of(&v);
+    assert_eq!(r["consistent"], true, "{r}");
+    assert_eq!(r["reaches_archive_end"], true, "{r}");
+    assert!(
+        v["summary"]["units"].as_u64().unwrap() > 1000,
+        "pages verified"
+    );
+
+    // A real archive recovery of the same backup over the same WAL ends where predicted.
+    let restored = top.join("restored");
+    fs::create_dir(&restored).unwrap();
+    ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(backup.join("base.tar"))
+            .arg("-C")
+            .arg(&restored)
+            .output()
+            .unwrap(),
+        "tar -xf",
+    );
+    fs::create_dir_all(restored.join("pg_wal")).unwrap();
+    fs::write(restored.join("recovery.signal"), "").unwrap();
+    ok(
+        Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(&restored)
+            .output()
+            .unwrap(),
+        "chown",
+    );
+    ok(
+        Command::new("chmod")
+            .args(["700"])
+            .arg(&restored)
+            .output()
+            .unwrap(),
+        "chmod",
+    );
+    let rsock = top.to_str().unwrap().to_owned();
+    start_cluster(
+        &bin,
+        restored.to_str().unwrap(),
+        &rsock,
+        &format!(
+            "-p 5498 -c archive_mode=off -c restore_command='cp {}/%f %p'",
+            archive.display()
+        ),
+    );
+    let mut guard = Server {
+        bin: &bin,
+        data: restored.to_str().unwrap().to_owned(),
+        running: true,
+    };
+    let mut log = String::new();
+    for _ in 0..300 {
+        log = fs::read_to_string(top.join("log")).unwrap_or_default();
+        if log.contains("redo done at") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    guard.stop();
+    let redo_done = log
+        .lines()
+        .find_map(|l| l.split("redo done at ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no \"redo done at\": {log}"));
+    assert_eq!(r["last_replayed"].as_str(), Some(redo_done), "{r}");
+
+    // A WAL object removed after the backup's end: the restore stops there.
+    let cut = copy_store(&store, &top.join("cut"));
+    let mut segs: Vec<PathBuf> = fs::read_dir(cut.join("wal_005"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.len() > 24 && !n.contains(".backup") && !n.contains(".history")
+        })
+        .collect();
+    segs.sort();
+    let gone = segs[segs.len() - 2].clone();
+    fs::remove_file(&gone).unwrap();
+    let (code, v) = dbfsck(&["scan", cut.to_str().unwrap()]);
+    assert_eq!(code & 4, 4, "{v}");
+    let r = restore_of(&v);
+    assert_eq!(r["obstacle"]["reason"], "missing", "{r}");
+    let gone_name = &gone.file_name().unwrap().to_str().unwrap()[..24];
+    assert_eq!(r["obstacle"]["segment"].as_str(), Some(gone_name), "{r}");
+
+    // A flipped byte in the partition: damage on it, the backup not restorable.
+    let flipped = copy_store(&store, &top.join("flipped"));
+    let part = flipped
+        .join("basebackups_005")
+        .join(dir.file_name().unwrap())
+        .join("tar_partitions/part_1.tar.lz4");
+    let mut b = fs::read(&part).unwrap();
+    let at = b.len() / 2;
+    b[at] ^= 0x10;
+    fs::write(&part, b).unwrap();
+    let (code, v) = dbfsck(&["scan", flipped.to_str().unwrap()]);
+    assert_eq!(code & 4, 4, "{v}");
+    assert_eq!(
+        v["summary"]["backups"][0]["restorable"], false,
+        "{}",
+        v["summary"]
+    );
+
+    // The sentinel lost: the backup never finished, as far as WAL-G knows.
+    let lost = copy_store(&store, &top.join("lost"));
+    let sentinel = lost.join("basebackups_005").join(format!(
+        "{}_backup_stop_sentinel.json",
+        dir.file_name().unwrap().to_str().unwrap()
+    ));
+    fs::remove_file(sentinel).unwrap();
+    let (code, v) = dbfsck(&["scan", lost.to_str().unwrap()]);
+    assert_eq!(code & 4, 4, "{v}");
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "missing_file"
+                && f["path"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("_backup_stop_sentinel.json")),
+        "{}",
+        v["findings"]
+    );
+    assert_eq!(v["summary"]["backups"][0]["restorable"], false);
+}
