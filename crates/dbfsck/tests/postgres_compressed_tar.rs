@@ -1,5 +1,5 @@
 //! Oracle test of compressed tar-format backups (`pg_basebackup -Ft -z`, `--compress=lz4`,
-//! `--compress=zstd`): real backups of a pgbench cluster are read as streams — every page, each
+//! `--compress=zstd`, and `-z -X fetch`, whose WAL is inside `base.tar.gz`): real backups of a pgbench cluster are read as streams — every page, each
 //! member against `backup_manifest`, the WAL in `pg_wal.tar.gz` — and called clean and
 //! restorable; the gzip one, extracted with GNU tar, passes PostgreSQL's own `pg_verifybackup`.
 //! A flipped byte inside the zstd archive is reported on the member it garbles, and a gzip
@@ -34,12 +34,14 @@ fn compressed_tar_backups_are_streamed() {
             "zst",
             &["-Ft", "--compress=zstd", "--manifest-checksums=SHA256"][..],
         ),
+        // -X fetch: the WAL inside base.tar.gz's pg_wal/.
+        ("gz-fetch", &["-Ft", "-z", "-X", "fetch"][..]),
     ] {
         base_backup(&bin, &sock, &top.join(name), extra);
     }
     server.stop();
 
-    for name in ["gz", "lz4", "zst"] {
+    for name in ["gz", "lz4", "zst", "gz-fetch"] {
         let (code, v) = scan(&top.join(name));
         assert_eq!(code, 0, "{name}: {v}");
         let b = &v["summary"]["backups"][0];

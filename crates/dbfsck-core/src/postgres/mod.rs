@@ -669,12 +669,18 @@ impl Format for PostgresFormat {
             // The backup's own WAL: pg_wal/, or a tar-format backup's pg_wal.tar.
             let own_path = match cluster {
                 Some(_) => dir.join("pg_wal"),
+                // pg_wal.tar (-X stream), or base.tar's pg_wal/ (-X fetch).
                 None => [
                     "pg_wal.tar",
                     "pg_wal.tar.gz",
                     "pg_wal.tar.lz4",
                     "pg_wal.tar.zst",
                     "pg_wal.tar.bz2",
+                    "base.tar",
+                    "base.tar.gz",
+                    "base.tar.lz4",
+                    "base.tar.zst",
+                    "base.tar.bz2",
                 ]
                 .iter()
                 .map(|n| dir.join(n))
@@ -1246,8 +1252,20 @@ impl PostgresFormat {
         }
         let blcksz = u64::from(usable.map_or(self.blcksz(), |c| c.blcksz));
         let relseg = usable.map_or(DEFAULT_RELSEG, |c| c.relseg_size);
-        let (check, findings) = tar::TarCheck::new(path, &members, blcksz, relseg);
-        if check.members.is_empty() && findings.is_empty() {
+        let (check, mut findings) = tar::TarCheck::new(path, &members, blcksz, relseg);
+        // The WAL `-X fetch` puts in base.tar's pg_wal/: the backup's own WAL, as pg_wal.tar's.
+        let wal_members: Vec<(String, u64, u64)> = members
+            .iter()
+            .filter(|m| m.name.starts_with("pg_wal/"))
+            .map(|m| (m.name.clone(), m.data, m.size))
+            .collect();
+        let (wal_check, wal_units, wal_findings) = if wal_members.is_empty() {
+            (None, 0, Vec::new())
+        } else {
+            wal::tar_segments(&self.wal, path, &wal_members, source)?
+        };
+        findings.extend(wal_findings);
+        if check.members.is_empty() && findings.is_empty() && wal_check.is_none() {
             return Err(OpenError::NotThisFormat {
                 format: Self::NAME,
                 reason: format!(
@@ -1256,10 +1274,14 @@ impl PostgresFormat {
                 ),
             });
         }
+        let check: Box<dyn UnitCheck> = match wal_check {
+            None => Box::new(check),
+            Some(w) => Box::new(tar::WithWal::new(check, w)),
+        };
         Ok(Opened {
             findings,
-            check: Some(Box::new(check)),
-            units: 0,
+            check: Some(check),
+            units: wal_units,
             recheck_after: None,
             notes,
         })

@@ -244,3 +244,75 @@ impl UnitCheck for TarCheck {
         }
     }
 }
+
+/// A `base.tar`'s relation members and its WAL members (`pg_wal/`, written by `-X fetch`): two
+/// checks of disjoint extents of one archive, each chunk handed to the one whose extent holds it.
+pub(crate) struct WithWal {
+    rel: TarCheck,
+    wal: Box<dyn UnitCheck>,
+    wal_extents: Vec<Layout>,
+}
+
+impl WithWal {
+    pub(crate) fn new(rel: TarCheck, wal: Box<dyn UnitCheck>) -> WithWal {
+        let wal_extents = wal.extents();
+        WithWal {
+            rel,
+            wal,
+            wal_extents,
+        }
+    }
+
+    fn is_wal(&self, offset: u64) -> bool {
+        self.wal_extents
+            .iter()
+            .any(|l| l.start <= offset && offset < l.end)
+    }
+}
+
+impl UnitCheck for WithWal {
+    fn layout(&self) -> Layout {
+        let (a, b) = (self.rel.layout(), self.wal.layout());
+        let start = if self.rel.members.is_empty() {
+            b.start
+        } else {
+            a.start.min(b.start)
+        };
+        let end = if self.rel.members.is_empty() {
+            b.end
+        } else {
+            a.end.max(b.end)
+        };
+        Layout {
+            start,
+            end,
+            align: 512,
+        }
+    }
+
+    fn extents(&self) -> Vec<Layout> {
+        let mut v = self.rel.extents();
+        if self.rel.members.is_empty() {
+            v.clear();
+        }
+        v.extend(self.wal_extents.iter().copied());
+        v.sort_by_key(|l| l.start);
+        v
+    }
+
+    fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64 {
+        if self.is_wal(chunk.offset) {
+            self.wal.verify(chunk, out)
+        } else {
+            self.rel.verify(chunk, out)
+        }
+    }
+
+    fn describe(&self, chunk: &Chunk<'_>) -> Vec<(String, String)> {
+        if self.is_wal(chunk.offset) {
+            self.wal.describe(chunk)
+        } else {
+            self.rel.describe(chunk)
+        }
+    }
+}

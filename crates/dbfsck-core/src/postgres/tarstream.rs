@@ -176,7 +176,11 @@ pub(crate) fn check_archive(
         rel.extend_from_slice(name.as_bytes());
         let mut owner = Owner::new();
         owner.insert("member".into(), name.clone().into());
-        let read = if wal && super::wal::WalName::is_segment(&name) && size <= MAX_SEGMENT {
+        // WAL: pg_wal.tar's members, or base.tar's pg_wal/ (-X fetch).
+        let wal_member = (wal || name.starts_with("pg_wal/"))
+            && (super::wal::WalName::is_segment(name.rsplit('/').next().unwrap_or(&name))
+                || name.ends_with(".history"));
+        let read = if wal_member && size <= MAX_SEGMENT {
             // A segment is walked whole, as a segment file is.
             let mut bytes = Vec::new();
             let r = (&mut entry).take(size).read_to_end(&mut bytes);

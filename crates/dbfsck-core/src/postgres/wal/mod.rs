@@ -619,13 +619,32 @@ pub(crate) fn open_tar(
     members: &[(String, u64, u64)],
     source: &dyn FileSource,
 ) -> Result<Opened, OpenError> {
+    let (check, units, findings) = tar_segments(registry, archive, members, source)?;
+    Ok(Opened {
+        findings,
+        check,
+        units,
+        recheck_after: None,
+        notes: Vec::new(),
+    })
+}
+
+/// The check of the WAL members of a tar archive (see [`open_tar`]; for `base.tar`, its
+/// `pg_wal/` members, which `-X fetch` puts there): the check (none without a segment), the
+/// units verified opening it (history entries) and its findings.
+pub(crate) fn tar_segments(
+    registry: &Arc<Registry>,
+    archive: &Path,
+    members: &[(String, u64, u64)],
+    source: &dyn FileSource,
+) -> Result<(Option<Box<dyn UnitCheck>>, u64, Vec<Finding>), OpenError> {
     let kind = WalDirKind::Archive;
     let mut segs = Vec::new();
     let mut listed = Vec::new();
     let mut units = 0;
     let mut findings = Vec::new();
     for (name, data, size) in members {
-        let Some((w, stored)) = parse_stored(name) else {
+        let Some((w, stored)) = parse_stored(name.rsplit('/').next().unwrap_or(name)) else {
             continue;
         };
         match w {
@@ -664,33 +683,32 @@ pub(crate) fn open_tar(
             _ => {}
         }
     }
-    registry.listed(archive, kind, &listed);
+    if !listed.is_empty() {
+        registry.listed(archive, kind, &listed);
+    }
     segs.retain(|(l, _)| l.end > l.start);
-    Ok(Opened {
-        findings,
-        check: (!segs.is_empty()).then(|| {
-            Box::new(TarSegments {
-                members: segs,
-                registry: registry.clone(),
-                dir: archive.to_path_buf(),
-            }) as Box<dyn UnitCheck>
-        }),
-        units,
-        recheck_after: None,
-        notes: Vec::new(),
-    })
+    let check = (!segs.is_empty()).then(|| {
+        Box::new(TarSegments {
+            members: segs,
+            registry: registry.clone(),
+            dir: archive.to_path_buf(),
+        }) as Box<dyn UnitCheck>
+    });
+    Ok((check, units, findings))
 }
 
 /// The entry of a segment that is member `name` of `archive`, its bytes at `data`, from its long
 /// header `long` (its first 40 bytes): `None` when the name is not a plain segment's or not one
 /// for the segment size its header gives.
 fn member_entry(archive: &Path, name: &str, data: u64, long: &[u8]) -> Option<SegEntry> {
+    // A member may lie in a folder (`pg_wal/…` of base.tar with -X fetch).
+    let file = name.rsplit('/').next().unwrap_or(name);
     let WalName::Segment {
         tli,
         log,
         seg,
         partial,
-    } = WalName::parse(name)?
+    } = WalName::parse(file)?
     else {
         return None;
     };
@@ -748,7 +766,7 @@ pub(crate) fn add_streamed(
     at: u64,
 ) -> (u64, Vec<Finding>) {
     let kind = WalDirKind::Archive;
-    match WalName::parse(name) {
+    match WalName::parse(name.rsplit('/').next().unwrap_or(name)) {
         Some(WalName::Segment { .. }) => {
             let Some(mut e) = member_entry(archive, name, at, bytes.get(..40).unwrap_or(bytes))
             else {
