@@ -629,6 +629,9 @@ pub(crate) fn open_tar(
     })
 }
 
+/// What [`tar_segments`] gives: the check, units verified opening, findings.
+pub(crate) type TarWal = (Option<Box<dyn UnitCheck>>, u64, Vec<Finding>);
+
 /// The check of the WAL members of a tar archive (see [`open_tar`]; for `base.tar`, its
 /// `pg_wal/` members, which `-X fetch` puts there): the check (none without a segment), the
 /// units verified opening it (history entries) and its findings.
@@ -637,7 +640,7 @@ pub(crate) fn tar_segments(
     archive: &Path,
     members: &[(String, u64, u64)],
     source: &dyn FileSource,
-) -> Result<(Option<Box<dyn UnitCheck>>, u64, Vec<Finding>), OpenError> {
+) -> Result<TarWal, OpenError> {
     let kind = WalDirKind::Archive;
     let mut segs = Vec::new();
     let mut listed = Vec::new();
