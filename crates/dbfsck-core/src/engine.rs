@@ -985,6 +985,7 @@ impl Scanner {
         let mut recovery = Vec::new();
         let mut backups = Vec::new();
         let mut restores = Vec::new();
+        let mut errors = Vec::new();
         {
             // Files named as the scan reached them: looked up by real path, borrowed (no copy
             // of every name of a scan of 100 000 files).
@@ -1015,6 +1016,10 @@ impl Scanner {
                     path: name(&p),
                     message,
                 }));
+                errors.extend(c.errors.into_iter().map(|(p, message)| PathError {
+                    path: name(&p),
+                    message,
+                }));
                 recovery.extend(c.recovery);
                 backups.extend(c.backups);
                 for mut r in c.restores {
@@ -1034,6 +1039,8 @@ impl Scanner {
         }
         report.findings.append(&mut findings);
         report.warnings.append(&mut warnings);
+        report.errors.append(&mut errors);
+        report.errors.sort_by(|a, b| a.path.cmp(&b.path));
         recovery.sort_by(|a, b| a.path.cmp(&b.path));
         report.summary.recovery = recovery;
         // A backup is restorable when its WAL reaches its end and no damage lies in it (its
@@ -1052,6 +1059,64 @@ impl Scanner {
                 })
                 .count() as u64;
             b.restorable = b.consistent == Some(true) && b.damaged_findings == 0;
+        }
+        // A backup that cannot be restored is damage (exit bit 4), whatever showed it: when
+        // nothing in it is a damage finding (its WAL simply stops short, in an archive where
+        // that is no damage of its own), the verdict is one.
+        let mut added = Vec::new();
+        for b in backups
+            .iter_mut()
+            .filter(|b| b.consistent == Some(false) && b.damaged_findings == 0)
+        {
+            let why = restores.iter().find(|r| r.backup == b.path).map_or(
+                "its WAL does not reach the point where it becomes consistent",
+                |r| r.detail.as_str(),
+            );
+            let mut f = Finding::new(
+                FindingKind::Truncated,
+                0,
+                0,
+                format!("the backup cannot be restored: {why}"),
+            );
+            f.path = b.path.clone();
+            f.format = b.format.clone();
+            f.file = Some(b.real.clone());
+            b.damaged_findings = 1;
+            added.push(f);
+        }
+        // The same for a backup known only from an archive's backup history file.
+        for r in restores.iter().filter(|r| !r.consistent) {
+            let listed = backups.iter().any(|b| b.path == r.backup);
+            let file = std::path::PathBuf::from(&r.backup);
+            let reported = report
+                .findings
+                .iter()
+                .any(|f| f.kind.is_damage() && f.file.as_deref() == Some(file.as_path()));
+            if listed || reported {
+                continue;
+            }
+            let mut f = Finding::new(
+                FindingKind::Truncated,
+                0,
+                0,
+                format!(
+                    "the backup this file names cannot be restored from the archive: {}",
+                    r.detail
+                ),
+            );
+            f.path = r.backup.clone();
+            f.format = r.format.clone();
+            f.file = Some(file);
+            added.push(f);
+        }
+        if !added.is_empty() {
+            if let Some(cb) = &self.file_done {
+                cb(&added);
+            }
+            report.findings.append(&mut added);
+            report
+                .findings
+                .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         }
         backups.sort_by(|a, b| a.path.cmp(&b.path));
         report.summary.backups = backups;

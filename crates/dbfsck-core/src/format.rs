@@ -234,6 +234,9 @@ pub struct Conclusion {
     pub findings: Vec<Finding>,
     /// Conditions the operator should know about, by path.
     pub warnings: Vec<(PathBuf, String)>,
+    /// Paths that could not be used as asked (`--wal-archive` naming no archive): errors,
+    /// exit bit 8.
+    pub errors: Vec<(PathBuf, String)>,
     /// Replay verdicts (`summary.recovery`).
     pub recovery: Vec<crate::report::RecoveryVerdict>,
     /// Backup verdicts (`summary.backups`); `restorable` and `damaged_findings` are filled in by

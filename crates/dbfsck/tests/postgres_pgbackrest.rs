@@ -390,6 +390,61 @@ fn pgbackrest_repositories_clean_and_damaged() {
         .unwrap_or_else(|| panic!("no \"redo done at\": {log}"));
     assert_eq!(r["last_replayed"].as_str(), Some(redo_done), "{r}");
 
+    // Regression (review): the incremental backup's last segment never archived. Nothing in
+    // the archive is damaged, but the backup cannot be restored: that is damage (exit 4).
+    let bad = copy_repo(&repo, &top.join("no-stop"));
+    let incr_end = seg_of(
+        verdict(&v, "restores", "backup", &incr)["backup_end"]
+            .as_str()
+            .unwrap(),
+    );
+    for p in archived(&bad) {
+        let n = p.file_name().unwrap().to_str().unwrap()[..24].to_owned();
+        if n.as_str() >= incr_end.as_str() {
+            fs::remove_file(p).unwrap();
+        }
+    }
+    let (code, v2) = dbfsck(&["scan", bad.to_str().unwrap()]);
+    assert_eq!(code & 4, 4, "{v2}");
+    assert_eq!(
+        verdict(&v2, "backups", "path", &incr)["restorable"],
+        false,
+        "{}",
+        v2["summary"]
+    );
+    assert_eq!(
+        verdict(&v2, "backups", "path", &full)["restorable"],
+        true,
+        "{}",
+        v2["summary"]
+    );
+
+    // Regression (review): a file of the full backup that the incremental one references is
+    // lost: neither backup can be restored.
+    let bad = copy_repo(&repo, &top.join("lost-ref"));
+    let manifest = fs::read_to_string(incr.join("backup.manifest")).unwrap();
+    let referenced = manifest
+        .lines()
+        .find(|l| l.starts_with("pg_data/base/") && l.contains("\"reference\""))
+        .and_then(|l| l.split('=').next())
+        .expect("a referenced file")
+        .to_owned();
+    let stored = bad
+        .join("backup/main")
+        .join(full.file_name().unwrap())
+        .join(format!("{referenced}.zst"));
+    fs::remove_file(&stored).unwrap();
+    let (code, v2) = dbfsck(&["scan", bad.to_str().unwrap()]);
+    assert_eq!(code & 4, 4, "{v2}");
+    for b in [&full, &incr] {
+        assert_eq!(
+            verdict(&v2, "backups", "path", b)["restorable"],
+            false,
+            "{}",
+            v2["summary"]
+        );
+    }
+
     // A truncated file of the incremental backup.
     let bad = copy_repo(&repo, &top.join("truncated"));
     let cut = largest(

@@ -429,6 +429,37 @@ fn restore_verdicts_agree_with_real_archive_recovery() {
     agrees(r, &real, "a flipped byte");
     assert!(rows(&real) < total, "{real:?}");
 
+    // Regression (review): an archived segment of the wrong size — the empty file a failed
+    // archive_command leaves — stops archive recovery with FATAL ("archive file has wrong
+    // size"): the restore cannot start; dbfsck says so on the file and in the verdict.
+    let empty = archive_copy(&archive, &top.join("empty-seg"), |d| {
+        fs::write(d.join(&hit), b"").unwrap();
+    });
+    let (code, v) = dbfsck(&[
+        "scan",
+        stream.to_str().unwrap(),
+        "--wal-archive",
+        empty.to_str().unwrap(),
+    ]);
+    assert_eq!(code & 4, 4, "{v}");
+    let r = restore_of(&v, "/stream");
+    assert_eq!(r["obstacle"]["reason"], "wrong_size", "{r}");
+    assert_eq!(r["consistent"], false, "{r}");
+    match restore(&bin, &stream, &empty, &top.join("r-empty")) {
+        Restored::Refused(log) => assert!(log.contains("wrong size"), "{log}"),
+        opened => {
+            panic!("dbfsck said the server stops on the empty segment, it opened: {opened:?}")
+        }
+    }
+    // Regression (review): --wal-archive naming something that is not an archive is an error.
+    let (code, v) = dbfsck(&[
+        "scan",
+        stream.to_str().unwrap(),
+        "--wal-archive",
+        archive.join(&hit).to_str().unwrap(),
+    ]);
+    assert_eq!(code & 8, 8, "{v}");
+
     // The segment the -X none backup starts in removed: it cannot be restored, and the server
     // refuses to start.
     let (_, v) = dbfsck(&["scan", none.to_str().unwrap(), "--wal-archive", a]);

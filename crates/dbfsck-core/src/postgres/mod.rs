@@ -171,7 +171,7 @@ impl PostgresFormat {
             d.kind == wal::WalDirKind::Archive && real.is_some() && fs::canonicalize(p).ok() == real
         });
         if found.is_none() {
-            out.warnings.push((
+            out.errors.push((
                 want.clone(),
                 "--wal-archive names no directory of archived WAL segments that this scan verified (a missing or empty directory, or a data directory's own pg_wal/): no backup is restored from it".into(),
             ));
@@ -442,22 +442,32 @@ fn tar_backup_wal(
         }
     }
     verdict.missing_wal_segments = missing;
-    let reaches = match (restore, own, need) {
-        (Some(r), _, _) => Some(r.consistent),
-        (None, Some((path, d)), Some(need)) => wal::restore::judge(None, d, path, need)
+    // The backup's own WAL alone: damage in it is the backup's, even where an archive has a
+    // sound copy (a plain backup's pg_wal/ is judged the same way).
+    let own_reaches = match (own, need) {
+        (Some((path, d)), Some(need)) => wal::restore::judge(None, d, path, need)
             .ok()
             .map(|r| r.consistent),
-        _ => Some(false),
+        _ => None,
+    };
+    let reaches = match restore {
+        Some(r) => Some(r.consistent),
+        None => own_reaches.or(Some(false)),
     };
     verdict.consistent = reaches.map(|c| c && missing == 0);
-    if reaches == Some(false) && missing == 0 && restore.is_none() {
+    if own_reaches == Some(false) && missing == 0 {
         let mut f = Finding::new(
             FindingKind::Truncated,
             0,
             0,
             format!(
-                "replay of the WAL in pg_wal.tar stops before the backup's end at {} (backup_manifest WAL-Ranges): PostgreSQL refuses to start from it (\"WAL ends before end of online backup\"); the rest must come from the WAL archive",
-                ranges.last().map_or_else(String::new, |r| wal::Lsn(r.end).to_string())
+                "replay of the backup's own WAL (pg_wal.tar) stops before the backup's end at {} (backup_manifest WAL-Ranges): alone, PostgreSQL refuses to start from it (\"WAL ends before end of online backup\"){}",
+                ranges.last().map_or_else(String::new, |r| wal::Lsn(r.end).to_string()),
+                if restore.is_some_and(|r| r.consistent) {
+                    "; the WAL archive holds what it lacks"
+                } else {
+                    "; the rest must come from the WAL archive"
+                }
             ),
         );
         f.file = Some(tar);
@@ -750,7 +760,12 @@ impl Format for PostgresFormat {
             out.restores.extend(restore);
         }
         // pgBackRest backups: every file, then the restore from the repository's archive.
-        let pgbr = std::mem::take(&mut *self.pgbackrest.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut pgbr =
+            std::mem::take(&mut *self.pgbackrest.lock().unwrap_or_else(|e| e.into_inner()));
+        // Oldest first: a full backup's files are read once, before the incremental ones
+        // that reference them.
+        pgbr.sort();
+        let mut seen = std::collections::HashSet::new();
         for dir in pgbr {
             if !complete {
                 out.warnings.push((
@@ -759,11 +774,25 @@ impl Format for PostgresFormat {
                 ));
                 continue;
             }
-            let checked = pgbackrest::check(&dir);
+            let checked = pgbackrest::check(&dir, &mut seen);
             out.findings.extend(checked.findings);
             out.warnings.extend(checked.warnings);
             out.units += checked.units;
-            let Some(m) = checked.manifest else { continue };
+            let Some(m) = checked.manifest else {
+                // A backup whose manifest cannot be used is listed, and not restorable.
+                out.backups.push(crate::report::BackupVerdict {
+                    format: Self::NAME.into(),
+                    path: dir.to_string_lossy().into_owned(),
+                    real: dir.clone(),
+                    also: checked.referenced,
+                    backup_end: None,
+                    consistent: None,
+                    missing_wal_segments: 0,
+                    damaged_findings: 0,
+                    restorable: false,
+                });
+                continue;
+            };
             // Its archive: the repository's archive/<stanza>/<version>-<id>/.
             let repo_archive = dir.parent().and_then(|stanza| {
                 let name = stanza.file_name()?;

@@ -238,10 +238,18 @@ impl Manifest {
                 });
             }
         }
+        let (lsn_start, lsn_stop) = (lsn("backup-lsn-start")?, lsn("backup-lsn-stop")?);
+        if lsn_stop < lsn_start {
+            return Err(format!(
+                "backup-lsn-stop {} lies before backup-lsn-start {}",
+                super::wal::Lsn(lsn_stop),
+                super::wal::Lsn(lsn_start)
+            ));
+        }
         Ok(Manifest {
             label: need("backup", "backup-label")?,
-            lsn_start: lsn("backup-lsn-start")?,
-            lsn_stop: lsn("backup-lsn-stop")?,
+            lsn_start,
+            lsn_stop,
             archive_start: need("backup", "backup-archive-start")?,
             system_id: ini
                 .json("backup:db", "db-system-id")
@@ -302,7 +310,9 @@ fn owner(dir: &Path, key: &str) -> Owner {
 }
 
 /// Checks the pgBackRest backup in `dir` (see the module's comment) on the current rayon pool.
-pub(crate) fn check(dir: &Path) -> Checked {
+/// `seen`: stored files an earlier backup of this scan checked (an incremental backup's files
+/// of its full one): they are not read twice, their findings stand for both.
+pub(crate) fn check(dir: &Path, seen: &mut std::collections::HashSet<PathBuf>) -> Checked {
     let mut out = Checked::default();
     let path = dir.join(MANIFEST);
     let bytes = match read_manifest(&path) {
@@ -423,7 +433,9 @@ pub(crate) fn check(dir: &Path) -> Checked {
                 if e.reference.is_some() {
                     out.referenced.push(p.clone());
                 }
-                work.push((e, p, c));
+                if seen.insert(p.clone()) {
+                    work.push((e, p, c));
+                }
             }
             None => {
                 let mut p = repo
@@ -446,7 +458,12 @@ pub(crate) fn check(dir: &Path) -> Checked {
                     ),
                 );
                 f.owner = Some(owner(dir, &e.key));
-                f.file = Some(PathBuf::from(p));
+                let p = PathBuf::from(p);
+                if e.reference.is_some() {
+                    // It counts against this backup, which needs it.
+                    out.referenced.push(p.clone());
+                }
+                f.file = Some(p);
                 out.findings.push(f);
             }
         }
@@ -597,6 +614,8 @@ fn check_file(
         )
     });
     let mut checker = super::stream::Sink::new(super::stream::Hasher::Sha1(Sha1::new()), pages);
+    // A stream that inflates past the manifest's size is not read on (a decompression bomb).
+    checker.limit = Some(e.size);
     let mut tee = Tee {
         inner: file,
         sha: Sha1::new(),
@@ -645,6 +664,21 @@ fn check_file(
             f.actual = Some(stored_sha);
             findings.push(with(f));
         }
+    }
+    if checker.n > e.size {
+        let mut f = Finding::new(
+            FindingKind::SizeMismatch,
+            e.size,
+            checker.n - e.size,
+            format!(
+                "the file decompresses to more than the {} bytes backup.manifest gives: it is not the file backed up (read no further)",
+                e.size
+            ),
+        );
+        f.expected = Some(e.size.to_string());
+        f.actual = Some(format!("more than {}", e.size));
+        findings.push(with(f));
+        return (findings, units, note);
     }
     match decoded {
         Err(crate::codec::DecodeError::Output(why)) => {

@@ -160,6 +160,8 @@ pub(crate) struct Sink {
     pub hasher: Hasher,
     pub n: u64,
     pub pages: Option<Pages>,
+    /// Bytes past this are refused (the write fails): `n` then ends one past it.
+    pub limit: Option<u64>,
 }
 
 impl Sink {
@@ -168,12 +170,19 @@ impl Sink {
             hasher,
             n: 0,
             pages,
+            limit: None,
         }
     }
 }
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(limit) = self.limit {
+            if self.n + buf.len() as u64 > limit {
+                self.n = limit + 1;
+                return Err(io::Error::other("more bytes than the file should hold"));
+            }
+        }
         self.hasher.update(buf);
         self.n += buf.len() as u64;
         if let Some(p) = self.pages.as_mut() {

@@ -356,6 +356,7 @@ fn join_more(mut pd: Pending, b: &SegEntry) -> Result<Joined, Break> {
             commits: u64::from(d.commit_time.is_some()),
             first_commit: d.commit_time,
             last_commit: d.commit_time,
+            last_commit_lsn: d.commit_time.map(|_| pd.start),
             linked_from: None,
             switch: d.is_switch(),
         })),
@@ -827,12 +828,16 @@ pub(crate) fn conclude_dir(
         })
         .max()
         .map(|l| Lsn(l).to_string());
+    // The last commit replay applies: in a span before the stop, at or after the start (a
+    // span's last commit is its newest; none after the start, none of it is replayed).
     replayed.last_commit = events
         .iter()
         .take(upto)
         .filter_map(|ev| match ev {
-            Ev::Span { span, .. } => span.last_commit,
-            Ev::Break { .. } => None,
+            Ev::Span { span, .. } if span.last_commit_lsn.is_some_and(|l| l >= start) => {
+                span.last_commit
+            }
+            _ => None,
         })
         .max();
     v.last_replayed_commit = replayed.last_commit.map(pg_time);
@@ -971,7 +976,8 @@ fn finding(
     evidence: &str,
     seg_size: u64,
 ) -> Option<Finding> {
-    if v == Verdict::End {
+    // The end of WAL is no finding; a refused segment was reported as such already.
+    if v == Verdict::End || matches!(brk.why, Stop::Refused(_)) {
         return None;
     }
     let at = brk
@@ -1070,7 +1076,7 @@ pub(crate) fn describe(why: &Stop) -> String {
         Stop::PageHeader(s) | Stop::BadHeader(s) | Stop::BadBody(s) | Stop::Contrecord(s) => {
             s.clone()
         }
-        Stop::Cut(s) | Stop::Missing(s) => s.clone(),
+        Stop::Cut(s) | Stop::Missing(s) | Stop::Refused(s) => s.clone(),
         Stop::Misdirected { pageaddr } => format!(
             "unexpected pageaddr {}: a page of an older, recycled segment",
             Lsn(*pageaddr)
@@ -1144,6 +1150,7 @@ mod tests {
                     params,
                     summary: Default::default(),
                     within: None,
+                    size: seg_size,
                 },
             );
         }
@@ -1199,6 +1206,7 @@ mod tests {
                     commits: 0,
                     first_commit: None,
                     last_commit: None,
+                    last_commit_lsn: None,
                     linked_from: None,
                     switch: false,
                 });
@@ -1347,6 +1355,7 @@ mod tests {
             commits: 0,
             first_commit: None,
             last_commit: None,
+            last_commit_lsn: None,
             linked_from: None,
             switch: false,
         }

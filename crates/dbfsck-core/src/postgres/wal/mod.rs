@@ -235,6 +235,10 @@ pub(crate) struct SegEntry {
     pub summary: segment::Summary,
     /// The segment is a member of a tar archive (`pg_wal.tar`).
     pub within: Option<Within>,
+    /// Its size as restore_command would hand it over: the file's, the member's, or decompressed
+    /// (at most a byte more than a segment). Archive recovery refuses one that is not
+    /// wal_segment_size.
+    pub size: u64,
 }
 
 /// Where a segment that is a member of an archive lies.
@@ -321,8 +325,13 @@ impl Registry {
         complete: bool,
         page_lsn: &dyn Fn(&Path) -> Option<u64>,
     ) -> (Conclusion, BTreeMap<PathBuf, WalDir>) {
-        let dirs = std::mem::take(&mut *self.dirs.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut dirs = std::mem::take(&mut *self.dirs.lock().unwrap_or_else(|e| e.into_inner()));
         let mut out = Conclusion::default();
+        for dir in dirs.values_mut() {
+            if dir.kind == WalDirKind::Archive {
+                screen_archive(dir, &mut out);
+            }
+        }
         for (path, dir) in &dirs {
             let data_lsn = match dir.kind {
                 WalDirKind::DataDir { .. } => path.parent().and_then(page_lsn),
@@ -338,6 +347,85 @@ impl Registry {
             );
         }
         (out, dirs)
+    }
+}
+
+/// Archive recovery takes each archived segment as restore_command hands it over, and refuses one
+/// that is not `wal_segment_size` bytes (FATAL "archive file has wrong size": the server stops)
+/// or that comes from another cluster ("WAL file is from different database system"): each is
+/// reported, and stands in the archive as a segment that stops at its start.
+fn screen_archive(dir: &mut WalDir, out: &mut Conclusion) {
+    // Two copies of one segment (plain and compressed, say): which one a restore reads is
+    // restore_command's choice; say so.
+    let mut copies: BTreeMap<(u32, u64, bool), Vec<&Path>> = BTreeMap::new();
+    for e in dir.segments.values() {
+        copies
+            .entry((e.tli, e.segno, e.partial))
+            .or_default()
+            .push(e.file().0);
+    }
+    for files in copies.values().filter(|f| f.len() > 1) {
+        if let Some(first) = files.first() {
+            out.warnings.push((
+                first.to_path_buf(),
+                format!(
+                    "{} copies of this segment are in the archive ({}): the records of only one of them are judged, as the restore verdict follows one; a restore reads whichever restore_command fetches",
+                    files.len(),
+                    files
+                        .iter()
+                        .map(|f| f.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+    // The archive's cluster: the system identifier of its oldest segment that gives one.
+    let id = dir
+        .segments
+        .values()
+        .filter(|e| e.summary.system_id.is_some())
+        .min_by_key(|e| (e.segno, e.tli))
+        .and_then(|e| e.summary.system_id);
+    for e in dir.segments.values_mut() {
+        let seg_size = e.params.seg_size;
+        let (kind, why) = match (id, e.summary.system_id) {
+            (Some(id), Some(other)) if other != id => (
+                FindingKind::BadHeader,
+                format!(
+                    "WAL from another database system: this segment's system identifier is {other}, the archive's oldest segment's is {id}; recovery refuses it (\"WAL file is from different database system\")"
+                ),
+            ),
+            _ if !e.partial && e.size != seg_size => (
+                if e.size < seg_size {
+                    FindingKind::Truncated
+                } else {
+                    FindingKind::BadHeader
+                },
+                format!(
+                    "the archived segment is {} bytes, not wal_segment_size ({seg_size}): archive recovery stops with FATAL (\"archive file has wrong size\") when restore_command returns it, and the server does not start (if archive_command is still writing it, scan again)",
+                    e.size
+                ),
+            ),
+            _ => continue,
+        };
+        let (file, base) = e.file();
+        let mut f = Finding::new(kind, base, e.size.min(seg_size), why.clone());
+        f.file = Some(file.to_path_buf());
+        out.findings.push(f);
+        e.summary = segment::Summary {
+            len: e.summary.len,
+            breaks: vec![segment::Break {
+                lsn: e.params.start,
+                record: None,
+                record_len: None,
+                written: 0,
+                why: segment::Stop::Refused(why),
+                after: None,
+            }],
+            system_id: e.summary.system_id,
+            ..segment::Summary::default()
+        };
     }
 }
 
@@ -445,6 +533,9 @@ impl UnitCheck for SegmentCheck {
                 out.push(f);
             }
         }
+        if self.stored.codec.is_some() {
+            e.size = bytes.len() as u64;
+        }
         let bytes = bytes
             .get(..usize::try_from(e.params.seg_size).unwrap_or(usize::MAX))
             .unwrap_or(bytes);
@@ -548,7 +639,23 @@ pub(crate) fn open(
                 params,
                 summary: segment::Summary::default(),
                 within: None,
+                size: source.len(),
             };
+            if source.len() == 0 {
+                // Nothing to verify, so no check would ever report it: it is judged now, as a
+                // segment that ends at its start.
+                let mut e = entry;
+                e.summary.breaks.push(segment::Break {
+                    lsn: e.params.start,
+                    record: None,
+                    record_len: None,
+                    written: 0,
+                    why: segment::Stop::Short,
+                    after: None,
+                });
+                registry.add_segment(&dir, kind, e);
+                return Ok(Opened::note("the segment is empty (0 bytes)".into()));
+            }
             // PostgreSQL reads a segment's first wal_segment_size bytes; a longer file's rest is
             // never WAL, and is not read.
             let mut notes = Vec::new();
@@ -657,7 +764,7 @@ pub(crate) fn tar_segments(
                 let long = head
                     .get(..n.min(usize::try_from(*size).unwrap_or(0)))
                     .unwrap_or_default();
-                let Some(e) = member_entry(archive, name, *data, long) else {
+                let Some(e) = member_entry(archive, name, *data, *size, long) else {
                     continue;
                 };
                 listed.push(e.path.clone());
@@ -703,7 +810,7 @@ pub(crate) fn tar_segments(
 /// The entry of a segment that is member `name` of `archive`, its bytes at `data`, from its long
 /// header `long` (its first 40 bytes): `None` when the name is not a plain segment's or not one
 /// for the segment size its header gives.
-fn member_entry(archive: &Path, name: &str, data: u64, long: &[u8]) -> Option<SegEntry> {
+fn member_entry(archive: &Path, name: &str, data: u64, size: u64, long: &[u8]) -> Option<SegEntry> {
     // A member may lie in a folder (`pg_wal/…` of base.tar with -X fetch).
     let file = name.rsplit('/').next().unwrap_or(name);
     let WalName::Segment {
@@ -754,6 +861,7 @@ fn member_entry(archive: &Path, name: &str, data: u64, long: &[u8]) -> Option<Se
             base: data,
             member: name.to_owned(),
         }),
+        size,
     })
 }
 
@@ -771,8 +879,13 @@ pub(crate) fn add_streamed(
     let kind = WalDirKind::Archive;
     match WalName::parse(name.rsplit('/').next().unwrap_or(name)) {
         Some(WalName::Segment { .. }) => {
-            let Some(mut e) = member_entry(archive, name, at, bytes.get(..40).unwrap_or(bytes))
-            else {
+            let Some(mut e) = member_entry(
+                archive,
+                name,
+                at,
+                bytes.len() as u64,
+                bytes.get(..40).unwrap_or(bytes),
+            ) else {
                 return (0, Vec::new());
             };
             let len = usize::try_from(e.params.seg_size).unwrap_or(usize::MAX);
@@ -888,6 +1001,83 @@ fn read_small(source: &dyn FileSource) -> Result<Vec<u8>, OpenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (review): archive recovery refuses a segment of the wrong size (an empty file
+    /// left by a failed archive_command, a longer one) and another cluster's: each is damage
+    /// on its file, whatever follows it.
+    #[test]
+    fn an_archive_screens_wrong_sizes_and_foreign_segments() {
+        let seg = 16u64 << 20;
+        let reg = Registry::default();
+        let dir = Path::new("/a");
+        for (segno, size, id) in [(2u64, seg, 7u64), (3, 0, 7), (4, seg + 1, 7), (5, seg, 8)] {
+            let path = dir.join(segment_name(1, segno, seg));
+            reg.listed(dir, WalDirKind::Archive, std::slice::from_ref(&path));
+            reg.add_segment(
+                dir,
+                WalDirKind::Archive,
+                SegEntry {
+                    path,
+                    tli: 1,
+                    segno,
+                    partial: false,
+                    params: segment::SegParams {
+                        start: segno * seg,
+                        seg_size: seg,
+                        page_size: 8192,
+                        tli: 1,
+                        system_id: None,
+                    },
+                    summary: segment::Summary {
+                        system_id: Some(id),
+                        ..segment::Summary::default()
+                    },
+                    within: None,
+                    size,
+                },
+            );
+        }
+        let (out, dirs) = reg.conclude(true, &|_| None);
+        let bad: Vec<(String, FindingKind)> = out
+            .findings
+            .iter()
+            .filter(|f| {
+                f.detail.contains("wrong size") || f.detail.contains("another database system")
+            })
+            .map(|f| (file_name_of(f), f.kind))
+            .collect();
+        assert_eq!(
+            bad,
+            vec![
+                ("000000010000000000000003".into(), FindingKind::Truncated),
+                ("000000010000000000000004".into(), FindingKind::BadHeader),
+                ("000000010000000000000005".into(), FindingKind::BadHeader),
+            ],
+            "{:?}",
+            out.findings
+        );
+        // Each stands as a segment that stops at its start.
+        let d = dirs.get(dir).unwrap();
+        let refused = d
+            .segments
+            .values()
+            .filter(|e| {
+                matches!(
+                    e.summary.breaks.first().map(|b| &b.why),
+                    Some(segment::Stop::Refused(_))
+                )
+            })
+            .count();
+        assert_eq!(refused, 3);
+    }
+
+    fn file_name_of(f: &Finding) -> String {
+        f.file
+            .as_deref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
 
     /// Archived names: compressed (archive_command with gzip, WAL-G), pgBackRest's
     /// `<segment>-<sha1>[.<ext>]`, its `.partial-<sha1>`; history and backup files stay plain.

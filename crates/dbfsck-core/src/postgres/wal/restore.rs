@@ -164,9 +164,28 @@ pub(crate) fn judge(
         .map(|us| us as f64 / 1e6 + 946_684_800.0);
     verdict.consistent = need.end.is_some_and(|e| reaches >= e);
     verdict.reaches_archive_end = replayed.obstacle.is_none() && v.reaches_end;
+    // A segment restore_command hands over at the wrong size stops the server (FATAL).
+    let wrong_size = replayed.obstacle.as_ref().is_some_and(|o| {
+        !o.missing
+            && merged.segments.values().any(|e| {
+                super::segment_name(e.tli, e.segno, e.params.seg_size) == o.segment
+                    && !e.partial
+                    && e.size != e.params.seg_size
+            })
+    });
+    if wrong_size {
+        verdict.consistent = false;
+    }
     verdict.obstacle = replayed.obstacle.map(|o| RestoreObstacle {
         segment: o.segment,
-        reason: if o.missing { "missing" } else { "damaged" }.into(),
+        reason: if o.missing {
+            "missing"
+        } else if wrong_size {
+            "wrong_size"
+        } else {
+            "damaged"
+        }
+        .into(),
         file: o.file.as_ref().map(|p| p.to_string_lossy().into_owned()),
         real: o.file,
         offset: o.offset,
@@ -189,6 +208,10 @@ pub(crate) fn judge(
         ),
     };
     verdict.detail = match (need.end, verdict.consistent) {
+        _ if wrong_size => format!(
+            "a restore replays from {} to {upto} on timeline {}, then restore_command hands over {obstacle} at the wrong size: PostgreSQL stops with FATAL (\"archive file has wrong size\") and the server does not start; replace or remove that file",
+            verdict.start, verdict.timeline
+        ),
         (Some(end), false) => format!(
             "a restore replays from {} to {upto} on timeline {} and stops at {obstacle}, before the backup's end at {}: the server refuses to start from it (\"WAL ends before end of online backup\")",
             verdict.start,
@@ -244,12 +267,14 @@ mod tests {
                     commits: 1,
                     first_commit: Some(segno as i64),
                     last_commit: Some(segno as i64),
+                    last_commit_lsn: Some(start + 0x1000),
                     linked_from: None,
                     switch: true,
                 }],
                 ..Summary::default()
             },
             within: None,
+            size: SEG,
         }
     }
 
@@ -349,6 +374,21 @@ mod tests {
         );
         assert_eq!(o.offset, Some(0x800));
         assert_eq!(v.reaches, Lsn(3 * SEG + 0x800).to_string());
+    }
+
+    /// Commits before the backup's start are not what a restore applies (the archive holds WAL
+    /// from long before the backup): a replay with no commit after its start has no horizon time.
+    #[test]
+    fn commits_before_the_start_are_not_the_horizon() {
+        let archive = dir(vec![seg("a", 1, 2), seg("a", 1, 3)], &[]);
+        let mut n = need(3, 3, 1);
+        n.start = 3 * SEG + 0x2000;
+        let v = judge(None, &archive, Path::new("a"), &n).unwrap();
+        assert_eq!(v.reaches_time, None, "{v:?}");
+        assert_eq!(v.reaches_unix, None);
+        n.start = 3 * SEG + 0x800;
+        let v = judge(None, &archive, Path::new("a"), &n).unwrap();
+        assert_eq!(v.reaches_time, Some(conclude::pg_time(3)));
     }
 
     /// A backup that ends in a segment the archive lacks cannot be restored.

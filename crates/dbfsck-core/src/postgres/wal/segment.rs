@@ -48,6 +48,9 @@ pub(crate) enum Stop {
     Cut(String),
     /// A whole segment is missing where the WAL goes on.
     Missing(String),
+    /// Recovery refuses the segment as a whole (the wrong size, another cluster's): already
+    /// reported on the file, it stops replay at its start.
+    Refused(String),
 }
 
 impl Stop {
@@ -94,6 +97,8 @@ pub(crate) struct Span {
     pub commits: u64,
     pub first_commit: Option<i64>,
     pub last_commit: Option<i64>,
+    /// The start of the last commit record: whether a replay from a later point applies it.
+    pub last_commit_lsn: Option<u64>,
     /// Its first record follows a record that failed (the chain test): the start of that one.
     pub linked_from: Option<u64>,
     /// It ends with an `XLOG_SWITCH`: the rest of the segment belongs to it.
@@ -1109,6 +1114,7 @@ impl<'a> Walker<'a> {
             commits: 0,
             first_commit: None,
             last_commit: None,
+            last_commit_lsn: None,
             linked_from,
             switch: false,
         });
@@ -1119,6 +1125,7 @@ impl<'a> Walker<'a> {
             s.commits += 1;
             s.first_commit.get_or_insert(t);
             s.last_commit = Some(t);
+            s.last_commit_lsn = Some(start);
         }
     }
 }
