@@ -584,6 +584,24 @@ pub fn check_backup_manifest(dir: &Path, bytes: &[u8]) -> (Vec<Finding>, Vec<(Pa
     (findings, warnings)
 }
 
+/// Checks the pgBackRest backup in `dir` (`backup/<stanza>/<label>/`, `docs/postgres-backups.md`
+/// §5) as a scan of its repository does, without its WAL: the manifest's own checksum, every
+/// file it lists (stored SHA-1, decompressed size and SHA-1, pages). The findings (each with
+/// [`Finding::file`] set) and warnings; on the current rayon pool.
+pub fn check_pgbackrest_backup(dir: &Path) -> (Vec<Finding>, Vec<(PathBuf, String)>) {
+    let c = pgbackrest::check(dir, &mut Default::default());
+    (c.findings, c.warnings)
+}
+
+/// Checks the WAL-G backup in `dir` (`basebackups_005/base_…/`, `docs/postgres-backups.md` §6)
+/// as a scan of its storage does, without its WAL: its stop sentinel, every tar partition's
+/// pages, the sentinel's file list. The findings (each with [`Finding::file`] set) and warnings.
+pub fn check_walg_backup(dir: &Path) -> (Vec<Finding>, Vec<(PathBuf, String)>) {
+    let registry = wal::Registry::default();
+    let c = walg::check(dir, DEFAULT_BLCKSZ, DEFAULT_RELSEG, &registry);
+    (c.findings, c.warnings)
+}
+
 /// Whether `postmaster.pid` in `data_dir` names a live process: the server runs.
 pub fn server_running(data_dir: &Path) -> bool {
     let Ok(text) = fs::read_to_string(data_dir.join("postmaster.pid")) else {
