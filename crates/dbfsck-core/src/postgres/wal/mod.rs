@@ -641,7 +641,7 @@ pub(crate) fn open(
                 within: None,
                 size: source.len(),
             };
-            if source.len() == 0 {
+            if source.is_empty() {
                 // Nothing to verify, so no check would ever report it: it is judged now, as a
                 // segment that ends at its start.
                 let mut e = entry;
