@@ -42,6 +42,18 @@ enum Restored {
 /// `restore_command = 'cp ARCHIVE/%f %p'`), waits for recovery to end, reads what it did, and
 /// stops it.
 fn restore(bin: &Path, backup: &Path, archive: &Path, to: &Path) -> Restored {
+    restore_then(bin, backup, archive, to, None)
+}
+
+/// [`restore`]; with `fork`, the restored server then archives into `fork` (its new timeline's
+/// history file and segments), writes a batch of rows and switches WAL, before it is stopped.
+fn restore_then(
+    bin: &Path,
+    backup: &Path,
+    archive: &Path,
+    to: &Path,
+    fork: Option<&Path>,
+) -> Restored {
     copy_tree(backup.to_str().unwrap(), to);
     ok(
         std::process::Command::new("chown")
@@ -55,8 +67,15 @@ fn restore(bin: &Path, backup: &Path, archive: &Path, to: &Path) -> Restored {
     let sock = to.parent().unwrap().to_str().unwrap().to_owned();
     let log = to.with_extension("log");
     let data = to.to_str().unwrap().to_owned();
+    let archiving = match fork {
+        Some(f) => format!(
+            "-c archive_mode=on -c archive_command='cp %p {}/%f'",
+            f.display()
+        ),
+        None => "-c archive_mode=off".into(),
+    };
     let opts = format!(
-        "-k {sock} -c listen_addresses='' -c archive_mode=off -c restore_command='cp {}/%f %p'",
+        "-k {sock} -c listen_addresses='' {archiving} -c restore_command='cp {}/%f %p'",
         archive.display()
     );
     let started = as_postgres(
@@ -86,12 +105,62 @@ fn restore(bin: &Path, backup: &Path, archive: &Path, to: &Path) -> Restored {
         data: data.clone(),
         running: true,
     };
-    // pg_ctl returns once the server accepts (read-only) connections; recovery may go on.
+    // pg_ctl returns once the server accepts (read-only) connections; recovery may go on, and
+    // may still stop the server (FATAL on a segment it refuses).
+    let mut opened = false;
     for _ in 0..300 {
-        if psql(bin, &sock, "select pg_is_in_recovery()") == "f" {
+        let o = as_postgres(
+            bin,
+            "psql",
+            &[
+                "-h",
+                &sock,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-Atqc",
+                "select pg_is_in_recovery()",
+            ],
+        );
+        if o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "f" {
+            opened = true;
+            break;
+        }
+        let alive = as_postgres(bin, "pg_ctl", &["-D", &data, "status"])
+            .status
+            .success();
+        if !alive {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if !opened {
+        let _ = as_postgres(bin, "pg_ctl", &["-D", &data, "-m", "immediate", "stop"]);
+        server.running = false;
+        return Restored::Refused(text());
+    }
+    if fork.is_some() {
+        psql(
+            bin,
+            &sock,
+            &format!(
+                "insert into t(id) select nextval('t_id_seq') from generate_series(1, {BATCH})"
+            ),
+        );
+        let last = psql(bin, &sock, "select pg_walfile_name(pg_current_wal_lsn())");
+        psql(bin, &sock, "select pg_switch_wal()");
+        for _ in 0..300 {
+            let done = psql(
+                bin,
+                &sock,
+                "select coalesce(last_archived_wal, '') from pg_stat_archiver",
+            );
+            if done.as_str() >= last.as_str() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
     let row = psql(
         bin,
@@ -404,6 +473,39 @@ fn restore_verdicts_agree_with_real_archive_recovery() {
     let real = restore(&bin, &stream, &cut, &top.join("r-cut"));
     agrees(r, &real, "a middle segment removed");
     assert!(rows(&real) < total, "{real:?}");
+
+    // A timeline fork: a restore over the cut archive ends at the gap, promotes to timeline 2
+    // and, archiving into a copy of that archive, writes more. A later restore of the backup
+    // from it follows timeline 2 (recovery_target_timeline = 'latest') to its end, as the
+    // real server does.
+    let forked = archive_copy(&cut, &top.join("forked"), |_| {});
+    ok(
+        std::process::Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(&forked)
+            .output()
+            .unwrap(),
+        "chown",
+    );
+    restore_then(&bin, &stream, &cut, &top.join("r-fork"), Some(&forked));
+    assert!(
+        forked.join("00000002.history").is_file(),
+        "the fork archived its history"
+    );
+    let (code, v) = dbfsck(&[
+        "scan",
+        stream.to_str().unwrap(),
+        "--wal-archive",
+        forked.to_str().unwrap(),
+    ]);
+    let r = restore_of(&v, "/stream");
+    assert_eq!(r["timeline"], 2, "{r}");
+    assert_eq!(r["reaches_archive_end"], true, "{r}");
+    let real = restore(&bin, &stream, &forked, &top.join("r-forked"));
+    agrees(r, &real, "the forked archive");
+    // Timeline 1's segments after the fork point are not on timeline 2's path: the gap
+    // among them is no damage of what a restore reads.
+    assert_eq!(code, 0, "{v}");
 
     // A byte flipped in an archived segment's records: the restore stops at that record.
     let hit = segs[segs.len() - 4].clone();
