@@ -226,9 +226,17 @@ fn pgbackrest_repositories_clean_and_damaged() {
         pgbackrest(&conf, &repo, &["--type=incr", "backup"]),
         "incremental backup",
     );
-    for _ in 0..2 {
-        batch();
-    }
+    batch();
+    // A second full backup, gzip-compressed (pgBackRest's default).
+    ok(
+        pgbackrest(
+            &conf,
+            &repo,
+            &["--type=full", "--compress-type=gz", "backup"],
+        ),
+        "full gz backup",
+    );
+    batch();
     // Every switched segment archived before the server stops.
     let last = psql(
         &bin,
@@ -247,12 +255,23 @@ fn pgbackrest_repositories_clean_and_damaged() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     server.stop();
-    let [full, incr] = <[PathBuf; 2]>::try_from(backups(&repo)).unwrap();
+    let [full, incr, full_gz] = <[PathBuf; 3]>::try_from(backups(&repo)).unwrap();
 
-    // Clean: both backups restorable to the archive's end; pgBackRest agrees.
+    // Clean: every backup restorable to the archive's end; pgBackRest agrees.
     let (code, v) = dbfsck(&["scan", repo.to_str().unwrap()]);
     assert_eq!(code, 0, "{v}");
-    for b in [&full, &incr] {
+    let gz_files = fs::read_dir(full_gz.join("pg_data/base/1"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "gz")
+        })
+        .count();
+    assert!(gz_files > 100, "the second full backup is gzip-compressed");
+    for b in [&full, &incr, &full_gz] {
         assert_eq!(
             verdict(&v, "backups", "path", b)["restorable"],
             true,
