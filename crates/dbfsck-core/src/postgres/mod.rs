@@ -784,6 +784,16 @@ impl Format for PostgresFormat {
         // that reference them.
         pgbr.sort();
         let mut seen = std::collections::HashSet::new();
+        // Each stanza's backup.info and archive.info, once.
+        let mut stanzas: Vec<&Path> = pgbr.iter().filter_map(|d| d.parent()).collect();
+        stanzas.dedup();
+        if complete {
+            for stanza in stanzas {
+                let c = pgbackrest::check_stanza(stanza);
+                out.findings.extend(c.findings);
+                out.warnings.extend(c.warnings);
+            }
+        }
         for dir in pgbr {
             if !complete {
                 out.warnings.push((

@@ -511,6 +511,84 @@ pub(crate) fn check(dir: &Path, seen: &mut std::collections::HashSet<PathBuf>) -
     out
 }
 
+/// Checks a stanza's info files: `backup/<stanza>/backup.info` (its `backrest-checksum`, and
+/// every backup it lists present: `pgbackrest restore --set` fails on one that is not) and
+/// `archive/<stanza>/archive.info` (its checksum). pgBackRest falls back to an info file's
+/// `.copy` when the file fails: a failing file whose copy verifies is a warning, both failing a
+/// finding. `stanza`: the stanza's backup folder.
+pub(crate) fn check_stanza(stanza: &Path) -> Checked {
+    let mut out = Checked::default();
+    let archive_info = stanza
+        .file_name()
+        .zip(stanza.parent().and_then(Path::parent))
+        .map(|(name, repo)| repo.join("archive").join(name).join("archive.info"))
+        // No archive folder at all: the restore verdict says the archive was not scanned.
+        .filter(|p| p.parent().is_some_and(Path::is_dir));
+    let backup_info = stanza.join("backup.info");
+    for info in std::iter::once(backup_info.clone()).chain(archive_info) {
+        let verify = |p: &Path| -> Result<Ini, String> {
+            let bytes = read_manifest(p).map_err(|e| format!("it cannot be read ({e})"))?;
+            let text = std::str::from_utf8(&bytes).map_err(|_| "it is not UTF-8".to_owned())?;
+            let ini = Ini::parse(text)?;
+            let (stored, computed) = ini.checksum();
+            if stored.as_deref() != Some(computed.as_str()) {
+                return Err(format!(
+                    "its backrest-checksum is {}, its content's {computed}",
+                    stored.unwrap_or_default()
+                ));
+            }
+            Ok(ini)
+        };
+        let mut copy = info.clone().into_os_string();
+        copy.push(".copy");
+        let copy = PathBuf::from(copy);
+        let name = info.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let ini = match (verify(&info), verify(&copy)) {
+            (Ok(ini), _) => Some(ini),
+            (Err(e), Ok(ini)) => {
+                out.warnings.push((
+                    info.clone(),
+                    format!("{name} fails ({e}); pgBackRest uses its .copy, which verifies"),
+                ));
+                Some(ini)
+            }
+            (Err(e), Err(c)) => {
+                let len = std::fs::symlink_metadata(&info).map_or(0, |m| m.len());
+                let mut f = Finding::new(
+                    FindingKind::BadHeader,
+                    0,
+                    len,
+                    format!("{name} fails ({e}), and so does its .copy ({c}): pgBackRest cannot use the stanza's {}", if name == "archive.info" { "archive" } else { "backups" }),
+                );
+                f.file = Some(info.clone());
+                out.findings.push(f);
+                None
+            }
+        };
+        if info != backup_info {
+            continue;
+        }
+        let Some(ini) = ini else { continue };
+        for (_, kv) in ini.sections.iter().filter(|(s, _)| s == "backup:current") {
+            for (label, _) in kv {
+                let ok = !label.contains('/') && !label.starts_with('.');
+                if ok && stanza.join(label).join(MANIFEST).is_file() {
+                    continue;
+                }
+                let mut f = Finding::new(
+                    FindingKind::MissingFile,
+                    0,
+                    0,
+                    format!("backup.info lists the backup {label:?}, which is not in the repository: pgbackrest restore --set={label} fails"),
+                );
+                f.file = Some(if ok { stanza.join(label) } else { backup_info.clone() });
+                out.findings.push(f);
+            }
+        }
+    }
+    out
+}
+
 fn ext(c: Codec) -> &'static str {
     match c {
         Codec::Gzip => "gz",
@@ -770,6 +848,34 @@ mod tests {
         let edited = text.replace("\"size\":3", "\"size\":4");
         let (stored, computed) = Ini::parse(&edited).unwrap().checksum();
         assert_ne!(stored.as_deref(), Some(computed.as_str()));
+    }
+
+    /// backup.info: a backup it lists that is gone is missing; a failing info file whose copy
+    /// verifies is only a warning (pgBackRest uses the copy); both failing is a finding.
+    #[test]
+    fn stanza_info_files_are_checked() {
+        let t = tempfile::tempdir().unwrap();
+        let stanza = t.path().join("backup/main");
+        std::fs::create_dir_all(stanza.join("20261204-000000F")).unwrap();
+        std::fs::write(stanza.join("20261204-000000F").join(MANIFEST), "x").unwrap();
+        let info = with_checksum("[backup:current]\n20261204-000000F={\"backup-type\":\"full\"}\n20261204-000001F={\"backup-type\":\"full\"}\n");
+        std::fs::write(stanza.join("backup.info"), &info).unwrap();
+        std::fs::write(stanza.join("backup.info.copy"), &info).unwrap();
+        let c = check_stanza(&stanza);
+        let missing: Vec<_> = c
+            .findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::MissingFile)
+            .collect();
+        assert_eq!(missing.len(), 1, "{:?}", c.findings);
+        assert!(missing[0].file.as_deref().unwrap().ends_with("20261204-000001F"));
+        std::fs::write(stanza.join("backup.info"), info.replace("full", "diff")).unwrap();
+        let c = check_stanza(&stanza);
+        assert!(c.findings.iter().all(|f| f.kind != FindingKind::BadHeader));
+        assert!(c.warnings.iter().any(|w| w.1.contains(".copy")));
+        std::fs::write(stanza.join("backup.info.copy"), "garbage").unwrap();
+        let c = check_stanza(&stanza);
+        assert!(c.findings.iter().any(|f| f.kind == FindingKind::BadHeader));
     }
 
     /// Hostile manifests: names that leave the backup, impossible references, garbage.
