@@ -542,7 +542,10 @@ pub(crate) fn check_stanza(stanza: &Path) -> Checked {
         let mut copy = info.clone().into_os_string();
         copy.push(".copy");
         let copy = PathBuf::from(copy);
-        let name = info.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = info
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let ini = match (verify(&info), verify(&copy)) {
             (Ok(ini), _) => Some(ini),
             (Err(e), Ok(ini)) => {
@@ -581,7 +584,11 @@ pub(crate) fn check_stanza(stanza: &Path) -> Checked {
                     0,
                     format!("backup.info lists the backup {label:?}, which is not in the repository: pgbackrest restore --set={label} fails"),
                 );
-                f.file = Some(if ok { stanza.join(label) } else { backup_info.clone() });
+                f.file = Some(if ok {
+                    stanza.join(label)
+                } else {
+                    backup_info.clone()
+                });
                 out.findings.push(f);
             }
         }
@@ -868,7 +875,11 @@ mod tests {
             .filter(|f| f.kind == FindingKind::MissingFile)
             .collect();
         assert_eq!(missing.len(), 1, "{:?}", c.findings);
-        assert!(missing[0].file.as_deref().unwrap().ends_with("20261204-000001F"));
+        assert!(missing[0]
+            .file
+            .as_deref()
+            .unwrap()
+            .ends_with("20261204-000001F"));
         std::fs::write(stanza.join("backup.info"), info.replace("full", "diff")).unwrap();
         let c = check_stanza(&stanza);
         assert!(c.findings.iter().all(|f| f.kind != FindingKind::BadHeader));
