@@ -50,14 +50,7 @@ fn pgbackrest(conf: &Path, repo: &Path, args: &[&str]) -> std::process::Output {
 }
 
 fn chown(p: &Path) {
-    ok(
-        Command::new("chown")
-            .args(["-R", "postgres"])
-            .arg(p)
-            .output()
-            .unwrap(),
-        "chown",
-    );
+    chown_postgres(p);
 }
 
 /// `pgbackrest verify` of `repo`: its exit code and what it printed.
@@ -238,22 +231,7 @@ fn pgbackrest_repositories_clean_and_damaged() {
     );
     batch();
     // Every switched segment archived before the server stops.
-    let last = psql(
-        &bin,
-        &sock,
-        "select pg_walfile_name(pg_current_wal_lsn() - 1)",
-    );
-    for _ in 0..300 {
-        let done = psql(
-            &bin,
-            &sock,
-            "select coalesce(last_archived_wal, '') from pg_stat_archiver",
-        );
-        if done.as_str() >= last.as_str() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_archived(&bin, &sock);
     server.stop();
     let [full, incr, full_gz] = <[PathBuf; 3]>::try_from(backups(&repo)).unwrap();
 
@@ -393,21 +371,9 @@ fn pgbackrest_repositories_clean_and_damaged() {
         data: target.to_str().unwrap().to_owned(),
         running: true,
     };
-    let mut log = String::new();
-    for _ in 0..300 {
-        log = fs::read_to_string(top.join("log")).unwrap_or_default();
-        if log.contains("redo done at") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let redo_done = redo_done(&top.join("log"));
     restored.stop();
-    let redo_done = log
-        .lines()
-        .find_map(|l| l.split("redo done at ").nth(1))
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no \"redo done at\": {log}"));
-    assert_eq!(r["last_replayed"].as_str(), Some(redo_done), "{r}");
+    assert_eq!(r["last_replayed"].as_str(), Some(redo_done.as_str()), "{r}");
 
     // Regression (review): the incremental backup's last segment never archived. Nothing in
     // the archive is damaged, but the backup cannot be restored: that is damage (exit 4).

@@ -55,14 +55,7 @@ fn restore_then(
     fork: Option<&Path>,
 ) -> Restored {
     copy_tree(backup.to_str().unwrap(), to);
-    ok(
-        std::process::Command::new("chown")
-            .args(["-R", "postgres"])
-            .arg(to)
-            .output()
-            .unwrap(),
-        "chown",
-    );
+    chown_postgres(to);
     fs::write(to.join("recovery.signal"), "").unwrap();
     let sock = to.parent().unwrap().to_str().unwrap().to_owned();
     let log = to.with_extension("log");
@@ -248,26 +241,8 @@ fn segments(archive: &Path) -> Vec<String> {
 #[test]
 fn restore_verdicts_agree_with_real_archive_recovery() {
     let Some(bin) = prerequisites() else { return };
-    let tmp = tempfile::Builder::new()
-        .prefix("dbfsck-restore-")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let (tmp, archive, _cluster, sock, mut server) = archiving_cluster(&bin, "dbfsck-restore-");
     let top = tmp.path();
-    let archive = top.join("archive");
-    fs::create_dir(&archive).unwrap();
-    ok(
-        std::process::Command::new("chown")
-            .args(["-R", "postgres"])
-            .arg(top)
-            .output()
-            .unwrap(),
-        "chown",
-    );
-    let opts = format!(
-        "-c archive_mode=on -c archive_command='cp %p {}/%f'",
-        archive.display()
-    );
-    let (_cluster, _data, sock, mut server) = running_cluster(&bin, &opts);
     pgbench_init(&bin, &sock, 1);
     psql(
         &bin,
@@ -287,23 +262,7 @@ fn restore_verdicts_agree_with_real_archive_recovery() {
         );
         psql(&bin, &sock, "select pg_switch_wal()");
     }
-    // Wait until the last switched segment is archived.
-    let last = psql(
-        &bin,
-        &sock,
-        "select pg_walfile_name(pg_current_wal_lsn() - 1)",
-    );
-    for _ in 0..300 {
-        let done = psql(
-            &bin,
-            &sock,
-            "select coalesce(last_archived_wal, '') from pg_stat_archiver",
-        );
-        if done.as_str() >= last.as_str() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_archived(&bin, &sock);
     server.stop();
     let total = u64::from(BATCH * BATCHES);
     let a = archive.to_str().unwrap();
@@ -479,14 +438,7 @@ fn restore_verdicts_agree_with_real_archive_recovery() {
     // from it follows timeline 2 (recovery_target_timeline = 'latest') to its end, as the
     // real server does.
     let forked = archive_copy(&cut, &top.join("forked"), |_| {});
-    ok(
-        std::process::Command::new("chown")
-            .args(["-R", "postgres"])
-            .arg(&forked)
-            .output()
-            .unwrap(),
-        "chown",
-    );
+    chown_postgres(&forked);
     restore_then(&bin, &stream, &cut, &top.join("r-fork"), Some(&forked));
     assert!(
         forked.join("00000002.history").is_file(),

@@ -153,26 +153,8 @@ fn restore_of(v: &Value) -> &Value {
 #[test]
 fn walg_layouts_clean_and_damaged() {
     let Some(bin) = prerequisites() else { return };
-    let tmp = tempfile::Builder::new()
-        .prefix("dbfsck-walg-")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let (tmp, archive, _cluster, sock, mut server) = archiving_cluster(&bin, "dbfsck-walg-");
     let top = tmp.path();
-    let archive = top.join("archive");
-    fs::create_dir(&archive).unwrap();
-    ok(
-        Command::new("chown")
-            .args(["-R", "postgres"])
-            .arg(top)
-            .output()
-            .unwrap(),
-        "chown",
-    );
-    let opts = format!(
-        "-c archive_mode=on -c archive_command='cp %p {}/%f'",
-        archive.display()
-    );
-    let (_cluster, _data, sock, mut server) = running_cluster(&bin, &opts);
     pgbench_init(&bin, &sock, 1);
     psql(&bin, &sock, "create table t(id serial primary key)");
     let backup = top.join("tar");
@@ -185,22 +167,7 @@ fn walg_layouts_clean_and_damaged() {
         );
         psql(&bin, &sock, "select pg_switch_wal()");
     }
-    let last = psql(
-        &bin,
-        &sock,
-        "select pg_walfile_name(pg_current_wal_lsn() - 1)",
-    );
-    for _ in 0..300 {
-        let done = psql(
-            &bin,
-            &sock,
-            "select coalesce(last_archived_wal, '') from pg_stat_archiver",
-        );
-        if done.as_str() >= last.as_str() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_archived(&bin, &sock);
     server.stop();
     let store = top.join("store");
     let dir = build_store(&backup, &archive, &store);
@@ -233,14 +200,7 @@ fn walg_layouts_clean_and_damaged() {
     );
     fs::create_dir_all(restored.join("pg_wal")).unwrap();
     fs::write(restored.join("recovery.signal"), "").unwrap();
-    ok(
-        Command::new("chown")
-            .args(["-R", "postgres"])
-            .arg(&restored)
-            .output()
-            .unwrap(),
-        "chown",
-    );
+    chown_postgres(&restored);
     ok(
         Command::new("chmod")
             .args(["700"])
@@ -264,21 +224,9 @@ fn walg_layouts_clean_and_damaged() {
         data: restored.to_str().unwrap().to_owned(),
         running: true,
     };
-    let mut log = String::new();
-    for _ in 0..300 {
-        log = fs::read_to_string(top.join("log")).unwrap_or_default();
-        if log.contains("redo done at") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let redo_done = redo_done(&top.join("log"));
     guard.stop();
-    let redo_done = log
-        .lines()
-        .find_map(|l| l.split("redo done at ").nth(1))
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no \"redo done at\": {log}"));
-    assert_eq!(r["last_replayed"].as_str(), Some(redo_done), "{r}");
+    assert_eq!(r["last_replayed"].as_str(), Some(redo_done.as_str()), "{r}");
 
     // A WAL object removed after the backup's end: the restore stops there.
     let cut = copy_store(&store, &top.join("cut"));

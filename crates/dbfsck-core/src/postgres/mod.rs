@@ -698,22 +698,12 @@ impl Format for PostgresFormat {
             let own_path = match cluster {
                 Some(_) => dir.join("pg_wal"),
                 // pg_wal.tar (-X stream), or base.tar's pg_wal/ (-X fetch).
-                None => [
-                    "pg_wal.tar",
-                    "pg_wal.tar.gz",
-                    "pg_wal.tar.lz4",
-                    "pg_wal.tar.zst",
-                    "pg_wal.tar.bz2",
-                    "base.tar",
-                    "base.tar.gz",
-                    "base.tar.lz4",
-                    "base.tar.zst",
-                    "base.tar.bz2",
-                ]
-                .iter()
-                .map(|n| dir.join(n))
-                .find(|p| wal_dirs.contains_key(p))
-                .unwrap_or_else(|| dir.join("pg_wal.tar")),
+                None => tar::BASE_NAMES
+                    .iter()
+                    .map(|n| dir.join(n.replace("base", "pg_wal")))
+                    .chain(tar::BASE_NAMES.iter().map(|n| dir.join(n)))
+                    .find(|p| wal_dirs.contains_key(p))
+                    .unwrap_or_else(|| dir.join("pg_wal.tar")),
             };
             let own = wal_dirs.get(&own_path);
             let need = begin.map(|(start, timeline)| {

@@ -28,16 +28,19 @@ pub(crate) struct Member {
 /// Whether `dir` is a `pg_basebackup -Ft` output directory (it holds `base.tar`, or one
 /// compressed: `base.tar.gz`, `.lz4`, `.zst`, `.bz2`).
 pub(crate) fn is_tar_backup(dir: &Path) -> bool {
-    [
-        "base.tar",
-        "base.tar.gz",
-        "base.tar.lz4",
-        "base.tar.zst",
-        "base.tar.bz2",
-    ]
-    .iter()
-    .any(|n| std::fs::symlink_metadata(dir.join(n)).is_ok_and(|m| m.is_file()))
+    BASE_NAMES
+        .iter()
+        .any(|n| std::fs::symlink_metadata(dir.join(n)).is_ok_and(|m| m.is_file()))
 }
+
+/// A tar-format backup's `base.tar`, uncompressed or as `pg_basebackup --compress` names it.
+pub(crate) const BASE_NAMES: [&str; 5] = [
+    "base.tar",
+    "base.tar.gz",
+    "base.tar.lz4",
+    "base.tar.zst",
+    "base.tar.bz2",
+];
 
 /// Whether `path` is an archive of such a directory: `base.tar`, or `<oid>.tar` beside one.
 pub(crate) fn is_backup_archive(path: &Path) -> bool {

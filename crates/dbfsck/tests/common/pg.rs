@@ -257,3 +257,82 @@ pub fn base_backup(bin: &Path, sock: &str, dir: &Path, extra: &[&str]) {
     args.extend_from_slice(extra);
     ok(as_postgres(bin, "pg_basebackup", &args), "pg_basebackup");
 }
+
+/// `chown -R postgres PATH`: the servers run as `postgres`, and read and write there.
+pub fn chown_postgres(path: &Path) {
+    ok(
+        Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(path)
+            .output()
+            .unwrap(),
+        "chown -R postgres",
+    );
+}
+
+/// Waits (up to 30 s) until the server at `sock` has archived the last segment it switched
+/// away from (`archive_command` runs in the background).
+pub fn wait_archived(bin: &Path, sock: &str) {
+    let last = psql(
+        bin,
+        sock,
+        "select pg_walfile_name(pg_current_wal_lsn() - 1)",
+    );
+    for _ in 0..300 {
+        let done = psql(
+            bin,
+            sock,
+            "select coalesce(last_archived_wal, '') from pg_stat_archiver",
+        );
+        if done.as_str() >= last.as_str() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The LSN of the server log's "redo done at" once it appears in `log` (up to 30 s): where an
+/// archive recovery ended.
+pub fn redo_done(log: &Path) -> String {
+    let mut text = String::new();
+    for _ in 0..300 {
+        text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(lsn) = text
+            .lines()
+            .find_map(|l| l.split("redo done at ").nth(1))
+            .and_then(|r| r.split_whitespace().next())
+        {
+            return lsn.to_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("no \"redo done at\" in the server's log:\n{text}");
+}
+
+/// A scratch directory (`prefix…` in /tmp, owned by `postgres`) holding `archive/`, and a fresh
+/// cluster archiving its WAL there with `archive_command = 'cp'`, started: (the scratch
+/// directory, the archive, the cluster's directory, its socket, the guard).
+pub fn archiving_cluster<'a>(
+    bin: &'a Path,
+    prefix: &str,
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    tempfile::TempDir,
+    String,
+    Server<'a>,
+) {
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .unwrap();
+    let archive = tmp.path().join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    chown_postgres(tmp.path());
+    let opts = format!(
+        "-c archive_mode=on -c archive_command='cp %p {}/%f'",
+        archive.display()
+    );
+    let (cluster, _data, sock, server) = running_cluster(bin, &opts);
+    (tmp, archive, cluster, sock, server)
+}
