@@ -284,6 +284,17 @@ fn pgbackrest_repositories_clean_and_damaged() {
         "{name}: {kinds:?}"
     );
     assert_eq!(verdict(&v, "backups", "path", &full)["restorable"], false);
+    // Regression (review): a file both backups need is read once, its findings not doubled.
+    let mut places: Vec<String> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("{} {} {}", f["path"], f["offset"], f["kind"]))
+        .collect();
+    let n = places.len();
+    places.sort();
+    places.dedup();
+    assert_eq!(places.len(), n, "{}", v["findings"]);
     let (vcode, vout) = verify(&conf, &bad);
     eprintln!(
         "pgbackrest verify, flipped data byte: exit {vcode}, reports it: {}",

@@ -889,6 +889,27 @@ mod tests {
         assert!(c.findings.iter().any(|f| f.kind == FindingKind::BadHeader));
     }
 
+    /// Regression (review): a stored file that inflates past the size the manifest gives (a
+    /// decompression bomb) is read no further than that size, and reported.
+    #[test]
+    fn a_stream_past_its_size_is_cut_short() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("backup/main/20261204-012622F");
+        let rel = dir.join("pg_data/base/1");
+        std::fs::create_dir_all(&rel).unwrap();
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut e, &vec![0u8; 64 << 20]).unwrap();
+        std::fs::write(rel.join("13394.gz"), e.finish().unwrap()).unwrap();
+        std::fs::write(dir.join(MANIFEST), with_checksum(MANIFEST_TEXT)).unwrap();
+        let c = check(&dir, &mut Default::default());
+        let f = c
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::SizeMismatch)
+            .unwrap_or_else(|| panic!("{:?}", c.findings));
+        assert!(f.detail.contains("more than the 0 bytes"), "{}", f.detail);
+    }
+
     /// Hostile manifests: names that leave the backup, impossible references, garbage.
     #[test]
     fn hostile_manifests_are_refused() {
@@ -901,6 +922,11 @@ mod tests {
             MANIFEST_TEXT.replace(
                 "option-compress-type=\"gz\"",
                 "option-compress-type=\"rar\"",
+            ),
+            // Regression (review): a stop before the start.
+            MANIFEST_TEXT.replace(
+                "backup-lsn-stop=\"0/4000100\"",
+                "backup-lsn-stop=\"0/3000000\"",
             ),
         ] {
             let ini = Ini::parse(&bad).unwrap();
