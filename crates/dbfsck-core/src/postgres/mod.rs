@@ -274,18 +274,14 @@ fn backup_wal(
                 continue;
             }
             missing += 1;
-            let mut f = Finding::new(
-                FindingKind::MissingFile,
-                0,
+            let mut f = needed_segment(
+                r,
                 seg_size,
-                format!(
-                    "the backup needs the WAL from {} to {} on timeline {} (backup_manifest WAL-Ranges) to become consistent, and this segment of it is not in pg_wal/{}: the backup cannot be restored without it{}",
-                    wal::Lsn(r.start),
-                    wal::Lsn(r.end),
-                    r.timeline,
-                    if archive.is_some() { " nor in the WAL archive" } else { "" },
-                    if archive.is_some() { "" } else { " (restore_command must fetch it from the WAL archive)" },
-                ),
+                if archive.is_some() {
+                    "this segment of it is not in pg_wal/ nor in the WAL archive"
+                } else {
+                    "this segment of it is not in pg_wal/ (restore_command must fetch it from the WAL archive)"
+                },
             );
             f.file = Some(path);
             out.findings.push(f);
@@ -422,17 +418,14 @@ fn tar_backup_wal(
             }
             missing += 1;
             let name = wal::segment_name(r.timeline, segno, seg_size);
-            let mut f = Finding::new(
-                FindingKind::MissingFile,
-                0,
+            let mut f = needed_segment(
+                r,
                 seg_size,
-                format!(
-                    "the backup needs the WAL from {} to {} on timeline {} (backup_manifest WAL-Ranges) to become consistent, and segment {name} is not in pg_wal.tar{}: the backup cannot be restored without it",
-                    wal::Lsn(r.start),
-                    wal::Lsn(r.end),
-                    r.timeline,
-                    if archive.is_some() { " nor in the WAL archive" } else { " (taken with -X none? name the archive with --wal-archive)" },
-                ),
+                &if archive.is_some() {
+                    format!("segment {name} is not in pg_wal.tar nor in the WAL archive")
+                } else {
+                    format!("segment {name} is not in pg_wal.tar (taken with -X none? name the archive with --wal-archive)")
+                },
             );
             let mut owner = Owner::new();
             owner.insert("member".into(), name.into());
@@ -558,6 +551,22 @@ fn repo_backup(
         restorable: false,
     });
     out.restores.extend(restore);
+}
+
+/// The finding for a segment of the manifest's WAL range `r` that the backup lacks, `missing`
+/// saying where it is not.
+fn needed_segment(r: &manifest::WalRange, seg_size: u64, missing: &str) -> Finding {
+    Finding::new(
+        FindingKind::MissingFile,
+        0,
+        seg_size,
+        format!(
+            "the backup needs the WAL from {} to {} on timeline {} (backup_manifest WAL-Ranges) to become consistent, and {missing}: the backup cannot be restored without it",
+            wal::Lsn(r.start),
+            wal::Lsn(r.end),
+            r.timeline,
+        ),
+    )
 }
 
 /// A backup's verdict before its WAL is judged (`consistent` unknown).
