@@ -78,6 +78,20 @@ impl Codec {
         })
     }
 
+    /// The file-name extension (without the dot) that names the codec: the inverse of
+    /// [`Codec::from_extension`].
+    pub fn extension(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gz",
+            Codec::Lz4 => "lz4",
+            Codec::Zstd => "zst",
+            Codec::Bzip2 => "bz2",
+            Codec::Xz => "xz",
+            Codec::Lzma => "lzma",
+            Codec::Brotli => "br",
+        }
+    }
+
     /// Splits `name` into the name before a codec's extension and the codec, when it ends in one.
     pub fn strip(name: &str) -> Option<(&str, Codec)> {
         let (stem, ext) = name.rsplit_once('.')?;
@@ -376,6 +390,17 @@ mod tests {
             Some(("000000010000000000000003", Codec::Zstd))
         );
         assert_eq!(Codec::strip("000000010000000000000003"), None);
+        for c in [
+            Codec::Gzip,
+            Codec::Lz4,
+            Codec::Zstd,
+            Codec::Bzip2,
+            Codec::Xz,
+            Codec::Lzma,
+            Codec::Brotli,
+        ] {
+            assert_eq!(Codec::from_extension(c.extension()), Some(c));
+        }
         assert_eq!(Codec::strip("x.partial"), None);
     }
 }

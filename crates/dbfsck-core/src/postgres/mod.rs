@@ -967,10 +967,7 @@ impl Format for PostgresFormat {
         }
         if walg::is_backup_dir(dir) {
             // Its partitions are streamed in the conclusion; they are the files listed.
-            self.walg
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(dir.to_path_buf());
+            remember(&self.walg, [dir.to_path_buf()]);
             listing
                 .files
                 .extend(walg::archives(dir).into_iter().map(|(p, _)| p));
@@ -979,24 +976,15 @@ impl Format for PostgresFormat {
         if pgbackrest::is_backup_dir(dir) && !is_data_dir(dir) {
             // Its files are compressed: they are checked whole, streamed, once the scan's
             // other files are (the conclusion); the manifest is the file listed.
-            self.pgbackrest
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(dir.to_path_buf());
+            remember(&self.pgbackrest, [dir.to_path_buf()]);
             listing.files.push(dir.join(pgbackrest::MANIFEST));
             return Some(listing);
         }
         if tar::is_tar_backup(dir) && !is_data_dir(dir) {
-            self.tar_backups
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(dir.to_path_buf());
+            remember(&self.tar_backups, [dir.to_path_buf()]);
             let mut compressed = Vec::new();
             list_tar_backup(dir, &mut listing, &mut compressed);
-            self.compressed_tars
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(compressed);
+            remember(&self.compressed_tars, compressed);
             return Some(listing);
         }
         if !is_data_dir(dir) && data_dir_of(dir).is_none() {
@@ -1418,6 +1406,11 @@ fn list_tar_backup(dir: &Path, listing: &mut DirListing, compressed: &mut Vec<Pa
                 .push((path, "not a relation archive of the backup".into()));
         }
     }
+}
+
+/// Adds paths a listing found to one of the lists the conclusion works through.
+fn remember(list: &Mutex<Vec<PathBuf>>, paths: impl IntoIterator<Item = PathBuf>) {
+    list.lock().unwrap_or_else(|e| e.into_inner()).extend(paths);
 }
 
 /// The entries of `dir`, by name.

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 
+use super::manifest::hex;
 use crate::codec::Codec;
 use crate::finding::{Finding, FindingKind, Owner};
 
@@ -127,10 +128,6 @@ impl Ini {
 /// A string as JSON writes it (what pgBackRest's renderer escapes: quote, backslash, controls).
 fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
-}
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// SHA-1 of nothing: a zero-length file's checksum, which the manifest leaves out.
@@ -401,7 +398,7 @@ pub(crate) fn check(dir: &Path, seen: &mut std::collections::HashSet<PathBuf>) -
             let mut p = base.clone().into_os_string();
             if let Some(c) = c {
                 p.push(".");
-                p.push(ext(*c));
+                p.push(c.extension());
             }
             let p = PathBuf::from(p);
             std::fs::symlink_metadata(&p)
@@ -444,7 +441,7 @@ pub(crate) fn check(dir: &Path, seen: &mut std::collections::HashSet<PathBuf>) -
                     .into_os_string();
                 if let Some(c) = manifest.codec {
                     p.push(".");
-                    p.push(ext(c));
+                    p.push(c.extension());
                 }
                 let mut f = Finding::new(
                     FindingKind::MissingFile,
@@ -594,18 +591,6 @@ pub(crate) fn check_stanza(stanza: &Path) -> Checked {
         }
     }
     out
-}
-
-fn ext(c: Codec) -> &'static str {
-    match c {
-        Codec::Gzip => "gz",
-        Codec::Lz4 => "lz4",
-        Codec::Zstd => "zst",
-        Codec::Bzip2 => "bz2",
-        Codec::Xz => "xz",
-        Codec::Lzma => "lzma",
-        Codec::Brotli => "br",
-    }
 }
 
 /// The regular files under a backup directory's `pg_data/` and `pg_tblspc/` (symbolic links

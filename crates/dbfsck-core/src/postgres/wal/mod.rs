@@ -521,15 +521,14 @@ impl UnitCheck for SegmentCheck {
         if let Some(want) = self.stored.sha1 {
             let got: [u8; 20] = <sha1::Sha1 as sha1::Digest>::digest(bytes).into();
             if got != want {
-                let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
                 let mut f = Finding::new(
                     FindingKind::ChecksumMismatch,
                     0,
                     self.len,
                     "the segment's SHA-1 differs from the one in its name (pgBackRest's archive checksum): its bytes are not the ones archived",
                 );
-                f.expected = Some(hex(&want));
-                f.actual = Some(hex(&got));
+                f.expected = Some(super::manifest::hex(&want));
+                f.actual = Some(super::manifest::hex(&got));
                 out.push(f);
             }
         }
