@@ -45,6 +45,7 @@ mod finding;
 mod format;
 pub mod innodb;
 mod inspect;
+pub mod lsm;
 pub mod native;
 pub mod postgres;
 mod report;
@@ -100,5 +101,7 @@ pub fn builtin_formats() -> Vec<Arc<dyn Format>> {
         Arc::new(native::NativeFormat),
         Arc::new(postgres::PostgresFormat::default()),
         Arc::new(innodb::InnodbFormat::default()),
+        Arc::new(lsm::RocksdbFormat::default()),
+        Arc::new(lsm::LeveldbFormat::default()),
     ]
 }

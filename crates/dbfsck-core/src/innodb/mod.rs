@@ -13,7 +13,7 @@ mod checksum;
 mod compress;
 pub mod doublewrite;
 mod page;
-mod path;
+pub(crate) mod path;
 pub mod redo;
 
 use std::collections::HashMap;

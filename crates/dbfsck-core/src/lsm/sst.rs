@@ -1,0 +1,700 @@
+//! Opening a table and verifying its blocks in parallel (docs/rocksdb.md §5).
+//!
+//! The footer, metaindex, properties and index (with every partition of a two-level index) are
+//! read and verified while the table is opened: they say where every other block is. The data
+//! blocks and the remaining meta blocks (filters, range deletions, dictionaries) become the
+//! file's extents — runs of consecutive data blocks of about [`GROUP_BYTES`], each one chunk —
+//! so the engine verifies one huge table on every core. A data block that fails is reported
+//! with the key range it held: bounded by its neighbours' keys when they verify, else by the
+//! index separators around its run.
+
+use std::path::Path;
+
+use crate::finding::{Finding, FindingKind, Owner};
+use crate::format::{Chunk, FileSource, Layout, OpenError, Opened, UnitCheck};
+use crate::lsm::table::{self, BlockKind, ChecksumType, Engine, Handle};
+use crate::lsm::{key_json, Cursor};
+
+/// About how many bytes of data blocks one extent (one task) holds.
+pub const GROUP_BYTES: u64 = 1 << 20;
+/// The largest block the reader accepts (RocksDB's blocks are a few KiB; a block claiming more
+/// is damage, and memory stays bounded).
+const MAX_BLOCK: u64 = 256 << 20;
+/// The largest block the fallback walk (an unusable index) looks for.
+const MAX_WALKED_BLOCK: u64 = 4 << 20;
+
+/// What the directory's MANIFEST says about a live table.
+#[derive(Debug, Clone, Default)]
+pub struct TableLive {
+    /// Its file number.
+    pub number: u64,
+    /// Its level.
+    pub level: u32,
+    /// Its column family's name.
+    pub cf: String,
+    /// Its size as recorded.
+    pub size: u64,
+    /// Smallest and largest user keys.
+    pub smallest: Vec<u8>,
+    /// Largest user key.
+    pub largest: Vec<u8>,
+}
+
+/// Opens a table: the footer and the blocks that list the others, verified now; the rest
+/// handed to the engine as extents.
+pub fn open(
+    path: &Path,
+    source: &dyn FileSource,
+    engine: Engine,
+    live: Option<&TableLive>,
+) -> Result<Opened, OpenError> {
+    let len = source.len();
+    let mut base = Owner::new();
+    if let Some(l) = live {
+        base.insert("table".into(), l.number.into());
+        base.insert("level".into(), l.level.into());
+        base.insert("column_family".into(), l.cf.clone().into());
+    } else if let Some(n) = crate::lsm::file_number(path) {
+        base.insert("table".into(), n.into());
+    }
+    let owner = |kind: BlockKind, extra: &[(&str, serde_json::Value)]| {
+        let mut o = base.clone();
+        o.insert("block_type".into(), kind.name().into());
+        for (k, v) in extra {
+            o.insert((*k).into(), v.clone());
+        }
+        o
+    };
+    let mut findings = Vec::new();
+    let mut notes = Vec::new();
+    let mut units = 0u64;
+    let tail_len = len.min(table::FOOTER);
+    let tail = table::read_exact(source, len - tail_len, tail_len).unwrap_or_default();
+    let footer = match table::footer(&tail, len) {
+        Ok(f) => Some(f),
+        Err(e) if e.is_unsupported() => return Ok(Opened::note(e.to_string())),
+        Err(e) => {
+            let kind = if matches!(e, table::FooterError::Short(_)) {
+                FindingKind::Truncated
+            } else {
+                FindingKind::BadHeader
+            };
+            let mut o = base.clone();
+            o.insert("block_type".into(), "footer".into());
+            findings.push(
+                Finding::new(
+                    kind,
+                    len - len.min(table::LEGACY_FOOTER),
+                    len.min(table::LEGACY_FOOTER),
+                    format!("table footer: {e}; the data blocks are looked for from offset 0"),
+                )
+                .owner(o),
+            );
+            None
+        }
+    };
+    let ck = footer.map_or(ChecksumType::Crc32c, |f| f.checksum);
+    let fv = footer.map_or(0, |f| f.format_version);
+    // Reads, verifies and decompresses one block the table's structure hangs on.
+    let mut read_block =
+        |h: Handle, kind: BlockKind, findings: &mut Vec<Finding>| -> Option<Vec<u8>> {
+            if h.size > MAX_BLOCK || h.end() > footer.map_or(len, |f| f.offset) {
+                findings.push(
+                    Finding::new(
+                        FindingKind::BadHeader,
+                        h.offset.min(len),
+                        0,
+                        format!(
+                            "the {} block's handle ({}, {}) points outside the table",
+                            kind.name(),
+                            h.offset,
+                            h.size
+                        ),
+                    )
+                    .owner(owner(kind, &[])),
+                );
+                return None;
+            }
+            let stored = match table::read_exact(source, h.offset, h.size + table::TRAILER) {
+                Ok(b) => b,
+                Err(e) => {
+                    findings.push(
+                        Finding::new(
+                            FindingKind::IoError,
+                            h.offset,
+                            h.size + table::TRAILER,
+                            format!("the {} block {e}", kind.name()),
+                        )
+                        .owner(owner(kind, &[])),
+                    );
+                    return None;
+                }
+            };
+            units += 1;
+            let n = h.size as usize;
+            let mut result = table::verify(ck, &stored);
+            if result.is_err() && kind == BlockKind::Properties {
+                // RocksDB's ingestion quirk: the global sequence number is rewritten in place
+                // without the checksum; verify with those 8 bytes zeroed, as RocksDB does.
+                if let Some(r) = stored.get(..n).and_then(table::global_seqno_value) {
+                    let mut copy = stored.clone();
+                    if let Some(v) = copy.get_mut(r) {
+                        v.fill(0);
+                    }
+                    if table::verify(ck, &copy).is_ok() {
+                        result = Ok(());
+                    }
+                }
+            }
+            if let Err((stored_sum, computed)) = result {
+                findings.push(
+                    Finding::new(
+                        FindingKind::ChecksumMismatch,
+                        h.offset,
+                        h.size + table::TRAILER,
+                        format!("{} block fails its {} checksum", kind.name(), ck.name()),
+                    )
+                    .checksums(format!("{stored_sum:#010x}"), format!("{computed:#010x}"))
+                    .owner(owner(kind, &[])),
+                );
+                return None;
+            }
+            let kind_byte = stored.get(n).copied().unwrap_or(0);
+            match table::decompress(
+                engine,
+                fv,
+                kind_byte,
+                stored.get(..n).unwrap_or_default(),
+                MAX_BLOCK as usize,
+            ) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    findings.push(
+                        Finding::new(
+                            FindingKind::BadHeader,
+                            h.offset,
+                            h.size + table::TRAILER,
+                            format!("the {} block verifies but {e}", kind.name()),
+                        )
+                        .owner(owner(kind, &[])),
+                    );
+                    None
+                }
+            }
+        };
+    let mut metas: Vec<(Handle, BlockKind)> = Vec::new();
+    let mut props = table::Properties::default();
+    let mut index = None;
+    let mut filter_index = None;
+    if let Some(f) = footer {
+        if let Some(mi) = read_block(f.metaindex, BlockKind::Metaindex, &mut findings) {
+            match table::entries(&mi, false) {
+                Ok(es) => {
+                    for e in es {
+                        let Some(h) = Handle::decode_value(e.value) else {
+                            continue;
+                        };
+                        let name = String::from_utf8_lossy(&e.key).into_owned();
+                        let kind = meta_kind(&name);
+                        match kind {
+                            BlockKind::Properties => {
+                                if let Some(b) = read_block(h, kind, &mut findings) {
+                                    match table::properties(&b) {
+                                        Ok(p) => props = p,
+                                        Err(e) => notes
+                                            .push(format!("the properties block verifies but {e}")),
+                                    }
+                                }
+                            }
+                            _ if name.starts_with("partitionedfilter.") => {
+                                filter_index = Some(h);
+                            }
+                            _ => metas.push((h, kind)),
+                        }
+                    }
+                }
+                Err(e) => findings.push(
+                    Finding::new(
+                        FindingKind::BadHeader,
+                        f.metaindex.offset,
+                        f.metaindex.size + table::TRAILER,
+                        format!("the metaindex block verifies but {e}"),
+                    )
+                    .owner(owner(BlockKind::Metaindex, &[])),
+                ),
+            }
+        }
+        let delta = props.index_delta;
+        if let Some(b) = read_block(f.index, BlockKind::Index, &mut findings) {
+            match table::index_handles(&b, delta) {
+                Ok(top) if props.index_type == 2 => {
+                    // Two-level: the top level lists partitions, each listing data blocks.
+                    let mut all = Vec::new();
+                    let mut whole = true;
+                    for (_, ph) in top {
+                        match read_block(ph, BlockKind::IndexPartition, &mut findings) {
+                            Some(pb) => match table::index_handles(&pb, delta) {
+                                Ok(hs) => all.extend(hs),
+                                Err(e) => {
+                                    whole = false;
+                                    findings.push(
+                                        Finding::new(
+                                            FindingKind::BadHeader,
+                                            ph.offset,
+                                            ph.size + table::TRAILER,
+                                            format!("an index partition verifies but {e}"),
+                                        )
+                                        .owner(owner(BlockKind::IndexPartition, &[])),
+                                    );
+                                }
+                            },
+                            None => whole = false,
+                        }
+                    }
+                    index = whole.then_some(all);
+                }
+                Ok(hs) => index = Some(hs),
+                Err(e) => findings.push(
+                    Finding::new(
+                        FindingKind::BadHeader,
+                        f.index.offset,
+                        f.index.size + table::TRAILER,
+                        format!("the index block verifies but {e}"),
+                    )
+                    .owner(owner(BlockKind::Index, &[])),
+                ),
+            }
+        }
+        if let Some(h) = filter_index {
+            if let Some(b) = read_block(h, BlockKind::Filter, &mut findings) {
+                let parsed =
+                    table::index_handles(&b, delta).or_else(|_| table::index_handles(&b, !delta));
+                match parsed {
+                    Ok(hs) => metas.extend(hs.into_iter().map(|(_, h)| (h, BlockKind::Filter))),
+                    Err(e) => notes.push(format!("the partitioned filter's index verifies but {e}: its partitions are not checked")),
+                }
+            }
+        }
+    }
+    let data_end = footer.map_or(len, |f| {
+        metas
+            .iter()
+            .map(|(h, _)| h.offset)
+            .chain([f.metaindex.offset, f.index.offset])
+            .min()
+            .unwrap_or(f.offset)
+    });
+    let user_keys = props.index_user_keys;
+    let sep_user = |k: Vec<u8>| {
+        if user_keys {
+            k
+        } else {
+            table::user_key(&k).to_vec()
+        }
+    };
+    let mut data: Vec<(Vec<u8>, Handle)> = match index {
+        Some(hs) => {
+            let bad = hs
+                .iter()
+                .find(|(_, h)| h.size > MAX_BLOCK || h.end() > data_end.max(1).min(len));
+            if let Some((_, h)) = bad {
+                findings.push(
+                    Finding::new(FindingKind::BadHeader, 0, 0, format!("the index lists a data block ({}, {}) outside the data area: the data blocks are looked for from offset 0 instead", h.offset, h.size))
+                        .owner(owner(BlockKind::Index, &[])),
+                );
+                walk(source, ck, data_end, &mut findings, &base, &mut notes)
+            } else {
+                hs.into_iter().map(|(k, h)| (sep_user(k), h)).collect()
+            }
+        }
+        None => walk(source, ck, data_end, &mut findings, &base, &mut notes),
+    };
+    data.sort_by_key(|(_, h)| h.offset);
+    if let (Some(n), false) = (props.data_blocks, data.is_empty()) {
+        if n != data.len() as u64 && findings.is_empty() {
+            notes.push(format!(
+                "the index lists {} data blocks, the properties say {n}",
+                data.len()
+            ));
+        }
+    }
+    let check = TableCheck::new(ck, engine, fv, data, metas, base, live);
+    Ok(Opened {
+        findings,
+        check: Some(Box::new(check)),
+        units,
+        recheck_after: None,
+        notes,
+    })
+}
+
+impl Handle {
+    /// A handle stored as a block entry's value.
+    pub fn decode_value(v: &[u8]) -> Option<Handle> {
+        let mut c = Cursor::new(v);
+        Some(Handle {
+            offset: c.varint64()?,
+            size: c.varint64()?,
+        })
+    }
+}
+
+fn meta_kind(name: &str) -> BlockKind {
+    match name {
+        "rocksdb.properties" | "rocksdb.stats" => BlockKind::Properties,
+        "rocksdb.range_del" => BlockKind::RangeDel,
+        "rocksdb.compression_dict" => BlockKind::CompressionDict,
+        n if n.starts_with("fullfilter.")
+            || n.starts_with("filter.")
+            || n.starts_with("partitionedfilter.") =>
+        {
+            BlockKind::Filter
+        }
+        _ => BlockKind::Meta,
+    }
+}
+
+/// The data blocks found by walking from offset 0 when the index cannot say where they are:
+/// each block ends where its trailer's checksum matches the bytes before it. Stops at the first
+/// stretch where no block is found, which is reported whole.
+fn walk(
+    source: &dyn FileSource,
+    ck: ChecksumType,
+    end: u64,
+    findings: &mut Vec<Finding>,
+    base: &Owner,
+    notes: &mut Vec<String>,
+) -> Vec<(Vec<u8>, Handle)> {
+    let mut out = Vec::new();
+    let mut s = 0u64;
+    if ck == ChecksumType::None {
+        notes.push("the table's blocks carry no checksum and its index is unusable: its data blocks cannot be found".into());
+        return out;
+    }
+    while s + table::TRAILER < end {
+        let window = (end - s).min(MAX_WALKED_BLOCK + table::TRAILER);
+        let Ok(buf) = table::read_exact(source, s, window) else {
+            break;
+        };
+        let found = (0..=buf.len().saturating_sub(table::TRAILER as usize)).find(|&e| {
+            buf.get(e).is_some_and(|&t| t <= 7)
+                && buf
+                    .get(..e + 5)
+                    .is_some_and(|b| table::verify(ck, b).is_ok())
+        });
+        match found {
+            Some(e) => {
+                out.push((
+                    Vec::new(),
+                    Handle {
+                        offset: s,
+                        size: e as u64,
+                    },
+                ));
+                s += e as u64 + table::TRAILER;
+            }
+            None => {
+                let mut o = base.clone();
+                o.insert("block_type".into(), "data".into());
+                o.insert("block".into(), (out.len() as u64).into());
+                findings.push(
+                    Finding::new(
+                        FindingKind::ChecksumMismatch,
+                        s,
+                        end - s,
+                        format!("no block verifies from here to the end of the data blocks ({}): with the index unusable, where the blocks after this point begin is unknown", crate::bytes(end - s)),
+                    )
+                    .owner(o),
+                );
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// One extent: a run of consecutive data blocks, or one meta block.
+#[derive(Debug)]
+struct Extent {
+    start: u64,
+    end: u64,
+    what: Blocks,
+}
+
+#[derive(Debug)]
+enum Blocks {
+    Data {
+        /// Ordinal of the first data block.
+        first: u64,
+        /// How many.
+        count: u32,
+        /// Where their sizes start in [`TableCheck::sizes`].
+        sizes_at: usize,
+        /// The separator before the run (user key): every key of the run is at or after it.
+        lower: Option<Vec<u8>>,
+        /// The separator of its last block: every key of the run is at or before it.
+        upper: Option<Vec<u8>>,
+    },
+    Meta(BlockKind),
+}
+
+struct TableCheck {
+    ck: ChecksumType,
+    engine: Engine,
+    format_version: u32,
+    extents: Vec<Extent>,
+    /// The sizes of the data blocks, varint-coded in order (their offsets follow from the run).
+    sizes: Vec<u8>,
+    base: Owner,
+    /// The table's smallest and largest user keys from the MANIFEST.
+    bounds: Option<(Vec<u8>, Vec<u8>)>,
+    blocks: u64,
+}
+
+impl TableCheck {
+    fn new(
+        ck: ChecksumType,
+        engine: Engine,
+        format_version: u32,
+        data: Vec<(Vec<u8>, Handle)>,
+        metas: Vec<(Handle, BlockKind)>,
+        base: Owner,
+        live: Option<&TableLive>,
+    ) -> TableCheck {
+        let mut extents = Vec::new();
+        let mut sizes = Vec::new();
+        let blocks = data.len() as u64;
+        let mut prev_sep: Option<Vec<u8>> = None;
+        // The run of contiguous data blocks being gathered into one extent.
+        let mut run: Option<Extent> = None;
+        let mut last_sep = None;
+        let close = |run: Option<Extent>, upper: Option<Vec<u8>>, extents: &mut Vec<Extent>| {
+            if let Some(mut e) = run {
+                if let Blocks::Data { upper: u, .. } = &mut e.what {
+                    *u = upper;
+                }
+                extents.push(e);
+            }
+        };
+        for (i, (sep, h)) in data.into_iter().enumerate() {
+            let contiguous = run
+                .as_ref()
+                .is_some_and(|r| r.end == h.offset && r.end - r.start < GROUP_BYTES);
+            if !contiguous {
+                close(run.take(), last_sep.take(), &mut extents);
+                run = Some(Extent {
+                    start: h.offset,
+                    end: h.offset,
+                    what: Blocks::Data {
+                        first: i as u64,
+                        count: 0,
+                        sizes_at: sizes.len(),
+                        lower: prev_sep.clone(),
+                        upper: None,
+                    },
+                });
+            }
+            if let Some(r) = run.as_mut() {
+                r.end = h.end();
+                if let Blocks::Data { count, .. } = &mut r.what {
+                    *count += 1;
+                }
+            }
+            crate::lsm::put_varint(&mut sizes, h.size);
+            let sep = (!sep.is_empty()).then_some(sep);
+            last_sep.clone_from(&sep);
+            prev_sep = sep;
+        }
+        close(run.take(), last_sep.take(), &mut extents);
+        for (h, kind) in metas {
+            extents.push(Extent {
+                start: h.offset,
+                end: h.end(),
+                what: Blocks::Meta(kind),
+            });
+        }
+        extents.sort_by_key(|e| e.start);
+        // Overlapping extents (a damaged index listing blocks twice) would be verified twice and
+        // break the engine's contract of disjoint ranges: later ones are dropped.
+        let mut kept: Vec<Extent> = Vec::with_capacity(extents.len());
+        for e in extents {
+            if kept.last().is_none_or(|k| k.end <= e.start) {
+                kept.push(e);
+            }
+        }
+        TableCheck {
+            ck,
+            engine,
+            format_version,
+            extents: kept,
+            sizes,
+            base,
+            bounds: live.map(|l| (l.smallest.clone(), l.largest.clone())),
+            blocks,
+        }
+    }
+
+    /// First and last user keys of a data block that verifies, when it parses.
+    fn keys_of(&self, stored: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+        table::verify(self.ck, stored).ok()?;
+        let n = stored.len().checked_sub(table::TRAILER as usize)?;
+        let block = table::decompress(
+            self.engine,
+            self.format_version,
+            *stored.get(n)?,
+            stored.get(..n)?,
+            MAX_BLOCK as usize,
+        )
+        .ok()?;
+        let es = table::entries(&block, false).ok()?;
+        let first = table::user_key(&es.first()?.key).to_vec();
+        let last = table::user_key(&es.last()?.key).to_vec();
+        Some((first, last))
+    }
+}
+
+impl UnitCheck for TableCheck {
+    fn layout(&self) -> Layout {
+        Layout {
+            start: self.extents.first().map_or(0, |e| e.start),
+            end: self.extents.last().map_or(0, |e| e.end),
+            align: 1,
+        }
+    }
+
+    fn extents(&self) -> Vec<Layout> {
+        self.extents
+            .iter()
+            .map(|e| Layout {
+                start: e.start,
+                end: e.end,
+                align: (e.end - e.start).max(1),
+            })
+            .collect()
+    }
+
+    fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64 {
+        let from = self.extents.partition_point(|e| e.start < chunk.offset);
+        let chunk_end = chunk.offset + chunk.bytes.len() as u64;
+        let mut units = 0;
+        for e in self.extents.get(from..).unwrap_or_default() {
+            if e.end > chunk_end {
+                break;
+            }
+            let at = |o: u64, n: u64| {
+                let s = (o - chunk.offset) as usize;
+                chunk.bytes.get(s..s + n as usize)
+            };
+            match &e.what {
+                Blocks::Meta(kind) => {
+                    units += 1;
+                    let Some(stored) = at(e.start, e.end - e.start) else {
+                        continue;
+                    };
+                    if let Err((s, c)) = table::verify(self.ck, stored) {
+                        let mut o = self.base.clone();
+                        o.insert("block_type".into(), kind.name().into());
+                        out.push(
+                            Finding::new(
+                                FindingKind::ChecksumMismatch,
+                                e.start,
+                                e.end - e.start,
+                                format!(
+                                    "{} block fails its {} checksum",
+                                    kind.name(),
+                                    self.ck.name()
+                                ),
+                            )
+                            .checksums(format!("{s:#010x}"), format!("{c:#010x}"))
+                            .owner(o),
+                        );
+                    }
+                }
+                Blocks::Data {
+                    first,
+                    count,
+                    sizes_at,
+                    lower,
+                    upper,
+                } => {
+                    let mut c = Cursor::new(self.sizes.get(*sizes_at..).unwrap_or_default());
+                    let mut blocks = Vec::with_capacity(*count as usize);
+                    let mut o = e.start;
+                    for _ in 0..*count {
+                        let size = c.varint64().unwrap_or(0);
+                        blocks.push(Handle { offset: o, size });
+                        o = o + size + table::TRAILER;
+                    }
+                    units += blocks.len() as u64;
+                    for (j, h) in blocks.iter().enumerate() {
+                        let Some(stored) = at(h.offset, h.size + table::TRAILER) else {
+                            continue;
+                        };
+                        let Err((s, cmp)) = table::verify(self.ck, stored) else {
+                            continue;
+                        };
+                        let ordinal = first + j as u64;
+                        // The keys it held: after its neighbours' keys when they verify, else
+                        // within the separators around the run, else the table's bounds.
+                        let prev = j
+                            .checked_sub(1)
+                            .and_then(|p| blocks.get(p))
+                            .and_then(|p| at(p.offset, p.size + table::TRAILER))
+                            .and_then(|b| self.keys_of(b))
+                            .map(|k| k.1);
+                        let next = blocks
+                            .get(j + 1)
+                            .and_then(|n| at(n.offset, n.size + table::TRAILER))
+                            .and_then(|b| self.keys_of(b))
+                            .map(|k| k.0);
+                        let from_key = prev.or_else(|| lower.clone()).or_else(|| {
+                            (ordinal == 0)
+                                .then(|| self.bounds.as_ref().map(|b| b.0.clone()))
+                                .flatten()
+                        });
+                        let to_key = next
+                            .or_else(|| {
+                                if j + 1 == blocks.len() {
+                                    upper.clone()
+                                } else {
+                                    None
+                                }
+                            })
+                            .or_else(|| {
+                                (ordinal + 1 == self.blocks)
+                                    .then(|| self.bounds.as_ref().map(|b| b.1.clone()))
+                                    .flatten()
+                            });
+                        let mut owner = self.base.clone();
+                        owner.insert("block_type".into(), "data".into());
+                        owner.insert("block".into(), ordinal.into());
+                        let mut range = serde_json::Map::new();
+                        if let Some(k) = &from_key {
+                            key_json(&mut range, "from", k);
+                        }
+                        if let Some(k) = &to_key {
+                            key_json(&mut range, "to", k);
+                        }
+                        owner.insert("key_range".into(), range.into());
+                        out.push(
+                            Finding::new(
+                                FindingKind::ChecksumMismatch,
+                                h.offset,
+                                h.size + table::TRAILER,
+                                format!(
+                                    "data block {ordinal} fails its {} checksum: its keys{} are unreadable",
+                                    self.ck.name(),
+                                    crate::lsm::range_phrase(from_key.as_deref(), to_key.as_deref())
+                                ),
+                            )
+                            .unit(ordinal)
+                            .checksums(format!("{s:#010x}"), format!("{cmp:#010x}"))
+                            .owner(owner),
+                        );
+                    }
+                }
+            }
+        }
+        units
+    }
+}
