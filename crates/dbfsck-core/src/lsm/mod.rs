@@ -122,10 +122,10 @@ pub enum Role {
     Blob,
 }
 
-/// The role a file name gives.
+/// The role a file name gives (`*.sst`, `*.ldb`, `*.log`, `*.blob`, `MANIFEST-*`; a database
+/// names them by number, a copy named alone may be called anything with that ending).
 pub fn role(path: &Path) -> Option<Role> {
     let name = path.file_name()?.to_str()?;
-    file_number(path)?;
     if name.starts_with("MANIFEST-") {
         return Some(Role::Manifest);
     }

@@ -79,6 +79,26 @@ pub fn open(
             } else {
                 FindingKind::BadHeader
             };
+            // A footer whose magic alone is damaged still says where the blocks are.
+            // Only when the metaindex it points to verifies: garbage can decode as handles.
+            let salvaged = matches!(e, table::FooterError::Magic(_))
+                .then(|| table::footer_ignoring_magic(&tail, len))
+                .flatten()
+                .filter(|f| {
+                    table::read_exact(
+                        source,
+                        f.metaindex.offset,
+                        f.metaindex.size + table::TRAILER,
+                    )
+                    .is_ok_and(|b| {
+                        f.checksum != ChecksumType::None && table::verify(f.checksum, &b).is_ok()
+                    })
+                });
+            let then = if salvaged.is_some() {
+                "its other fields are read as if the magic were intact"
+            } else {
+                "the data blocks are looked for from offset 0"
+            };
             let mut o = base.clone();
             o.insert("block_type".into(), "footer".into());
             findings.push(
@@ -86,14 +106,18 @@ pub fn open(
                     kind,
                     len - len.min(table::LEGACY_FOOTER),
                     len.min(table::LEGACY_FOOTER),
-                    format!("table footer: {e}; the data blocks are looked for from offset 0"),
+                    format!("table footer: {e}; {then}"),
                 )
                 .owner(o),
             );
-            None
+            salvaged
         }
     };
-    let ck = footer.map_or(ChecksumType::Crc32c, |f| f.checksum);
+    let ck = match footer {
+        Some(f) => f.checksum,
+        // No footer at all: the checksum type is the one the first block verifies with.
+        None => first_block_checksum(source, len),
+    };
     let fv = footer.map_or(0, |f| f.format_version);
     // Reads, verifies and decompresses one block the table's structure hangs on.
     let mut read_block =
@@ -188,7 +212,7 @@ pub fn open(
     let mut filter_index = None;
     if let Some(f) = footer {
         if let Some(mi) = read_block(f.metaindex, BlockKind::Metaindex, &mut findings) {
-            match table::entries(&mi, false) {
+            match table::entries(&mi, table::Values::Sized) {
                 Ok(es) => {
                     for e in es {
                         let Some(h) = Handle::decode_value(e.value) else {
@@ -225,15 +249,16 @@ pub fn open(
             }
         }
         let delta = props.index_delta;
+        let first_key = props.index_type == 3;
         if let Some(b) = read_block(f.index, BlockKind::Index, &mut findings) {
-            match table::index_handles(&b, delta) {
+            match table::index_handles(&b, delta, first_key) {
                 Ok(top) if props.index_type == 2 => {
                     // Two-level: the top level lists partitions, each listing data blocks.
                     let mut all = Vec::new();
                     let mut whole = true;
                     for (_, ph) in top {
                         match read_block(ph, BlockKind::IndexPartition, &mut findings) {
-                            Some(pb) => match table::index_handles(&pb, delta) {
+                            Some(pb) => match table::index_handles(&pb, delta, first_key) {
                                 Ok(hs) => all.extend(hs),
                                 Err(e) => {
                                     whole = false;
@@ -267,8 +292,8 @@ pub fn open(
         }
         if let Some(h) = filter_index {
             if let Some(b) = read_block(h, BlockKind::Filter, &mut findings) {
-                let parsed =
-                    table::index_handles(&b, delta).or_else(|_| table::index_handles(&b, !delta));
+                let parsed = table::index_handles(&b, delta, false)
+                    .or_else(|_| table::index_handles(&b, !delta, false));
                 match parsed {
                     Ok(hs) => metas.extend(hs.into_iter().map(|(_, h)| (h, BlockKind::Filter))),
                     Err(e) => notes.push(format!("the partitioned filter's index verifies but {e}: its partitions are not checked")),
@@ -376,12 +401,7 @@ fn walk(
         let Ok(buf) = table::read_exact(source, s, window) else {
             break;
         };
-        let found = (0..=buf.len().saturating_sub(table::TRAILER as usize)).find(|&e| {
-            buf.get(e).is_some_and(|&t| t <= 7)
-                && buf
-                    .get(..e + 5)
-                    .is_some_and(|b| table::verify(ck, b).is_ok())
-        });
+        let found = table::find_block_end(ck, &buf);
         match found {
             Some(e) => {
                 out.push((
@@ -411,6 +431,24 @@ fn walk(
         }
     }
     out
+}
+
+/// The checksum type the table's first block verifies with (the footer that names it being
+/// unusable); CRC-32C, LevelDB's only type, when none does.
+fn first_block_checksum(source: &dyn FileSource, len: u64) -> ChecksumType {
+    let window = len.min(MAX_WALKED_BLOCK + table::TRAILER);
+    let Ok(buf) = table::read_exact(source, 0, window) else {
+        return ChecksumType::Crc32c;
+    };
+    [
+        ChecksumType::Xxh3,
+        ChecksumType::Crc32c,
+        ChecksumType::XxHash64,
+        ChecksumType::XxHash,
+    ]
+    .into_iter()
+    .find(|&ck| table::find_block_end(ck, &buf).is_some())
+    .unwrap_or(ChecksumType::Crc32c)
 }
 
 /// One extent: a run of consecutive data blocks, or one meta block.
@@ -546,7 +584,7 @@ impl TableCheck {
             MAX_BLOCK as usize,
         )
         .ok()?;
-        let es = table::entries(&block, false).ok()?;
+        let es = table::entries(&block, table::Values::Sized).ok()?;
         let first = table::user_key(&es.first()?.key).to_vec();
         let last = table::user_key(&es.last()?.key).to_vec();
         Some((first, last))

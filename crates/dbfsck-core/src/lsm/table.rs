@@ -236,6 +236,74 @@ pub fn footer(tail: &[u8], len: u64) -> Result<Footer, FooterError> {
     })
 }
 
+/// The footer of a table whose magic is damaged, read as if the magic were intact: the 53-byte
+/// form when its format_version, checksum type and handles are plausible, else the legacy one
+/// when its handles are. `None` when neither reads.
+pub fn footer_ignoring_magic(tail: &[u8], len: u64) -> Option<Footer> {
+    let mut fixed = tail.to_vec();
+    let n = fixed.len();
+    if n >= 53 {
+        let mut t = fixed.clone();
+        t.get_mut(n - 8..)?.copy_from_slice(&MAGIC.to_le_bytes());
+        if let Ok(f) = footer(&t, len) {
+            return Some(f);
+        }
+    }
+    fixed
+        .get_mut(n.checked_sub(8)?..)?
+        .copy_from_slice(&LEGACY_MAGIC.to_le_bytes());
+    footer(&fixed, len).ok()
+}
+
+/// Where the block starting at `buf[0]` ends, found without an index: the smallest `size` at
+/// which the trailer after `buf[..size]` holds a plausible compression type and the checksum of
+/// the bytes before it. The hash runs once over the bytes (incrementally), so a miss over the
+/// whole window costs one pass.
+pub fn find_block_end(ck: ChecksumType, buf: &[u8]) -> Option<usize> {
+    let last = buf.len().checked_sub(TRAILER as usize)?;
+    let mut crc = 0u32;
+    let mut x32 = xxhash_rust::xxh32::Xxh32::new(0);
+    let mut x64 = xxhash_rust::xxh64::Xxh64::new(0);
+    let mut x3 = xxhash_rust::xxh3::Xxh3::new();
+    let mut done = 0usize;
+    for e in 0..=last {
+        let kind = *buf.get(e)?;
+        if kind > 7 {
+            continue;
+        }
+        let piece = buf.get(done..e)?;
+        done = e;
+        let want = fixed32(buf, e + 1);
+        let got = match ck {
+            ChecksumType::None => return None,
+            ChecksumType::Crc32c => {
+                crc = crc32c::crc32c_append(crc, piece);
+                crate::lsm::log::mask(crc32c::crc32c_append(crc, &[kind]))
+            }
+            ChecksumType::XxHash => {
+                x32.update(piece);
+                let mut h = x32.clone();
+                h.update(&[kind]);
+                h.digest()
+            }
+            ChecksumType::XxHash64 => {
+                x64.update(piece);
+                let mut h = x64.clone();
+                h.update(&[kind]);
+                h.digest() as u32
+            }
+            ChecksumType::Xxh3 => {
+                x3.update(piece);
+                (x3.digest() as u32) ^ u32::from(kind).wrapping_mul(0x6B90_83D9)
+            }
+        };
+        if got == want && e > 0 {
+            return Some(e);
+        }
+    }
+    None
+}
+
 /// What a block is, for the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum BlockKind {
@@ -425,9 +493,21 @@ pub struct Entry<'a> {
     pub shared: bool,
 }
 
-/// The entries of a decompressed block, in order. `no_value_len`: index blocks of
-/// format_version ≥ 4 omit the value length (the value is one or two varints).
-pub fn entries(block: &[u8], no_value_len: bool) -> Result<Vec<Entry<'_>>, BlockError> {
+/// How a block's entries store their values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Values {
+    /// A length, then the value (every block but delta-encoded indexes).
+    Sized,
+    /// No length: a handle, or a size delta when the key shares a prefix (index blocks of
+    /// format_version ≥ 4, `index.value.is.delta.encoded`).
+    Handles,
+    /// As [`Values::Handles`], each followed by the block's first key, length-prefixed
+    /// (`kBinarySearchWithFirstKey`).
+    HandlesWithFirstKey,
+}
+
+/// The entries of a decompressed block, in order.
+pub fn entries(block: &[u8], values: Values) -> Result<Vec<Entry<'_>>, BlockError> {
     let n = block.len();
     if n < 4 {
         return Err(BlockError::Entries("shorter than its restart count"));
@@ -444,16 +524,16 @@ pub fn entries(block: &[u8], no_value_len: bool) -> Result<Vec<Entry<'_>>, Block
         let end = (n - 6)
             .checked_sub(buckets)
             .ok_or(BlockError::Entries("hash index larger than the block"))?;
-        return entries_in(block, end + 4, word, no_value_len);
+        return entries_in(block, end + 4, word, values);
     }
-    entries_in(block, n, word, no_value_len)
+    entries_in(block, n, word, values)
 }
 
 fn entries_in(
     block: &[u8],
     end: usize,
     restarts: u32,
-    no_value_len: bool,
+    values: Values,
 ) -> Result<Vec<Entry<'_>>, BlockError> {
     let restarts = restarts as usize;
     let array = restarts
@@ -470,7 +550,7 @@ fn entries_in(
     while !c.is_empty() {
         let shared = c.varint32().ok_or(BlockError::Entries("entry header"))? as usize;
         let own = c.varint32().ok_or(BlockError::Entries("entry header"))? as usize;
-        let vlen = if no_value_len {
+        let vlen = if values != Values::Sized {
             None
         } else {
             Some(c.varint32().ok_or(BlockError::Entries("entry header"))? as usize)
@@ -495,7 +575,12 @@ fn entries_in(
                 if shared == 0 {
                     c.varint64().ok_or(BlockError::Entries("index value"))?;
                 }
-                body.get(start..c.pos()).unwrap_or_default()
+                let value = body.get(start..c.pos()).unwrap_or_default();
+                if values == Values::HandlesWithFirstKey {
+                    c.slice()
+                        .ok_or(BlockError::Entries("index entry's first key"))?;
+                }
+                value
             }
         };
         out.push(Entry {
@@ -516,9 +601,18 @@ pub fn user_key(internal: &[u8]) -> &[u8] {
 
 /// The handles an index block's entries hold, with their separators (user keys when
 /// `user_keys`, else internal keys as stored).
-pub fn index_handles(block: &[u8], delta: bool) -> Result<Vec<(Vec<u8>, Handle)>, BlockError> {
+pub fn index_handles(
+    block: &[u8],
+    delta: bool,
+    first_key: bool,
+) -> Result<Vec<(Vec<u8>, Handle)>, BlockError> {
     let mut out: Vec<(Vec<u8>, Handle)> = Vec::new();
-    for e in entries(block, delta)? {
+    let values = match (delta, first_key) {
+        (false, _) => Values::Sized,
+        (true, false) => Values::Handles,
+        (true, true) => Values::HandlesWithFirstKey,
+    };
+    for e in entries(block, values)? {
         let mut c = Cursor::new(e.value);
         let h = if delta && e.shared {
             let prev = out
@@ -564,7 +658,7 @@ pub struct Properties {
 /// Parses a properties block's entries.
 pub fn properties(block: &[u8]) -> Result<Properties, BlockError> {
     let mut p = Properties::default();
-    for e in entries(block, false)? {
+    for e in entries(block, Values::Sized)? {
         let num = || Cursor::new(e.value).varint64();
         match e.key.as_slice() {
             b"rocksdb.num.data.blocks" => p.data_blocks = num(),
@@ -587,7 +681,7 @@ pub fn properties(block: &[u8]) -> Result<Properties, BlockError> {
 /// quirk: ingestion rewrites those 8 bytes without rewriting the checksum.
 pub fn global_seqno_value(block: &[u8]) -> Option<std::ops::Range<usize>> {
     let base = block.as_ptr() as usize;
-    entries(block, false)
+    entries(block, Values::Sized)
         .ok()?
         .into_iter()
         .find(|e| e.key == b"rocksdb.external_sst_file.global_seqno" && e.value.len() == 8)
@@ -678,7 +772,7 @@ mod tests {
         b.extend_from_slice(&[1, 1, b'b', 1]);
         b.extend_from_slice(&0u32.to_le_bytes());
         b.extend_from_slice(&1u32.to_le_bytes());
-        let hs = index_handles(&b, true).unwrap();
+        let hs = index_handles(&b, true, false).unwrap();
         assert_eq!(
             hs[0].1,
             Handle {
@@ -696,6 +790,6 @@ mod tests {
                 }
             )
         );
-        assert!(entries(&b[..3], false).is_err());
+        assert!(entries(&b[..3], Values::Sized).is_err());
     }
 }
