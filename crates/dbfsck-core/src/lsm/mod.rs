@@ -191,8 +191,13 @@ struct Db {
     version: Option<edit::Manifest>,
     /// Live tables by number.
     tables: BTreeMap<u64, sst::TableLive>,
-    /// Tables on disk, not live, numbered at or beyond the MANIFEST's next file number.
+    /// Tables on disk, not live, numbered at or beyond the MANIFEST's next file number, whose
+    /// footer is intact (finished tables the MANIFEST does not know).
     ahead: Vec<u64>,
+    /// Such tables without a footer: outputs a crash interrupted.
+    unfinished: Vec<u64>,
+    /// Whether the MANIFEST ends in a cut record.
+    manifest_cut: bool,
     /// The newest live WAL on disk.
     newest_wal: Option<u64>,
     /// Findings about the directory as a whole (CURRENT, missing live files), emitted once.
@@ -277,8 +282,16 @@ impl Lsm {
                 (Some(Role::Table), Some(n)) => {
                     if version.is_none() || db.tables.contains_key(&n) {
                         l.files.push(p);
+                    } else if db.unfinished.contains(&n) {
+                        skip(format!("an unfinished table (no footer) numbered at or beyond the MANIFEST's next file number ({}): the output of a flush or compaction a crash interrupted, never part of the database; the engine deletes it on the next open", version.map_or(0, |v| v.next_file)), &mut l);
                     } else if db.ahead.contains(&n) {
-                        l.warnings.push((p.clone(), format!("table {n:06} is not in the MANIFEST, and its number is at or beyond the MANIFEST's next file number ({}): it was written after the MANIFEST's last edit, which is lost; RocksDB deletes it on the next read-write open, with every key only it holds. It is checked; do not open the database read-write before it is saved", version.map_or(0, |v| v.next_file))));
+                        let next = version.map_or(0, |v| v.next_file);
+                        let why = if db.manifest_cut {
+                            format!("table {n:06} is not in the MANIFEST, its number is at or beyond the MANIFEST's next file number ({next}), and the MANIFEST ends in a cut record: the edit that added it is likely the one lost. RocksDB and LevelDB delete it on the next read-write open, with every key only it holds. It is checked; save it before any read-write open")
+                        } else {
+                            format!("table {n:06} is finished but not in the MANIFEST, numbered at or beyond its next file number ({next}): the output of a flush or compaction whose MANIFEST edit was never written (a crash), whose keys are still in the WALs or the compaction's inputs; the engine deletes it on the next read-write open. It is checked")
+                        };
+                        l.warnings.push((p.clone(), why));
                         l.files.push(p);
                     } else {
                         skip("obsolete: not in the MANIFEST (a compaction's input or an unfinished output); RocksDB and LevelDB delete it on the next read-write open".into(), &mut l);
@@ -550,16 +563,41 @@ fn load(dir: &Path) -> Db {
         }
     }
     if v.next_file > 0 {
-        db.ahead = on_disk
-            .keys()
-            .copied()
-            .filter(|n| !v.tables.contains_key(n) && *n >= v.next_file)
-            .collect();
+        for (&n, p) in &on_disk {
+            if v.tables.contains_key(&n) || n < v.next_file {
+                continue;
+            }
+            if has_footer(p) {
+                db.ahead.push(n);
+            } else {
+                db.unfinished.push(n);
+            }
+        }
     }
+    db.manifest_cut = m.problems.last().is_some_and(|p| {
+        p.offset >= m.applied_end
+            && (matches!(&p.what, edit::ProblemKind::Log(b) if b.is_cut())
+                || matches!(p.what, edit::ProblemKind::Unfinished))
+    });
     let min_log = v.min_live_log();
     db.newest_wal = wals.into_iter().filter(|&n| n >= min_log).max();
     db.version = Some(m);
     db
+}
+
+/// Whether a table file ends in a footer with a known magic (a finished table).
+fn has_footer(p: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = fs::File::open(p) else {
+        return false;
+    };
+    let mut magic = [0u8; 8];
+    f.seek(SeekFrom::End(-8)).is_ok()
+        && f.read_exact(&mut magic).is_ok()
+        && matches!(
+            u64::from_le_bytes(magic),
+            table::MAGIC | table::LEGACY_MAGIC
+        )
 }
 
 impl Finding {

@@ -1,0 +1,195 @@
+//! Oracle test of the `leveldb` format against LevelDB itself (Debian's libleveldb-dev, driven
+//! through its C API by `tests/data/leveldb_tool.c`, built here with `cc`): a database written
+//! in two sessions — the second one ended without a close, as a crash ends it, so its last
+//! writes are only in the WAL and a compaction may be left unfinished — is clean to dbfsck,
+//! and LevelDB opens it with `paranoid_checks` and reads every key with `verify_checksums`.
+//! On damaged copies dbfsck agrees with LevelDB's own reader:
+//!
+//! - a flipped byte in a data block of a live table: one `checksum_mismatch` on that block,
+//!   with the key range it held; LevelDB's verifying read fails with "block checksum mismatch";
+//! - the WAL cut inside its last record: `torn_tail` (exit 0); LevelDB opens it and has every
+//!   key but that last write's;
+//! - a flipped byte in the middle of the WAL: damage (exit 4); LevelDB's paranoid open fails
+//!   with "checksum mismatch".
+//!
+//! Needs libleveldb-dev and a C compiler (`scripts/test` installs them); skipped where they are
+//! missing unless the run must be complete (`CI`).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+mod common;
+use common::json_run as dbfsck;
+
+/// Builds the LevelDB tool into `dir`, or says why it cannot.
+fn build_tool(dir: &Path) -> Option<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/leveldb_tool.c");
+    let out = dir.join("leveldb_tool");
+    let built = Path::new("/usr/include/leveldb/c.h").exists()
+        && Command::new("cc")
+            .arg("-o")
+            .arg(&out)
+            .arg(&src)
+            .arg("-lleveldb")
+            .status()
+            .is_ok_and(|s| s.success());
+    dbfsck_testkit::can_run(
+        "the LevelDB oracle test",
+        if built {
+            Ok(())
+        } else {
+            Err("libleveldb-dev or a C compiler is not installed".into())
+        },
+    )
+    .then_some(out)
+}
+
+fn tool(t: &Path, args: &[&str]) -> (bool, String) {
+    let o = Command::new(t).args(args).output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+fn keys(said: &str) -> u64 {
+    said.lines()
+        .find_map(|l| l.strip_prefix("keys="))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn findings(r: &Value) -> Vec<Value> {
+    r["findings"].as_array().unwrap().clone()
+}
+
+fn flip(path: &Path, offset: u64) {
+    let mut b = fs::read(path).unwrap();
+    b[offset as usize] ^= 0x20;
+    fs::write(path, b).unwrap();
+}
+
+fn by_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn leveldb_databases_are_judged_as_leveldb_reads_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(t) = build_tool(tmp.path()) else {
+        return;
+    };
+    let db = tmp.path().join("db");
+    let (ok, said) = tool(&t, &["write", db.to_str().unwrap(), "20000", "1000"]);
+    assert!(ok, "{said}");
+    // Scanned before LevelDB opens it again (an open compacts and deletes files).
+    let (rc, r) = dbfsck(&["scan", db.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{r:#}");
+    assert!(findings(&r).is_empty(), "{r:#}");
+    println!(
+        "clean: {} files, {} units; skipped: {}",
+        r["summary"]["files"], r["summary"]["units"], r["skipped"]
+    );
+    let check = tmp.path().join("check");
+    copy_dir(&db, &check);
+    let (ok, said) = tool(&t, &["verify", check.to_str().unwrap()]);
+    assert!(ok, "{said}");
+    assert_eq!(keys(&said), 21000);
+
+    // A flipped byte in the middle of the largest live table's data blocks.
+    let live: Vec<PathBuf> = by_ext(&db, "ldb")
+        .into_iter()
+        .filter(|p| {
+            !r["skipped"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["path"].as_str() == p.to_str())
+        })
+        .collect();
+    let table = live
+        .iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let bad = tmp.path().join("bad");
+    copy_dir(&db, &bad);
+    let bad_table = bad.join(table.file_name().unwrap());
+    flip(&bad_table, fs::metadata(table).unwrap().len() / 3);
+    let (rc, r) = dbfsck(&["scan", bad.to_str().unwrap()]);
+    assert_eq!(rc, 4, "{r:#}");
+    let f = findings(&r);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0]["kind"], "checksum_mismatch");
+    assert_eq!(f[0]["format"], "leveldb");
+    assert_eq!(f[0]["owner"]["block_type"], "data");
+    assert!(f[0]["owner"]["key_range"]["from"]
+        .as_str()
+        .unwrap()
+        .starts_with("key"));
+    let (ok, said) = tool(&t, &["verify", bad.to_str().unwrap()]);
+    assert!(!ok && said.contains("block checksum mismatch"), "{said}");
+    println!(
+        "data block: dbfsck {}; LevelDB: {}",
+        f[0]["detail"],
+        said.trim().replace('\n', "; ")
+    );
+
+    // The WAL cut inside its last record: the crash's unsynced write.
+    let wal = by_ext(&db, "log").pop().unwrap();
+    let len = fs::metadata(&wal).unwrap().len();
+    let cut = tmp.path().join("cut");
+    copy_dir(&db, &cut);
+    let cut_wal = cut.join(wal.file_name().unwrap());
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&cut_wal)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+    let (rc, r) = dbfsck(&["scan", cut.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{r:#}");
+    let f = findings(&r);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0]["kind"], "torn_tail");
+    let (ok, said) = tool(&t, &["verify", cut.to_str().unwrap()]);
+    assert!(ok, "{said}");
+    assert_eq!(keys(&said), 20999, "{said}");
+
+    // A flipped byte in the WAL's first block, with more blocks after it: damage.
+    assert!(len > 2 * 32768, "the WAL is {len} bytes");
+    let mid = tmp.path().join("mid");
+    copy_dir(&db, &mid);
+    flip(&mid.join(wal.file_name().unwrap()), 5000);
+    let (rc, r) = dbfsck(&["scan", mid.to_str().unwrap()]);
+    assert_eq!(rc, 4, "{r:#}");
+    let f = findings(&r);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0]["kind"], "checksum_mismatch");
+    let (ok, said) = tool(&t, &["verify", mid.to_str().unwrap()]);
+    assert!(!ok && said.contains("checksum mismatch"), "{said}");
+    println!(
+        "mid-WAL: dbfsck {}; LevelDB: {}",
+        f[0]["detail"],
+        said.trim().replace('\n', "; ")
+    );
+}
