@@ -113,6 +113,9 @@ pub fn open(
             salvaged
         }
     };
+    if footer.is_some_and(|f| !f.padding_clean) {
+        notes.push("the footer's padding after its block handles is not zero: bytes the engine never reads have changed (media damage, or a writer that is not RocksDB's or LevelDB's)".into());
+    }
     let ck = match footer {
         Some(f) => f.checksum,
         // No footer at all: the checksum type is the one the first block verifies with.

@@ -144,6 +144,8 @@ pub struct Footer {
     pub index: Handle,
     /// Whether the magic is the legacy (LevelDB) one.
     pub legacy: bool,
+    /// Whether the zero padding after the handles is zero (the engines ignore it).
+    pub padding_clean: bool,
 }
 
 /// Why a footer cannot be used.
@@ -226,6 +228,8 @@ pub fn footer(tail: &[u8], len: u64) -> Result<Footer, FooterError> {
     if metaindex.end() > offset || index.end() > offset {
         return Err(FooterError::Handles);
     }
+    // The handles are padded with zeros to 40 bytes; the engines never read the padding.
+    let padding_clean = body.get(c.pos()..40).is_none_or(crate::all_zero);
     Ok(Footer {
         offset,
         checksum,
@@ -233,6 +237,7 @@ pub fn footer(tail: &[u8], len: u64) -> Result<Footer, FooterError> {
         metaindex,
         index,
         legacy,
+        padding_clean,
     })
 }
 
