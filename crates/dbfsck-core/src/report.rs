@@ -104,6 +104,9 @@ pub enum RepairAction {
     Quarantine,
     /// Copy a torn trailing piece into the quarantine and cut it off the file.
     TruncateTail,
+    /// Rewrite a RocksDB/LevelDB table from its verifying blocks and record it in the MANIFEST
+    /// (`docs/rocksdb.md` §8): the damaged blocks' key ranges are lost, the rest kept.
+    Salvage,
 }
 
 impl RepairAction {
@@ -115,6 +118,7 @@ impl RepairAction {
             RepairAction::RestoreFromWal => "restore_from_wal",
             RepairAction::Quarantine => "quarantine",
             RepairAction::TruncateTail => "truncate_tail",
+            RepairAction::Salvage => "salvage",
         }
     }
 

@@ -82,10 +82,18 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
         for s in report
             .findings
             .iter()
-            .filter(|f| f.kind.is_damage())
+            .filter(|f| {
+                f.kind.is_damage()
+                    || f.kind == dbfsck_core::FindingKind::TornTail && crate::lsm::handles(f)
+            })
             .filter_map(|f| report.scanned_file(f))
         {
             targets.push((s.path.clone(), Some(s.id)));
+            // RocksDB/LevelDB: the MANIFEST a salvage appends to, and the engine's LOCK.
+            for p in crate::lsm::extra_locks(&s.path, s.format) {
+                let id = report.files.iter().find(|f| f.path == p).map(|f| f.id);
+                targets.push((p, id));
+            }
             // InnoDB: a running server always holds its lock on ibdata1 (it opens table files
             // lazily), and the doublewrite images are read from it.
             if let Some(sys) = innodb_system_file(&s.path, s.format, &known_dirs) {
@@ -200,6 +208,8 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
         .iter()
         .filter(|a| {
             !locked.contains_key(&a.path)
+                || matches!(a.spec, PageSpec::Lsm(_))
+                    && crate::lsm::lock_of(&a.path).is_none_or(|l| !locked.contains_key(&l))
                 || matches!(a.spec, PageSpec::Innodb(_))
                     && innodb_system_file(&a.path, InnodbFormat::NAME, &known_dirs)
                         .is_some_and(|sys| !locked.contains_key(&sys))
@@ -525,7 +535,11 @@ impl<S: Storage> Run<'_, S> {
         let mut lines = String::new();
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         for (a, (_, bytes)) in plan.actions.iter().zip(originals) {
-            if a.action.is_restore() {
+            // A MANIFEST edit only appends: there is nothing of it to keep; a block a salvage
+            // drops is in its table's whole copy.
+            if a.action.is_restore()
+                || (matches!(a.spec, PageSpec::Lsm(_)) && (bytes.is_empty() || changes_nothing(a)))
+            {
                 continue;
             }
             if a.zero_run {
@@ -624,6 +638,9 @@ impl<S: Storage> Run<'_, S> {
         if changes_nothing(a) {
             return Ok(None);
         }
+        if let (RepairAction::Salvage, PageSpec::Lsm(spec)) = (a.action, a.spec) {
+            return crate::lsm::replacement(a, &spec, self.file(&a.path)?);
+        }
         match a.action {
             RepairAction::RestoreFromJournal
             | RepairAction::RestoreFromDoublewrite
@@ -716,12 +733,23 @@ impl<S: Storage> Run<'_, S> {
                     after: Some(after),
                 })?;
             }
-            w.append(&UndoEntry::Bytes {
-                path: abs,
-                offset: a.offset,
-                data: bytes.clone(),
-                written: Some(Written::of(written)),
-            })?;
+            // In pieces the undo reader accepts (a salvaged table's original is megabytes): each
+            // piece its share of the original and of what is written over it.
+            let piece = crate::undo::MAX_ENTRY_DATA as usize;
+            let span = bytes.len().max(written.len()).max(1);
+            for start in (0..span).step_by(piece) {
+                let part = |b: &[u8]| {
+                    b.get(start.min(b.len())..(start + piece).min(b.len()))
+                        .unwrap_or_default()
+                        .to_vec()
+                };
+                w.append(&UndoEntry::Bytes {
+                    path: abs.clone(),
+                    offset: a.offset + start as u64,
+                    data: part(bytes),
+                    written: Some(Written::of(&part(written))),
+                })?;
+            }
         }
         w.seal()?;
         self.storage.sync_dir(undo_dir(log)).map_err(io)
@@ -752,7 +780,16 @@ impl<S: Storage> Run<'_, S> {
             return Ok(true);
         }
         match replacement {
-            Some(b) => f.write_all_at(b, a.offset)?,
+            Some(b) => {
+                f.write_all_at(b, a.offset)?;
+                // A salvaged table is shorter than the original: what is left of it goes.
+                if let PageSpec::Lsm(s) = a.spec {
+                    if s.role == crate::lsm::LsmRole::Table {
+                        f.set_len(b.len() as u64)?;
+                    }
+                }
+            }
+            None if a.action == RepairAction::Salvage => return Ok(false),
             None => f.set_len(a.offset)?,
         }
         Ok(true)
@@ -762,6 +799,9 @@ impl<S: Storage> Run<'_, S> {
     fn verify_after(&self, a: &Action) -> std::io::Result<Option<String>> {
         // Through the locked handle that was written, not the path again.
         let f = self.file(&a.path)?;
+        if let PageSpec::Lsm(spec) = a.spec {
+            return crate::lsm::verify_after(a, &spec, f);
+        }
         if a.action == RepairAction::TruncateTail {
             let len = f.len()?;
             return Ok((len != a.offset).then(|| {
@@ -828,6 +868,7 @@ fn undo_dir(log: &Path) -> &Path {
 /// keeps the damaged page as it is, so the server goes on reporting it.
 fn changes_nothing(a: &Action) -> bool {
     a.action == RepairAction::Quarantine && !matches!(a.spec, PageSpec::Native(_))
+        || matches!(a.spec, PageSpec::Lsm(s) if s.role == crate::lsm::LsmRole::Covered)
 }
 
 /// The quarantine marker for the action's page: built from the file's parameters and the page

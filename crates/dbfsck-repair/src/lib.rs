@@ -55,6 +55,7 @@
 
 mod apply;
 mod journal;
+pub mod lsm;
 pub mod plan;
 pub mod postgres;
 pub mod storage;

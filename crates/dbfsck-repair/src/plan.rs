@@ -51,6 +51,8 @@ pub enum Source {
     Doublewrite(SlotSource),
     /// A PostgreSQL full-page image in WAL.
     Wal(crate::postgres::WalSource),
+    /// Bytes the repair built from verified blocks (a salvaged table, a MANIFEST edit).
+    Rebuilt(crate::lsm::Rebuilt),
 }
 
 impl Source {
@@ -60,6 +62,7 @@ impl Source {
             Source::Journal(s) => &s.journal,
             Source::Doublewrite(s) => &s.file,
             Source::Wal(s) => &s.settings.wal_dir,
+            Source::Rebuilt(r) => &r.from,
         }
     }
 
@@ -70,6 +73,7 @@ impl Source {
             Source::Doublewrite(s) => s.slot.offset,
             // The record's LSN: its position in the WAL.
             Source::Wal(s) => s.image.record,
+            Source::Rebuilt(_) => 0,
         }
     }
 
@@ -79,6 +83,7 @@ impl Source {
             Source::Journal(s) => s.image.lsn,
             Source::Doublewrite(s) => s.slot.lsn,
             Source::Wal(s) => s.image.end,
+            Source::Rebuilt(_) => 0,
         }
     }
 }
@@ -92,6 +97,8 @@ pub enum PageSpec {
     Innodb(SpaceParams),
     /// A PostgreSQL relation segment file.
     Postgres(crate::postgres::PgSpec),
+    /// A RocksDB or LevelDB table, MANIFEST or log.
+    Lsm(crate::lsm::LsmSpec),
 }
 
 impl PageSpec {
@@ -101,6 +108,7 @@ impl PageSpec {
             PageSpec::Native(p) => p.page_size,
             PageSpec::Innodb(p) => p.format.physical_size,
             PageSpec::Postgres(p) => p.blcksz,
+            PageSpec::Lsm(_) => 1,
         }
     }
 
@@ -116,6 +124,7 @@ impl PageSpec {
                 InnodbVerdict::Ok { lsn: l, .. } if l == lsn
             ),
             PageSpec::Postgres(p) => p.verifies(page, unit, lsn),
+            PageSpec::Lsm(_) => false,
         }
     }
 }
@@ -175,6 +184,7 @@ impl Action {
                 s.image.block_id,
                 lsn_text(s.image.end)
             ),
+            Source::Rebuilt(r) => format!("{} ({})", r.from.display(), r.what),
         })
     }
 }
@@ -387,8 +397,11 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
     let mut pg = crate::postgres::PostgresPlanner::default();
     let mut params_cache: HashMap<PathBuf, Result<FileParams, String>> = HashMap::new();
     let mut left: Vec<Left> = Vec::new();
+    let mut lsm_done: Vec<usize> = Vec::new();
     for (i, run) in report.findings.iter().enumerate() {
-        if !run.kind.is_damage() {
+        // A RocksDB/LevelDB torn log tail is cut (what recovery does, made explicit).
+        let lsm_tail = run.kind == FindingKind::TornTail && crate::lsm::handles(run);
+        if !run.kind.is_damage() && !lsm_tail {
             continue;
         }
         // What holds for the whole finding (a run of pages included) is decided once.
@@ -431,6 +444,13 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
                     Ok(action) => plan.actions.push(action),
                     Err(reason) => push_left(&mut left, i, finding.unit, reason),
                 }
+            }
+            continue;
+        }
+        if crate::lsm::handles(run) {
+            match crate::lsm::plan(storage, report, i, &mut lsm_done) {
+                Ok(actions) => plan.actions.extend(actions),
+                Err(reason) => leave_all(reason),
             }
             continue;
         }

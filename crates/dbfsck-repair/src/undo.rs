@@ -251,6 +251,15 @@ impl<F: StorageFile> UndoWriter<F> {
                 written,
             } => {
                 let len = written.as_ref().map_or(0, |w| w.len);
+                // What the reader refuses is never sealed: larger ranges go in pieces.
+                if data.len() as u64 > MAX_ENTRY_DATA || len > MAX_ENTRY_DATA {
+                    return Err(UndoError::Io {
+                        path: path.clone(),
+                        source: std::io::Error::other(format!(
+                            "an undo entry of more than {MAX_ENTRY_DATA} bytes (the range is split by its caller)"
+                        )),
+                    });
+                }
                 (ENTRY_BYTES, path, *offset, data, len, 0)
             }
             UndoEntry::Length { path, len, after } => {

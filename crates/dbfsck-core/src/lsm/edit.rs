@@ -20,6 +20,16 @@ pub struct TableMeta {
     pub largest: Vec<u8>,
     /// Offset of the MANIFEST record that added it.
     pub added_at: u64,
+    /// The tag of the record that added it (7 LevelDB, 100/102/103 RocksDB).
+    pub tag: u32,
+    /// Smallest and largest sequence numbers (RocksDB's forms).
+    pub seqnos: Option<(u64, u64)>,
+    /// `path_id` (tag 102).
+    pub path_id: Option<u32>,
+    /// NewFile4's custom fields as stored, the closing tag 1 included.
+    pub custom: Vec<u8>,
+    /// NewFile4's whole-file checksum (custom field 7), when one is recorded.
+    pub file_checksum: Vec<u8>,
 }
 
 /// A WAL the MANIFEST tracks (`track_and_verify_wals_in_manifest`).
@@ -48,6 +58,7 @@ pub struct Version {
     pub next_file: u64,
     /// The last sequence number flushed.
     pub last_sequence: u64,
+
     /// `MinLogNumberToKeep`.
     pub min_log_to_keep: u64,
     /// `PrevLogNumber` (LevelDB).
@@ -116,29 +127,40 @@ fn decode(payload: &[u8], at: u64) -> Result<Edit, EditError> {
             7 | 100 | 102 | 103 => {
                 let level = c.varint32().ok_or(short.clone())?;
                 let number = c.varint64().ok_or(short.clone())?;
-                if tag == 102 {
-                    c.varint32().ok_or(short.clone())?;
-                }
+                let path_id = if tag == 102 {
+                    Some(c.varint32().ok_or(short.clone())?)
+                } else {
+                    None
+                };
                 let size = c.varint64().ok_or(short.clone())?;
                 let smallest = c.slice().ok_or(short.clone())?.to_vec();
                 let largest = c.slice().ok_or(short.clone())?.to_vec();
+                let mut seqnos = None;
                 if tag != 7 {
                     e.rocksdb = true;
-                    c.varint64().ok_or(short.clone())?;
-                    c.varint64().ok_or(short.clone())?;
+                    let a = c.varint64().ok_or(short.clone())?;
+                    let b = c.varint64().ok_or(short.clone())?;
+                    seqnos = Some((a, b));
                 }
+                let mut custom_bytes = Vec::new();
+                let mut file_checksum = Vec::new();
                 if tag == 103 {
+                    let from = c.pos();
                     loop {
                         let custom = c.varint32().ok_or(short.clone())?;
                         if custom == 1 {
                             break;
                         }
-                        c.slice().ok_or(short.clone())?;
+                        let v = c.slice().ok_or(short.clone())?;
+                        if custom == 7 {
+                            file_checksum = v.to_vec();
+                        }
                         // Tags 2–17 and 65 are known; an unknown one with bit 6 set is refused.
                         if custom & 64 != 0 && custom != 65 {
                             return Err(EditError::UnknownCustom(custom));
                         }
                     }
+                    custom_bytes = payload.get(from..c.pos()).unwrap_or_default().to_vec();
                 }
                 e.added.push((
                     number,
@@ -149,6 +171,11 @@ fn decode(payload: &[u8], at: u64) -> Result<Edit, EditError> {
                         smallest,
                         largest,
                         added_at: at,
+                        tag,
+                        seqnos,
+                        path_id,
+                        custom: custom_bytes,
+                        file_checksum,
                     },
                 ));
             }
@@ -425,6 +452,50 @@ impl Version {
     pub fn table_numbers(&self) -> BTreeSet<u64> {
         self.tables.keys().copied().collect()
     }
+}
+
+/// The edit that replaces live table `number` (described by `meta`) with a rewritten file of
+/// `size` bytes whose keys run from `smallest` to `largest` (internal keys), in the form the
+/// MANIFEST used for it: deleted and added again in one edit, as a trivial move is (deletions
+/// apply before additions). Every other field — sequence numbers, the custom fields (unique id,
+/// times) — is the original's.
+pub fn replace_table(
+    number: u64,
+    meta: &TableMeta,
+    size: u64,
+    smallest: &[u8],
+    largest: &[u8],
+) -> Vec<u8> {
+    use crate::lsm::put_varint as v;
+    let slice = |out: &mut Vec<u8>, b: &[u8]| {
+        v(out, b.len() as u64);
+        out.extend_from_slice(b);
+    };
+    let mut e = Vec::new();
+    if meta.cf != 0 {
+        v(&mut e, 200);
+        v(&mut e, u64::from(meta.cf));
+    }
+    v(&mut e, 6);
+    v(&mut e, u64::from(meta.level));
+    v(&mut e, number);
+    v(&mut e, u64::from(meta.tag));
+    v(&mut e, u64::from(meta.level));
+    v(&mut e, number);
+    if let Some(p) = meta.path_id {
+        v(&mut e, u64::from(p));
+    }
+    v(&mut e, size);
+    slice(&mut e, smallest);
+    slice(&mut e, largest);
+    if let Some((a, b)) = meta.seqnos {
+        v(&mut e, a);
+        v(&mut e, b);
+    }
+    if meta.tag == 103 {
+        e.extend_from_slice(&meta.custom);
+    }
+    e
 }
 
 #[cfg(test)]

@@ -335,7 +335,15 @@ pub fn batch_header(payload: &[u8]) -> Option<(u64, u32)> {
 
 /// Builds one log from logical records, as the engines' writers do (tests, fuzz seeds, repair).
 pub fn write(records: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::new();
+    append(0, records)
+}
+
+/// The bytes that append `records` to a log now `len` bytes long, as the engines' writers
+/// append them: the block's trailer padded first when it has no room for a header.
+pub fn append(len: u64, records: &[&[u8]]) -> Vec<u8> {
+    // Built as if the log's last block were this buffer's first, then that part dropped.
+    let skip = (len % BLOCK as u64) as usize;
+    let mut out = vec![0u8; skip];
     for rec in records {
         let mut rest: &[u8] = rec;
         let mut first = true;
@@ -367,7 +375,7 @@ pub fn write(records: &[&[u8]]) -> Vec<u8> {
             }
         }
     }
-    out
+    out.split_off(skip)
 }
 
 #[cfg(test)]

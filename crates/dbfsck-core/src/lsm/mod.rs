@@ -9,6 +9,7 @@
 
 pub mod edit;
 pub mod log;
+pub mod salvage;
 pub mod sst;
 pub mod table;
 pub mod wal;
@@ -436,6 +437,18 @@ impl Lsm {
         }
         c
     }
+}
+
+/// Whether another process holds the database's `LOCK` (the engine has it open).
+pub fn db_is_open(dir: &Path) -> bool {
+    crate::innodb::path::locked_by_another_process(&dir.join("LOCK"))
+}
+
+/// The MANIFEST a database directory's `CURRENT` names, when it names one of the directory.
+pub fn current_manifest(dir: &Path) -> Option<PathBuf> {
+    let b = fs::read(dir.join("CURRENT")).ok()?;
+    let name = std::str::from_utf8(&b).ok()?.strip_suffix('\n')?;
+    (name.starts_with("MANIFEST-") && !name.contains('/')).then(|| dir.join(name))
 }
 
 /// MANIFESTs larger than this are not read (a MANIFEST is rewritten when it grows past

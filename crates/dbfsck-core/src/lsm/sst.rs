@@ -227,7 +227,17 @@ pub fn open(
                             BlockKind::Properties => {
                                 if let Some(b) = read_block(h, kind, &mut findings) {
                                     match table::properties(&b) {
-                                        Ok(p) => props = p,
+                                        Ok(p) => {
+                                            if let Some(lost) = &p.salvaged {
+                                                // A known hole, reported until the table is
+                                                // restored, as a native quarantine marker is.
+                                                findings.push(
+                                                    Finding::new(FindingKind::Quarantined, 0, 0, format!("this table was salvaged by dbfsck: the keys of its damaged data blocks are lost ({lost}); restore them from a replica or a backup"))
+                                                        .owner(owner(BlockKind::Properties, &[])),
+                                                );
+                                            }
+                                            props = p
+                                        }
                                         Err(e) => notes
                                             .push(format!("the properties block verifies but {e}")),
                                     }

@@ -658,6 +658,8 @@ pub struct Properties {
     pub cf_name: Option<String>,
     /// Whether the block needed the global-seqno quirk to verify.
     pub global_seqno_quirk: bool,
+    /// `dbfsck.salvaged`: what a salvage by dbfsck lost from this table.
+    pub salvaged: Option<String>,
 }
 
 /// Parses a properties block's entries.
@@ -673,6 +675,7 @@ pub fn properties(block: &[u8]) -> Result<Properties, BlockError> {
                 p.index_delta = num().is_some_and(|v| v != 0)
             }
             b"rocksdb.block.based.table.index.type" => p.index_type = fixed32(e.value, 0),
+            b"dbfsck.salvaged" => p.salvaged = Some(String::from_utf8_lossy(e.value).into_owned()),
             b"rocksdb.column.family.name" => {
                 p.cf_name = Some(String::from_utf8_lossy(e.value).into_owned());
             }
