@@ -178,3 +178,32 @@ fn undo_never_writes_through_a_symlink() {
     assert!(matches!(r, Err(UndoError::Io { .. })), "{r:?}");
     assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
 }
+
+/// Regression (found by the RocksDB salvage, whose undo entry was a whole 3 MB table): the
+/// writer sealed an entry larger than the reader accepts, so `dbfsck undo` called the log
+/// damaged. The writer now refuses such an entry (the repair splits ranges into pieces).
+#[test]
+fn an_entry_larger_than_the_reader_accepts_is_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("big.log");
+    let mut w = UndoWriter::create(&FsStorage, &log).unwrap();
+    let too_big = vec![7u8; dbfsck_repair::undo::MAX_ENTRY_DATA as usize + 1];
+    let r = w.append(&UndoEntry::Bytes {
+        path: dir.path().join("t"),
+        offset: 0,
+        data: too_big,
+        written: None,
+    });
+    assert!(matches!(r, Err(UndoError::Io { .. })), "{r:?}");
+    // At the limit it is written and reads back.
+    let at_limit = vec![7u8; dbfsck_repair::undo::MAX_ENTRY_DATA as usize];
+    w.append(&UndoEntry::Bytes {
+        path: dir.path().join("t"),
+        offset: 0,
+        data: at_limit,
+        written: None,
+    })
+    .unwrap();
+    w.seal().unwrap();
+    assert_eq!(read_undo_log(&FsStorage, &log).unwrap().len(), 1);
+}

@@ -866,3 +866,63 @@ fn repair_cuts_a_torn_wal_tail_and_undo_puts_it_back() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(same_bytes(&wal, &torn.join(&name)));
 }
+
+/// While RocksDB has the database open (`ldb load` waiting for input holds its LOCK), a repair writes
+/// nothing: the scan warns that the database is open and the repair is refused.
+#[test]
+fn no_repair_while_rocksdb_holds_the_lock() {
+    if !have_rocksdb() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    make_db(&db, 20_000, &["--compression_type=none"]);
+    let table = files(&db, "sst")
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    flip(&table, data_size(&table) / 2);
+    let before = fs::read(&table).unwrap();
+    // `ldb load` holds the database open while it waits for keys on its standard input.
+    let mut reader = Command::new("ldb")
+        .arg(format!("--db={}", db.display()))
+        .arg("load")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until it holds the LOCK (the scan's warning says so).
+    let mut open = false;
+    for _ in 0..100 {
+        let (_, r) = dbfsck(&["scan", db.to_str().unwrap()]);
+        if r["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["message"].as_str().unwrap().contains("database is open"))
+        {
+            open = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (rc, r) = dbfsck(&["scan", "--repair", db.to_str().unwrap()]);
+    reader.kill().unwrap();
+    reader.wait().unwrap();
+    assert!(open, "ldb load never held the LOCK");
+    assert_eq!(rc & 8, 8, "{r:#}");
+    assert!(
+        r["repairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["result"] != "applied"),
+        "{r:#}"
+    );
+    assert_eq!(
+        fs::read(&table).unwrap(),
+        before,
+        "the table was written while RocksDB had it open"
+    );
+}
