@@ -1,6 +1,6 @@
 //! Any bytes as a RocksDB or LevelDB log: every record event read (recyclable numbers
 //! included), the MANIFEST's edits applied to a live set, and the file opened as a WAL and as a
-//! MANIFEST through both formats, its whole range verified. No panic, events in file order.
+//! MANIFEST and as a blob file through both formats, its whole range verified. No panic, events in file order.
 #![no_main]
 
 use std::path::Path;

@@ -149,6 +149,19 @@ pub trait UnitCheck: Send + Sync {
         Vec::new()
     }
 
+    /// How many units `dbfsck inspect --page N` can show when units are not `align`-sized (a
+    /// table's blocks, listed by its index); with [`UnitCheck::unit_range`]. Default: none.
+    fn unit_count(&self) -> Option<u64> {
+        None
+    }
+
+    /// Where unit `unit` lies when units are not `align`-sized: `inspect` reads that range,
+    /// decodes it with [`UnitCheck::describe`] and judges it with [`UnitCheck::verify`] (which
+    /// then verifies the units wholly inside the chunk). Default: none.
+    fn unit_range(&self, _unit: u64) -> Option<std::ops::Range<u64>> {
+        None
+    }
+
     /// The size of the unit `dbfsck inspect --page N` shows when the checked range is verified as
     /// one larger chunk (a WAL segment is read whole and shown a page at a time). Default: none,
     /// a unit is `align` bytes.

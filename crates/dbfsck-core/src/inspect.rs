@@ -97,6 +97,35 @@ pub fn inspect(
         return Err(InspectError::NotCheckable(why));
     };
     let layout = check.layout();
+    if let Some(units) = check.unit_count() {
+        // Units of their own sizes (a table's blocks).
+        let range = check
+            .unit_range(unit)
+            .filter(|_| unit < units)
+            .ok_or(InspectError::OutOfRange { unit, units })?;
+        let mut bytes = vec![0u8; (range.end - range.start) as usize];
+        let n = pread_fully(&file, range.start, &mut bytes)?;
+        bytes.truncate(n);
+        let chunk = Chunk {
+            offset: range.start,
+            bytes: &bytes,
+        };
+        let fields = check.describe(&chunk);
+        let mut findings = Vec::new();
+        check.verify(&chunk, &mut findings);
+        for f in &mut findings {
+            f.path = path.to_string_lossy().into_owned();
+            f.format = format.name().to_owned();
+        }
+        return Ok(Inspection {
+            format: format.name(),
+            unit,
+            offset: range.start,
+            bytes,
+            fields,
+            findings,
+        });
+    }
     if let Some(size) = check.inspect_unit().filter(|&s| s > 0) {
         // The range is verified as one chunk (a WAL segment) and shown a smaller unit at a time.
         let units = layout.end.div_ceil(size);

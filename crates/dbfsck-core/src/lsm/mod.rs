@@ -7,6 +7,7 @@
 //! index ([`sst`]); logs record by record ([`wal`]), with a cut tail of the newest WAL told
 //! apart from damage to synced data.
 
+pub mod blob;
 pub mod edit;
 pub mod log;
 pub mod salvage;
@@ -312,10 +313,15 @@ impl Lsm {
                         skip("a MANIFEST that CURRENT does not name: an older one, not read by the engine".into(), &mut l);
                     }
                 }
-                (Some(Role::Blob), _) => skip(
-                    "blob files are not verified by this version of dbfsck".into(),
-                    &mut l,
-                ),
+                (Some(Role::Blob), n) => {
+                    if version.is_none()
+                        || n.is_some_and(|n| version.is_some_and(|v| v.blobs.contains_key(&n)))
+                    {
+                        l.files.push(p);
+                    } else {
+                        skip("obsolete blob file: not live in the MANIFEST (all its blobs are garbage, or it was never recorded); the engine deletes it".into(), &mut l);
+                    }
+                }
                 _ => {
                     let why = match name.as_str() {
                         "CURRENT" => "names the live MANIFEST (read to list the database; it has no checksum)",
@@ -381,6 +387,25 @@ impl Lsm {
                 Ok(Opened {
                     findings: Vec::new(),
                     check: Some(Box::new(wal::WalCheck::new(path, source.len(), live))),
+                    units: 0,
+                    recheck_after: None,
+                    notes: Vec::new(),
+                })
+            }
+            Some(Role::Blob) => {
+                let n = number.unwrap_or(0);
+                let recorded = db
+                    .as_ref()
+                    .and_then(|d| d.version.as_ref())
+                    .and_then(|m| m.version.blobs.get(&n).copied());
+                let live = blob::BlobLive {
+                    number: n,
+                    live: recorded.is_some(),
+                    count: recorded.map(|(count, _)| count),
+                };
+                Ok(Opened {
+                    findings: Vec::new(),
+                    check: Some(Box::new(blob::BlobCheck::new(source.len(), live))),
                     units: 0,
                     recheck_after: None,
                     notes: Vec::new(),
@@ -654,6 +679,9 @@ fn detect_file(engine: Engine, probe: &Probe<'_>) -> bool {
         Some(Role::Table) => {
             let ldb = probe.path.extension().is_some_and(|e| e == "ldb");
             in_db || (ldb == (engine == Engine::Leveldb))
+        }
+        Some(Role::Blob) => {
+            engine == Engine::Rocksdb && crate::lsm::fixed32(probe.head, 0) == blob::MAGIC
         }
         Some(Role::Wal) | Some(Role::Manifest) => {
             (in_db || engine == Engine::Rocksdb)

@@ -116,6 +116,29 @@ pub fn open(
     if footer.is_some_and(|f| !f.padding_clean) {
         notes.push("the footer's padding after its block handles is not zero: bytes the engine never reads have changed (media damage, or a writer that is not RocksDB's or LevelDB's)".into());
     }
+    // A footer saying "no checksum" over blocks that carry one: its checksum byte is damaged
+    // (RocksDB would then verify nothing).
+    let footer = footer.map(|mut f| {
+        if f.checksum == ChecksumType::None {
+            let real = table::read_exact(source, f.metaindex.offset, f.metaindex.size + table::TRAILER)
+                .ok()
+                .and_then(|b| {
+                    [ChecksumType::Xxh3, ChecksumType::Crc32c, ChecksumType::XxHash64, ChecksumType::XxHash]
+                        .into_iter()
+                        .find(|&ck| table::verify(ck, &b).is_ok() && crate::lsm::fixed32(&b, b.len() - 4) != 0)
+                });
+            if let Some(ck) = real {
+                let mut o = base.clone();
+                o.insert("block_type".into(), "footer".into());
+                findings.push(
+                    Finding::new(FindingKind::BadHeader, f.offset, len - f.offset, format!("the footer says the blocks carry no checksum, but they carry {} checksums: its checksum-type byte is damaged (RocksDB would verify nothing); verified as {}", ck.name(), ck.name()))
+                        .owner(o),
+                );
+                f.checksum = ck;
+            }
+        }
+        f
+    });
     let ck = match footer {
         Some(f) => f.checksum,
         // No footer at all: the checksum type is the one the first block verifies with.
@@ -348,6 +371,7 @@ pub fn open(
         None => walk(source, ck, data_end, &mut findings, &base, &mut notes),
     };
     data.sort_by_key(|(_, h)| h.offset);
+
     if let (Some(n), false) = (props.data_blocks, data.is_empty()) {
         if n != data.len() as u64 && findings.is_empty() {
             notes.push(format!(
@@ -585,6 +609,29 @@ impl TableCheck {
         }
     }
 
+    /// Where data block `unit` lies.
+    fn data_block(&self, unit: u64) -> Option<Handle> {
+        self.extents.iter().find_map(|e| match &e.what {
+            Blocks::Data {
+                first,
+                count,
+                sizes_at,
+                ..
+            } if (*first..*first + u64::from(*count)).contains(&unit) => {
+                let mut c = Cursor::new(self.sizes.get(*sizes_at..).unwrap_or_default());
+                let mut o = e.start;
+                for _ in *first..unit {
+                    o += c.varint64()? + table::TRAILER;
+                }
+                Some(Handle {
+                    offset: o,
+                    size: c.varint64()?,
+                })
+            }
+            _ => None,
+        })
+    }
+
     /// First and last user keys of a data block that verifies, when it parses.
     fn keys_of(&self, stored: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
         table::verify(self.ck, stored).ok()?;
@@ -613,6 +660,93 @@ impl UnitCheck for TableCheck {
         }
     }
 
+    fn unit_count(&self) -> Option<u64> {
+        Some(self.blocks)
+    }
+
+    fn unit_range(&self, unit: u64) -> Option<std::ops::Range<u64>> {
+        let h = self.data_block(unit)?;
+        Some(h.offset..h.end())
+    }
+
+    fn describe(&self, chunk: &Chunk<'_>) -> Vec<(String, String)> {
+        let Some(unit) = (0..self.blocks)
+            .find(|&u| self.data_block(u).is_some_and(|h| h.offset == chunk.offset))
+        else {
+            return Vec::new();
+        };
+        let mut f = vec![
+            (
+                "block".to_owned(),
+                format!(
+                    "data block {unit} of {} (sst_dump's # {})",
+                    self.blocks,
+                    unit + 1
+                ),
+            ),
+            ("offset".to_owned(), chunk.offset.to_string()),
+            (
+                "size".to_owned(),
+                format!("{} + 5-byte trailer", chunk.bytes.len().saturating_sub(5)),
+            ),
+            ("checksum type".to_owned(), self.ck.name().to_owned()),
+        ];
+        let n = chunk.bytes.len().saturating_sub(table::TRAILER as usize);
+        let kind = chunk.bytes.get(n).copied().unwrap_or(0);
+        f.push(("compression type".to_owned(), kind.to_string()));
+        let stored = crate::lsm::fixed32(chunk.bytes, n + 1);
+        let computed = self
+            .ck
+            .compute(chunk.bytes.get(..n).unwrap_or_default(), kind);
+        f.push((
+            "stored checksum".to_owned(),
+            format!("{:#010x}", self.ck.shown(stored)),
+        ));
+        f.push((
+            "computed checksum".to_owned(),
+            format!("{:#010x}", self.ck.shown(computed)),
+        ));
+        if stored == computed || self.ck == ChecksumType::None {
+            if let Ok(b) = table::decompress(
+                self.engine,
+                self.format_version,
+                kind,
+                chunk.bytes.get(..n).unwrap_or_default(),
+                MAX_BLOCK as usize,
+            ) {
+                match table::entries(&b, table::Values::Sized) {
+                    Ok(es) => {
+                        f.push(("entries".to_owned(), es.len().to_string()));
+                        for (i, e) in es.iter().enumerate().take(8) {
+                            let (user, trailer) = (
+                                table::user_key(&e.key),
+                                crate::lsm::fixed64(&e.key, e.key.len().saturating_sub(8)),
+                            );
+                            f.push((
+                                format!("entry {i}"),
+                                format!(
+                                    "{} seq {} type {} ({} value bytes)",
+                                    crate::lsm::printable(user),
+                                    trailer >> 8,
+                                    trailer & 0xff,
+                                    e.value.len()
+                                ),
+                            ));
+                        }
+                        if let Some(last) = es.last() {
+                            f.push((
+                                "last key".to_owned(),
+                                crate::lsm::printable(table::user_key(&last.key)),
+                            ));
+                        }
+                    }
+                    Err(e) => f.push(("entries".to_owned(), format!("do not parse: {e}"))),
+                }
+            }
+        }
+        f
+    }
+
     fn extents(&self) -> Vec<Layout> {
         self.extents
             .iter()
@@ -625,23 +759,25 @@ impl UnitCheck for TableCheck {
     }
 
     fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64 {
-        let from = self.extents.partition_point(|e| e.start < chunk.offset);
+        // The engine hands whole extents; `dbfsck inspect` one data block of one: every block
+        // wholly inside the chunk is verified.
+        let from = self.extents.partition_point(|e| e.end <= chunk.offset);
         let chunk_end = chunk.offset + chunk.bytes.len() as u64;
         let mut units = 0;
+        let at = |o: u64, n: u64| {
+            let s = usize::try_from(o.checked_sub(chunk.offset)?).ok()?;
+            chunk.bytes.get(s..s.checked_add(usize::try_from(n).ok()?)?)
+        };
         for e in self.extents.get(from..).unwrap_or_default() {
-            if e.end > chunk_end {
+            if e.start >= chunk_end {
                 break;
             }
-            let at = |o: u64, n: u64| {
-                let s = (o - chunk.offset) as usize;
-                chunk.bytes.get(s..s + n as usize)
-            };
             match &e.what {
                 Blocks::Meta(kind) => {
-                    units += 1;
                     let Some(stored) = at(e.start, e.end - e.start) else {
                         continue;
                     };
+                    units += 1;
                     if let Err((s, c)) = table::verify(self.ck, stored) {
                         let mut o = self.base.clone();
                         o.insert("block_type".into(), kind.name().into());
@@ -676,11 +812,11 @@ impl UnitCheck for TableCheck {
                         blocks.push(Handle { offset: o, size });
                         o = o + size + table::TRAILER;
                     }
-                    units += blocks.len() as u64;
                     for (j, h) in blocks.iter().enumerate() {
                         let Some(stored) = at(h.offset, h.size + table::TRAILER) else {
                             continue;
                         };
+                        units += 1;
                         let Err((s, cmp)) = table::verify(self.ck, stored) else {
                             continue;
                         };

@@ -203,6 +203,81 @@ impl UnitCheck for WalCheck {
         }
     }
 
+    fn inspect_unit(&self) -> Option<u64> {
+        Some(log::BLOCK as u64)
+    }
+
+    /// The physical records that start in 32 KiB block `unit`: type, length, checksum, and a
+    /// batch's sequence range.
+    fn inspect_in(&self, chunk: &Chunk<'_>, unit: u64) -> Vec<(String, String)> {
+        let base = unit * log::BLOCK as u64;
+        let Some(block) = usize::try_from(base.saturating_sub(chunk.offset))
+            .ok()
+            .and_then(|s| chunk.bytes.get(s..(s + log::BLOCK).min(chunk.bytes.len())))
+        else {
+            return Vec::new();
+        };
+        let mut f = vec![(
+            "block".to_owned(),
+            format!("{unit} (bytes {base}..{})", base + block.len() as u64),
+        )];
+        let mut p = 0usize;
+        while let Some(&[_, _, _, _, l0, l1, kind]) = block.get(p..p + log::HEADER) {
+            let len = usize::from(u16::from_le_bytes([l0, l1]));
+            if kind == 0 && len == 0 {
+                f.push((
+                    format!("@{}", base + p as u64),
+                    "zero header: the rest of the block is padding".into(),
+                ));
+                break;
+            }
+            let hl = if matches!(kind, 5..=8) {
+                log::RECYCLABLE_HEADER
+            } else {
+                log::HEADER
+            };
+            let Some(rec) = block.get(p..p + hl + len) else {
+                f.push((
+                    format!("@{}", base + p as u64),
+                    format!("type {kind}, length {len}: runs past the block"),
+                ));
+                break;
+            };
+            let stored = log::unmask(crate::lsm::fixed32(rec, 0));
+            let computed = crc32c::crc32c(rec.get(6..).unwrap_or_default());
+            let name = match kind {
+                1 | 5 => "FULL",
+                2 | 6 => "FIRST",
+                3 | 7 => "MIDDLE",
+                4 | 8 => "LAST",
+                9 => "SET_COMPRESSION",
+                _ => "other",
+            };
+            let mut what = format!(
+                "{name} (type {kind}), {len} bytes, checksum {}",
+                if stored == computed {
+                    "ok".to_owned()
+                } else {
+                    format!("MISMATCH (stored {stored:#010x}, computed {computed:#010x})")
+                }
+            );
+            if matches!(kind, 1 | 2 | 5 | 6) {
+                if let Some((sq, n)) = log::batch_header(rec.get(hl..).unwrap_or_default()) {
+                    what.push_str(&format!("; batch at sequence {sq}, {n} entries"));
+                }
+            }
+            f.push((format!("@{}", base + p as u64), what));
+            if stored != computed {
+                break;
+            }
+            p += rec.len();
+            if log::BLOCK - p < log::HEADER {
+                break;
+            }
+        }
+        f
+    }
+
     fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64 {
         let (bad, seq, last_good_end) = stretches(chunk.bytes, self.live.number, true);
         *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(seq);
