@@ -106,6 +106,14 @@ fn leveldb_databases_are_judged_as_leveldb_reads_them() {
     let (rc, r) = dbfsck(&["scan", db.to_str().unwrap()]);
     assert_eq!(rc, 0, "{r:#}");
     assert!(findings(&r).is_empty(), "{r:#}");
+    assert!(
+        !r["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["message"].as_str().unwrap().contains("are in no WAL")),
+        "{r:#}"
+    );
     println!(
         "clean: {} files, {} units; skipped: {}",
         r["summary"]["files"], r["summary"]["units"], r["skipped"]

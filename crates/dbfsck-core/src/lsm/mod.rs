@@ -204,6 +204,8 @@ struct Db {
     newest_wal: Option<u64>,
     /// Findings about the directory as a whole (CURRENT, missing live files), emitted once.
     findings: Vec<Finding>,
+    /// The live WALs' sequence ranges, as they are verified.
+    wal_seqs: wal::SeqLog,
 }
 
 /// The shared implementation of the `rocksdb` and `leveldb` formats.
@@ -386,7 +388,12 @@ impl Lsm {
                 };
                 Ok(Opened {
                     findings: Vec::new(),
-                    check: Some(Box::new(wal::WalCheck::new(path, source.len(), live))),
+                    check: Some(Box::new(wal::WalCheck::new(
+                        path,
+                        source.len(),
+                        live,
+                        db.as_ref().map(|d| d.wal_seqs.clone()),
+                    ))),
                     units: 0,
                     recheck_after: None,
                     notes: Vec::new(),
@@ -459,6 +466,33 @@ impl Lsm {
         all.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, db) in all {
             c.findings.extend(db.findings.iter().cloned());
+            let seqs = db
+                .wal_seqs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let last_flushed = db.version.as_ref().map(|m| m.version.last_sequence);
+            // The writes after the last flushed sequence must be in the live WALs, one after
+            // the other: a gap is writes in no WAL.
+            let mut prev: Option<(u64, u64)> = last_flushed.map(|s| (0, s + 1));
+            for (&n, (path, sq)) in &seqs {
+                let Some(first) = sq.first else { continue };
+                if let Some((p, end)) = prev {
+                    if end > 0 && first > end {
+                        let after = if p == 0 {
+                            "the MANIFEST's last flushed sequence".to_owned()
+                        } else {
+                            format!("WAL {p:06}")
+                        };
+                        c.warnings.push((path.clone(), format!(
+                            "sequence numbers {end}..={} are in no WAL: WAL {n:06} starts at {first}, after {after} ends at {}; writes made with the WAL disabled (WriteOptions::disableWAL), or WAL records lost (a WAL cut exactly on a record boundary, or deleted) — RocksDB's point-in-time recovery stops at such a gap",
+                            first - 1,
+                            end - 1
+                        )));
+                    }
+                }
+                prev = Some((n, sq.end.max(prev.map_or(0, |p| p.1))));
+            }
         }
         c
     }

@@ -130,7 +130,7 @@ fn read(
         fv,
         *s.get(n).unwrap_or(&0),
         s.get(..n).unwrap_or_default(),
-        256 << 20,
+        64 << 20,
     )
     .map_err(|_| SalvageError::Structure(what))
 }
@@ -210,7 +210,7 @@ pub fn rebuild(
             .filter(|s| table::verify(ck, s).is_ok())
             .and_then(|s| {
                 let n = h.size as usize;
-                let b = table::decompress(engine, fv, *s.get(n)?, s.get(..n)?, 256 << 20).ok()?;
+                let b = table::decompress(engine, fv, *s.get(n)?, s.get(..n)?, 64 << 20).ok()?;
                 let es = table::entries(&b, Values::Sized).ok()?;
                 let first = es.first()?.key.clone();
                 let last = es.last()?.key.clone();

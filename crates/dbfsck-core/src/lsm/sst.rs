@@ -19,7 +19,7 @@ use crate::lsm::{key_json, Cursor};
 pub const GROUP_BYTES: u64 = 1 << 20;
 /// The largest block the reader accepts (RocksDB's blocks are a few KiB; a block claiming more
 /// is damage, and memory stays bounded).
-const MAX_BLOCK: u64 = 256 << 20;
+const MAX_BLOCK: u64 = 64 << 20;
 /// The largest block the fallback walk (an unusable index) looks for.
 const MAX_WALKED_BLOCK: u64 = 4 << 20;
 
@@ -433,12 +433,23 @@ fn walk(
         notes.push("the table's blocks carry no checksum and its index is unusable: its data blocks cannot be found".into());
         return out;
     }
+    // Read in large windows, each block searched from where the last one ended: every byte is
+    // read once (a window per block would read the table thousands of times over).
+    let mut buf: Vec<u8> = Vec::new();
+    let mut buf_at = 0u64;
     while s + table::TRAILER < end {
-        let window = (end - s).min(MAX_WALKED_BLOCK + table::TRAILER);
-        let Ok(buf) = table::read_exact(source, s, window) else {
-            break;
-        };
-        let found = table::find_block_end(ck, &buf);
+        let want = (end - s).min(MAX_WALKED_BLOCK + table::TRAILER);
+        if s + want > buf_at + buf.len() as u64 {
+            let window = (end - s).min(4 * (MAX_WALKED_BLOCK + table::TRAILER));
+            let Ok(b) = table::read_exact(source, s, window) else {
+                break;
+            };
+            buf = b;
+            buf_at = s;
+        }
+        let from = (s - buf_at) as usize;
+        let found =
+            table::find_block_end(ck, buf.get(from..from + want as usize).unwrap_or_default());
         match found {
             Some(e) => {
                 out.push((

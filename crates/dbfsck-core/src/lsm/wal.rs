@@ -53,21 +53,27 @@ pub struct WalCheck {
     len: u64,
     live: WalLive,
     owner: Owner,
-    /// The sequence range found, for the directory's cross-WAL check.
-    pub seen: std::sync::Mutex<Option<Sequences>>,
+    path: std::path::PathBuf,
+    /// Where the sequence range found goes, for the directory's cross-WAL check.
+    seen: Option<SeqLog>,
 }
 
+/// The sequence ranges of a directory's WALs, by number, with their paths.
+pub type SeqLog = std::sync::Arc<
+    std::sync::Mutex<std::collections::BTreeMap<u64, (std::path::PathBuf, Sequences)>>,
+>;
+
 impl WalCheck {
-    /// A check of the WAL at `path`, `len` bytes long.
-    pub fn new(path: &Path, len: u64, live: WalLive) -> WalCheck {
+    /// A check of the WAL at `path`, `len` bytes long; its sequence range goes to `seen`.
+    pub fn new(path: &Path, len: u64, live: WalLive, seen: Option<SeqLog>) -> WalCheck {
         let mut owner = Owner::new();
         owner.insert("wal".into(), live.number.into());
-        let _ = path;
         WalCheck {
             len,
             live,
             owner,
-            seen: std::sync::Mutex::new(None),
+            path: path.to_path_buf(),
+            seen,
         }
     }
 }
@@ -280,7 +286,11 @@ impl UnitCheck for WalCheck {
 
     fn verify(&self, chunk: &Chunk<'_>, out: &mut Vec<Finding>) -> u64 {
         let (bad, seq, last_good_end) = stretches(chunk.bytes, self.live.number, true);
-        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(seq);
+        if let Some(log) = &self.seen {
+            log.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(self.live.number, (self.path.clone(), seq));
+        }
         let count = bad.len();
         for (i, s) in bad.into_iter().enumerate() {
             let (before, after) = (s.before, s.after);
