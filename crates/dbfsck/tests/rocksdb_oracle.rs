@@ -1139,3 +1139,53 @@ fn a_wal_cut_on_a_record_boundary_shows_as_a_sequence_gap() {
     );
     println!("cut at {offset} (batch {seq}): {}", w["message"]);
 }
+
+/// Several column families: each table's damage is owned by the column family the MANIFEST
+/// puts it in, which is the one its own properties name (`sst_dump --show_properties`).
+#[test]
+fn damage_names_the_column_family_of_its_table() {
+    if !have_rocksdb() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    make_db(
+        &db,
+        30_000,
+        &["--num_column_families=3", "--compression_type=none"],
+    );
+    let (rc, r) = dbfsck(&["scan", db.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{r:#}");
+    assert!(
+        findings(&r).is_empty() && r["warnings"].as_array().unwrap().is_empty(),
+        "{r:#}"
+    );
+    let tables = files(&db, "sst");
+    let mut seen = std::collections::BTreeSet::new();
+    for t in &tables {
+        let o = Command::new("sst_dump")
+            .arg(format!("--file={}", t.display()))
+            .arg("--show_properties")
+            .output()
+            .unwrap();
+        let props = String::from_utf8_lossy(&o.stdout).into_owned();
+        let Some(cf) = props
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("column family name: "))
+        else {
+            continue;
+        };
+        let bad = tmp
+            .path()
+            .join(format!("bad-{}", t.file_name().unwrap().to_str().unwrap()));
+        copy_dir(&db, &bad);
+        flip(&bad.join(t.file_name().unwrap()), data_size(t) / 2);
+        let (rc, r) = dbfsck(&["scan", bad.to_str().unwrap()]);
+        assert_eq!(rc, 4);
+        let f = findings(&r);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0]["owner"]["column_family"], cf.trim(), "{t:?}");
+        seen.insert(cf.trim().to_owned());
+    }
+    assert!(seen.len() >= 2, "tables of only {seen:?}");
+}
