@@ -19,10 +19,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
 
 mod common;
 use common::json_run as dbfsck;
+use common::lsm::*;
 
 /// Builds the LevelDB tool into `dir`, or says why it cannot.
 fn build_tool(dir: &Path) -> Option<PathBuf> {
@@ -63,36 +63,6 @@ fn keys(said: &str) -> u64 {
         .unwrap()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
-fn findings(r: &Value) -> Vec<Value> {
-    r["findings"].as_array().unwrap().clone()
-}
-
-fn flip(path: &Path, offset: u64) {
-    let mut b = fs::read(path).unwrap();
-    b[offset as usize] ^= 0x20;
-    fs::write(path, b).unwrap();
-}
-
-fn by_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == ext))
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn leveldb_databases_are_judged_as_leveldb_reads_them() {
     let tmp = tempfile::tempdir().unwrap();
@@ -125,7 +95,7 @@ fn leveldb_databases_are_judged_as_leveldb_reads_them() {
     assert_eq!(keys(&said), 21000);
 
     // A flipped byte in the middle of the largest live table's data blocks.
-    let live: Vec<PathBuf> = by_ext(&db, "ldb")
+    let live: Vec<PathBuf> = files(&db, "ldb")
         .into_iter()
         .filter(|p| {
             !r["skipped"]
@@ -183,17 +153,12 @@ fn leveldb_databases_are_judged_as_leveldb_reads_them() {
     println!("salvaged: LevelDB reads {kept} of 21000 keys, every checksum verified");
 
     // The WAL cut inside its last record: the crash's unsynced write.
-    let wal = by_ext(&db, "log").pop().unwrap();
+    let wal = files(&db, "log").pop().unwrap();
     let len = fs::metadata(&wal).unwrap().len();
     let cut = tmp.path().join("cut");
     copy_dir(&db, &cut);
     let cut_wal = cut.join(wal.file_name().unwrap());
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&cut_wal)
-        .unwrap()
-        .set_len(len - 5)
-        .unwrap();
+    cut_to(&cut_wal, len - 5);
     let (rc, r) = dbfsck(&["scan", cut.to_str().unwrap()]);
     assert_eq!(rc, 0, "{r:#}");
     let f = findings(&r);

@@ -28,6 +28,7 @@ use serde_json::Value;
 
 mod common;
 use common::json_run as dbfsck;
+use common::lsm::*;
 
 fn have_rocksdb() -> bool {
     let found = ["db_bench", "ldb", "sst_dump"].iter().all(|t| {
@@ -61,36 +62,6 @@ fn make_db(dir: &Path, num: u32, args: &[&str]) {
         "db_bench {args:?}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
-fn flip(path: &Path, offset: u64) {
-    let mut b = fs::read(path).unwrap();
-    b[offset as usize] ^= 0x20;
-    fs::write(path, b).unwrap();
-}
-
-fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == ext))
-        .collect();
-    v.sort();
-    v
-}
-
-fn findings(report: &Value) -> Vec<Value> {
-    report["findings"].as_array().unwrap().clone()
 }
 
 /// What `sst_dump --command=verify --verify_checksum` says of a table: its first block
@@ -285,10 +256,7 @@ fn a_damaged_data_block_is_the_one_sst_dump_names_with_its_key_range() {
         let db = tmp.path().join(format!("db{i}"));
         make_db(&db, 20_000, args);
         // The largest table, flipped in the middle of its data blocks.
-        let table = files(&db, "sst")
-            .into_iter()
-            .max_by_key(|p| fs::metadata(p).unwrap().len())
-            .unwrap();
+        let table = largest(&db, "sst");
         let blocks = raw_blocks(&table, tmp.path());
         assert!(blocks.len() > 4, "{args:?}: {} blocks", blocks.len());
         let at = data_size(&table) / 2;
@@ -391,10 +359,7 @@ fn every_damaged_block_is_reported_not_only_the_first() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db");
     make_db(&db, 20_000, &["--compression_type=none"]);
-    let table = files(&db, "sst")
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
+    let table = largest(&db, "sst");
     let blocks = raw_blocks(&table, tmp.path());
     let size = data_size(&table);
     flip(&table, size / 4);
@@ -424,10 +389,7 @@ fn a_damaged_index_or_footer_still_gets_every_data_block_verified() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db");
     make_db(&db, 20_000, &["--compression_type=none"]);
-    let table = files(&db, "sst")
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
+    let table = largest(&db, "sst");
     let blocks = raw_blocks(&table, tmp.path()).len() as u64;
     let len = fs::metadata(&table).unwrap().len();
     let (_, clean) = dbfsck(&["scan", table.to_str().unwrap()]);
@@ -459,12 +421,7 @@ fn a_damaged_index_or_footer_still_gets_every_data_block_verified() {
         fs::copy(&table, &bad).unwrap();
         if what == "cut" {
             // A table cut short (RocksDB reads garbage as its format_version): no footer at all.
-            fs::OpenOptions::new()
-                .write(true)
-                .open(&bad)
-                .unwrap()
-                .set_len(at)
-                .unwrap();
+            cut_to(&bad, at);
         } else {
             flip(&bad, at);
         }
@@ -767,10 +724,7 @@ fn salvage_case(compression: &str, actions: usize) {
     let db = tmp.path().join("db");
     make_db(&db, 60_000, &[&format!("--compression_type={compression}")]);
     let original = scan_keys(&db);
-    let table = files(&db, "sst")
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
+    let table = largest(&db, "sst");
     let name = table.file_name().unwrap().to_owned();
     let bad = tmp.path().join("bad");
     copy_dir(&db, &bad);
@@ -880,12 +834,7 @@ fn repair_cuts_a_torn_wal_tail_and_undo_puts_it_back() {
     let wal = files(&db, "log").pop().unwrap();
     let name = wal.file_name().unwrap().to_owned();
     let len = fs::metadata(&wal).unwrap().len();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&wal)
-        .unwrap()
-        .set_len(len - 3)
-        .unwrap();
+    cut_to(&wal, len - 3);
     let torn = tmp.path().join("torn");
     copy_dir(&db, &torn);
     let (before, _) = dump_wal(&db, &wal);
@@ -927,10 +876,7 @@ fn no_repair_while_rocksdb_holds_the_lock() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db");
     make_db(&db, 20_000, &["--compression_type=none"]);
-    let table = files(&db, "sst")
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
+    let table = largest(&db, "sst");
     flip(&table, data_size(&table) / 2);
     let before = fs::read(&table).unwrap();
     // `ldb load` holds the database open while it waits for keys on its standard input.
@@ -1115,12 +1061,7 @@ fn a_wal_cut_on_a_record_boundary_shows_as_a_sequence_gap() {
         .collect();
     let mid = &rows[rows.len() / 2];
     let (seq, offset) = (mid[0], mid[3]);
-    fs::OpenOptions::new()
-        .write(true)
-        .open(older)
-        .unwrap()
-        .set_len(offset)
-        .unwrap();
+    cut_to(older, offset);
     let (rc, r) = dbfsck(&["scan", db.to_str().unwrap()]);
     assert_eq!(rc, 0, "nothing torn, nothing damaged to see: {r:#}");
     assert_eq!(gap_warnings(&r), 1, "{r:#}");

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod lsm;
 pub mod pg;
 
 /// The `dbfsck` binary, colour off.
