@@ -19,7 +19,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-
 mod common;
 use common::json_run as dbfsck;
 use common::lsm::*;

@@ -1092,7 +1092,8 @@ fn damage_names_the_column_family_of_its_table() {
     let db = tmp.path().join("db");
     make_db(
         &db,
-        30_000,
+        // Each family gets about 2 MB: each flushes at least once (1 MiB write buffers).
+        60_000,
         &["--num_column_families=3", "--compression_type=none"],
     );
     let (rc, r) = dbfsck(&["scan", db.to_str().unwrap()]);
