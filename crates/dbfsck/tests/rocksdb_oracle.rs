@@ -492,8 +492,17 @@ fn wal_tail_cut_is_torn_tail_and_mid_file_damage_names_the_lost_sequences() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db");
-    make_db(&db, 30_000, &["--compression_type=none"]);
-    let wals = files(&db, "log");
+    // A newest WAL of a few blocks: how much of it was written after the last memtable switch
+    // is timing, so a few sizes are tried.
+    let mut wals = Vec::new();
+    for num in [30_000, 33_000, 27_000, 36_000, 24_000] {
+        let _ = fs::remove_dir_all(&db);
+        make_db(&db, num, &["--compression_type=none"]);
+        wals = files(&db, "log");
+        if fs::metadata(wals.last().unwrap()).unwrap().len() > 3 * 32768 {
+            break;
+        }
+    }
     let newest = wals.last().unwrap().clone();
     let len = fs::metadata(&newest).unwrap().len();
     assert!(len > 3 * 32768, "the newest WAL is {len} bytes");
@@ -587,7 +596,12 @@ fn manifest_damage_is_reported_with_the_tables_it_affects() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db");
-    make_db(&db, 30_000, &["--compression_type=none"]);
+    // No compaction: the MANIFEST ends with the last flush's edit and its MinLogNumberToKeep one.
+    make_db(
+        &db,
+        30_000,
+        &["--compression_type=none", "--disable_auto_compactions=1"],
+    );
     let manifest = fs::read_dir(&db)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -830,10 +844,19 @@ fn repair_cuts_a_torn_wal_tail_and_undo_puts_it_back() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db");
-    make_db(&db, 20_000, &["--compression_type=none"]);
-    let wal = files(&db, "log").pop().unwrap();
+    // A newest WAL with records in it (one just switched to can be empty): sizes are tried.
+    let mut wal = PathBuf::new();
+    for num in [20_000, 23_000, 17_000, 26_000] {
+        let _ = fs::remove_dir_all(&db);
+        make_db(&db, num, &["--compression_type=none"]);
+        wal = files(&db, "log").pop().unwrap();
+        if fs::metadata(&wal).unwrap().len() > 1000 {
+            break;
+        }
+    }
     let name = wal.file_name().unwrap().to_owned();
     let len = fs::metadata(&wal).unwrap().len();
+    assert!(len > 1000, "the newest WAL is {len} bytes");
     cut_to(&wal, len - 3);
     let torn = tmp.path().join("torn");
     copy_dir(&db, &torn);
