@@ -209,7 +209,7 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
         .filter(|a| {
             !locked.contains_key(&a.path)
                 || matches!(a.spec, PageSpec::Lsm(_))
-                    && crate::lsm::lock_of(&a.path).is_none_or(|l| !locked.contains_key(&l))
+                    && crate::lsm::lock_of(&a.path).is_some_and(|l| !locked.contains_key(&l))
                 || matches!(a.spec, PageSpec::Innodb(_))
                     && innodb_system_file(&a.path, InnodbFormat::NAME, &known_dirs)
                         .is_some_and(|sys| !locked.contains_key(&sys))

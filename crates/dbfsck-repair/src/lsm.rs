@@ -68,9 +68,9 @@ fn engine_of(format: &str) -> Option<Engine> {
     }
 }
 
-/// The database's LOCK, which an action on `path` is only written under.
+/// The database's LOCK, which an action on `path` is only written under (when it exists).
 pub fn lock_of(path: &Path) -> Option<PathBuf> {
-    path.parent().map(|d| d.join("LOCK"))
+    path.parent().map(|d| d.join("LOCK")).filter(|l| l.exists())
 }
 
 /// Whether a finding is one this module plans for (its format's, damage or a torn tail).
@@ -86,7 +86,11 @@ pub fn extra_locks(path: &Path, format: &str) -> Vec<PathBuf> {
     let Some(dir) = path.parent() else {
         return Vec::new();
     };
-    let mut v = vec![dir.join("LOCK")];
+    // A copy without LOCK is open in no engine (one that opens it creates LOCK first).
+    let mut v: Vec<PathBuf> = Some(dir.join("LOCK"))
+        .filter(|l| l.exists())
+        .into_iter()
+        .collect();
     v.extend(lsm::current_manifest(dir));
     v
 }
@@ -141,6 +145,14 @@ pub fn plan<S: Storage>(
         if f.offset + f.length != len {
             return Err("the torn piece does not reach the end of the file: not cut".into());
         }
+        // A MANIFEST is cut only when what stays is one the engine opens a database from.
+        if lsm::role(&path) == Some(lsm::Role::Manifest) {
+            let bytes = read_all(storage, &path)?;
+            let kept = edit::read_manifest(bytes.get(..f.offset as usize).unwrap_or_default());
+            if !kept.version.usable() || !kept.problems.is_empty() {
+                return Err("cutting this tail would leave a MANIFEST the engine cannot open a database from: not cut; restore the MANIFEST".into());
+            }
+        }
         return Ok(vec![Action {
             finding: i,
             path,
@@ -175,8 +187,11 @@ pub fn plan<S: Storage>(
         .ok_or("the database's CURRENT does not name a MANIFEST: nothing can record a salvage")?;
     let manifest_bytes = read_all(storage, &manifest_path)?;
     let m = edit::read_manifest(&manifest_bytes);
-    if !m.problems.is_empty() || m.applied_end != manifest_bytes.len() as u64 {
-        return Err("the MANIFEST does not end in whole, valid records: a salvage would append to a damaged MANIFEST; repair or restore it first".into());
+    // Damage in the MANIFEST before the table's entry leaves its record in doubt; a cut tail
+    // matters only when the salvage appends an edit (checked below).
+    let manifest_clean = m.problems.is_empty() && m.applied_end == manifest_bytes.len() as u64;
+    if !m.version.usable() || m.problems.iter().any(|p| p.offset < m.applied_end) {
+        return Err("the MANIFEST is damaged before its end: the table's record in it is in doubt; repair or restore the MANIFEST first".into());
     }
     let meta = m
         .version
@@ -216,6 +231,9 @@ pub fn plan<S: Storage>(
         salvage::rebuild(&original, engine, &note, Some(original.len() as u64)).map_err(|e| {
             format!("the table is not salvaged: {e}; restore it from a backup or a replica")
         })?;
+    if !s.padded && !manifest_clean {
+        return Err("the salvaged table does not fit in the original's length, so its new size must be recorded in the MANIFEST, which does not end in whole, valid records (a torn tail: cut it first, then repair again)".into());
+    }
     if !s.padded && engine == Engine::Leveldb {
         return Err("the salvaged table would be larger than the original, which LevelDB's MANIFEST cannot record in place: not salvaged".into());
     }

@@ -1154,3 +1154,139 @@ fn damage_names_the_column_family_of_its_table() {
     }
     assert!(seen.len() >= 2, "tables of only {seen:?}");
 }
+
+/// Regression (adversarial review): a whole 32 KiB WAL block zeroed in the middle of the newest
+/// WAL was taken for preallocated space, and the fragmented record open across it was glued to
+/// the fragment after it — reported clean, while RocksDB's recovery stops there ("error in
+/// middle of record"). Zeros before valid records are damage; zeros at the end stay the normal
+/// end of a log (100 zero bytes appended: clean, as RocksDB takes it).
+#[test]
+fn a_zeroed_wal_block_before_valid_records_is_damage() {
+    if !have_rocksdb() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let mut wal = PathBuf::new();
+    for num in [30_000, 33_000, 27_000, 36_000, 24_000] {
+        let _ = fs::remove_dir_all(&db);
+        make_db(&db, num, &["--compression_type=none"]);
+        wal = files(&db, "log").pop().unwrap();
+        if fs::metadata(&wal).unwrap().len() > 5 * 32768 {
+            break;
+        }
+    }
+    let len = fs::metadata(&wal).unwrap().len();
+    assert!(len > 5 * 32768, "the newest WAL is {len} bytes");
+    let zeroed = tmp.path().join("zeroed");
+    copy_dir(&db, &zeroed);
+    let zwal = zeroed.join(wal.file_name().unwrap());
+    let mut b = fs::read(&zwal).unwrap();
+    b[3 * 32768..4 * 32768].fill(0);
+    fs::write(&zwal, &b).unwrap();
+    let (rc, r) = dbfsck(&["scan", zeroed.to_str().unwrap()]);
+    assert_eq!(rc, 4, "{r:#}");
+    let f = findings(&r);
+    assert!(
+        f.iter()
+            .any(|x| x["kind"] == "zeroed_page" && x["offset"].as_u64().unwrap() <= 3 * 32768),
+        "{f:#?}"
+    );
+    let (_, said) = dump_wal(&zeroed, &zwal);
+    assert!(said.contains("Corruption"), "{said}");
+
+    let padded = tmp.path().join("padded");
+    copy_dir(&db, &padded);
+    let pwal = padded.join(wal.file_name().unwrap());
+    let mut b = fs::read(&pwal).unwrap();
+    b.extend_from_slice(&[0u8; 100]);
+    fs::write(&pwal, &b).unwrap();
+    let (rc, r) = dbfsck(&["scan", padded.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{r:#}");
+    assert!(findings(&r).is_empty(), "{r:#}");
+}
+
+/// Regression (adversarial review): an empty, zeroed or first-record-cut MANIFEST gave no live
+/// set, so every table was skipped as obsolete and the scan said clean (exit 0) — and a repair
+/// then cut the MANIFEST to nothing. Such a MANIFEST is damage (RocksDB refuses to open), every
+/// table is checked, and no repair cuts it.
+#[test]
+fn a_manifest_without_a_live_set_is_damage_and_never_cut_to_nothing() {
+    if !have_rocksdb() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    make_db(&db, 30_000, &["--compression_type=none"]);
+    let manifest = dbfsck_core::lsm::current_manifest(&db).unwrap();
+    let name = manifest.file_name().unwrap().to_owned();
+    let len = fs::metadata(&manifest).unwrap().len();
+    let tables = files(&db, "sst").len();
+    for (what, bytes) in [
+        ("zeroed", vec![0u8; len as usize]),
+        ("empty", Vec::new()),
+        ("cut to 5 bytes", fs::read(&manifest).unwrap()[..5].to_vec()),
+    ] {
+        let copy = tmp.path().join(what.replace(' ', "-"));
+        copy_dir(&db, &copy);
+        fs::write(copy.join(&name), &bytes).unwrap();
+        let ldb = Command::new("ldb")
+            .arg(format!("--db={}", copy.display()))
+            .arg("checkconsistency")
+            .output()
+            .unwrap();
+        assert!(!ldb.status.success(), "{what}: RocksDB opened it");
+        let (rc, r) = dbfsck(&["scan", copy.to_str().unwrap()]);
+        assert_eq!(rc, 4, "{what}: {r:#}");
+        let skipped_tables = r["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["path"].as_str().unwrap().ends_with(".sst"))
+            .count();
+        assert_eq!(
+            skipped_tables, 0,
+            "{what}: tables skipped as obsolete: {r:#}"
+        );
+        assert!(
+            r["summary"]["files"].as_u64().unwrap() as usize > tables,
+            "{what}: {r:#}"
+        );
+        let (_, r) = dbfsck(&["scan", "--repair", copy.to_str().unwrap()]);
+        assert!(
+            r["repairs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|x| x["result"] != "applied"),
+            "{what}: {r:#}"
+        );
+        assert_eq!(
+            fs::read(copy.join(&name)).unwrap(),
+            bytes,
+            "{what}: the MANIFEST was changed"
+        );
+    }
+}
+
+/// A copy of a database without its LOCK file (RocksDB creates it when it opens one) is
+/// repaired like the original: no engine has it open.
+#[test]
+fn a_copy_without_lock_is_repaired() {
+    if !have_rocksdb() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    make_db(&db, 20_000, &["--compression_type=none"]);
+    fs::remove_file(db.join("LOCK")).unwrap();
+    let table = largest(&db, "sst");
+    flip(&table, data_size(&table) / 2);
+    let (rc, r) = dbfsck(&["scan", "--repair", db.to_str().unwrap()]);
+    assert_eq!(rc, 4, "{r:#}");
+    let repairs = r["repairs"].as_array().unwrap();
+    assert!(
+        !repairs.is_empty() && repairs.iter().all(|x| x["result"] == "applied"),
+        "{r:#}"
+    );
+}

@@ -65,6 +65,9 @@ pub struct Version {
     pub prev_log: u64,
     /// Whether an edit used a RocksDB-only tag.
     pub rocksdb: bool,
+    /// Whether edits gave the log number, the next file number and the last sequence, without
+    /// which the engines refuse to open ("no meta-nextfile entry in descriptor").
+    pub complete: (bool, bool, bool),
     /// Edits applied.
     pub edits: u64,
 }
@@ -276,6 +279,8 @@ pub enum ProblemKind {
     Edit(EditError),
     /// An atomic group still open at the end: the engines drop it.
     OpenGroup,
+    /// A zeroed block before valid records: the edits it held are lost (the engines skip it).
+    Zeroed,
 }
 
 /// What reading a whole MANIFEST gives.
@@ -297,6 +302,7 @@ pub fn read_manifest(bytes: &[u8]) -> Manifest {
     let mut stopped = false;
     let mut group: Vec<Edit> = Vec::new();
     let mut group_start = 0;
+    let mut zeros: Option<(u64, u64)> = None;
     log::read(bytes, None, usize::MAX, |ev| match ev {
         log::Event::Record {
             start,
@@ -304,6 +310,14 @@ pub fn read_manifest(bytes: &[u8]) -> Manifest {
             payload,
             ..
         } => {
+            // Zeros with a record after them were written edits.
+            if let Some((zs, ze)) = zeros.take() {
+                m.problems.push(Problem {
+                    offset: zs,
+                    length: ze - zs,
+                    what: ProblemKind::Zeroed,
+                });
+            }
             if stopped {
                 return;
             }
@@ -353,6 +367,10 @@ pub fn read_manifest(bytes: &[u8]) -> Manifest {
             length: end - start,
             what: ProblemKind::Unfinished,
         }),
+        log::Event::Zeros { start, end } => {
+            let s = zeros.map_or(start, |z| z.0);
+            zeros = Some((s, end));
+        }
         log::Event::Recycled { .. } | log::Event::Compression { .. } => {}
     });
     if !group.is_empty() {
@@ -385,12 +403,15 @@ fn apply(v: &mut Version, e: Edit) {
         .or_insert_with(|| ("default".to_owned(), 0));
     if let Some(l) = e.log_number {
         cf.1 = cf.1.max(l);
+        v.complete.0 = true;
     }
     if let Some(n) = e.next_file {
         v.next_file = v.next_file.max(n);
+        v.complete.1 = true;
     }
     if let Some(s) = e.last_sequence {
         v.last_sequence = v.last_sequence.max(s);
+        v.complete.2 = true;
     }
     if let Some(l) = e.min_log {
         v.min_log_to_keep = v.min_log_to_keep.max(l);
@@ -427,6 +448,12 @@ fn apply(v: &mut Version, e: Edit) {
 }
 
 impl Version {
+    /// Whether the engines can open a database from these edits: they gave the log number, the
+    /// next file number and the last sequence.
+    pub fn usable(&self) -> bool {
+        self.complete == (true, true, true)
+    }
+
     /// WALs numbered below this hold nothing unflushed: RocksDB and LevelDB skip them.
     pub fn min_live_log(&self) -> u64 {
         let cf_min = self.cfs.values().map(|&(_, l)| l).min().unwrap_or(0);

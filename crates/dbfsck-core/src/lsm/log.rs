@@ -138,6 +138,15 @@ pub enum Event {
         /// The compression type.
         codec: u32,
     },
+    /// All zero from a zero header to the end of its block: preallocated space at the end of a
+    /// log, but where valid records follow, written data that was zeroed (the engines skip it
+    /// without a word). The caller tells the two apart.
+    Zeros {
+        /// Offset of the zero header.
+        start: u64,
+        /// End of the block.
+        end: u64,
+    },
     /// A fragmented record still open at the end of the file: the writer died inside it.
     Unfinished {
         /// Offset of its first fragment.
@@ -185,9 +194,19 @@ pub fn read(bytes: &[u8], number: Option<u64>, keep: usize, mut f: impl FnMut(Ev
             ]);
             let kind = rest.get(6).copied().unwrap_or(0);
             if kind == 0 && length == 0 {
-                // Preallocated or mmap-extended space: both readers drop the rest of the block.
+                // Preallocated or mmap-extended space: both readers drop the rest of the block
+                // (and a fragmented record open across it: "error in middle of record").
                 if !crate::all_zero(rest) {
                     failed = Some((at, Bad::ZeroThenData));
+                } else {
+                    flush_orphan(&mut orphan, &mut f);
+                    if let Some((s, e, ..)) = open.take() {
+                        f(Event::Orphan { start: s, end: e });
+                    }
+                    f(Event::Zeros {
+                        start: at,
+                        end: base + block.len() as u64,
+                    });
                 }
                 break;
             }
@@ -490,9 +509,13 @@ mod tests {
             ),
             "{ev:?}"
         );
+        // Zero padding is one `Zeros` event after the records (the caller tells preallocated
+        // space at the end from zeroed data before valid records).
         let mut padded = log.clone();
         padded.extend_from_slice(&[0; 100]);
-        assert_eq!(events(&padded).len(), 2);
+        let ev = events(&padded);
+        assert_eq!(ev.len(), 3, "{ev:?}");
+        assert!(matches!(ev[2], Event::Zeros { start: 20, .. }), "{ev:?}");
         // Garbage whose length runs past the end reads as a cut body, as the engines read it…
         let mut junk = log.clone();
         junk.extend_from_slice(&[0x55; 100]);

@@ -251,7 +251,13 @@ impl Lsm {
     fn list_dir(&self, dir: &Path) -> DirListing {
         let db = self.db(dir).unwrap_or_default();
         let mut l = DirListing::default();
-        let version = db.version.as_ref().map(|m| &m.version);
+        // A MANIFEST the engines cannot open a database from names no live set: every table
+        // and WAL is checked (its own finding says why).
+        let version = db
+            .version
+            .as_ref()
+            .map(|m| &m.version)
+            .filter(|v| v.usable());
         let min_log = version.map_or(0, edit::Version::min_live_log);
         let entries = match fs::read_dir(dir) {
             Ok(rd) => rd,

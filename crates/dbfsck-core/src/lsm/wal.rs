@@ -35,6 +35,8 @@ struct Stretch {
     before: Option<u64>,
     /// The first sequence of the batch after it.
     after: Option<u64>,
+    /// All zero (preallocated space at the end; zeroed data before valid records).
+    zeroed: bool,
 }
 
 /// The sequence range of the batches in a log, and how many.
@@ -135,6 +137,7 @@ fn stretches(bytes: &[u8], number: u64, wal: bool) -> (Vec<Stretch>, Sequences, 
                         batch,
                         before: None,
                         after: None,
+                        zeroed: false,
                     },
                     prev_end_seq,
                 );
@@ -146,10 +149,11 @@ fn stretches(bytes: &[u8], number: u64, wal: bool) -> (Vec<Stretch>, Sequences, 
                         start,
                         end,
                         cut: false,
-                        why: "fragments of a record whose start is lost".into(),
+                        why: "fragments of a record whose other fragments are lost".into(),
                         batch: None,
                         before: None,
                         after: None,
+                        zeroed: false,
                     },
                     prev_end_seq,
                 );
@@ -165,6 +169,23 @@ fn stretches(bytes: &[u8], number: u64, wal: bool) -> (Vec<Stretch>, Sequences, 
                         batch: batch_at(bytes, start),
                         before: None,
                         after: None,
+                        zeroed: false,
+                    },
+                    prev_end_seq,
+                );
+            }
+            Event::Zeros { start, end } => {
+                push(
+                    &mut out,
+                    Stretch {
+                        start,
+                        end,
+                        cut: false,
+                        why: "all zero (written records zeroed; RocksDB and LevelDB skip such a block without a word)".into(),
+                        batch: None,
+                        before: None,
+                        after: None,
+                        zeroed: true,
                     },
                     prev_end_seq,
                 );
@@ -181,6 +202,7 @@ fn push(out: &mut Vec<Stretch>, mut s: Stretch, before: Option<u64>) {
         if last.end == s.start && last.after.is_none() {
             last.end = s.end;
             last.cut |= s.cut;
+            last.zeroed |= s.zeroed;
             return;
         }
     }
@@ -295,6 +317,10 @@ impl UnitCheck for WalCheck {
         for (i, s) in bad.into_iter().enumerate() {
             let (before, after) = (s.before, s.after);
             let at_tail = i + 1 == count && s.start >= last_good_end;
+            // Zeros after the last record are preallocated space: the normal end of a log.
+            if s.zeroed && at_tail && !s.cut {
+                continue;
+            }
             let synced = self.live.synced.is_some_and(|n| n > s.start);
             let mut owner = self.owner.clone();
             let mut range = serde_json::Map::new();
@@ -341,6 +367,8 @@ impl UnitCheck for WalCheck {
                 };
                 let kind = if s.why.starts_with("checksum") {
                     FindingKind::ChecksumMismatch
+                } else if s.zeroed {
+                    FindingKind::ZeroedPage
                 } else if s.cut {
                     FindingKind::Truncated
                 } else {
@@ -384,14 +412,16 @@ pub fn manifest_findings(m: &crate::lsm::edit::Manifest, len: u64, ahead: &[u64]
             ProblemKind::Unfinished => "the file ends inside a fragmented record".into(),
             ProblemKind::Edit(e) => format!("a record verifies but its edit does not decode: {e}"),
             ProblemKind::OpenGroup => "an atomic group of edits is not complete at the end".into(),
+            ProblemKind::Zeroed => "a zeroed block before later edits: the edits it held are lost, and the engines skip it without a word".into(),
         };
-        let (kind, detail) = if tail && cut && ahead.is_empty() {
+        let (kind, detail) = if tail && cut && ahead.is_empty() && m.version.usable() {
             (FindingKind::TornTail, format!("the MANIFEST ends in an unfinished record ({what}): the last edit was cut before it was synced, and the engines ignore it"))
         } else if tail && cut {
             (FindingKind::Truncated, format!("the MANIFEST ends in a cut record ({what}), and tables {} on disk are numbered beyond its last file number: the edits that added them were lost, and RocksDB deletes those tables on the next read-write open (scan before any open; restore the MANIFEST or salvage those tables)", list(ahead)))
         } else {
             let kind = match &p.what {
                 ProblemKind::Log(log::Bad::Checksum { .. }) => FindingKind::ChecksumMismatch,
+                ProblemKind::Zeroed => FindingKind::ZeroedPage,
                 _ if cut => FindingKind::Truncated,
                 _ => FindingKind::BadHeader,
             };
@@ -402,6 +432,16 @@ pub fn manifest_findings(m: &crate::lsm::edit::Manifest, len: u64, ahead: &[u64]
             p.offset,
             p.length.max(1).min(len.saturating_sub(p.offset).max(1)),
             detail,
+        ));
+    }
+    // Without the log number, next file number and last sequence the engines refuse to open,
+    // and no live set can be told: every table of the directory is checked.
+    if !m.version.usable() {
+        out.push(Finding::new(
+            FindingKind::BadHeader,
+            m.applied_end.min(len),
+            len.saturating_sub(m.applied_end).max(1).min(len.max(1)),
+            "the MANIFEST holds no complete edits giving the log number, the next file number and the last sequence: RocksDB and LevelDB refuse to open the database (\"no meta-nextfile entry\"), and the live set is unknown, so every table in the directory is checked".to_owned(),
         ));
     }
     out
