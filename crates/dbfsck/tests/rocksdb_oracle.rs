@@ -1290,3 +1290,40 @@ fn a_copy_without_lock_is_repaired() {
         "{r:#}"
     );
 }
+
+/// Regression (adversarial review): a MANIFEST edit whose checksum verifies but which RocksDB's
+/// version builder refuses (deleting a table that is not in the LSM tree) was applied silently;
+/// RocksDB refuses to open such a database, and so the scan calls it damage.
+#[test]
+fn a_manifest_edit_rocksdb_refuses_is_damage() {
+    if !have_rocksdb() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    make_db(&db, 20_000, &["--compression_type=none"]);
+    let manifest = dbfsck_core::lsm::current_manifest(&db).unwrap();
+    let mut bytes = fs::read(&manifest).unwrap();
+    // DeletedFile (tag 6): level 4, table 0.
+    let edit = [6u8, 4, 0];
+    bytes.extend_from_slice(&dbfsck_core::lsm::log::append(bytes.len() as u64, &[&edit]));
+    fs::write(&manifest, &bytes).unwrap();
+    let ldb = Command::new("ldb")
+        .arg(format!("--db={}", db.display()))
+        .arg("checkconsistency")
+        .output()
+        .unwrap();
+    assert!(!ldb.status.success(), "RocksDB opened it");
+    let (rc, r) = dbfsck(&["scan", db.to_str().unwrap()]);
+    assert_eq!(rc, 4, "{r:#}");
+    let f = findings(&r);
+    assert!(
+        f.iter()
+            .any(|x| x["path"].as_str().unwrap().contains("MANIFEST-")
+                && x["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not in the LSM tree")),
+        "{f:#?}"
+    );
+}

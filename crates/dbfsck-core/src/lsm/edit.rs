@@ -84,6 +84,12 @@ pub enum EditError {
     /// A NewFile4 custom field the engines would refuse.
     #[error("unknown custom field {0} of a new file")]
     UnknownCustom(u32),
+    /// A NewFile4 custom field whose value does not decode.
+    #[error("custom field {0} of a new file does not decode")]
+    BadCustom(u32),
+    /// An edit RocksDB's version builder refuses (it then refuses to open the database).
+    #[error("{0}")]
+    Inconsistent(String),
 }
 
 /// One decoded edit.
@@ -157,6 +163,20 @@ fn decode(payload: &[u8], at: u64) -> Result<Edit, EditError> {
                         let v = c.slice().ok_or(short.clone())?;
                         if custom == 7 {
                             file_checksum = v.to_vec();
+                        }
+                        // Times and the oldest blob file are varints, the unique id 16 bytes:
+                        // RocksDB refuses an edit where they do not decode.
+                        let whole_varint = |v: &[u8]| {
+                            let mut vc = Cursor::new(v);
+                            vc.varint64().is_some() && vc.is_empty()
+                        };
+                        let fine = match custom {
+                            4..=6 => whole_varint(v),
+                            12 => v.len() == 16,
+                            _ => true,
+                        };
+                        if !fine {
+                            return Err(EditError::BadCustom(custom));
                         }
                         // Tags 2–17 and 65 are known; an unknown one with bit 6 set is refused.
                         if custom & 64 != 0 && custom != 65 {
@@ -329,14 +349,36 @@ pub fn read_manifest(bytes: &[u8]) -> Manifest {
                         }
                         group.push(edit);
                         if left == 0 {
+                            let mut refused = None;
                             for e in group.drain(..) {
-                                apply(&mut m.version, e);
+                                if let Err(e) = apply(&mut m.version, e) {
+                                    refused.get_or_insert(e);
+                                }
                             }
-                            m.applied_end = end;
+                            match refused {
+                                None => m.applied_end = end,
+                                Some(e) => {
+                                    m.problems.push(Problem {
+                                        offset: group_start,
+                                        length: end - group_start,
+                                        what: ProblemKind::Edit(e),
+                                    });
+                                    stopped = true;
+                                }
+                            }
                         }
                     } else {
-                        apply(&mut m.version, edit);
-                        m.applied_end = end;
+                        match apply(&mut m.version, edit) {
+                            Ok(()) => m.applied_end = end,
+                            Err(e) => {
+                                m.problems.push(Problem {
+                                    offset: start,
+                                    length: end - start,
+                                    what: ProblemKind::Edit(e),
+                                });
+                                stopped = true;
+                            }
+                        }
                     }
                 }
                 Err(e) => {
@@ -383,7 +425,30 @@ pub fn read_manifest(bytes: &[u8]) -> Manifest {
     m
 }
 
-fn apply(v: &mut Version, e: Edit) {
+/// Applies one edit; `Err` when RocksDB's version builder would refuse it (LevelDB's does not
+/// check).
+fn apply(v: &mut Version, e: Edit) -> Result<(), EditError> {
+    if v.rocksdb || e.rocksdb {
+        for &(level, number) in &e.deleted {
+            if v.tables
+                .get(&number)
+                .is_none_or(|t| t.level != level || t.cf != e.cf)
+            {
+                return Err(EditError::Inconsistent(format!(
+                    "the edit deletes table {number:06} from level {level}, where it is not (RocksDB: \"Cannot delete table file #{number} from level {level} since it is not in the LSM tree\")"
+                )));
+            }
+        }
+        for (number, t) in &e.added {
+            let moved = e.deleted.iter().any(|&(_, n)| n == *number);
+            if let Some(old) = v.tables.get(number).filter(|_| !moved) {
+                return Err(EditError::Inconsistent(format!(
+                    "the edit adds table {number:06} to level {}, but it is already on level {} (RocksDB: \"Cannot add table file #{number} … since it is already in the LSM tree\")",
+                    t.level, old.level
+                )));
+            }
+        }
+    }
     v.edits += 1;
     v.rocksdb |= e.rocksdb;
     if let Some(c) = e.comparator {
@@ -395,7 +460,7 @@ fn apply(v: &mut Version, e: Edit) {
     if e.cf_drop {
         v.cfs.remove(&e.cf);
         v.tables.retain(|_, t| t.cf != e.cf);
-        return;
+        return Ok(());
     }
     let cf = v
         .cfs
@@ -445,6 +510,7 @@ fn apply(v: &mut Version, e: Edit) {
     // A blob file whose every blob is garbage holds nothing a live table reads: RocksDB drops
     // it from the version once no table links to it.
     v.blobs.retain(|_, (count, garbage)| garbage < count);
+    Ok(())
 }
 
 impl Version {
