@@ -538,7 +538,8 @@ impl<S: Storage> Run<'_, S> {
             // A MANIFEST edit only appends: there is nothing of it to keep; a block a salvage
             // drops is in its table's whole copy.
             if a.action.is_restore()
-                || (matches!(a.spec, PageSpec::Lsm(_)) && (bytes.is_empty() || changes_nothing(a)))
+                || matches!(a.spec, PageSpec::Lsm(s)
+                    if bytes.is_empty() || s.role == crate::lsm::LsmRole::Covered)
             {
                 continue;
             }

@@ -35,6 +35,8 @@ pub enum LsmRole {
     Covered,
     /// A torn log tail cut off.
     Tail,
+    /// Damaged bytes of a table that cannot be salvaged, copied to the quarantine.
+    Quarantine,
 }
 
 /// How a RocksDB/LevelDB file to repair is checked.
@@ -168,6 +170,62 @@ pub fn plan<S: Storage>(
             detail: "the unfinished last write is copied to the quarantine and cut off at the end of the last whole record, as the engine's recovery would discard it".into(),
         }]);
     }
+    // A table's damage that cannot be salvaged is quarantined: its bytes copied, the table left
+    // as it is, the key range reported (the finding's owner) for re-replication.
+    if lsm::role(&path) == Some(lsm::Role::Table) {
+        return match salvage_plan(storage, report, i, done, f, engine, &path, &dir) {
+            Ok(actions) => Ok(actions),
+            Err(why) => Ok(vec![Action {
+                finding: i,
+                path,
+                display: f.path.clone(),
+                offset: f.offset,
+                length: f.length,
+                unit: f.unit,
+                units: None,
+                action: RepairAction::Quarantine,
+                spec: PageSpec::Lsm(LsmSpec {
+                    role: LsmRole::Quarantine,
+                    engine,
+                    planned: 0,
+                }),
+                source: None,
+                zero_run: false,
+                detail: format!(
+                    "not salvaged ({why}); the damaged bytes are copied to the quarantine and the table is left as it is: restore its key range from a replica or a backup"
+                ),
+            }]),
+        };
+    }
+    Err(format!(
+        "dbfsck repairs {} tables (salvage) and torn log tails; restore this range from a backup or a replica",
+        f.format
+    ))
+}
+
+/// The salvage of the table finding `i` is in, with every other damaged block of that table.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the plan's context, passed through"
+)]
+fn salvage_plan<S: Storage>(
+    storage: &S,
+    report: &Report,
+    i: usize,
+    done: &mut Vec<usize>,
+    f: &Finding,
+    engine: Engine,
+    path: &Path,
+    dir: &Path,
+) -> Result<Vec<Action>, String> {
+    let path = path.to_path_buf();
+    let spec = |role, planned| {
+        PageSpec::Lsm(LsmSpec {
+            role,
+            engine,
+            planned,
+        })
+    };
     let owner = f.owner.as_ref();
     let is_data = owner
         .and_then(|o| o.get("block_type"))
@@ -175,15 +233,18 @@ pub fn plan<S: Storage>(
         == Some("data");
     if !(f.kind == FindingKind::ChecksumMismatch && is_data) {
         return Err(format!(
-            "dbfsck repairs only damaged data blocks of {} tables (salvage) and torn log tails; restore this range from a backup or a replica",
-            f.format
+            "only damaged data blocks are salvaged, and this is the table's {}",
+            owner
+                .and_then(|o| o.get("block_type"))
+                .and_then(|v| v.as_str())
+                .unwrap_or("structure")
         ));
     }
     let number = owner
         .and_then(|o| o.get("table"))
         .and_then(serde_json::Value::as_u64)
         .ok_or("the table's number is not known (not a live table of a database directory)")?;
-    let manifest_path = lsm::current_manifest(&dir)
+    let manifest_path = lsm::current_manifest(dir)
         .ok_or("the database's CURRENT does not name a MANIFEST: nothing can record a salvage")?;
     let manifest_bytes = read_all(storage, &manifest_path)?;
     let m = edit::read_manifest(&manifest_bytes);
@@ -375,6 +436,6 @@ pub fn verify_after<F: StorageFile>(
         }
         LsmRole::Tail => (len != a.offset)
             .then(|| format!("the file is {len} bytes after cutting it to {}", a.offset)),
-        LsmRole::Covered => None,
+        LsmRole::Covered | LsmRole::Quarantine => None,
     })
 }

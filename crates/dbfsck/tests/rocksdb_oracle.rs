@@ -1327,3 +1327,45 @@ fn a_manifest_edit_rocksdb_refuses_is_damage() {
         "{f:#?}"
     );
 }
+
+/// A table whose damage cannot be salvaged (its index fails) is quarantined: its damaged bytes
+/// copied to the quarantine, the table left as it is, the damage bit kept.
+#[test]
+fn an_unsalvageable_table_is_quarantined_not_rewritten() {
+    if !have_rocksdb() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    make_db(&db, 20_000, &["--compression_type=none"]);
+    let table = largest(&db, "sst");
+    let bytes = fs::read(&table).unwrap();
+    // The index block: the footer's second handle (format_version 5: after byte 0).
+    let footer = &bytes[bytes.len() - 53..];
+    let mut c = 1;
+    let mut varint = || {
+        let mut v = 0u64;
+        let mut s = 0;
+        loop {
+            let b = footer[c];
+            c += 1;
+            v |= u64::from(b & 0x7f) << s;
+            s += 7;
+            if b & 0x80 == 0 {
+                return v;
+            }
+        }
+    };
+    let (_, _, index_off, index_size) = (varint(), varint(), varint(), varint());
+    flip(&table, index_off + index_size / 2);
+    let before = fs::read(&table).unwrap();
+    let (rc, r) = dbfsck(&["scan", "--repair", db.to_str().unwrap()]);
+    assert_eq!(rc, 4, "{r:#}");
+    let repairs = r["repairs"].as_array().unwrap();
+    assert_eq!(repairs.len(), 1, "{r:#}");
+    assert_eq!(repairs[0]["action"], "quarantine");
+    assert_eq!(repairs[0]["result"], "applied");
+    assert_eq!(fs::read(&table).unwrap(), before, "the table was written");
+    let q = fs::read_to_string(db.join(".dbfsck/quarantine/manifest.jsonl")).unwrap();
+    assert!(q.contains(&format!("\"offset\":{index_off}")), "{q}");
+}
