@@ -157,6 +157,29 @@ fn data_size(file: &Path) -> u64 {
         .unwrap()
 }
 
+/// The index block's handle (offset, size) from a format_version 1–5 footer (after its
+/// checksum-type byte and the metaindex handle).
+fn index_handle(table: &Path) -> (u64, u64) {
+    let bytes = fs::read(table).unwrap();
+    let footer = &bytes[bytes.len() - 53..];
+    let mut c = 1;
+    let mut varint = || {
+        let mut v = 0u64;
+        let mut s = 0;
+        loop {
+            let b = footer[c];
+            c += 1;
+            v |= u64::from(b & 0x7f) << s;
+            s += 7;
+            if b & 0x80 == 0 {
+                return v;
+            }
+        }
+    };
+    let (_meta_offset, _meta_size) = (varint(), varint());
+    (varint(), varint())
+}
+
 /// Databases of every checksum type, format_version, compression and index shape are clean,
 /// as `sst_dump --verify_checksum` finds them.
 #[test]
@@ -394,24 +417,7 @@ fn a_damaged_index_or_footer_still_gets_every_data_block_verified() {
     let len = fs::metadata(&table).unwrap().len();
     let (_, clean) = dbfsck(&["scan", table.to_str().unwrap()]);
     let clean_units = clean["summary"]["units"].as_u64().unwrap();
-    // The index block: the footer's second handle (format_version 5: after byte 0).
-    let bytes = fs::read(&table).unwrap();
-    let footer = &bytes[bytes.len() - 53..];
-    let mut c = 1;
-    let mut varint = || {
-        let mut v = 0u64;
-        let mut s = 0;
-        loop {
-            let b = footer[c];
-            c += 1;
-            v |= u64::from(b & 0x7f) << s;
-            s += 7;
-            if b & 0x80 == 0 {
-                return v;
-            }
-        }
-    };
-    let (_mo, _ms, index_off, index_size) = (varint(), varint(), varint(), varint());
+    let (index_off, index_size) = index_handle(&table);
     for (what, at) in [
         ("index", index_off + index_size / 2),
         ("footer", len - 3),
@@ -1339,24 +1345,7 @@ fn an_unsalvageable_table_is_quarantined_not_rewritten() {
     let db = tmp.path().join("db");
     make_db(&db, 20_000, &["--compression_type=none"]);
     let table = largest(&db, "sst");
-    let bytes = fs::read(&table).unwrap();
-    // The index block: the footer's second handle (format_version 5: after byte 0).
-    let footer = &bytes[bytes.len() - 53..];
-    let mut c = 1;
-    let mut varint = || {
-        let mut v = 0u64;
-        let mut s = 0;
-        loop {
-            let b = footer[c];
-            c += 1;
-            v |= u64::from(b & 0x7f) << s;
-            s += 7;
-            if b & 0x80 == 0 {
-                return v;
-            }
-        }
-    };
-    let (_, _, index_off, index_size) = (varint(), varint(), varint(), varint());
+    let (index_off, index_size) = index_handle(&table);
     flip(&table, index_off + index_size / 2);
     let before = fs::read(&table).unwrap();
     let (rc, r) = dbfsck(&["scan", "--repair", db.to_str().unwrap()]);

@@ -355,30 +355,17 @@ pub fn read_manifest(bytes: &[u8]) -> Manifest {
                                     refused.get_or_insert(e);
                                 }
                             }
-                            match refused {
-                                None => m.applied_end = end,
-                                Some(e) => {
-                                    m.problems.push(Problem {
-                                        offset: group_start,
-                                        length: end - group_start,
-                                        what: ProblemKind::Edit(e),
-                                    });
-                                    stopped = true;
-                                }
-                            }
+                            settle(
+                                &mut m,
+                                &mut stopped,
+                                refused.map_or(Ok(()), Err),
+                                group_start,
+                                end,
+                            );
                         }
                     } else {
-                        match apply(&mut m.version, edit) {
-                            Ok(()) => m.applied_end = end,
-                            Err(e) => {
-                                m.problems.push(Problem {
-                                    offset: start,
-                                    length: end - start,
-                                    what: ProblemKind::Edit(e),
-                                });
-                                stopped = true;
-                            }
-                        }
+                        let r = apply(&mut m.version, edit);
+                        settle(&mut m, &mut stopped, r, start, end);
                     }
                 }
                 Err(e) => {
@@ -423,6 +410,22 @@ pub fn read_manifest(bytes: &[u8]) -> Manifest {
         });
     }
     m
+}
+
+/// Records the outcome of applying the edits of `[start, end)`: applied up to `end`, or a
+/// problem there that stops the reading, as the engine's open stops.
+fn settle(m: &mut Manifest, stopped: &mut bool, r: Result<(), EditError>, start: u64, end: u64) {
+    match r {
+        Ok(()) => m.applied_end = end,
+        Err(e) => {
+            m.problems.push(Problem {
+                offset: start,
+                length: end - start,
+                what: ProblemKind::Edit(e),
+            });
+            *stopped = true;
+        }
+    }
 }
 
 /// Applies one edit; `Err` when RocksDB's version builder would refuse it (LevelDB's does not
