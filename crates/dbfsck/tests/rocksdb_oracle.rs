@@ -1358,3 +1358,66 @@ fn an_unsalvageable_table_is_quarantined_not_rewritten() {
     let q = fs::read_to_string(db.join(".dbfsck/quarantine/manifest.jsonl")).unwrap();
     assert!(q.contains(&format!("\"offset\":{index_off}")), "{q}");
 }
+
+/// An obsolete table (not in the MANIFEST, numbered below its next file number) is normally a
+/// compaction's input, whose keys live tables hold too: skipped quietly. One whose keys lie
+/// outside every live table's range holds keys the live set lacks: skipped, and said loudly,
+/// since RocksDB deletes it on the next read-write open.
+#[test]
+fn an_obsolete_table_with_keys_the_live_set_lacks_is_said_loudly() {
+    if !have_rocksdb() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    make_db(&db, 20_000, &["--compression_type=none"]);
+    // Another database whose keys sort after every db_bench key.
+    let other = tmp.path().join("other");
+    for i in 0..50 {
+        let o = Command::new("ldb")
+            .arg(format!("--db={}", other.display()))
+            .arg("--create_if_missing")
+            .args(["put", &format!("zzz{i:04}"), "value"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = Command::new("ldb")
+        .arg(format!("--db={}", other.display()))
+        .arg("compact")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let foreign = files(&other, "sst")
+        .pop()
+        .expect("ldb compact wrote a table");
+    fs::copy(&foreign, db.join("000003.sst")).unwrap();
+    // And a copy of a live table under another obsolete number: its keys are live.
+    fs::copy(largest(&db, "sst"), db.join("000004.sst")).unwrap();
+    let (rc, r) = dbfsck(&["scan", db.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{r:#}");
+    let loud: Vec<&str> = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| {
+            w["message"]
+                .as_str()
+                .unwrap()
+                .contains("lie outside every live table")
+        })
+        .map(|w| w["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(loud.len(), 1, "{r:#}");
+    assert!(loud[0].ends_with("000003.sst"), "{loud:?}");
+    let skipped: Vec<&str> = r["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["path"].as_str())
+        .collect();
+    assert!(
+        skipped.iter().any(|p| p.ends_with("000003.sst"))
+            && skipped.iter().any(|p| p.ends_with("000004.sst"))
+    );
+}

@@ -198,6 +198,9 @@ struct Db {
     ahead: Vec<u64>,
     /// Such tables without a footer: outputs a crash interrupted.
     unfinished: Vec<u64>,
+    /// Obsolete tables (not live, numbered below the next file number) whose keys lie outside
+    /// every live table's key range: keys the live set lacks, deleted at the next open.
+    lonely: BTreeMap<u64, (Vec<u8>, Vec<u8>)>,
     /// Whether the MANIFEST ends in a cut record.
     manifest_cut: bool,
     /// The newest live WAL on disk.
@@ -304,6 +307,9 @@ impl Lsm {
                         l.warnings.push((p.clone(), why));
                         l.files.push(p);
                     } else {
+                        if let Some((lo, hi)) = db.lonely.get(&n) {
+                            l.warnings.push((p.clone(), format!("table {n:06} is not in the MANIFEST, yet its keys ({} to {}) lie outside every live table's key range: the live set lacks them, and RocksDB and LevelDB delete this table on the next read-write open — save it before any read-write open (a lost MANIFEST edit, or a table copied in by hand)", printable(lo), printable(hi))));
+                        }
                         skip("obsolete: not in the MANIFEST (a compaction's input or an unfinished output); RocksDB and LevelDB delete it on the next read-write open".into(), &mut l);
                     }
                 }
@@ -651,6 +657,27 @@ fn load(dir: &Path) -> Db {
                 db.unfinished.push(n);
             }
         }
+        // Obsolete tables normally hold a compaction's inputs, whose keys its outputs hold
+        // too; one whose keys no live table's range covers holds keys the live set lacks.
+        let ranges: Vec<(&[u8], &[u8])> = db
+            .tables
+            .values()
+            .map(|t| (t.smallest.as_slice(), t.largest.as_slice()))
+            .collect();
+        for (&n, p) in &on_disk {
+            if v.tables.contains_key(&n) || n >= v.next_file {
+                continue;
+            }
+            let engine = db.engine.unwrap_or(Engine::Rocksdb);
+            if let Some((lo, hi)) = key_bounds(p, engine) {
+                let covered = ranges
+                    .iter()
+                    .any(|&(a, b)| a <= hi.as_slice() && lo.as_slice() <= b);
+                if !covered {
+                    db.lonely.insert(n, (lo, hi));
+                }
+            }
+        }
     }
     db.manifest_cut = m.problems.last().is_some_and(|p| {
         p.offset >= m.applied_end
@@ -661,6 +688,64 @@ fn load(dir: &Path) -> Db {
     db.newest_wal = wals.into_iter().filter(|&n| n >= min_log).max();
     db.version = Some(m);
     db
+}
+
+/// A table's first user key and an upper bound of its last (its index's last separator), read
+/// from its footer, index and first data block; `None` when any of them does not verify.
+fn key_bounds(p: &Path, engine: Engine) -> Option<(Vec<u8>, Vec<u8>)> {
+    let file = fs::File::open(p).ok()?;
+    let len = file.metadata().ok()?.len();
+    let source = crate::access::PreadSource {
+        file: &file,
+        len,
+        throttle: None,
+    };
+    let tail = table::read_exact(
+        &source,
+        len.checked_sub(len.min(table::FOOTER))?,
+        len.min(table::FOOTER),
+    )
+    .ok()?;
+    let f = table::footer(&tail, len).ok()?;
+    let read = |h: table::Handle| -> Option<Vec<u8>> {
+        if h.size > 64 << 20 {
+            return None;
+        }
+        let b = table::read_exact(&source, h.offset, h.size + table::TRAILER).ok()?;
+        table::verify(f.checksum, &b).ok()?;
+        let n = h.size as usize;
+        table::decompress(engine, f.format_version, *b.get(n)?, b.get(..n)?, 64 << 20).ok()
+    };
+    let mut props = table::Properties::default();
+    if let Some(mi) = read(f.metaindex) {
+        for e in table::entries(&mi, table::Values::Sized).ok()? {
+            if e.key == b"rocksdb.properties" {
+                let h = table::Handle::decode_value(e.value)?;
+                props = table::properties(&read(h)?).ok()?;
+            }
+        }
+    }
+    let handles = |h: table::Handle| -> Option<Vec<(Vec<u8>, table::Handle)>> {
+        table::index_handles(&read(h)?, props.index_delta, props.index_type == 3).ok()
+    };
+    let mut top = handles(f.index)?;
+    let (first, hi) = if props.index_type == 2 {
+        // Two-level: the first partition's first block, the last partition's last separator.
+        let (_, p0) = top.first()?.clone();
+        let (_, pn) = top.pop()?;
+        (handles(p0)?.first()?.1, handles(pn)?.pop()?.0)
+    } else {
+        (top.first()?.1, top.pop()?.0)
+    };
+    let hi = if props.index_user_keys {
+        hi
+    } else {
+        table::user_key(&hi).to_vec()
+    };
+    let block = read(first)?;
+    let es = table::entries(&block, table::Values::Sized).ok()?;
+    let lo = table::user_key(&es.first()?.key).to_vec();
+    Some((lo, hi))
 }
 
 /// Whether a table file ends in a footer with a known magic (a finished table).
