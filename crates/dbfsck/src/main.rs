@@ -57,8 +57,12 @@ pub(crate) struct InspectArgs {
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
     /// The page (unit) number.
-    #[arg(long, value_name = "N", required_unless_present = "lsn")]
+    #[arg(long, value_name = "N", required_unless_present_any = ["lsn", "blocks"])]
     pub(crate) page: Option<u64>,
+    /// A RocksDB or LevelDB table: list every block (kind, offset, size, checksum verdict)
+    /// instead of one.
+    #[arg(long, conflicts_with_all = ["page", "lsn"])]
+    pub(crate) blocks: bool,
     /// A PostgreSQL WAL segment: the page holding this LSN (`X/Y`), instead of `--page`.
     #[arg(long, value_name = "LSN", conflicts_with = "page")]
     pub(crate) lsn: Option<String>,

@@ -332,6 +332,30 @@ fn a_damaged_data_block_is_the_one_sst_dump_names_with_its_key_range() {
             assert!(k.as_str() > range["from_hex"].as_str().unwrap());
             assert!(k.as_str() < range["to_hex"].as_str().unwrap());
         }
+        // `dbfsck inspect --blocks` lists every block, that one failing.
+        let o = common::bin()
+            .args(["inspect", bad_table.to_str().unwrap(), "--blocks"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(4));
+        let listed = String::from_utf8_lossy(&o.stdout);
+        let failing: Vec<&str> = listed
+            .lines()
+            .filter(|l| l.contains("checksum_mismatch"))
+            .collect();
+        assert_eq!(failing.len(), 1, "{listed}");
+        assert!(
+            failing[0].contains(&format!("data {n} ")) && failing[0].contains(&format!("@{off} ")),
+            "{listed}"
+        );
+        assert_eq!(
+            listed
+                .lines()
+                .filter(|l| l.trim_start().starts_with("data "))
+                .count(),
+            blocks.len(),
+            "{listed}"
+        );
         // `dbfsck inspect` shows that block, judged as the scan judges it.
         let o = common::bin()
             .args([
@@ -513,6 +537,17 @@ fn wal_tail_cut_is_torn_tail_and_mid_file_damage_names_the_lost_sequences() {
     let len = fs::metadata(&newest).unwrap().len();
     assert!(len > 3 * 32768, "the newest WAL is {len} bytes");
     let (batches, _) = dump_wal(&db, &newest);
+    // `--blocks` is for tables: on a WAL it is an error (exit 8), never an empty clean list.
+    let o = common::bin()
+        .args(["inspect", newest.to_str().unwrap(), "--blocks"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(8),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     // `dbfsck inspect` on the WAL lists a block's records with their batches' sequences.
     let o = common::bin()
         .args(["inspect", newest.to_str().unwrap(), "--page", "0"])
@@ -541,6 +576,7 @@ fn wal_tail_cut_is_torn_tail_and_mid_file_damage_names_the_lost_sequences() {
     assert_eq!(after_cut.len(), batches.len() - 1);
     assert_eq!(fs_[0]["owner"]["sequence_range"]["from"], last.0);
     assert_eq!(fs_[0]["owner"]["sequence_range"]["to"], last.0 + last.1 - 1);
+    assert_eq!(fs_[0]["owner"]["sequence_range"]["count"], last.1);
 
     // A flipped byte in the second block.
     let mid = tmp.path().join("mid");
@@ -569,6 +605,7 @@ fn wal_tail_cut_is_torn_tail_and_mid_file_damage_names_the_lost_sequences() {
         gap,
         "{range}"
     );
+    assert_eq!(range["count"].as_u64().unwrap(), gap.1 - gap.0 + 1);
     println!(
         "mid-WAL flip: ldb dump_wal reads {} of {} batches, sequences {}..={} lost — dbfsck: {}",
         survived.len(),

@@ -48,6 +48,35 @@ pub fn open(
     engine: Engine,
     live: Option<&TableLive>,
 ) -> Result<Opened, OpenError> {
+    let t = open_table(path, source, engine, live)?;
+    Ok(match t.check {
+        Some(check) => Opened {
+            findings: t.findings,
+            check: Some(Box::new(check)),
+            units: t.units,
+            recheck_after: None,
+            notes: t.notes,
+        },
+        None => Opened::note(t.notes.join("; ")),
+    })
+}
+
+/// A table as opened: what [`open`] hands the engine, with the blocks read while opening.
+struct OpenTable {
+    findings: Vec<Finding>,
+    notes: Vec<String>,
+    units: u64,
+    check: Option<TableCheck>,
+    /// The blocks read and verified while opening (metaindex, properties, index, partitions).
+    structural: Vec<(Handle, BlockKind)>,
+}
+
+fn open_table(
+    path: &Path,
+    source: &dyn FileSource,
+    engine: Engine,
+    live: Option<&TableLive>,
+) -> Result<OpenTable, OpenError> {
     let len = source.len();
     let mut base = Owner::new();
     if let Some(l) = live {
@@ -72,7 +101,15 @@ pub fn open(
     let tail = table::read_exact(source, len - tail_len, tail_len).unwrap_or_default();
     let footer = match table::footer(&tail, len) {
         Ok(f) => Some(f),
-        Err(e) if e.is_unsupported() => return Ok(Opened::note(e.to_string())),
+        Err(e) if e.is_unsupported() => {
+            return Ok(OpenTable {
+                findings: Vec::new(),
+                notes: vec![e.to_string()],
+                units: 0,
+                check: None,
+                structural: Vec::new(),
+            })
+        }
         Err(e) => {
             let kind = if matches!(e, table::FooterError::Short(_)) {
                 FindingKind::Truncated
@@ -146,8 +183,10 @@ pub fn open(
     };
     let fv = footer.map_or(0, |f| f.format_version);
     // Reads, verifies and decompresses one block the table's structure hangs on.
+    let mut structural: Vec<(Handle, BlockKind)> = Vec::new();
     let mut read_block =
         |h: Handle, kind: BlockKind, findings: &mut Vec<Finding>| -> Option<Vec<u8>> {
+            structural.push((h, kind));
             if h.size > MAX_BLOCK || h.end() > footer.map_or(len, |f| f.offset) {
                 findings.push(
                     Finding::new(
@@ -381,13 +420,93 @@ pub fn open(
         }
     }
     let check = TableCheck::new(ck, engine, fv, data, metas, base, live);
-    Ok(Opened {
+    Ok(OpenTable {
         findings,
-        check: Some(Box::new(check)),
-        units,
-        recheck_after: None,
         notes,
+        units,
+        check: Some(check),
+        structural,
     })
+}
+
+/// One block of a table, as `dbfsck inspect TABLE --blocks` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedBlock {
+    /// What it is (`data`, `index`, `metaindex`, …).
+    pub kind: &'static str,
+    /// For a data block, its ordinal (from 0).
+    pub ordinal: Option<u64>,
+    /// Its offset.
+    pub offset: u64,
+    /// Its size, trailer excluded.
+    pub size: u64,
+    /// `None` when it verifies; else the stored and computed checksums (as RocksDB prints them).
+    pub mismatch: Option<(u32, u32)>,
+}
+
+/// Every block of the table at `path` that its footer and index list, in file order, each
+/// judged on its own checksum: the table's block list.
+pub fn block_list(path: &Path, engine: Engine) -> Result<Vec<ListedBlock>, OpenError> {
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let source = crate::access::PreadSource {
+        file: &file,
+        len,
+        throttle: None,
+    };
+    let t = open_table(path, &source, engine, None)?;
+    let Some(check) = t.check else {
+        return Err(OpenError::NotThisFormat {
+            format: "rocksdb",
+            reason: t.notes.join("; "),
+        });
+    };
+    let mut handles: Vec<(Handle, BlockKind, Option<u64>)> =
+        t.structural.iter().map(|&(h, k)| (h, k, None)).collect();
+    for e in &check.extents {
+        if let Blocks::Meta(k) = e.what {
+            handles.push((
+                Handle {
+                    offset: e.start,
+                    size: (e.end - e.start).saturating_sub(table::TRAILER),
+                },
+                k,
+                None,
+            ));
+        }
+    }
+    for u in 0..check.blocks {
+        if let Some(h) = check.data_block(u) {
+            handles.push((h, BlockKind::Data, Some(u)));
+        }
+    }
+    handles.sort_by_key(|(h, _, _)| h.offset);
+    handles.dedup_by_key(|(h, _, _)| h.offset);
+    if handles.is_empty() {
+        let why = t
+            .findings
+            .first()
+            .map_or_else(|| "no block found".to_owned(), |f| f.detail.clone());
+        return Err(OpenError::NotThisFormat {
+            format: "rocksdb",
+            reason: format!("no block of a table is found ({why})"),
+        });
+    }
+    let mut out = Vec::with_capacity(handles.len());
+    for (h, kind, ordinal) in handles {
+        let mismatch = match table::read_exact(&source, h.offset, h.size + table::TRAILER) {
+            Ok(b) => table::verify(check.ck, &b).err(),
+            Err(_) => Some((0, 0)),
+        };
+        out.push(ListedBlock {
+            kind: kind.name(),
+            ordinal,
+            offset: h.offset,
+            size: h.size,
+            mismatch,
+        });
+    }
+    Ok(out)
 }
 
 impl Handle {

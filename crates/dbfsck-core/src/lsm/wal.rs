@@ -340,6 +340,13 @@ impl UnitCheck for WalCheck {
                     );
                 }
             }
+            // How many writes (key-value entries) the range holds, when both ends are known.
+            if let (Some(a), Some(b)) = (
+                range.get("from").and_then(serde_json::Value::as_u64),
+                range.get("to").and_then(serde_json::Value::as_u64),
+            ) {
+                range.insert("count".into(), (b + 1).saturating_sub(a).into());
+            }
             owner.insert("sequence_range".into(), range.into());
             let (kind, detail) = if torn {
                 let cut = match s.batch {
