@@ -47,6 +47,20 @@ fn have_rocksdb() -> bool {
     )
 }
 
+/// A scratch directory for a test that needs RocksDB's tools; `None` (the test skips, or fails
+/// when the run must be complete) when they are missing.
+fn scratch() -> Option<tempfile::TempDir> {
+    have_rocksdb().then(|| tempfile::tempdir().unwrap())
+}
+
+/// A scratch directory holding `db`, made by `make_db(num, args)`; `None` as for [`scratch`].
+fn fresh_db(num: u32, args: &[&str]) -> Option<(tempfile::TempDir, PathBuf)> {
+    let tmp = scratch()?;
+    let db = tmp.path().join("db");
+    make_db(&db, num, args);
+    Some((tmp, db))
+}
+
 /// A database made by `db_bench fillrandom` with `args`.
 fn make_db(dir: &Path, num: u32, args: &[&str]) {
     let o = Command::new("db_bench")
@@ -184,10 +198,9 @@ fn index_handle(table: &Path) -> (u64, u64) {
 /// as `sst_dump --verify_checksum` finds them.
 #[test]
 fn every_kind_of_table_is_clean() {
-    if !have_rocksdb() {
+    let Some(tmp) = scratch() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let configs: &[&[&str]] = &[
         &["--checksum_type=0"],
         &["--checksum_type=1"],
@@ -258,10 +271,9 @@ fn every_kind_of_table_is_clean() {
 /// checksums, and bounds the keys it held by its neighbours' keys exactly.
 #[test]
 fn a_damaged_data_block_is_the_one_sst_dump_names_with_its_key_range() {
-    if !have_rocksdb() {
+    let Some(tmp) = scratch() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let configs: &[&[&str]] = &[
         &["--checksum_type=1", "--compression_type=none"],
         &["--checksum_type=2", "--compression_type=snappy"],
@@ -400,12 +412,9 @@ fn a_damaged_data_block_is_the_one_sst_dump_names_with_its_key_range() {
 /// Two damaged blocks in one table: sst_dump stops at the first, dbfsck reports both.
 #[test]
 fn every_damaged_block_is_reported_not_only_the_first() {
-    if !have_rocksdb() {
+    let Some((tmp, db)) = fresh_db(20_000, &["--compression_type=none"]) else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("db");
-    make_db(&db, 20_000, &["--compression_type=none"]);
+    };
     let table = largest(&db, "sst");
     let blocks = raw_blocks(&table, tmp.path());
     let size = data_size(&table);
@@ -430,12 +439,9 @@ fn every_damaged_block_is_reported_not_only_the_first() {
 /// verifies every data block, found by walking from offset 0.
 #[test]
 fn a_damaged_index_or_footer_still_gets_every_data_block_verified() {
-    if !have_rocksdb() {
+    let Some((tmp, db)) = fresh_db(20_000, &["--compression_type=none"]) else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("db");
-    make_db(&db, 20_000, &["--compression_type=none"]);
+    };
     let table = largest(&db, "sst");
     let blocks = raw_blocks(&table, tmp.path()).len() as u64;
     let len = fs::metadata(&table).unwrap().len();
@@ -517,10 +523,9 @@ fn dump_wal(db: &Path, wal: &Path) -> (Vec<(u64, u64)>, String) {
 /// damage, with the sequence range `ldb dump_wal` cannot print.
 #[test]
 fn wal_tail_cut_is_torn_tail_and_mid_file_damage_names_the_lost_sequences() {
-    if !have_rocksdb() {
+    let Some(tmp) = scratch() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let db = tmp.path().join("db");
     // A newest WAL of a few blocks: how much of it was written after the last memtable switch
     // is timing, so a few sizes are tried.
@@ -634,10 +639,9 @@ fn wal_tail_cut_is_torn_tail_and_mid_file_damage_names_the_lost_sequences() {
 /// MANIFEST record: damage, as RocksDB's open fails.
 #[test]
 fn manifest_damage_is_reported_with_the_tables_it_affects() {
-    if !have_rocksdb() {
+    let Some(tmp) = scratch() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let db = tmp.path().join("db");
     // No compaction: the MANIFEST ends with the last flush's edit and its MinLogNumberToKeep one.
     make_db(
@@ -882,10 +886,9 @@ fn salvage_case(compression: &str, actions: usize) {
 /// scan is clean and `ldb dump_wal` reads the same batches; undo puts the piece back.
 #[test]
 fn repair_cuts_a_torn_wal_tail_and_undo_puts_it_back() {
-    if !have_rocksdb() {
+    let Some(tmp) = scratch() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let db = tmp.path().join("db");
     // A newest WAL with records in it (one just switched to can be empty): sizes are tried.
     let mut wal = PathBuf::new();
@@ -936,12 +939,9 @@ fn repair_cuts_a_torn_wal_tail_and_undo_puts_it_back() {
 /// nothing: the scan warns that the database is open and the repair is refused.
 #[test]
 fn no_repair_while_rocksdb_holds_the_lock() {
-    if !have_rocksdb() {
+    let Some((_tmp, db)) = fresh_db(20_000, &["--compression_type=none"]) else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("db");
-    make_db(&db, 20_000, &["--compression_type=none"]);
+    };
     let table = largest(&db, "sst");
     flip(&table, data_size(&table) / 2);
     let before = fs::read(&table).unwrap();
@@ -994,10 +994,9 @@ fn no_repair_while_rocksdb_holds_the_lock() {
 /// the database then fails on.
 #[test]
 fn blob_files_are_verified_record_by_record() {
-    if !have_rocksdb() {
+    let Some(tmp) = scratch() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let db = tmp.path().join("db");
     // fillseq: every key written once, so every blob is the live value of its key (RocksDB
     // reads it); a later flag overrides make_db's fillrandom.
@@ -1074,10 +1073,9 @@ fn blob_files_are_verified_record_by_record() {
 /// it and the next WAL: a warning names the missing range, which `ldb dump_wal` confirms.
 #[test]
 fn a_wal_cut_on_a_record_boundary_shows_as_a_sequence_gap() {
-    if !have_rocksdb() {
+    let Some(tmp) = scratch() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let db = tmp.path().join("db");
     // Two live WALs: whether the flush of the memtable before the last one ends before db_bench
     // closes the database is timing, so a few sizes are tried.
@@ -1151,17 +1149,13 @@ fn a_wal_cut_on_a_record_boundary_shows_as_a_sequence_gap() {
 /// puts it in, which is the one its own properties name (`sst_dump --show_properties`).
 #[test]
 fn damage_names_the_column_family_of_its_table() {
-    if !have_rocksdb() {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("db");
-    make_db(
-        &db,
+    let Some((tmp, db)) = fresh_db(
         // Each family gets about 2 MB: each flushes at least once (1 MiB write buffers).
         60_000,
         &["--num_column_families=3", "--compression_type=none"],
-    );
+    ) else {
+        return;
+    };
     let (rc, r) = dbfsck(&["scan", db.to_str().unwrap()]);
     assert_eq!(rc, 0, "{r:#}");
     assert!(
@@ -1205,10 +1199,9 @@ fn damage_names_the_column_family_of_its_table() {
 /// end of a log (100 zero bytes appended: clean, as RocksDB takes it).
 #[test]
 fn a_zeroed_wal_block_before_valid_records_is_damage() {
-    if !have_rocksdb() {
+    let Some(tmp) = scratch() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let db = tmp.path().join("db");
     let mut wal = PathBuf::new();
     for num in [30_000, 33_000, 27_000, 36_000, 24_000] {
@@ -1255,12 +1248,9 @@ fn a_zeroed_wal_block_before_valid_records_is_damage() {
 /// table is checked, and no repair cuts it.
 #[test]
 fn a_manifest_without_a_live_set_is_damage_and_never_cut_to_nothing() {
-    if !have_rocksdb() {
+    let Some((tmp, db)) = fresh_db(30_000, &["--compression_type=none"]) else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("db");
-    make_db(&db, 30_000, &["--compression_type=none"]);
+    };
     let manifest = dbfsck_core::lsm::current_manifest(&db).unwrap();
     let name = manifest.file_name().unwrap().to_owned();
     let len = fs::metadata(&manifest).unwrap().len();
@@ -1316,12 +1306,9 @@ fn a_manifest_without_a_live_set_is_damage_and_never_cut_to_nothing() {
 /// repaired like the original: no engine has it open.
 #[test]
 fn a_copy_without_lock_is_repaired() {
-    if !have_rocksdb() {
+    let Some((_tmp, db)) = fresh_db(20_000, &["--compression_type=none"]) else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("db");
-    make_db(&db, 20_000, &["--compression_type=none"]);
+    };
     fs::remove_file(db.join("LOCK")).unwrap();
     let table = largest(&db, "sst");
     flip(&table, data_size(&table) / 2);
@@ -1339,12 +1326,9 @@ fn a_copy_without_lock_is_repaired() {
 /// RocksDB refuses to open such a database, and so the scan calls it damage.
 #[test]
 fn a_manifest_edit_rocksdb_refuses_is_damage() {
-    if !have_rocksdb() {
+    let Some((_tmp, db)) = fresh_db(20_000, &["--compression_type=none"]) else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("db");
-    make_db(&db, 20_000, &["--compression_type=none"]);
+    };
     let manifest = dbfsck_core::lsm::current_manifest(&db).unwrap();
     let mut bytes = fs::read(&manifest).unwrap();
     // DeletedFile (tag 6): level 4, table 0.
@@ -1375,12 +1359,9 @@ fn a_manifest_edit_rocksdb_refuses_is_damage() {
 /// copied to the quarantine, the table left as it is, the damage bit kept.
 #[test]
 fn an_unsalvageable_table_is_quarantined_not_rewritten() {
-    if !have_rocksdb() {
+    let Some((_tmp, db)) = fresh_db(20_000, &["--compression_type=none"]) else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("db");
-    make_db(&db, 20_000, &["--compression_type=none"]);
+    };
     let table = largest(&db, "sst");
     let (index_off, index_size) = index_handle(&table);
     flip(&table, index_off + index_size / 2);
@@ -1402,12 +1383,9 @@ fn an_unsalvageable_table_is_quarantined_not_rewritten() {
 /// since RocksDB deletes it on the next read-write open.
 #[test]
 fn an_obsolete_table_with_keys_the_live_set_lacks_is_said_loudly() {
-    if !have_rocksdb() {
+    let Some((tmp, db)) = fresh_db(20_000, &["--compression_type=none"]) else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("db");
-    make_db(&db, 20_000, &["--compression_type=none"]);
+    };
     // Another database whose keys sort after every db_bench key.
     let other = tmp.path().join("other");
     for i in 0..50 {

@@ -39,6 +39,22 @@ struct Stretch {
     zeroed: bool,
 }
 
+impl Stretch {
+    /// A stretch not yet placed among the batches around it, not zeroed.
+    fn new(start: u64, end: u64, why: String, cut: bool, batch: Option<(u64, u32)>) -> Self {
+        Stretch {
+            start,
+            end,
+            why,
+            cut,
+            batch,
+            before: None,
+            after: None,
+            zeroed: false,
+        }
+    }
+}
+
 /// The sequence range of the batches in a log, and how many.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sequences {
@@ -122,73 +138,30 @@ fn stretches(bytes: &[u8], number: u64, wal: bool) -> (Vec<Stretch>, Sequences, 
             }
             Event::Compression { .. } => compressed = true,
             Event::Bad { start, end, why } => {
-                let batch = if why.is_cut() {
-                    batch_at(bytes, start)
-                } else {
-                    None
-                };
-                push(
-                    &mut out,
-                    Stretch {
-                        start,
-                        end,
-                        cut: why.is_cut(),
-                        why: why.describe(),
-                        batch,
-                        before: None,
-                        after: None,
-                        zeroed: false,
-                    },
-                    prev_end_seq,
-                );
+                let batch = why.is_cut().then(|| batch_at(bytes, start)).flatten();
+                let stretch = Stretch::new(start, end, why.describe(), why.is_cut(), batch);
+                push(&mut out, stretch, prev_end_seq);
             }
             Event::Orphan { start, end } => {
+                let why = "fragments of a record whose other fragments are lost";
                 push(
                     &mut out,
-                    Stretch {
-                        start,
-                        end,
-                        cut: false,
-                        why: "fragments of a record whose other fragments are lost".into(),
-                        batch: None,
-                        before: None,
-                        after: None,
-                        zeroed: false,
-                    },
+                    Stretch::new(start, end, why.into(), false, None),
                     prev_end_seq,
                 );
             }
             Event::Unfinished { start, end } => {
-                push(
-                    &mut out,
-                    Stretch {
-                        start,
-                        end,
-                        cut: true,
-                        why: "the file ends inside a fragmented record".into(),
-                        batch: batch_at(bytes, start),
-                        before: None,
-                        after: None,
-                        zeroed: false,
-                    },
-                    prev_end_seq,
-                );
+                let why = "the file ends inside a fragmented record";
+                let stretch = Stretch::new(start, end, why.into(), true, batch_at(bytes, start));
+                push(&mut out, stretch, prev_end_seq);
             }
             Event::Zeros { start, end } => {
-                push(
-                    &mut out,
-                    Stretch {
-                        start,
-                        end,
-                        cut: false,
-                        why: "all zero (written records zeroed; RocksDB and LevelDB skip such a block without a word)".into(),
-                        batch: None,
-                        before: None,
-                        after: None,
-                        zeroed: true,
-                    },
-                    prev_end_seq,
-                );
+                let why = "all zero (written records zeroed; RocksDB and LevelDB skip such a block without a word)";
+                let stretch = Stretch {
+                    zeroed: true,
+                    ..Stretch::new(start, end, why.into(), false, None)
+                };
+                push(&mut out, stretch, prev_end_seq);
             }
             // The old contents of a reused file: where the engine's reader stops, not damage.
             Event::Recycled { .. } => {}
