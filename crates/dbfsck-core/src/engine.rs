@@ -622,6 +622,15 @@ impl Scanner {
                 });
             } else if file_type.is_dir() {
                 self.walk_dir(&path, &shown.join(&name), out, report);
+            } else if let Some(reason) = file_type
+                .is_file()
+                .then(|| self.formats.iter().find_map(|f| f.ignore_file(&path)))
+                .flatten()
+            {
+                report.skipped.push(Skipped {
+                    path: display,
+                    reason,
+                });
             } else if file_type.is_file() {
                 out(Target {
                     path,

@@ -35,6 +35,13 @@ pub enum FindingKind {
     /// The end of a log is cut inside a record: the crash's last, unflushed write, which the
     /// engine's recovery discards by design (no exit bit; `docs/output.md` §7).
     TornTail,
+    /// A page breaks a structural rule of its format (SQLite: a cell pointer out of range, an
+    /// overflow chain of the wrong length); `detail` names the rule and the cell.
+    BadStructure,
+    /// A page no structure of the file reaches (SQLite's "never used").
+    OrphanPage,
+    /// A page two structures of the file claim (two parents, a loop in a chain).
+    DoubleReference,
     /// A file a backup's manifest lists is not in the backup.
     MissingFile,
     /// A file in a backup that its manifest does not list.
@@ -45,7 +52,7 @@ pub enum FindingKind {
 
 impl FindingKind {
     /// Every kind, in the order reports list them.
-    pub const ALL: [FindingKind; 14] = [
+    pub const ALL: [FindingKind; 17] = [
         FindingKind::ChecksumMismatch,
         FindingKind::TornWrite,
         FindingKind::MisdirectedWrite,
@@ -57,6 +64,9 @@ impl FindingKind {
         FindingKind::ChangedDuringScan,
         FindingKind::Quarantined,
         FindingKind::TornTail,
+        FindingKind::BadStructure,
+        FindingKind::OrphanPage,
+        FindingKind::DoubleReference,
         FindingKind::MissingFile,
         FindingKind::UnexpectedFile,
         FindingKind::SizeMismatch,
@@ -76,6 +86,9 @@ impl FindingKind {
             FindingKind::ChangedDuringScan => "changed_during_scan",
             FindingKind::Quarantined => "quarantined",
             FindingKind::TornTail => "torn_tail",
+            FindingKind::BadStructure => "bad_structure",
+            FindingKind::OrphanPage => "orphan_page",
+            FindingKind::DoubleReference => "double_reference",
             FindingKind::MissingFile => "missing_file",
             FindingKind::UnexpectedFile => "unexpected_file",
             FindingKind::SizeMismatch => "size_mismatch",

@@ -300,6 +300,12 @@ pub trait Format: Send + Sync {
         None
     }
 
+    /// Whether a file met while walking a directory must not even be read, and why (SQLite's
+    /// `-shm` wal-index, shared memory other processes map). Default: none.
+    fn ignore_file(&self, _path: &Path) -> Option<String> {
+        None
+    }
+
     /// Opens a file: reads its header and returns the file-level findings and the unit check.
     fn open(&self, path: &Path, source: &dyn FileSource) -> Result<Opened, OpenError>;
 

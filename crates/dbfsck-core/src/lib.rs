@@ -51,6 +51,7 @@ pub mod postgres;
 mod report;
 mod resume;
 mod sigbus;
+pub mod sqlite;
 mod throttle;
 pub mod units;
 
@@ -103,5 +104,6 @@ pub fn builtin_formats() -> Vec<Arc<dyn Format>> {
         Arc::new(innodb::InnodbFormat::default()),
         Arc::new(lsm::RocksdbFormat::default()),
         Arc::new(lsm::LeveldbFormat::default()),
+        Arc::new(sqlite::SqliteFormat::default()),
     ]
 }
