@@ -73,6 +73,8 @@ const CHECKED: u64 = 1 << 8;
 const FAILED: u64 = 1 << 9;
 const ZERO: u64 = 1 << 10;
 const CKSUM_BAD: u64 = 1 << 11;
+/// The page's header is unusable (`btreeInitPage()` fails): SQLite follows none of its pointers.
+const HDR_BAD: u64 = 1 << 12;
 
 /// Where the bytes SQLite reads for a page come from, when not from the database file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,8 +100,11 @@ struct Db {
     /// the journal: (page, why, source).
     healed: Mutex<Vec<(u32, String, &'static str)>>,
     /// cksumvfs failures: (page, stored, computed).
-    cksum_bad: Mutex<Vec<(u32, [u8; 8], [u8; 8])>>,
+    cksum_bad: Mutex<Vec<CksumBad>>,
 }
+
+/// A cksumvfs failure: (page, stored, computed).
+type CksumBad = (u32, [u8; 8], [u8; 8]);
 
 impl Db {
     fn source(&self, pgno: u32) -> Option<Source> {
@@ -142,9 +147,12 @@ impl Db {
         let mut b = vec![0u8; p as usize];
         let mut done = 0;
         while done < b.len() {
+            let Some(rest) = b.get_mut(done..) else {
+                break;
+            };
             let n = self
                 .file
-                .read_at(&mut b[done..], (u64::from(pgno) - 1) * p + done as u64)?;
+                .read_at(rest, (u64::from(pgno) - 1) * p + done as u64)?;
             if n == 0 {
                 break;
             }
@@ -221,9 +229,9 @@ impl Db {
                 slot |= FAILED;
             }
         } else if crate::all_zero(img) {
-            slot |= ZERO | FAILED;
-        } else if page::check_btree(img, pgno, geo, edges).is_err() {
-            slot |= FAILED;
+            slot |= ZERO | FAILED | HDR_BAD;
+        } else if let Err(f) = page::check_btree(img, pgno, geo, edges) {
+            slot |= FAILED | if f.header { HDR_BAD } else { 0 };
         }
         if let Some(s) = self.slots.get(pgno as usize) {
             s.store(slot, Ordering::Relaxed);
@@ -308,12 +316,16 @@ impl std::fmt::Debug for SqliteFormat {
     }
 }
 
-/// What the header of page 1 says, with the findings about it.
-fn header_findings(h: &[u8], len: u64) -> Result<(u32, u32), Finding> {
+/// The page size and usable size the header of page 1 gives, or the finding that it cannot
+/// be read as a database's header.
+fn header_findings(h: &[u8], len: u64) -> Result<(u32, u32), Box<Finding>> {
     let raw = be16(h, 16);
     let page_size = if raw == 1 { 65536 } else { raw };
-    let bad =
-        |what: String| Err(Finding::new(FindingKind::BadHeader, 0, 100.min(len), what).unit(1));
+    let bad = |what: String| {
+        Err(Box::new(
+            Finding::new(FindingKind::BadHeader, 0, 100.min(len), what).unit(1),
+        ))
+    };
     if !page_size.is_power_of_two() || !(512..=65536).contains(&page_size) {
         return bad(format!("the header's page size ({raw:#06x} at offset 16) is not a power of two in 512..=65536: SQLite says \"file is not a database\""));
     }
@@ -324,10 +336,10 @@ fn header_findings(h: &[u8], len: u64) -> Result<(u32, u32), Finding> {
     if h.get(21..24) != Some(&[64, 32, 32]) {
         return bad("the header's payload fractions (offsets 21–23) are not 64, 32, 32: SQLite says \"file is not a database\"".into());
     }
-    if h.get(19).copied().unwrap_or(0) > 2 {
+    let read_version = h.get(19).copied().unwrap_or(0);
+    if read_version > 2 {
         return bad(format!(
-            "the header's read version is {}: SQLite says \"file is not a database\"",
-            h[19]
+            "the header's read version is {read_version}: SQLite says \"file is not a database\""
         ));
     }
     Ok((page_size, page_size - reserved))
@@ -344,7 +356,7 @@ impl SqliteFormat {
             Ok(v) => v,
             Err(f) => {
                 return Ok(Opened {
-                    findings: vec![f],
+                    findings: vec![*f],
                     check: None,
                     units: 1,
                     recheck_after: None,
@@ -355,7 +367,7 @@ impl SqliteFormat {
         let file = File::open(path)?;
         let p = u64::from(page_size);
         let file_pages = (len / p).min(u64::from(u32::MAX - 1)) as u32;
-        if len % p != 0 {
+        if !len.is_multiple_of(p) {
             findings.push(Finding::new(FindingKind::PartialPage, u64::from(file_pages) * p, len % p, format!("the file ends {} into page {}: not a whole number of {page_size}-byte pages (SQLite ignores the piece)", crate::bytes(len % p), file_pages + 1)).unit(u64::from(file_pages) + 1));
         }
         if locked(&file, page::PENDING_BYTE, 512) {
@@ -426,7 +438,7 @@ impl SqliteFormat {
                 Ok(v) => v,
                 Err(f) => {
                     return Ok(Opened {
-                        findings: vec![f],
+                        findings: vec![*f],
                         check: None,
                         units: 1,
                         recheck_after: None,
@@ -444,7 +456,9 @@ impl SqliteFormat {
                     notes,
                 });
             }
-            db.header.copy_from_slice(&p1[..100]);
+            if let Some(h) = p1.get(..100) {
+                db.header.copy_from_slice(h);
+            }
         }
         let h = db.header;
         let usable = page_size - u32::from(h[20]);
@@ -476,9 +490,6 @@ impl SqliteFormat {
                 .ok()
                 .and_then(|b| page::cksumvfs(&b))
                 .is_some_and(|(s, c)| s == c);
-        if cksum {
-            notes.push("the database uses cksumvfs (8 reserved bytes whose page-1 trailer verifies): every page's checksum is verified".into());
-        }
         if h[18] > 2 {
             notes.push(format!(
                 "the header's write version is {}: SQLite opens the database read-only",
@@ -620,8 +631,8 @@ impl Format for SqliteFormat {
     fn open(&self, path: &Path, source: &dyn FileSource) -> Result<Opened, OpenError> {
         let mut head = [0u8; 32];
         let n = source.read_full_at(0, &mut head)?;
-        let head = &head[..n];
-        if head.starts_with(&MAGIC[..n.min(16)]) && n >= 16 {
+        let head = head.get(..n).unwrap_or_default();
+        if head.starts_with(MAGIC) {
             return self.open_db(path, source);
         }
         let log = head.starts_with(&journal::MAGIC)

@@ -5,13 +5,15 @@
 /// Reads a big-endian u16 at `at`; 0 when the bytes are not there (callers bound-check first).
 pub(crate) fn be16(b: &[u8], at: usize) -> u32 {
     b.get(at..at + 2)
-        .map_or(0, |s| u32::from(u16::from_be_bytes([s[0], s[1]])))
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, |a| u32::from(u16::from_be_bytes(a)))
 }
 
 /// Reads a big-endian u32 at `at`; 0 when the bytes are not there.
 pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
     b.get(at..at + 4)
-        .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u32::from_be_bytes)
 }
 
 /// SQLite's varint (1–9 bytes, big-endian 7-bit groups, the ninth byte whole) at `at`:
@@ -406,15 +408,16 @@ pub(crate) fn check_btree(
             prev_rowid = Some(r);
         }
         if let Some(child) = c.child {
-            if geo.pointable(child) && child != pgno {
-                edges.push(Edge {
-                    from: pgno,
-                    cell: i as u16,
-                    kind: CHILD,
-                    to: child,
-                    count: 0,
-                });
-            } else {
+            // Kept even when out of range: the walk counts such a child 0 levels deep, as
+            // SQLite does when it compares subtree depths.
+            edges.push(Edge {
+                from: pgno,
+                cell: i as u16,
+                kind: CHILD,
+                to: child,
+                count: 0,
+            });
+            if !geo.pointable(child) || child == pgno {
                 fail(Fail::cell(i, pointer_problem("child", child, pgno, geo)));
             }
         }
@@ -430,7 +433,7 @@ pub(crate) fn check_btree(
             } else {
                 fail(Fail::cell(i, pointer_problem("overflow", ov, pgno, geo)));
             }
-        } else if !(intkey && !leaf) {
+        } else if !intkey || leaf {
             let rec = p.get(c.payload_at..c.payload_at + c.local as usize);
             if let Err(why) = rec.map_or(Err("the payload runs past the page".into()), record_ok) {
                 fail(Fail::cell(i, why));
@@ -439,15 +442,14 @@ pub(crate) fn check_btree(
     }
     if !leaf {
         let right = be32(p, hdr + 8);
-        if geo.pointable(right) && right != pgno {
-            edges.push(Edge {
-                from: pgno,
-                cell: u16::MAX,
-                kind: CHILD,
-                to: right,
-                count: 0,
-            });
-        } else {
+        edges.push(Edge {
+            from: pgno,
+            cell: u16::MAX,
+            kind: CHILD,
+            to: right,
+            count: 0,
+        });
+        if !geo.pointable(right) || right == pgno {
             fail(Fail {
                 cell: None,
                 what: pointer_problem("right-most child", right, pgno, geo),
@@ -524,7 +526,7 @@ pub(crate) fn check_ptrmap(p: &[u8], pgno: u32, geo: &Geometry) -> Result<(), Fa
             3..=5 => parent == 0 || parent > geo.pages,
             _ => true,
         };
-        if bad && !(n == geo.lock_page()) {
+        if bad && n != geo.lock_page() {
             return Err(Fail::page(format!(
                 "pointer-map entry for page {n} is impossible: type {ty}, parent {parent}"
             )));
@@ -554,7 +556,7 @@ mod tests {
     fn varints() {
         assert_eq!(varint(&[0x81, 0x00], 0), Some((0x80, 2)));
         assert_eq!(
-            varint(&[0x8a, 0x91, 0xd1, 0xac, 0x78], 0),
+            varint(&[0x81, 0x91, 0xd1, 0xac, 0x78], 0),
             Some((0x1234_5678, 5))
         );
         assert_eq!(varint(&[0xff; 9], 0), Some((u64::MAX, 9)));

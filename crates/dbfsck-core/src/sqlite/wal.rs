@@ -23,7 +23,7 @@ pub(crate) const FRAME_HEADER: u64 = 24;
 pub(crate) fn sum(data: &[u8], seed: (u32, u32), big_endian: bool) -> (u32, u32) {
     let (mut s0, mut s1) = seed;
     let word = |b: &[u8]| {
-        let w = [b[0], b[1], b[2], b[3]];
+        let w: [u8; 4] = b.try_into().unwrap_or([0; 4]);
         if big_endian {
             u32::from_be_bytes(w)
         } else {
@@ -31,8 +31,9 @@ pub(crate) fn sum(data: &[u8], seed: (u32, u32), big_endian: bool) -> (u32, u32)
         }
     };
     for pair in data.chunks_exact(8) {
-        s0 = s0.wrapping_add(word(&pair[..4])).wrapping_add(s1);
-        s1 = s1.wrapping_add(word(&pair[4..])).wrapping_add(s0);
+        let (a, b) = pair.split_at(4);
+        s0 = s0.wrapping_add(word(a)).wrapping_add(s1);
+        s1 = s1.wrapping_add(word(b)).wrapping_add(s0);
     }
     (s0, s1)
 }
@@ -145,7 +146,8 @@ pub(crate) fn read(src: &dyn FileSource) -> std::io::Result<Wal> {
         let off = w.frame_offset(i);
         src.read_full_at(off, &mut buf)?;
         let fh = frame_header(&buf);
-        let (head8, image) = (&buf[..8], &buf[FRAME_HEADER as usize..]);
+        let (head, image) = buf.split_at(FRAME_HEADER as usize);
+        let head8 = head.get(..8).unwrap_or_default();
         let after = sum(image, sum(head8, running, big_endian), big_endian);
         let ok = fh.salts == salts && fh.pgno != 0 && after == fh.stored;
         if !ok {
@@ -193,10 +195,6 @@ pub(crate) fn read(src: &dyn FileSource) -> std::io::Result<Wal> {
 
 /// Frames from `from` on that link to the stored checksum before them and carry the header's
 /// salts: how many commits they hold, and the last frame that links.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one private helper of the reader"
-)]
 fn relinked(
     src: &dyn FileSource,
     w: &Wal,

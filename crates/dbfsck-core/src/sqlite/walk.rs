@@ -6,8 +6,8 @@
 //! bytes a page, the pointers of b-tree pages), reading only freelist trunks, pointer maps and
 //! the schema's own pages again.
 
-use super::page::{self, be16, be32, Edge, Fail, CHILD, OVERFLOW};
-use super::{Db, Source, CHECKED, CKSUM_BAD, FAILED, ZERO};
+use super::page::{self, be16, be32, Edge, Fail, OVERFLOW};
+use super::{Db, Source, CHECKED, CKSUM_BAD, FAILED, HDR_BAD, ZERO};
 use crate::finding::{Finding, FindingKind, Owner};
 use crate::format::Chunk;
 
@@ -34,6 +34,25 @@ struct Object {
     name: String,
     table: String,
     root: u32,
+}
+
+/// What a b-tree walk carries from its root.
+struct TreeCtx {
+    obj: u32,
+    /// The root is an index page (else a table page).
+    index_tree: bool,
+    /// The root has a b-tree page type at all (else no page of the tree is judged by type).
+    typed: bool,
+}
+
+/// One b-tree page being walked: the pointers still to follow, popped from the end.
+struct Frame {
+    pg: u32,
+    /// The cell whose child is being walked (`u16::MAX`: the right-most child).
+    cell: u16,
+    items: Vec<Edge>,
+    /// The height of the subtrees walked so far (`checkTreePage()`'s `depth`).
+    depth: Option<u32>,
 }
 
 struct Walk<'a> {
@@ -97,12 +116,12 @@ pub(super) fn conclude(db: &Db, complete: bool) -> Outcome {
     }
     w.edges.sort_unstable();
     if n >= geo.lock_page() {
-        w.role[geo.lock_page() as usize] = LOCK;
+        w.set(geo.lock_page(), LOCK, u32::MAX, 0);
     }
     if geo.auto_vacuum {
         for p in 2..=n {
             if geo.is_ptrmap(p) {
-                w.role[p as usize] = PTRMAP;
+                w.set(p, PTRMAP, u32::MAX, 0);
                 if db.slot(p) & FAILED != 0 {
                     w.failed.push(p);
                 }
@@ -113,7 +132,7 @@ pub(super) fn conclude(db: &Db, complete: bool) -> Outcome {
         w.tree(0);
         w.read_schema();
         let mut order: Vec<usize> = (1..w.objects.len()).collect();
-        order.sort_by_key(|&i| w.objects[i].root);
+        order.sort_by_key(|&i| w.objects.get(i).map_or(0, |o| o.root));
         for i in order {
             w.tree(i);
         }
@@ -215,10 +234,25 @@ impl Walk<'_> {
             self.findings.push(f);
             return false;
         }
-        self.role[pg as usize] = role;
-        self.owner[pg as usize] = obj;
-        self.parent[pg as usize] = from;
+        self.set(pg, role, obj, from);
         true
+    }
+
+    fn role_of(&self, pg: u32) -> u8 {
+        self.role.get(pg as usize).copied().unwrap_or(NONE)
+    }
+
+    /// Records page `pg` as used for `role` of object `obj` (`u32::MAX`: none), reached from
+    /// page `from`.
+    fn set(&mut self, pg: u32, role: u8, obj: u32, from: u32) {
+        let i = pg as usize;
+        if let (Some(r), Some(o), Some(p)) = (
+            self.role.get_mut(i),
+            self.owner.get_mut(i),
+            self.parent.get_mut(i),
+        ) {
+            (*r, *o, *p) = (role, obj, from);
+        }
     }
 
     fn edges_from(&self, pg: u32) -> &[Edge] {
@@ -227,79 +261,116 @@ impl Walk<'_> {
         self.edges.get(lo..hi).unwrap_or_default()
     }
 
-    /// Walks the b-tree of object `i` from its root.
+    /// Walks the b-tree of object `i` from its root, in `checkTreePage()`'s order (right-most
+    /// child first, then the cells from last to first, each cell's overflow chain before its
+    /// child), so that a page reached twice is reported where SQLite reports it and subtree
+    /// depths compare as SQLite compares them. An explicit stack keeps a hostile tree's depth
+    /// off the thread's stack.
     fn tree(&mut self, i: usize) {
-        let root = self.objects[i].root;
+        let Some(o) = self.objects.get(i) else {
+            return;
+        };
+        let (root, is_index, name) = (o.root, o.kind == "index", o.name.clone());
         let n = self.db.geo.pages;
         if root == 0 || root > n || (root != 1 && !self.db.geo.pointable(root)) {
             return;
         }
         let obj = i as u32;
         let root_ty = (self.db.slot(root) & 0xff) as u8;
-        let index_tree = matches!(root_ty, 2 | 10);
-        if self.objects[i].kind == "index" && matches!(root_ty, 5 | 13) {
+        if is_index && matches!(root_ty, 5 | 13) {
             let f = self.finding(
                 FindingKind::BadStructure,
                 root,
+                format!("the root page of index {name} is a table b-tree page"),
+            );
+            self.findings.push(f);
+        }
+        let t = TreeCtx {
+            obj,
+            index_tree: matches!(root_ty, 2 | 10),
+            typed: page::is_btree_type(root_ty),
+        };
+        let mut stack: Vec<Frame> = Vec::new();
+        // The height of the subtree just finished, for the frame below it.
+        let mut done = self.enter(root, 0, &t, &mut stack);
+        while let Some(top) = stack.last_mut() {
+            if let Some(h) = done.take() {
+                match top.depth {
+                    Some(d) if d != h => {
+                        let (pg, cell) = (top.pg, top.cell);
+                        top.depth = Some(h);
+                        let what = if cell == u16::MAX {
+                            "right-most child".to_owned()
+                        } else {
+                            format!("cell {cell}")
+                        };
+                        let f = self.finding(
+                            FindingKind::BadStructure,
+                            pg,
+                            format!("{what}: child page depth differs (its subtree is {h} level(s) deep, the ones before it {d})"),
+                        );
+                        self.findings.push(f);
+                    }
+                    _ => top.depth = Some(h),
+                }
+                continue;
+            }
+            let Some(e) = top.items.pop() else {
+                done = Some(top.depth.map_or(0, |d| d + 1));
+                stack.pop();
+                continue;
+            };
+            if e.kind == OVERFLOW {
+                self.chain(&e, obj);
+            } else {
+                top.cell = e.cell;
+                done = self.enter(e.to, e.from, &t, &mut stack);
+            }
+        }
+    }
+
+    /// Visits b-tree page `pg`, reached from `from` (0: the root), as `checkTreePage()` does
+    /// on entry: claims it and checks its type; returns its height when it has no children
+    /// to visit (a page already used, out of range or unreadable counts 0, as a leaf does),
+    /// else pushes its frame.
+    fn enter(&mut self, pg: u32, from: u32, t: &TreeCtx, stack: &mut Vec<Frame>) -> Option<u32> {
+        if from != 0 && (!self.db.geo.pointable(pg) || pg == from) {
+            return Some(0);
+        }
+        if !self.claim(pg, from, TREE, t.obj) {
+            return Some(0);
+        }
+        let slot = self.db.slot(pg);
+        let ty = (slot & 0xff) as u8;
+        if slot & FAILED != 0 {
+            self.failed.push(pg);
+        }
+        if page::is_btree_type(ty) && matches!(ty, 2 | 10) != t.index_tree && t.typed {
+            let f = self.finding(
+                FindingKind::BadStructure,
+                pg,
                 format!(
-                    "the root page of index {} is a table b-tree page",
-                    self.objects[i].name
+                    "a {} page inside the {} b-tree of {}",
+                    if t.index_tree { "table" } else { "index" },
+                    if t.index_tree { "index" } else { "table" },
+                    self.object_name(pg)
                 ),
             );
             self.findings.push(f);
         }
-        if !self.claim(root, 0, TREE, obj) {
-            return;
+        if slot & HDR_BAD != 0 {
+            return Some(0);
         }
-        let mut leaf_depth: Option<u32> = None;
-        let mut stack: Vec<(u32, u32)> = vec![(root, 0)];
-        while let Some((pg, depth)) = stack.pop() {
-            let slot = self.db.slot(pg);
-            let ty = (slot & 0xff) as u8;
-            if slot & FAILED != 0 {
-                self.failed.push(pg);
-            }
-            if page::is_btree_type(ty)
-                && matches!(ty, 2 | 10) != index_tree
-                && page::is_btree_type(root_ty)
-            {
-                let f = self.finding(
-                    FindingKind::BadStructure,
-                    pg,
-                    format!(
-                        "a {} page inside the {} b-tree of {}",
-                        if index_tree { "table" } else { "index" },
-                        if index_tree { "index" } else { "table" },
-                        self.object_name(pg)
-                    ),
-                );
-                self.findings.push(f);
-            }
-            if ty & 8 != 0 && page::is_btree_type(ty) {
-                match leaf_depth {
-                    None => leaf_depth = Some(depth),
-                    Some(d) if d != depth => {
-                        let f = self.finding(FindingKind::BadStructure, pg, format!("child page depth differs: this leaf is {depth} levels below the root, others {d}"));
-                        self.findings.push(f);
-                    }
-                    _ => {}
-                }
-            }
-            let edges: Vec<Edge> = self.edges_from(pg).to_vec();
-            let mut children = Vec::new();
-            for e in &edges {
-                match e.kind {
-                    CHILD => children.push(e.to),
-                    OVERFLOW => self.chain(e, obj),
-                    _ => {}
-                }
-            }
-            for &c in children.iter().rev() {
-                if self.claim(c, pg, TREE, obj) {
-                    stack.push((c, depth + 1));
-                }
-            }
-        }
+        // Sorted by (cell, kind): popping from the end yields the right-most child first,
+        // then each cell from last to first with its overflow chain before its child.
+        let items: Vec<Edge> = self.edges_from(pg).to_vec();
+        stack.push(Frame {
+            pg,
+            cell: 0,
+            items,
+            depth: None,
+        });
+        None
     }
 
     /// Follows the overflow chain edge `e` names.
@@ -333,7 +404,7 @@ impl Walk<'_> {
     /// Reads `sqlite_schema`'s rows from the pages its walk claimed.
     fn read_schema(&mut self) {
         let leaves: Vec<u32> = (1..=self.db.geo.pages)
-            .filter(|&p| self.owner[p as usize] == 0 && self.role[p as usize] == TREE)
+            .filter(|&p| self.owner.get(p as usize) == Some(&0) && self.role_of(p) == TREE)
             .filter(|&p| self.db.slot(p) & 0xff == 13 && self.db.slot(p) & FAILED == 0)
             .collect();
         let encoding = be32(&self.db.header, 56);
@@ -469,12 +540,13 @@ impl Walk<'_> {
         let mut cur: Option<(u32, Vec<u8>)> = None;
         let mut bad: std::collections::BTreeMap<u32, (String, u32)> = Default::default();
         for pg in 3..=geo.pages {
-            let role = self.role[pg as usize];
+            let role = self.role_of(pg);
+            let parent = self.parent.get(pg as usize).copied().unwrap_or(0);
             let want = match role {
-                TREE if self.parent[pg as usize] == 0 => (1, 0),
-                TREE => (5, self.parent[pg as usize]),
-                OVF_FIRST => (3, self.parent[pg as usize]),
-                OVF_NEXT => (4, self.parent[pg as usize]),
+                TREE if parent == 0 => (1, 0),
+                TREE => (5, parent),
+                OVF_FIRST => (3, parent),
+                OVF_NEXT => (4, parent),
                 FREE_TRUNK | FREE_LEAF => (2, 0),
                 _ => continue,
             };
@@ -530,7 +602,7 @@ impl Walk<'_> {
     fn orphans(&mut self) {
         let db = self.db;
         for pg in 2..=db.geo.pages {
-            if self.role[pg as usize] != NONE {
+            if self.role_of(pg) != NONE {
                 continue;
             }
             if pg > db.file_pages && db.source(pg).is_none() {
@@ -558,7 +630,7 @@ impl Walk<'_> {
                     pg,
                     format!(
                         "page is all zero where a {} page of {} belongs{from}",
-                        role_name(self.role[pg as usize], 0).replace('_', " "),
+                        role_name(self.role_of(pg), 0).replace('_', " "),
                         self.object_name(pg)
                     ),
                 )
@@ -699,10 +771,11 @@ fn decode_row(rec: &[u8], encoding: u32) -> Option<Object> {
                 let units: Vec<u16> = b
                     .chunks_exact(2)
                     .map(|c| {
+                        let c: [u8; 2] = c.try_into().unwrap_or([0; 2]);
                         if encoding == 2 {
-                            u16::from_le_bytes([c[0], c[1]])
+                            u16::from_le_bytes(c)
                         } else {
-                            u16::from_be_bytes([c[0], c[1]])
+                            u16::from_be_bytes(c)
                         }
                     })
                     .collect();
