@@ -42,6 +42,10 @@ pub enum FindingKind {
     OrphanPage,
     /// A page two structures of the file claim (two parents, a loop in a chain).
     DoubleReference,
+    /// A damaged page of a file that the engine does not read, because a committed log image
+    /// supersedes it (SQLite: a committed WAL frame, a hot journal's original): the next
+    /// checkpoint or rollback overwrites it (no exit bit; `docs/output.md` §7).
+    SupersededPage,
     /// A file a backup's manifest lists is not in the backup.
     MissingFile,
     /// A file in a backup that its manifest does not list.
@@ -52,7 +56,7 @@ pub enum FindingKind {
 
 impl FindingKind {
     /// Every kind, in the order reports list them.
-    pub const ALL: [FindingKind; 17] = [
+    pub const ALL: [FindingKind; 18] = [
         FindingKind::ChecksumMismatch,
         FindingKind::TornWrite,
         FindingKind::MisdirectedWrite,
@@ -67,6 +71,7 @@ impl FindingKind {
         FindingKind::BadStructure,
         FindingKind::OrphanPage,
         FindingKind::DoubleReference,
+        FindingKind::SupersededPage,
         FindingKind::MissingFile,
         FindingKind::UnexpectedFile,
         FindingKind::SizeMismatch,
@@ -89,6 +94,7 @@ impl FindingKind {
             FindingKind::BadStructure => "bad_structure",
             FindingKind::OrphanPage => "orphan_page",
             FindingKind::DoubleReference => "double_reference",
+            FindingKind::SupersededPage => "superseded_page",
             FindingKind::MissingFile => "missing_file",
             FindingKind::UnexpectedFile => "unexpected_file",
             FindingKind::SizeMismatch => "size_mismatch",
@@ -96,11 +102,15 @@ impl FindingKind {
     }
 
     /// Whether this kind means data is damaged (exit bit 4), as opposed to an operational problem
-    /// (`io_error`, exit bit 8) or a live-system effect (`changed_during_scan`).
+    /// (`io_error`, exit bit 8), a live-system effect (`changed_during_scan`) or damage the
+    /// engine never reads (`torn_tail`, `superseded_page`).
     pub fn is_damage(self) -> bool {
         !matches!(
             self,
-            FindingKind::IoError | FindingKind::ChangedDuringScan | FindingKind::TornTail
+            FindingKind::IoError
+                | FindingKind::ChangedDuringScan
+                | FindingKind::TornTail
+                | FindingKind::SupersededPage
         )
     }
 }

@@ -85,6 +85,7 @@ pub fn repair<S: Storage>(report: &mut Report, storage: &S, options: &RepairOpti
             .filter(|f| {
                 f.kind.is_damage()
                     || f.kind == dbfsck_core::FindingKind::TornTail && crate::lsm::handles(f)
+                    || f.kind == dbfsck_core::FindingKind::SupersededPage
             })
             .filter_map(|f| report.scanned_file(f))
         {

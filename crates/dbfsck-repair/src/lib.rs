@@ -58,6 +58,7 @@ mod journal;
 pub mod lsm;
 pub mod plan;
 pub mod postgres;
+pub mod sqlite;
 pub mod storage;
 pub mod undo;
 

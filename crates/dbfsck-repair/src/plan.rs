@@ -53,6 +53,8 @@ pub enum Source {
     Wal(crate::postgres::WalSource),
     /// Bytes the repair built from verified blocks (a salvaged table, a MANIFEST edit).
     Rebuilt(crate::lsm::Rebuilt),
+    /// A committed SQLite WAL frame.
+    Sqlite(crate::sqlite::FrameSource),
 }
 
 impl Source {
@@ -63,6 +65,7 @@ impl Source {
             Source::Doublewrite(s) => &s.file,
             Source::Wal(s) => &s.settings.wal_dir,
             Source::Rebuilt(r) => &r.from,
+            Source::Sqlite(s) => &s.wal,
         }
     }
 
@@ -74,16 +77,18 @@ impl Source {
             // The record's LSN: its position in the WAL.
             Source::Wal(s) => s.image.record,
             Source::Rebuilt(_) => 0,
+            Source::Sqlite(s) => s.offset,
         }
     }
 
-    /// The LSN the image must carry.
+    /// The LSN the image must carry (for an SQLite frame: the xxh3-64 of its bytes).
     pub fn lsn(&self) -> u64 {
         match self {
             Source::Journal(s) => s.image.lsn,
             Source::Doublewrite(s) => s.slot.lsn,
             Source::Wal(s) => s.image.end,
             Source::Rebuilt(_) => 0,
+            Source::Sqlite(s) => s.digest,
         }
     }
 }
@@ -99,6 +104,8 @@ pub enum PageSpec {
     Postgres(crate::postgres::PgSpec),
     /// A RocksDB or LevelDB table, MANIFEST or log.
     Lsm(crate::lsm::LsmSpec),
+    /// An SQLite database file.
+    Sqlite(dbfsck_core::sqlite::PageRules),
 }
 
 impl PageSpec {
@@ -109,6 +116,7 @@ impl PageSpec {
             PageSpec::Innodb(p) => p.format.physical_size,
             PageSpec::Postgres(p) => p.blcksz,
             PageSpec::Lsm(_) => 1,
+            PageSpec::Sqlite(r) => r.page_size(),
         }
     }
 
@@ -125,6 +133,7 @@ impl PageSpec {
             ),
             PageSpec::Postgres(p) => p.verifies(page, unit, lsn),
             PageSpec::Lsm(_) => false,
+            PageSpec::Sqlite(r) => crate::sqlite::verifies(r, page, unit, lsn),
         }
     }
 }
@@ -185,6 +194,12 @@ impl Action {
                 lsn_text(s.image.end)
             ),
             Source::Rebuilt(r) => format!("{} ({})", r.from.display(), r.what),
+            Source::Sqlite(s) => format!(
+                "{} (committed frame {}, image at byte {})",
+                s.wal.display(),
+                s.frame,
+                s.offset
+            ),
         })
     }
 }
@@ -395,13 +410,16 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
     let mut is_journal: HashMap<PathBuf, bool> = HashMap::new();
     let mut innodb = InnodbPlanner::read(report, storage, &mut plan);
     let mut pg = crate::postgres::PostgresPlanner::default();
+    let mut sqlite = crate::sqlite::SqlitePlanner::default();
     let mut params_cache: HashMap<PathBuf, Result<FileParams, String>> = HashMap::new();
     let mut left: Vec<Left> = Vec::new();
     let mut lsm_done: Vec<usize> = Vec::new();
     for (i, run) in report.findings.iter().enumerate() {
         // A RocksDB/LevelDB torn log tail is cut (what recovery does, made explicit).
         let lsm_tail = run.kind == FindingKind::TornTail && crate::lsm::handles(run);
-        if !run.kind.is_damage() && !lsm_tail {
+        let superseded = run.kind == FindingKind::SupersededPage
+            && run.format == dbfsck_core::sqlite::SqliteFormat::NAME;
+        if !run.kind.is_damage() && !lsm_tail && !superseded {
             continue;
         }
         // What holds for the whole finding (a run of pages included) is decided once.
@@ -450,6 +468,13 @@ pub fn plan<S: Storage>(report: &Report, storage: &S) -> Plan {
         if crate::lsm::handles(run) {
             match crate::lsm::plan(storage, report, i, &mut lsm_done) {
                 Ok(actions) => plan.actions.extend(actions),
+                Err(reason) => leave_all(reason),
+            }
+            continue;
+        }
+        if run.format == dbfsck_core::sqlite::SqliteFormat::NAME {
+            match sqlite.plan(storage, report, i, run) {
+                Ok(action) => plan.actions.push(action),
                 Err(reason) => leave_all(reason),
             }
             continue;

@@ -647,14 +647,17 @@ fn a_wal_snapshot_is_judged_as_sqlite_reads_it() {
     );
     assert_eq!(integrity_check(&healed.join("w.db")).1.trim(), "ok");
     let (code, r) = dbfsck(&["scan", healed.to_str().unwrap()]);
-    assert_eq!((code, kinds(&r)), (0, vec![]), "{r:#}");
-    assert!(
-        r["warnings"]
-            .to_string()
-            .contains("healed by the next checkpoint"),
-        "{:#}",
-        r["warnings"]
+    assert_eq!(
+        (code, kinds(&r)),
+        (0, vec!["superseded_page".to_owned()]),
+        "{r:#}"
     );
+    let f = &findings(&r)[0];
+    let newest = frames.iter().rposition(|f| f.1 == in_wal).unwrap() as u64 + 1;
+    assert_eq!(f["unit"].as_u64(), Some(u64::from(in_wal)), "{f:#}");
+    assert_eq!(f["owner"]["source"], "wal", "{f:#}");
+    assert_eq!(f["owner"]["frame"].as_u64(), Some(newest), "{f:#}");
+    assert_eq!(f["owner"]["object"], "t", "{f:#}");
 
     // A page no frame supersedes, damaged in the file: damage, as integrity_check says.
     let wal_pages: BTreeSet<u32> = frames.iter().map(|f| f.1).collect();
@@ -669,6 +672,203 @@ fn a_wal_snapshot_is_judged_as_sqlite_reads_it() {
     let (code, r) = dbfsck(&["scan", bad.to_str().unwrap()]);
     assert_eq!(code, 4, "{r:#}");
     assert!(pages_found(&r, "w.db").contains(&victim), "{r:#}");
+}
+
+/// Keeps a process holding a database open (a read transaction: SQLite's SHARED lock) until
+/// dropped.
+struct Holder(std::process::Child);
+
+impl Holder {
+    fn open(db: &Path) -> Holder {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg("import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('begin')\nc.execute('select count(*) from t').fetchone()\nprint('ready', flush=True)\nsys.stdin.read()\n")
+            .arg(db)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        Holder(child)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_superseded_page_is_rewritten_from_its_frame_as_sqlites_checkpoint_writes_it() {
+    let Some(tmp) = scratch() else { return };
+    let d = tmp.path();
+    py(WAL_SNAPSHOT, &[d.to_str().unwrap()]);
+    let frames = wal_frames(&d.join("w.db-wal"));
+    let file_pages = fs::metadata(d.join("w.db")).unwrap().len() / 4096;
+    let pg = frames
+        .iter()
+        .find(|f| u64::from(f.1) <= file_pages && f.1 > 1)
+        .unwrap()
+        .1;
+    let dir = d.join("db");
+    fs::create_dir(&dir).unwrap();
+    let db = dir.join("w.db");
+    fs::copy(d.join("w.db"), &db).unwrap();
+    fs::copy(d.join("w.db-wal"), dir.join("w.db-wal")).unwrap();
+    let at = (u64::from(pg) - 1) * 4096;
+    write_at(&db, at + 3, &[0xff, 0xff]);
+    let damaged = fs::read(&db).unwrap();
+    // What SQLite's own checkpoint writes, on a copy.
+    let ck = d.join("ck");
+    fs::create_dir(&ck).unwrap();
+    fs::copy(&db, ck.join("w.db")).unwrap();
+    fs::copy(dir.join("w.db-wal"), ck.join("w.db-wal")).unwrap();
+    let o = Command::new("sqlite3")
+        .arg(ck.join("w.db"))
+        .arg("pragma wal_checkpoint(truncate)")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let checkpointed = fs::read(ck.join("w.db")).unwrap();
+    let page = |b: &[u8]| b[at as usize..at as usize + 4096].to_vec();
+
+    // The dry run plans the restore and writes nothing.
+    let (code, r) = dbfsck(&["scan", "--repair", "--dry-run", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["repairs"][0]["action"], "restore_from_wal", "{r:#}");
+    assert_eq!(r["repairs"][0]["result"], "planned", "{r:#}");
+    assert_eq!(fs::read(&db).unwrap(), damaged);
+
+    // Refused while another process has the database open: nothing written.
+    {
+        let _open = Holder::open(&db);
+        let (code, r) = dbfsck(&["scan", "--repair", dir.to_str().unwrap()]);
+        assert_ne!(code & 8, 0, "{r:#}");
+        assert!(
+            r["errors"]
+                .to_string()
+                .contains("locked by another process"),
+            "{r:#}"
+        );
+        assert_eq!(fs::read(&db).unwrap(), damaged);
+    }
+
+    // A WAL other users can write is no source: the page is left, nothing written.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let wal = dir.join("w.db-wal");
+        let mode = fs::metadata(&wal).unwrap().permissions().mode();
+        fs::set_permissions(&wal, fs::Permissions::from_mode(0o666)).unwrap();
+        let o = common::bin()
+            .args(["scan", "--repair", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        fs::set_permissions(&wal, fs::Permissions::from_mode(mode)).unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("writable by other users"), "{out}");
+        assert_eq!(fs::read(&db).unwrap(), damaged);
+    }
+
+    let (code, r) = dbfsck(&["scan", "--repair", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{r:#}");
+    let rep = &r["repairs"][0];
+    assert_eq!(
+        (
+            rep["action"].as_str(),
+            rep["result"].as_str(),
+            rep["unit"].as_u64()
+        ),
+        (
+            Some("restore_from_wal"),
+            Some("applied"),
+            Some(u64::from(pg))
+        ),
+        "{r:#}"
+    );
+    let newest = frames.iter().rposition(|f| f.1 == pg).unwrap() + 1;
+    assert!(
+        rep["source"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("frame {newest}")),
+        "{rep:#}"
+    );
+    let repaired = fs::read(&db).unwrap();
+    assert_eq!(
+        page(&repaired),
+        page(&checkpointed),
+        "the page SQLite's checkpoint writes"
+    );
+    assert_ne!(page(&repaired), page(&damaged));
+    let mut rest = repaired.clone();
+    rest[at as usize..at as usize + 4096].copy_from_slice(&page(&damaged));
+    assert_eq!(rest, damaged, "no other byte changed");
+    let (code, r2) = dbfsck(&["scan", dir.to_str().unwrap()]);
+    assert_eq!((code, kinds(&r2)), (0, vec![]), "{r2:#}");
+    assert_eq!(query(&db, "select count(*) from t"), "3500");
+
+    // Undo puts every byte back.
+    let undo = r["undo_log"].as_str().unwrap();
+    let u = common::bin().args(["undo", undo]).output().unwrap();
+    assert_eq!(common::rc(&u), 0, "{u:?}");
+    assert_eq!(fs::read(&db).unwrap(), damaged);
+}
+
+#[test]
+fn a_damaged_page_nothing_supersedes_is_copied_to_the_quarantine_and_left() {
+    let Some(tmp) = scratch() else { return };
+    let d = tmp.path();
+    py(WAL_SNAPSHOT, &[d.to_str().unwrap()]);
+    let frames = wal_frames(&d.join("w.db-wal"));
+    let wal_pages: BTreeSet<u32> = frames.iter().map(|f| f.1).collect();
+    let file_pages = fs::metadata(d.join("w.db")).unwrap().len() / 4096;
+    let victim = (2..file_pages as u32)
+        .rev()
+        .find(|p| !wal_pages.contains(p))
+        .unwrap();
+    let dir = d.join("db");
+    fs::create_dir(&dir).unwrap();
+    let db = dir.join("w.db");
+    fs::copy(d.join("w.db"), &db).unwrap();
+    fs::copy(d.join("w.db-wal"), dir.join("w.db-wal")).unwrap();
+    let at = (u64::from(victim) - 1) * 4096;
+    write_at(&db, at + 3, &[0xff, 0xff]);
+    let damaged = fs::read(&db).unwrap();
+    let (code, r) = dbfsck(&["scan", "--repair", dir.to_str().unwrap()]);
+    assert_eq!(code, 4, "the damage stays: {r:#}");
+    let rep = r["repairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["unit"].as_u64() == Some(u64::from(victim)))
+        .unwrap_or_else(|| panic!("{r:#}"))
+        .clone();
+    assert_eq!(
+        (rep["action"].as_str(), rep["result"].as_str()),
+        (Some("quarantine"), Some("applied")),
+        "{rep:#}"
+    );
+    assert!(
+        rep["detail"].as_str().unwrap().contains("table t"),
+        "{rep:#}"
+    );
+    assert_eq!(fs::read(&db).unwrap(), damaged, "the file is left as it is");
+    let q = PathBuf::from(r["quarantine_dir"].as_str().unwrap());
+    let manifest = fs::read_to_string(q.join("manifest.jsonl")).unwrap();
+    let entry: Value = manifest
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["page"].as_u64() == Some(u64::from(victim)))
+        .unwrap_or_else(|| panic!("{manifest}"));
+    let copy = fs::read(q.join(entry["copy"].as_str().unwrap())).unwrap();
+    assert_eq!(copy, damaged[at as usize..at as usize + 4096].to_vec());
 }
 
 /// A writer killed mid-transaction after its cache spilled to the database file: `hot.py

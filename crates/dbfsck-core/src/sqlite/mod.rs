@@ -98,7 +98,7 @@ struct Db {
     edges: Mutex<Vec<Edge>>,
     /// Database-file pages that fail while what SQLite reads for them comes from the WAL or
     /// the journal: (page, why, source).
-    healed: Mutex<Vec<(u32, String, &'static str)>>,
+    healed: Mutex<Vec<(u32, String, Source)>>,
     /// cksumvfs failures: (page, stored, computed).
     cksum_bad: Mutex<Vec<CksumBad>>,
 }
@@ -172,16 +172,10 @@ impl Db {
         let geo = &self.geo;
         let mut slot = CHECKED;
         let source = self.source(pgno);
-        let from = |s: Source| match s {
-            Source::Wal(_) => "a committed WAL frame",
-            Source::Journal(_) => "the hot journal's original image",
-        };
         if let Some(fp) = file_page.filter(|_| geo.cksum && pgno != geo.lock_page()) {
             if let Some((stored, computed)) = page::cksumvfs(fp).filter(|(s, c)| s != c) {
                 match source {
-                    Some(s) => {
-                        self.note_healed(pgno, "its cksumvfs checksum fails".into(), from(s))
-                    }
+                    Some(s) => self.note_healed(pgno, "its cksumvfs checksum fails".into(), s),
                     None => {
                         slot |= CKSUM_BAD;
                         self.cksum_bad
@@ -207,7 +201,7 @@ impl Db {
                                         fp.get(page::header_at(pgno)).copied().unwrap_or(0),
                                     )
                                 {
-                                    self.note_healed(pgno, f.detail(), from(s));
+                                    self.note_healed(pgno, f.detail(), s);
                                 }
                             }
                         }
@@ -238,7 +232,7 @@ impl Db {
         }
     }
 
-    fn note_healed(&self, pgno: u32, why: String, from: &'static str) {
+    fn note_healed(&self, pgno: u32, why: String, from: Source) {
         self.healed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -346,6 +340,9 @@ fn header_findings(h: &[u8], len: u64) -> Result<(u32, u32), Box<Finding>> {
 }
 
 impl SqliteFormat {
+    /// The format's name.
+    pub const NAME: &'static str = "sqlite";
+
     fn open_db(&self, path: &Path, source: &dyn FileSource) -> Result<Opened, OpenError> {
         let len = source.len();
         let mut head = [0u8; 100];
@@ -586,6 +583,100 @@ impl Db {
     }
 }
 
+/// The rules a page of one database obeys alone: what a repair checks an image against before
+/// it writes it, and the page against after (`docs/sqlite.md` §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRules {
+    geo: Geometry,
+}
+
+impl PageRules {
+    /// Bytes per page.
+    pub fn page_size(&self) -> usize {
+        self.geo.page_size as usize
+    }
+
+    /// Whether `page` passes, as page `pgno` (from 1), every rule a page can be judged by
+    /// alone: its cksumvfs checksum when the database has them, and its b-tree or pointer-map
+    /// rules. An overflow or freelist page has no rule of its own, so it verifies only by its
+    /// cksumvfs checksum; an all-zero page and the lock-byte page never do.
+    pub fn verifies(&self, pgno: u32, page: &[u8]) -> bool {
+        let geo = &self.geo;
+        if page.len() != self.page_size()
+            || pgno == 0
+            || pgno == geo.lock_page()
+            || crate::all_zero(page)
+        {
+            return false;
+        }
+        if geo.cksum && page::cksumvfs(page).is_none_or(|(s, c)| s != c) {
+            return false;
+        }
+        if geo.is_ptrmap(pgno) {
+            return page::check_ptrmap(page, pgno, geo).is_ok();
+        }
+        let ty = page.get(page::header_at(pgno)).copied().unwrap_or(0);
+        if page::is_btree_type(ty) {
+            return page::check_btree(page, pgno, geo, &mut Vec::new()).is_ok();
+        }
+        geo.cksum
+    }
+}
+
+/// The image SQLite reads for a page of a database in place of the file's own copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogImage {
+    /// The `-wal` file.
+    pub log: PathBuf,
+    /// The committed frame (from 1): the newest of the page up to the WAL's last commit.
+    pub frame: u64,
+    /// Where the page's bytes start in the WAL.
+    pub offset: u64,
+}
+
+/// A database as SQLite would read it at the moment it was opened: what a repair plans from.
+pub struct DbView {
+    db: Arc<Db>,
+}
+
+impl std::fmt::Debug for DbView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbView").field("geo", &self.db.geo).finish()
+    }
+}
+
+impl DbView {
+    /// Opens database `db` (its header, its WAL's committed frames, a hot journal); `None`
+    /// when its header cannot be read as a database's.
+    pub fn open(db: &Path) -> Result<Option<DbView>, OpenError> {
+        let format = SqliteFormat::default();
+        let file = File::open(db)?;
+        format.open_db(db, &FileRef(&file))?;
+        let dbs = format.dbs.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(dbs.get(db).map(|d| DbView { db: d.clone() }))
+    }
+
+    /// The page rules of the database.
+    pub fn rules(&self) -> PageRules {
+        PageRules { geo: self.db.geo }
+    }
+
+    /// The committed WAL frame SQLite reads for page `pgno` (from 1), if any: the source a
+    /// repair restores a `superseded_page` from. A hot journal's images are not offered
+    /// (SQLite's own rollback restores them).
+    pub fn wal_image(&self, pgno: u32) -> Option<LogImage> {
+        let (Some(Source::Wal(frame)), Some((log, _, w))) = (self.db.source(pgno), &self.db.wal)
+        else {
+            return None;
+        };
+        Some(LogImage {
+            log: log.clone(),
+            frame,
+            offset: w.image_offset(frame),
+        })
+    }
+}
+
 /// A [`FileSource`] over an open file.
 struct FileRef<'a>(&'a File);
 
@@ -601,7 +692,7 @@ impl FileSource for FileRef<'_> {
 
 impl Format for SqliteFormat {
     fn name(&self) -> &'static str {
-        "sqlite"
+        Self::NAME
     }
 
     fn description(&self) -> &'static str {

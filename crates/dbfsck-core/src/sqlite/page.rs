@@ -34,7 +34,7 @@ pub(crate) fn varint(b: &[u8], at: usize) -> Option<(u64, usize)> {
 }
 
 /// What a database's header fixes for every page.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Geometry {
     /// Page size P.
     pub page_size: u32,

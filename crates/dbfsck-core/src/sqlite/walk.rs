@@ -79,14 +79,11 @@ pub(super) fn conclude(db: &Db, complete: bool) -> Outcome {
             units += 1;
         }
     }
-    let mut warnings: Vec<String> = db
-        .healed
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|(pg, why, from)| format!("page {pg} in the database file fails ({why}), but SQLite reads it from {from}: healed by the next checkpoint or rollback (not damage)"))
-        .collect();
-    warnings.sort();
+    let mut healed = std::mem::take(&mut *db.healed.lock().unwrap_or_else(|e| e.into_inner()));
+    // One finding a page (a page can fail its checksum and its rules).
+    healed.sort_by_key(|h| h.0);
+    healed.dedup_by_key(|h| h.0);
+    let mut warnings: Vec<String> = Vec::new();
     let unchecked = (1..=n.min(db.file_pages))
         .filter(|&p| db.slot(p) & CHECKED == 0)
         .count();
@@ -108,6 +105,7 @@ pub(super) fn conclude(db: &Db, complete: bool) -> Outcome {
     if !complete || unchecked > 0 {
         warnings.push(format!("the whole-file checks (page ownership, overflow chains, freelist, pointer maps) need every page, and {unchecked} page(s) were not verified in this run: not run"));
         w.cksum_findings();
+        w.superseded(&healed);
         return Outcome {
             findings: w.findings,
             warnings,
@@ -145,6 +143,7 @@ pub(super) fn conclude(db: &Db, complete: bool) -> Outcome {
         w.report_failed();
     }
     w.cksum_findings();
+    w.superseded(&healed);
     Outcome {
         findings: w.findings,
         warnings,
@@ -252,6 +251,40 @@ impl Walk<'_> {
             self.parent.get_mut(i),
         ) {
             (*r, *o, *p) = (role, obj, from);
+        }
+    }
+
+    /// Database-file pages that fail while SQLite reads them from a committed WAL frame or the
+    /// hot journal: `superseded_page`, naming the image (what `--repair` restores them from).
+    fn superseded(&mut self, healed: &[(u32, String, Source)]) {
+        for (pg, why, src) in healed {
+            let mut owner = self.owner_of(*pg);
+            let (from, by, log) = match *src {
+                Source::Wal(frame) => {
+                    owner.insert("source".into(), "wal".into());
+                    owner.insert("frame".into(), frame.into());
+                    (format!("committed WAL frame {frame}"), "checkpoint", "WAL")
+                }
+                Source::Journal(at) => {
+                    owner.insert("source".into(), "journal".into());
+                    owner.insert("journal_offset".into(), at.into());
+                    (
+                        format!("the hot journal's original image (at byte {at} of the journal)"),
+                        "rollback",
+                        "journal",
+                    )
+                }
+            };
+            let detail = format!("page {pg} in the database file fails ({why}), but SQLite reads it from {from}: the next {by} overwrites it, so nothing is lost while the {log} survives; a copy of the database file without its {log} would be damaged");
+            let f = Finding::new(
+                FindingKind::SupersededPage,
+                (u64::from(*pg) - 1) * self.p(),
+                self.p(),
+                detail,
+            )
+            .unit(u64::from(*pg))
+            .owner(owner);
+            self.findings.push(f);
         }
     }
 
