@@ -608,6 +608,30 @@ fn a_wal_snapshot_is_judged_as_sqlite_reads_it() {
         clean_rows - rows,
         "commits lost = the rows SQLite lacks: {f:#}"
     );
+    // `inspect` shows the frame where the chain breaks, and its verdict.
+    let frame = (victim + 1).to_string();
+    let wal_path = mid.join("w.db-wal");
+    let o = common::bin()
+        .args(["inspect", wal_path.to_str().unwrap(), "--page", &frame])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(common::rc(&o), 4, "{out}");
+    assert!(
+        out.contains(&format!("broken: SQLite's recovery stops at frame {frame}")),
+        "{out}"
+    );
+    assert!(out.contains("checksum_mismatch"), "{out}");
+    let o = common::bin()
+        .args(["inspect", wal_path.to_str().unwrap(), "--page", "1"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(common::rc(&o), 0, "{out}");
+    assert!(
+        out.contains("verifies from the header to this frame"),
+        "{out}"
+    );
 
     // The last frame cut short: the unfinished write of the crash; SQLite drops that one
     // transaction, by design, and so does dbfsck's verdict.

@@ -540,10 +540,24 @@ impl SqliteFormat {
             .insert(path.to_path_buf());
         let is_wal = head.len() >= 4 && be32(head, 0) & !1 == wal::MAGIC_LE
             || (head.get(..8) != Some(&journal::MAGIC[..]) && owner_db(path, "-wal").is_some());
-        let (findings, notes, units) = if is_wal {
+        if is_wal {
             let w = wal::read(source)?;
-            (w.findings, w.notes, w.valid)
-        } else {
+            let (findings, notes, units) = (w.findings.clone(), w.notes.clone(), w.valid);
+            let check: Option<Box<dyn UnitCheck>> = (w.page_size > 0).then(|| {
+                Box::new(wal::WalInspect {
+                    wal: w,
+                    len: source.len(),
+                }) as Box<dyn UnitCheck>
+            });
+            return Ok(Opened {
+                findings,
+                check,
+                units,
+                recheck_after: None,
+                notes,
+            });
+        }
+        let (findings, notes, units) = {
             let lock_page = owner_db(path, "-journal")
                 .and_then(|d| File::open(d).ok())
                 .and_then(|f| {
