@@ -947,6 +947,42 @@ fn a_hot_journal_is_judged_rolled_back() {
     let (code, r) = dbfsck(&["scan", bad.to_str().unwrap()]);
     assert_eq!(code, 4, "{r:#}");
     assert!(kinds(&r).contains(&"checksum_mismatch".to_owned()), "{r:#}");
+
+    // A database page the rollback replaces, damaged in the file: superseded, not damage, and
+    // left to SQLite's own rollback by --repair.
+    let sup = tmp.path().join("superseded");
+    fs::create_dir(&sup).unwrap();
+    fs::copy(&db, sup.join("hot.db")).unwrap();
+    fs::copy(&journal, sup.join("hot.db-journal")).unwrap();
+    let pgno = [512u64, 512 + 1032]
+        .into_iter()
+        .map(|at| read_be32(&journal, at))
+        .find(|&p| p > 1)
+        .unwrap();
+    write_at(
+        &sup.join("hot.db"),
+        (u64::from(pgno) - 1) * 1024 + 3,
+        &[0xff, 0xff],
+    );
+    let (code, r) = dbfsck(&["scan", sup.to_str().unwrap()]);
+    assert_eq!(code, 0, "{r:#}");
+    let f = findings(&r)
+        .into_iter()
+        .find(|f| f["kind"] == "superseded_page")
+        .unwrap_or_else(|| panic!("{r:#}"));
+    assert_eq!(f["unit"].as_u64(), Some(u64::from(pgno)), "{f:#}");
+    assert_eq!(f["owner"]["source"], "journal", "{f:#}");
+    let before = fs::read(sup.join("hot.db")).unwrap();
+    let o = common::bin()
+        .args(["scan", "--repair", sup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("SQLite's rollback restores this page"),
+        "{out}"
+    );
+    assert_eq!(fs::read(sup.join("hot.db")).unwrap(), before);
 }
 
 #[test]
