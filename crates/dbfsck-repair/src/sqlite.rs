@@ -92,6 +92,18 @@ impl SqlitePlanner {
             if owner_has("journal_offset") {
                 return Err("SQLite's rollback restores this page from the hot journal on the next open of the database; dbfsck does not roll journals back".into());
             }
+            // Nothing in the format ties a WAL to its database: a stray or foreign WAL beside
+            // it is read too (by SQLite as well). Its frames are trusted only when the database
+            // as SQLite reads it with them shows no damage at all; a foreign WAL shows plenty.
+            let wal_display = format!("{}-wal", run.path);
+            let other = report
+                .findings
+                .iter()
+                .filter(|f| f.kind.is_damage() && (f.path == run.path || f.path == wal_display))
+                .count();
+            if other > 0 {
+                return Err(format!("the database as SQLite reads it with this WAL is damaged ({other} finding(s)), so nothing shows the WAL belongs to this database: its frames are not used; deal with that damage, then repair again"));
+            }
             let Some(img) = view.wal_image(pgno) else {
                 return Err("no committed WAL frame holds this page now (the WAL changed since the scan); scan again".into());
             };

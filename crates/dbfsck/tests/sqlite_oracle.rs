@@ -845,6 +845,146 @@ fn a_superseded_page_is_rewritten_from_its_frame_as_sqlites_checkpoint_writes_it
     assert_eq!(fs::read(&db).unwrap(), damaged);
 }
 
+/// Another database's WAL, left beside this one: `foreign.py DIR` makes DIR/b.db (an
+/// indexed table, checkpointed) and DIR/b.db-wal holding one small committed transaction.
+const FOREIGN: &str = r#"
+import sqlite3, shutil, sys, random
+d = sys.argv[1]
+c = sqlite3.connect(f"{d}/live-b.db", isolation_level=None)
+c.execute("pragma page_size=4096"); c.execute("pragma journal_mode=wal"); c.execute("pragma wal_autocheckpoint=0")
+c.execute("create table u(k text, v)"); c.execute("create index ui on u(k)")
+r = random.Random(7)
+c.execute("begin"); c.executemany("insert into u values(?, ?)", [(str(r.random()), "z" * 300) for _ in range(3000)]); c.execute("commit")
+c.execute("pragma wal_checkpoint(truncate)")
+c.execute("begin"); c.executemany("insert into u values(?, ?)", [(str(r.random()), "q" * 300) for _ in range(40)]); c.execute("commit")
+shutil.copy(f"{d}/live-b.db-wal", f"{d}/b.db-wal")
+c.close()
+"#;
+
+#[test]
+fn a_foreign_wal_beside_a_database_is_never_a_repair_source() {
+    let Some(tmp) = scratch() else { return };
+    let d = tmp.path();
+    py(WAL_SNAPSHOT, &[d.to_str().unwrap()]);
+    py(FOREIGN, &[d.to_str().unwrap()]);
+    let dir = d.join("db");
+    fs::create_dir(&dir).unwrap();
+    let db = dir.join("w.db");
+    fs::copy(d.join("w.db"), &db).unwrap();
+    fs::copy(d.join("b.db-wal"), dir.join("w.db-wal")).unwrap();
+    let file_pages = fs::metadata(&db).unwrap().len() / 4096;
+    let pg = wal_frames(&dir.join("w.db-wal"))
+        .iter()
+        .map(|f| f.1)
+        .find(|&p| p > 1 && u64::from(p) <= file_pages)
+        .unwrap();
+    write_at(&db, (u64::from(pg) - 1) * 4096 + 3, &[0xff, 0xff]);
+    let before = fs::read(&db).unwrap();
+    let (code, r) = dbfsck(&["scan", dir.to_str().unwrap()]);
+    assert_eq!(code, 4, "the foreign WAL makes a damaged database: {r:#}");
+    assert!(kinds(&r).contains(&"superseded_page".to_owned()), "{r:#}");
+    let o = common::bin()
+        .args(["scan", "--repair", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("nothing shows the WAL belongs to this database"),
+        "{out}"
+    );
+    assert!(!out.contains("restore_from_wal"), "{out}");
+    assert_eq!(fs::read(&db).unwrap(), before, "no byte written");
+}
+
+/// Rewrites the checksum chain of the WAL at `path` (after its fields were edited), as SQLite
+/// writes it.
+const RECHAIN: &str = r#"
+import struct, sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+fmt = ">II" if struct.unpack(">I", b[0:4])[0] & 1 else "<II"
+ps = struct.unpack(">I", b[8:12])[0]
+def s(data, s0, s1):
+    for i in range(0, len(data), 8):
+        x0, x1 = struct.unpack(fmt, data[i:i + 8])
+        s0 = (s0 + x0 + s1) & 0xffffffff
+        s1 = (s1 + x1 + s0) & 0xffffffff
+    return s0, s1
+s0, s1 = s(b[0:24], 0, 0)
+b[24:32] = struct.pack(">II", s0, s1)
+off = 32
+while off + 24 + ps <= len(b):
+    s0, s1 = s(b[off:off + 8], s0, s1)
+    s0, s1 = s(b[off + 24:off + 24 + ps], s0, s1)
+    b[off + 16:off + 24] = struct.pack(">II", s0, s1)
+    off += 24 + ps
+open(p, "wb").write(b)
+"#;
+
+#[test]
+fn a_page_count_beyond_the_data_is_truncated_and_never_allocated() {
+    let Some(tmp) = scratch() else { return };
+    let d = tmp.path();
+    py(WAL_SNAPSHOT, &[d.to_str().unwrap()]);
+    // The header's page count (valid for its change counter) claims 2³² − 1 pages.
+    let alone = d.join("alone.db");
+    fs::copy(d.join("w.db"), &alone).unwrap();
+    let counter = read_be32(&alone, 24);
+    write_at(&alone, 92, &counter.to_be_bytes());
+    write_at(&alone, 28, &u32::MAX.to_be_bytes());
+    let (code, r) = dbfsck(&["scan", alone.to_str().unwrap()]);
+    assert_eq!(code, 4, "{r:#}");
+    assert!(kinds(&r).contains(&"truncated".to_owned()), "{r:#}");
+    // `inspect` of a page number no file can have: an error, not a panic.
+    let o = common::bin()
+        .args([
+            "inspect",
+            alone.to_str().unwrap(),
+            "--page",
+            &u64::MAX.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(common::rc(&o), 8, "{o:?}");
+
+    // The WAL's last commit claims 2³² − 1 pages (its checksum chain rewritten to match).
+    let dir = d.join("walsize");
+    fs::create_dir(&dir).unwrap();
+    fs::copy(d.join("w.db"), dir.join("w.db")).unwrap();
+    let wal = dir.join("w.db-wal");
+    fs::copy(d.join("w.db-wal"), &wal).unwrap();
+    let last = *wal_frames(&wal).iter().rfind(|f| f.2 != 0).unwrap();
+    write_at(&wal, last.0 + 4, &u32::MAX.to_be_bytes());
+    py(RECHAIN, &[wal.to_str().unwrap()]);
+    let (code, r) = dbfsck(&["scan", dir.to_str().unwrap()]);
+    assert_eq!(code, 4, "{r:#}");
+    let f = findings(&r)
+        .into_iter()
+        .find(|f| f["kind"] == "truncated")
+        .unwrap_or_else(|| panic!("{r:#}"));
+    assert!(
+        f["detail"]
+            .as_str()
+            .unwrap()
+            .contains("its WAL's last commit"),
+        "{f:#}"
+    );
+
+    // A hot journal whose header says the rollback restores 2³² − 1 pages.
+    let hot = d.join("hot");
+    fs::create_dir(&hot).unwrap();
+    let hdb = hot.join("hot.db");
+    py(HOT, &[hdb.to_str().unwrap()]);
+    write_at(&hot.join("hot.db-journal"), 16, &u32::MAX.to_be_bytes());
+    let (code, r) = dbfsck(&["scan", hot.to_str().unwrap()]);
+    assert_eq!(code, 4, "{r:#}");
+    assert!(
+        findings(&r).iter().any(|f| f["kind"] == "truncated"
+            && f["detail"].as_str().unwrap().contains("its hot journal")),
+        "{r:#}"
+    );
+}
+
 #[test]
 fn a_damaged_page_nothing_supersedes_is_copied_to_the_quarantine_and_left() {
     let Some(tmp) = scratch() else { return };

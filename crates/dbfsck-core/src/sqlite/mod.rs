@@ -292,7 +292,7 @@ impl UnitCheck for DbCheck {
     fn unit_range(&self, unit: u64) -> Option<std::ops::Range<u64>> {
         let p = u64::from(self.db.geo.page_size);
         self.alone.store(true, Ordering::Relaxed);
-        (unit >= 1).then(|| (unit - 1) * p..unit * p)
+        Some(unit.checked_sub(1)?.checked_mul(p)?..unit.checked_mul(p)?)
     }
 }
 
@@ -473,10 +473,33 @@ impl SqliteFormat {
         if pages == 0 && len > 0 {
             pages = file_pages;
         }
-        let extended = db.wal.as_ref().is_some_and(|w| w.2.commit.is_some());
-        if pages > file_pages && !extended {
-            let missing = u64::from(pages - file_pages) * p;
-            findings.push(Finding::new(FindingKind::Truncated, u64::from(file_pages) * p, missing, format!("the database is {pages} pages by its header but the file holds {file_pages}: {} are missing (SQLite: \"database disk image is malformed\")", crate::bytes(missing))).unit(u64::from(file_pages) + 1));
+        // The pages that exist somewhere: in the file, as a WAL frame, as a journal image. A size
+        // beyond them (a header, a commit frame or a journal claiming 2³² pages) is reported and
+        // never allocated for: memory follows the data, not what a header says.
+        let held = file_pages
+            .max(
+                db.wal
+                    .as_ref()
+                    .and_then(|w| w.2.newest.keys().max().copied())
+                    .unwrap_or(0),
+            )
+            .max(
+                db.journal
+                    .as_ref()
+                    .and_then(|j| j.2.images.keys().max().copied())
+                    .unwrap_or(0),
+            );
+        if pages > held {
+            let by = if db.wal.as_ref().is_some_and(|w| w.2.commit.is_some()) {
+                "its WAL's last commit"
+            } else if db.journal.is_some() {
+                "its hot journal (the size a rollback restores)"
+            } else {
+                "its header"
+            };
+            let missing = u64::from(pages - held) * p;
+            findings.push(Finding::new(FindingKind::Truncated, u64::from(held) * p, missing, format!("the database is {pages} pages by {by}, but the file and its logs hold {held}: {} are missing (SQLite: \"database disk image is malformed\")", crate::bytes(missing))).unit(u64::from(held) + 1));
+            pages = held;
         }
         if pages < file_pages && db.journal.is_none() {
             notes.push(format!("the file holds {} page(s) past the database's {pages} (left by a checkpoint or a shrink not yet truncated): SQLite ignores them", file_pages - pages));
