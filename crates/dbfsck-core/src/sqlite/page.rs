@@ -279,19 +279,20 @@ fn record_ok(rec: &[u8]) -> Result<(), String> {
     while (at as u64) < hsize {
         let (t, n) = varint(rec, at).ok_or("a serial type runs past the record header")?;
         at += n;
-        body += match t {
+        // Saturating: a hostile serial type claims up to 2⁶³ bytes.
+        body = body.saturating_add(match t {
             0 | 8 | 9 => 0,
             1..=4 => t,
             5 => 6,
             6 | 7 => 8,
             10 | 11 => return Err(format!("serial type {t} is reserved")),
             t => (t - 12) / 2,
-        };
+        });
     }
-    if at as u64 != hsize || hsize + body != rec.len() as u64 {
+    if at as u64 != hsize || hsize.saturating_add(body) != rec.len() as u64 {
         return Err(format!(
             "the record's header and content take {} bytes, its payload is {}",
-            hsize + body,
+            hsize.saturating_add(body),
             rec.len()
         ));
     }
@@ -551,6 +552,16 @@ pub(crate) fn cksumvfs(p: &[u8]) -> Option<([u8; 8], [u8; 8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_whose_serial_types_overflow_is_refused_not_a_panic() {
+        // Two serial types of 2⁶³ bytes each, then a header size that covers them.
+        let mut rec = vec![19u8];
+        for _ in 0..2 {
+            rec.extend_from_slice(&[0xff; 9]);
+        }
+        assert!(record_ok(&rec).is_err());
+    }
 
     #[test]
     fn varints() {

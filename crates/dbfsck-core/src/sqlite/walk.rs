@@ -780,7 +780,7 @@ fn decode_row(rec: &[u8], encoding: u32) -> Option<Object> {
             10 | 11 => return None,
             t => ((t - 12) / 2) as usize,
         };
-        let v = rec.get(body..body + len)?;
+        let v = rec.get(body..body.checked_add(len)?)?;
         let int = match t {
             1..=6 => v.iter().fold(
                 if v.first().is_some_and(|b| b & 0x80 != 0) {
