@@ -560,6 +560,26 @@ fn wal_frames(wal: &Path) -> Vec<(u64, u32, u32)> {
     out
 }
 
+/// A directory `name` under `d` holding a copy of the WAL snapshot's database as `w.db` and
+/// `wal` (a file under `d`) as its `w.db-wal`; the directory and the database.
+fn db_with_wal(d: &Path, name: &str, wal: &str) -> (PathBuf, PathBuf) {
+    let dir = d.join(name);
+    fs::create_dir(&dir).unwrap();
+    let db = dir.join("w.db");
+    fs::copy(d.join("w.db"), &db).unwrap();
+    fs::copy(d.join(wal), dir.join("w.db-wal")).unwrap();
+    (dir, db)
+}
+
+/// Runs dbfsck with `args`, human output: its exit code and stdout.
+fn human(args: &[&str]) -> (i32, String) {
+    let o = common::bin().args(args).output().unwrap();
+    (
+        common::rc(&o),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
 #[test]
 fn a_wal_snapshot_is_judged_as_sqlite_reads_it() {
     let Some(tmp) = scratch() else { return };
@@ -611,23 +631,15 @@ fn a_wal_snapshot_is_judged_as_sqlite_reads_it() {
     // `inspect` shows the frame where the chain breaks, and its verdict.
     let frame = (victim + 1).to_string();
     let wal_path = mid.join("w.db-wal");
-    let o = common::bin()
-        .args(["inspect", wal_path.to_str().unwrap(), "--page", &frame])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(common::rc(&o), 4, "{out}");
+    let (rc, out) = human(&["inspect", wal_path.to_str().unwrap(), "--page", &frame]);
+    assert_eq!(rc, 4, "{out}");
     assert!(
         out.contains(&format!("broken: SQLite's recovery stops at frame {frame}")),
         "{out}"
     );
     assert!(out.contains("checksum_mismatch"), "{out}");
-    let o = common::bin()
-        .args(["inspect", wal_path.to_str().unwrap(), "--page", "1"])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(common::rc(&o), 0, "{out}");
+    let (rc, out) = human(&["inspect", wal_path.to_str().unwrap(), "--page", "1"]);
+    assert_eq!(rc, 0, "{out}");
     assert!(
         out.contains("verifies from the header to this frame"),
         "{out}"
@@ -741,11 +753,7 @@ fn a_superseded_page_is_rewritten_from_its_frame_as_sqlites_checkpoint_writes_it
         .find(|f| u64::from(f.1) <= file_pages && f.1 > 1)
         .unwrap()
         .1;
-    let dir = d.join("db");
-    fs::create_dir(&dir).unwrap();
-    let db = dir.join("w.db");
-    fs::copy(d.join("w.db"), &db).unwrap();
-    fs::copy(d.join("w.db-wal"), dir.join("w.db-wal")).unwrap();
+    let (dir, db) = db_with_wal(d, "db", "w.db-wal");
     let at = (u64::from(pg) - 1) * 4096;
     write_at(&db, at + 3, &[0xff, 0xff]);
     let damaged = fs::read(&db).unwrap();
@@ -790,12 +798,8 @@ fn a_superseded_page_is_rewritten_from_its_frame_as_sqlites_checkpoint_writes_it
         let wal = dir.join("w.db-wal");
         let mode = fs::metadata(&wal).unwrap().permissions().mode();
         fs::set_permissions(&wal, fs::Permissions::from_mode(0o666)).unwrap();
-        let o = common::bin()
-            .args(["scan", "--repair", dir.to_str().unwrap()])
-            .output()
-            .unwrap();
+        let (_, out) = human(&["scan", "--repair", dir.to_str().unwrap()]);
         fs::set_permissions(&wal, fs::Permissions::from_mode(mode)).unwrap();
-        let out = String::from_utf8_lossy(&o.stdout);
         assert!(out.contains("writable by other users"), "{out}");
         assert_eq!(fs::read(&db).unwrap(), damaged);
     }
@@ -867,11 +871,7 @@ fn a_foreign_wal_beside_a_database_is_never_a_repair_source() {
     let d = tmp.path();
     py(WAL_SNAPSHOT, &[d.to_str().unwrap()]);
     py(FOREIGN, &[d.to_str().unwrap()]);
-    let dir = d.join("db");
-    fs::create_dir(&dir).unwrap();
-    let db = dir.join("w.db");
-    fs::copy(d.join("w.db"), &db).unwrap();
-    fs::copy(d.join("b.db-wal"), dir.join("w.db-wal")).unwrap();
+    let (dir, db) = db_with_wal(d, "db", "b.db-wal");
     let file_pages = fs::metadata(&db).unwrap().len() / 4096;
     let pg = wal_frames(&dir.join("w.db-wal"))
         .iter()
@@ -883,11 +883,7 @@ fn a_foreign_wal_beside_a_database_is_never_a_repair_source() {
     let (code, r) = dbfsck(&["scan", dir.to_str().unwrap()]);
     assert_eq!(code, 4, "the foreign WAL makes a damaged database: {r:#}");
     assert!(kinds(&r).contains(&"superseded_page".to_owned()), "{r:#}");
-    let o = common::bin()
-        .args(["scan", "--repair", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
+    let (_, out) = human(&["scan", "--repair", dir.to_str().unwrap()]);
     assert!(
         out.contains("nothing shows the WAL belongs to this database"),
         "{out}"
@@ -948,11 +944,8 @@ fn a_page_count_beyond_the_data_is_truncated_and_never_allocated() {
     assert_eq!(common::rc(&o), 8, "{o:?}");
 
     // The WAL's last commit claims 2³² − 1 pages (its checksum chain rewritten to match).
-    let dir = d.join("walsize");
-    fs::create_dir(&dir).unwrap();
-    fs::copy(d.join("w.db"), dir.join("w.db")).unwrap();
+    let (dir, _) = db_with_wal(d, "walsize", "w.db-wal");
     let wal = dir.join("w.db-wal");
-    fs::copy(d.join("w.db-wal"), &wal).unwrap();
     let last = *wal_frames(&wal).iter().rfind(|f| f.2 != 0).unwrap();
     write_at(&wal, last.0 + 4, &u32::MAX.to_be_bytes());
     py(RECHAIN, &[wal.to_str().unwrap()]);
@@ -997,11 +990,7 @@ fn a_damaged_page_nothing_supersedes_is_copied_to_the_quarantine_and_left() {
         .rev()
         .find(|p| !wal_pages.contains(p))
         .unwrap();
-    let dir = d.join("db");
-    fs::create_dir(&dir).unwrap();
-    let db = dir.join("w.db");
-    fs::copy(d.join("w.db"), &db).unwrap();
-    fs::copy(d.join("w.db-wal"), dir.join("w.db-wal")).unwrap();
+    let (dir, db) = db_with_wal(d, "db", "w.db-wal");
     let at = (u64::from(victim) - 1) * 4096;
     write_at(&db, at + 3, &[0xff, 0xff]);
     let damaged = fs::read(&db).unwrap();
@@ -1113,11 +1102,7 @@ fn a_hot_journal_is_judged_rolled_back() {
     assert_eq!(f["unit"].as_u64(), Some(u64::from(pgno)), "{f:#}");
     assert_eq!(f["owner"]["source"], "journal", "{f:#}");
     let before = fs::read(sup.join("hot.db")).unwrap();
-    let o = common::bin()
-        .args(["scan", "--repair", sup.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
+    let (_, out) = human(&["scan", "--repair", sup.to_str().unwrap()]);
     assert!(
         out.contains("SQLite's rollback restores this page"),
         "{out}"
@@ -1183,23 +1168,15 @@ fn inspect_decodes_a_page_and_judges_it_alone() {
     let db = tmp.path().join("i.db");
     let made = make(&db, 4096, 0, "delete");
     let leaf = made.pages_of("t1", "leaf")[0];
-    let o = common::bin()
-        .args(["inspect", db.to_str().unwrap(), "--page", &leaf.to_string()])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{out}");
+    let (rc, out) = human(&["inspect", db.to_str().unwrap(), "--page", &leaf.to_string()]);
+    assert_eq!(rc, 0, "{out}");
     assert!(
         out.contains("13 (table leaf)") && out.contains("rowid"),
         "{out}"
     );
     write_at(&db, (u64::from(leaf) - 1) * 4096 + 8, &[0, 2]);
-    let o = common::bin()
-        .args(["inspect", db.to_str().unwrap(), "--page", &leaf.to_string()])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(4), "{out}");
+    let (rc, out) = human(&["inspect", db.to_str().unwrap(), "--page", &leaf.to_string()]);
+    assert_eq!(rc, 4, "{out}");
     assert!(out.contains("offset 2 out of range"), "{out}");
 }
 

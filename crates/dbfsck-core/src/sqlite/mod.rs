@@ -310,6 +310,18 @@ impl std::fmt::Debug for SqliteFormat {
     }
 }
 
+/// A database whose header cannot be read: its findings, nothing more to check (one unit, the
+/// header).
+fn unreadable(findings: Vec<Finding>, notes: Vec<String>) -> Opened {
+    Opened {
+        findings,
+        check: None,
+        units: 1,
+        recheck_after: None,
+        notes,
+    }
+}
+
 /// The page size and usable size the header of page 1 gives, or the finding that it cannot
 /// be read as a database's header.
 fn header_findings(h: &[u8], len: u64) -> Result<(u32, u32), Box<Finding>> {
@@ -351,15 +363,7 @@ impl SqliteFormat {
         let mut notes = Vec::new();
         let (page_size, _) = match header_findings(&head, len) {
             Ok(v) => v,
-            Err(f) => {
-                return Ok(Opened {
-                    findings: vec![*f],
-                    check: None,
-                    units: 1,
-                    recheck_after: None,
-                    notes,
-                })
-            }
+            Err(f) => return Ok(unreadable(vec![*f], notes)),
         };
         let file = File::open(path)?;
         let p = u64::from(page_size);
@@ -433,25 +437,11 @@ impl SqliteFormat {
         if db.source(1).is_some() {
             let (ps, _) = match header_findings(&p1, len) {
                 Ok(v) => v,
-                Err(f) => {
-                    return Ok(Opened {
-                        findings: vec![*f],
-                        check: None,
-                        units: 1,
-                        recheck_after: None,
-                        notes,
-                    })
-                }
+                Err(f) => return Ok(unreadable(vec![*f], notes)),
             };
             if ps != page_size {
                 findings.push(Finding::new(FindingKind::BadHeader, 0, 100, format!("page 1 as SQLite reads it (from the WAL or the journal) gives {ps}-byte pages, the file's own header {page_size}")).unit(1));
-                return Ok(Opened {
-                    findings,
-                    check: None,
-                    units: 1,
-                    recheck_after: None,
-                    notes,
-                });
+                return Ok(unreadable(findings, notes));
             }
             if let Some(h) = p1.get(..100) {
                 db.header.copy_from_slice(h);
