@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
-command -v xxhsum > /dev/null || { echo "xxhsum not found (the floor): apt-get install xxhash" >&2; exit 2; }
+need xxhsum xxhash "the floor"
 cargo build -q --release -p dbfsck
 DBFSCK=$PWD/target/release/dbfsck
 

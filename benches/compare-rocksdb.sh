@@ -12,8 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
-command -v xxhsum > /dev/null || { echo "xxhsum not found (the floor): apt-get install xxhash" >&2; exit 2; }
-command -v db_bench > /dev/null || { echo "db_bench not found: apt-get install rocksdb-tools" >&2; exit 2; }
+need xxhsum xxhash "the floor"
+need db_bench rocksdb-tools
 cargo build -q --release -p dbfsck
 DBFSCK=$PWD/target/release/dbfsck
 TOP=$(mktemp -d /tmp/dbfsck-rocksdbcmp-XXXXXX)

@@ -12,8 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
-command -v xxhsum > /dev/null || { echo "xxhsum not found (the floor): apt-get install xxhash" >&2; exit 2; }
-command -v sqlite3 > /dev/null || { echo "sqlite3 not found: apt-get install sqlite3" >&2; exit 2; }
+need xxhsum xxhash "the floor"
+need sqlite3 sqlite3
 cargo build -q --release -p dbfsck
 DBFSCK=$PWD/target/release/dbfsck
 TOP=$(mktemp -d /tmp/dbfsck-sqlitecmp-XXXXXX)

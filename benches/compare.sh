@@ -24,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
-command -v xxhsum > /dev/null || { echo "xxhsum not found (the floor): apt-get install xxhash" >&2; exit 2; }
+need xxhsum xxhash "the floor"
 SIZE=${SIZE:-4GiB}
 FILES=${FILES:-16}
 SMALL=${SMALL:-100000}

@@ -13,3 +13,8 @@ best() {
   done
   echo "$best"
 }
+
+# need TOOL PACKAGE [WHAT]: exit 2, saying which Debian package to install, when TOOL is missing.
+need() {
+  command -v "$1" > /dev/null || { echo "$1 not found${3:+ ($3)}: apt-get install $2" >&2; exit 2; }
+}
